@@ -1,0 +1,1 @@
+"""Inference: image preprocessing and the ONNX predictor. Never imports TensorFlow."""

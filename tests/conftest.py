@@ -1,0 +1,69 @@
+"""Shared fixtures.
+
+The whole session runs against a temporary copy of the shipped `exports/`
+(EXPORTS_DIR points at it), so no test can overwrite a shipped model.
+Real-data tests need MNIST_DIR (CI sets it to ../shared/mnist) and skip with that reason otherwise.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHIPPED_EXPORTS = ROOT / "exports"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def exports_copy(tmp_path_factory) -> Path:
+    """A session-wide copy of the shipped models; EXPORTS_DIR points at it."""
+    folder = tmp_path_factory.mktemp("exports")
+    for path in SHIPPED_EXPORTS.glob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy2(path, folder / path.name)
+    previous = os.environ.get("EXPORTS_DIR")
+    os.environ["EXPORTS_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("EXPORTS_DIR", None)
+    else:
+        os.environ["EXPORTS_DIR"] = previous
+
+
+@pytest.fixture
+def empty_exports(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty exports folder for tests that train or corrupt models."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    monkeypatch.setenv("EXPORTS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    value = os.environ.get("MNIST_DIR")
+    if not value:
+        pytest.skip("MNIST_DIR not set (CI sets MNIST_DIR=../shared/mnist)")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.skip(f"MNIST_DIR={value} is not a folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    """The real MNIST data set (uint8 images, int64 labels)."""
+    from training.mnist import load_mnist
+
+    return load_mnist(mnist_dir, download=False)
+
+
+@pytest.fixture(scope="session")
+def shipped_models_available(exports_copy) -> bool:
+    return all((exports_copy / f"{name}.onnx").is_file() for name in ("model1", "model2"))

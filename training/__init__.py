@@ -1,0 +1,1 @@
+"""Training pipeline: MNIST loading, generator trainers, native + ONNX export."""

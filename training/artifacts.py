@@ -1,0 +1,102 @@
+"""Where trained models live and how they are written (atomically).
+
+Files per model, in `exports/` (or `$EXPORTS_DIR`):
+    <name>.<native_format>  native save (joblib / .keras)
+    <name>.onnx             what the predictor serves
+    <name>.json             metadata: accuracy, training time, options, versions, parity
+
+A run stages every file as a temporary next to its target and renames them all
+into place only at the end, so a reader never sees a half-written file and a
+failed or cancelled run leaves the previous model untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Callable
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EXPORTS_DIR = PROJECT_ROOT / "exports"
+
+
+def exports_dir(override: str | os.PathLike | None = None) -> Path:
+    """The folder holding the exports: `override`, else $EXPORTS_DIR, else ./exports."""
+    return Path(override or os.environ.get("EXPORTS_DIR") or DEFAULT_EXPORTS_DIR)
+
+
+def artifact_paths(name: str, native_format: str, directory: str | os.PathLike | None = None) -> dict[str, Path]:
+    folder = exports_dir(directory)
+    return {
+        "native": folder / f"{name}.{native_format}",
+        "onnx": folder / f"{name}.onnx",
+        "metadata": folder / f"{name}.json",
+    }
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The metadata JSON, or None when missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class ArtifactWriter:
+    """Stage files, then commit them all by rename; discard them on any error.
+
+        with ArtifactWriter(paths) as writer:
+            writer.stage("native", lambda tmp: joblib.dump(model, tmp))
+            writer.stage_bytes("onnx", onnx_bytes)
+            writer.stage_json("metadata", metadata)
+            writer.commit()
+    """
+
+    def __init__(self, paths: dict[str, Path]):
+        self.paths = paths
+        self._staged: dict[str, Path] = {}
+        self._committed = False
+
+    def stage(self, kind: str, write: Callable[[Path], Any]) -> Path:
+        target = self.paths[kind]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Keep the real suffix last: Keras refuses to save to a name not ending in ".keras".
+        temp = target.with_name(f".{target.stem}.tmp-{secrets.token_hex(4)}{target.suffix}")
+        self._staged[kind] = temp
+        write(temp)
+        _fsync(temp)
+        return temp
+
+    def stage_bytes(self, kind: str, data: bytes) -> Path:
+        return self.stage(kind, lambda temp: temp.write_bytes(data))
+
+    def stage_json(self, kind: str, data: dict[str, Any]) -> Path:
+        return self.stage(kind, lambda temp: temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+    def commit(self) -> dict[str, str]:
+        # Metadata last: when it names a new accuracy, the model files it describes are in place.
+        order = sorted(self._staged, key=lambda kind: kind == "metadata")
+        for kind in order:
+            os.replace(self._staged[kind], self.paths[kind])
+        self._committed = True
+        return {kind: str(self.paths[kind]) for kind in order}
+
+    def discard(self) -> None:
+        for temp in self._staged.values():
+            temp.unlink(missing_ok=True)
+        self._staged.clear()
+
+    def __enter__(self) -> "ArtifactWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self._committed:
+            self.discard()
+
+
+def _fsync(path: Path) -> None:
+    # Only a file: a .keras save is a zip file, joblib and ONNX are files too.
+    if path.is_file():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())

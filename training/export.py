@@ -1,0 +1,70 @@
+"""The last step of every trainer: check ONNX parity, write native + ONNX + metadata atomically."""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from training import onnx_contract
+from training.artifacts import ArtifactWriter, artifact_paths
+
+# Versions recorded in the metadata, when installed.
+_RECORDED_PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in _RECORDED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def save_model(
+    *,
+    name: str,
+    native_format: str,
+    write_native: Callable[[Path], Any],
+    onnx_model: onnx.ModelProto,
+    probabilities_output: str,
+    native_predict: Callable[[np.ndarray], np.ndarray],
+    parity_images: np.ndarray,
+    metadata: dict[str, Any],
+    exports_dir: str | Path | None = None,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Finalize the ONNX model, verify it against the native model, and write all files.
+
+    `parity_images`: float32 [N, 28, 28, 1] in [0, 1] (the ONNX input contract);
+    `native_predict` maps them to native probabilities [N, 10].
+    Returns (paths, metadata). Raises before writing anything when parity fails.
+    """
+    metadata = {
+        "model": name,
+        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "onnx_contract": {"input": onnx_contract.INPUT_NAME, "output": onnx_contract.OUTPUT_NAME,
+                          "input_shape": ["N", *onnx_contract.IMAGE_SHAPE]},
+        **metadata,
+    }
+    model = onnx_contract.finalize(onnx_model, probabilities_output, metadata)
+    images = parity_images.astype(np.float32)
+    report = onnx_contract.parity(onnx_contract.run_onnx(model.SerializeToString(), images), native_predict(images))
+    onnx_contract.check_parity(report)
+    metadata["onnx_parity"] = report
+    model.metadata_props.add(key="onnx_parity", value=json.dumps(report))
+
+    paths = artifact_paths(name, native_format, exports_dir)
+    with ArtifactWriter(paths) as writer:
+        writer.stage("native", write_native)
+        writer.stage_bytes("onnx", model.SerializeToString())
+        writer.stage_json("metadata", metadata)
+        written = writer.commit()
+    return written, metadata

@@ -1,0 +1,101 @@
+"""The ONNX contract every exported model follows, so the predictor has no per-model code.
+
+- one input  `image`:         float32 [N, 28, 28, 1], pixels in [0, 1], white digit on black, MNIST-centred
+- one output `probabilities`: float32 [N, 10], rows summing to 1
+- metadata_props: the model's own metadata (name, accuracy, date, ...), JSON-encoded values
+
+Any scaling or reshaping a model needs lives inside its graph.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import onnx
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+OPSET = 17  # supported by onnxruntime >= 1.13, tf2onnx and skl2onnx alike
+
+# Parity between the ONNX export and the native model, checked at export and in tests.
+PARITY_MAX_ABS_DIFF = 1e-4
+PARITY_SAMPLES = 1000
+
+
+def rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename a value (graph input/output or intermediate) everywhere it is referenced."""
+    if old == new:
+        return
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.name == old:
+            value.name = new
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+
+
+def finalize(model: onnx.ModelProto, probabilities_output: str, metadata: dict[str, Any]) -> onnx.ModelProto:
+    """Bring a converted model to the contract: one `image` input, one `probabilities` output, metadata.
+
+    `probabilities_output` names the converter's probability output; any other outputs
+    (e.g. skl2onnx's `label`) are dropped.
+    """
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    real_inputs = [value for value in graph.input if value.name not in initializers]
+    if len(real_inputs) != 1:
+        raise ValueError(f"expected one graph input, found {[v.name for v in real_inputs]}")
+    rename_value(graph, real_inputs[0].name, INPUT_NAME)
+
+    kept = [value for value in graph.output if value.name == probabilities_output]
+    if not kept:
+        raise ValueError(f"no output named {probabilities_output!r} in {[v.name for v in graph.output]}")
+    del graph.output[:]
+    graph.output.extend(kept)
+    rename_value(graph, probabilities_output, OUTPUT_NAME)
+
+    # A symbolic batch dimension, so clients see [N, 28, 28, 1] -> [N, 10].
+    graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.checker.check_model(model)
+    return model
+
+
+def read_onnx_metadata(model: onnx.ModelProto) -> dict[str, Any]:
+    return {prop.key: json.loads(prop.value) for prop in model.metadata_props}
+
+
+def run_onnx(model_bytes: bytes, images: np.ndarray) -> np.ndarray:
+    """Probabilities from an ONNX model for images [N, 28, 28, 1] in [0, 1] (CPU)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(np.float32)})[0]
+
+
+def parity(onnx_probabilities: np.ndarray, native_probabilities: np.ndarray) -> dict[str, Any]:
+    """Measured agreement between the ONNX export and the native model on the same images."""
+    onnx_probabilities = np.asarray(onnx_probabilities, dtype=np.float64)
+    native_probabilities = np.asarray(native_probabilities, dtype=np.float64)
+    return {
+        "samples": int(len(native_probabilities)),
+        "max_abs_diff": float(np.max(np.abs(onnx_probabilities - native_probabilities))),
+        "argmax_agreement": float(np.mean(onnx_probabilities.argmax(1) == native_probabilities.argmax(1))),
+        "max_row_sum_error": float(np.max(np.abs(onnx_probabilities.sum(1) - 1.0))),
+    }
+
+
+def check_parity(report: dict[str, Any]) -> None:
+    """Raise when the export disagrees with the native model beyond the contract."""
+    if report["max_abs_diff"] > PARITY_MAX_ABS_DIFF or report["argmax_agreement"] < 1.0:
+        raise RuntimeError(
+            f"ONNX export does not match the native model: max |diff| {report['max_abs_diff']:.2e} "
+            f"(limit {PARITY_MAX_ABS_DIFF:.0e}), argmax agreement {report['argmax_agreement']:.4f} (need 1.0)"
+        )

@@ -1,0 +1,88 @@
+"""The one list of models. Adding a model = one new module + one entry here.
+
+Importing this module is cheap: each model's module (and so TensorFlow) is
+imported only when its trainer is asked for, so the app and the predictor can
+use the registry without TensorFlow installed.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from training.events import Progress, Result
+from training.options import TrainOptions
+
+Trainer = Callable[..., Iterator["Progress | Result"]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # stable id used in file names, REST routes and api_names ("model1")
+    title: str  # shown in the UI
+    description: str  # one line for the UI and /model_status
+    module: str  # module exposing train(), DEFAULTS and QUICK
+    native_format: str  # file extension of the native save ("joblib", "keras")
+    requires: tuple[str, ...] = ()  # importable packages training needs
+
+    def unavailable_reason(self) -> str | None:
+        """Why this model cannot be trained here, or None when it can."""
+        for package in self.requires:
+            if importlib.util.find_spec(package) is None:
+                pretty = {"tensorflow": "TensorFlow"}.get(package, package)
+                return (f"{pretty} is not installed, so {self.title} cannot be trained here "
+                        f"(predictions still work from its ONNX export). "
+                        f"Install it with: pip install -r requirements.txt")
+        return None
+
+    def _module(self):
+        return importlib.import_module(self.module)
+
+    def trainer(self) -> Trainer:
+        """The generator trainer: trainer(options, data=None, exports_dir=None)."""
+        reason = self.unavailable_reason()
+        if reason:
+            raise RuntimeError(reason)
+        return self._module().train
+
+    def defaults(self) -> TrainOptions:
+        return self._module_defaults("DEFAULTS")
+
+    def quick(self) -> TrainOptions:
+        return self._module_defaults("QUICK")
+
+    def _module_defaults(self, attr: str) -> TrainOptions:
+        # Defaults live in the model module, but reading them must not import
+        # TensorFlow: model modules import it lazily inside train().
+        return getattr(self._module(), attr)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="model1",
+            title="Model 1: logistic regression",
+            description="scikit-learn logistic regression trained by mini-batch SGD",
+            module="training.model1_logreg",
+            native_format="joblib",
+        ),
+        ModelSpec(
+            name="model2",
+            title="Model 2: CNN",
+            description="Keras CNN: Conv32-Pool-Conv64-Pool-Dense128-Dropout-Dense10",
+            module="training.model2_cnn",
+            native_format="keras",
+            requires=("tensorflow",),
+        ),
+    )
+}
+
+
+def get_model(name: str) -> ModelSpec:
+    """The spec for `name`; KeyError with the valid names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
