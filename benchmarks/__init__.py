@@ -1,0 +1,1 @@
+"""Benchmarks and the renderings of MNIST digits they (and the tests) share."""

@@ -1,0 +1,116 @@
+"""Run the benchmarks and write results.md, results.json and PNG plots.
+
+    python -m benchmarks                      # everything (under 10 minutes on 2 cores)
+    python -m benchmarks --quick --out /tmp/b # a miniature run in well under a minute
+    python -m benchmarks --only rest,cold_start
+
+Sections: accuracy, robustness, inference, rest, training, cold_start.
+A partial run (--only) is merged into the results already in --out.
+MNIST comes from $MNIST_DIR (or the loader's cache); the models from exports/ ($EXPORTS_DIR).
+Exits 1 when a section failed to run (a missed target is reported, not an error).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks import plots, report
+from benchmarks.config import FULL, QUICK
+from benchmarks.context import Context
+from benchmarks.machine import describe, load_average
+from benchmarks.outcome import SectionResult
+
+# Order matters for the numbers: TensorFlow enters this process only at "inference" (and "training"),
+# and the server sections run before training has heated anything up.
+SECTIONS = {
+    "accuracy": "benchmarks.accuracy",
+    "robustness": "benchmarks.robustness",
+    "inference": "benchmarks.inference_speed",
+    "rest": "benchmarks.rest_load",
+    "training": "benchmarks.training_time",
+    "cold_start": "benchmarks.cold_start",
+}
+DEFAULT_OUT = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="Digit Studio benchmarks.")
+    parser.add_argument("--quick", action="store_true", help="a miniature run (seconds, not representative)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: benchmarks/)")
+    parser.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    args.sections = [name.strip() for name in args.only.split(",") if name.strip()] or list(SECTIONS)
+    unknown = [name for name in args.sections if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    return args
+
+
+def run_section(name: str, ctx: Context, command: str) -> dict:
+    module = importlib.import_module(SECTIONS[name])
+    ctx.log(f"{name}: {module.TITLE}")
+    began = time.perf_counter()
+    before = load_average()
+    error = None
+    try:
+        result: SectionResult = module.run(ctx)
+    except Exception:  # one failing section must not lose the others' results
+        error = traceback.format_exc()
+        ctx.log(f"{name} FAILED:\n{error}")
+        result = SectionResult(name, module.TITLE)
+    if error is None:
+        try:
+            written = plots.draw(result, ctx.out)
+            result.plots = [plot for plot in result.plots if plot in written]
+        except Exception:
+            result.note(f"Plotting failed: {traceback.format_exc().strip().splitlines()[-1]}")
+            result.plots = []
+    else:
+        result.plots = []
+    section = result.to_dict()
+    section.update({"command": command, "quick": ctx.config.quick, "error": error,
+                    "started_at": _now(), "seconds": round(time.perf_counter() - began, 1),
+                    "load_average_before": before, "load_average_after": load_average()})
+    ctx.log(f"{name}: done in {section['seconds']:.0f} s")
+    return section
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python -m benchmarks" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None
+                                                                                else sys.argv[1:]))
+    config = QUICK if args.quick else FULL
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(config, out)
+    machine = describe()
+    sections = report.load_previous(out, config.quick) if args.only else {}
+    began = time.perf_counter()
+    try:
+        for name in args.sections:
+            sections[name] = run_section(name, ctx, command)
+            # Written after every section, so an interrupted run keeps what it measured.
+            document = {"generated_at": _now(), "quick": config.quick, "command": command, "machine": machine,
+                        "sections": {key: sections[key] for key in SECTIONS if key in sections},
+                        "seconds": round(time.perf_counter() - began, 1)}
+            report.write(out, document)
+    finally:
+        ctx.cleanup()
+    failed = [name for name in args.sections if sections[name].get("error")]
+    ctx.log(f"wrote {out / report.MARKDOWN_NAME} and {out / report.JSON_NAME} in "
+            f"{time.perf_counter() - began:.0f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

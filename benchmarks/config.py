@@ -1,0 +1,59 @@
+"""How big each benchmark run is: the full run (`python -m benchmarks`) and the QUICK miniature.
+
+The full run is sized to finish in under 10 minutes on 2 cores; QUICK runs every
+section on tiny samples in well under a minute and exists to prove the harness
+works (its figures are not representative).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    quick: bool = False
+    # (1) accuracy: MNIST test images scored per model (None = all 10,000)
+    accuracy_samples: int | None = None
+    # (2) robustness: MNIST test digits rendered per drawing variant
+    robustness_samples: int = 1000
+    # (3) inference: repeated timing runs (the median is reported) and the
+    # minimum wall time of one run, so fast calls are timed in loops
+    timing_repeats: int = 7
+    timing_run_seconds: float = 0.25
+    # (4) REST load: concurrency levels; per level, `load_rounds` rounds each bounded
+    # by a request count and a wall-time cap (whichever comes first)
+    concurrency: tuple[int, ...] = (1, 8, 32)
+    load_requests: dict[int, int] = field(default_factory=lambda: {1: 600, 8: 2400, 32: 3200})
+    load_round_seconds: float = 6.0
+    load_rounds: int = 3
+    warmup_requests: int = 30
+    # load while a training job runs: the longest window and how long to wait for the job
+    training_load_seconds: float = 15.0
+    training_wait_seconds: float = 180.0
+    # (5) training: "defaults" (full runs) or "quick" (each model's QUICK options)
+    training_options: str = "defaults"
+    # (6) cold start: server starts (median reported) and the load window for memory
+    cold_starts: int = 3
+    memory_load_seconds: float = 4.0
+    # how long a server may take to answer its first /predict before we give up
+    server_start_timeout: float = 90.0
+
+
+FULL = BenchConfig()
+
+QUICK = BenchConfig(
+    quick=True,
+    accuracy_samples=2000,
+    robustness_samples=100,
+    timing_repeats=3,
+    timing_run_seconds=0.03,
+    load_requests={1: 40, 8: 120, 32: 128},
+    load_round_seconds=2.0,
+    load_rounds=1,
+    warmup_requests=5,
+    training_load_seconds=3.0,
+    training_wait_seconds=90.0,
+    training_options="quick",
+    cold_starts=1,
+    memory_load_seconds=1.0,
+)

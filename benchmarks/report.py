@@ -1,0 +1,122 @@
+"""results.json (every measured number) and results.md (the tables and plots a reader wants)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.outcome import MISS, PASS
+
+JSON_NAME, MARKDOWN_NAME = "results.json", "results.md"
+
+
+def load_previous(out: Path, quick: bool) -> dict[str, Any]:
+    """Sections of an earlier run in `out` of the same kind (quick or full), to merge a partial run into."""
+    try:
+        previous = json.loads((out / JSON_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    if previous.get("quick") != quick:
+        return {}
+    return previous.get("sections", {})
+
+
+def write(out: Path, document: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / JSON_NAME).write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
+    (out / MARKDOWN_NAME).write_text(markdown(document))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return str(value)
+
+
+def markdown(document: dict[str, Any]) -> str:
+    machine = document["machine"]
+    sections = document["sections"]
+    lines = ["# Digit Studio benchmarks", ""]
+    if document.get("quick"):
+        lines += ["> **Quick run**: tiny samples and short runs that only prove the harness works. "
+                  "These figures are not representative; run `python -m benchmarks` for real ones.", ""]
+    commands = sorted({section.get("command", document["command"]) for section in sections.values()})
+    lines += [f"Generated {document['generated_at']} by " + ", ".join(f"`{c}`" for c in commands) + ".", ""]
+    libraries = ", ".join(f"{name} {version}" for name, version in machine["libraries"].items())
+    lines += ["| Machine | |", "| --- | --- |",
+              f"| CPU | {machine['cpu']} |",
+              f"| Cores | {machine['cores']} |",
+              f"| Memory | {machine['memory_gib']} GiB |",
+              f"| OS | {machine['os']} |",
+              f"| Python | {machine['python']} |",
+              f"| Libraries | {libraries} |",
+              f"| Load average at start (1, 5, 15 min) | {_load(machine.get('load_average_at_start'))} |", ""]
+
+    lines += ["## Targets", "", "| Section | Measure | Target | Measured | Status |", "| --- | --- | --- | --- | --- |"]
+    for number, (name, section) in enumerate(sections.items(), 1):
+        label = f"{number}. {name}"
+        if section.get("error"):
+            lines.append(f"| {label} | the section failed | — | see below | **ERROR** |")
+        for check in section["checks"]:
+            lines.append(f"| {label} | {check['name']} | {check['target']} | {check['measured']} | "
+                         f"{_status(check['status'])} |")
+    lines.append("")
+
+    for number, section in enumerate(sections.values(), 1):
+        lines += [f"## {number}. {section['title']}", ""]
+        lines.append(f"`{section.get('command', document['command'])}` · {section.get('seconds', 0):.0f} s · "
+                     f"load average before/after: {_load(section.get('load_average_before'))} / "
+                     f"{_load(section.get('load_average_after'))}")
+        lines.append("")
+        if section.get("error"):
+            lines += ["**This section failed:**", "", "```", section["error"].strip()[-3000:], "```", ""]
+        for table in section["tables"]:
+            lines += [f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |",
+                      "| " + " | ".join("---" for _ in table["columns"]) + " |"]
+            for row in table["rows"]:
+                cells = [str(cell) for cell in row]
+                cells[-1] = _status(cells[-1])
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        for plot in section.get("plots", []):
+            lines += [f"![{plot}]({plot})", ""]
+        for note in section.get("notes", []):
+            lines.append(f"- {note}")
+        if section.get("notes"):
+            lines.append("")
+
+    lines += ["## Closing notes", ""] + closing_notes(document) + [""]
+    return "\n".join(lines)
+
+
+def closing_notes(document: dict[str, Any]) -> list[str]:
+    """Which targets were missed and why (from each section's notes), and how busy the machine was."""
+    notes = []
+    misses = [(section, check) for section in document["sections"].values() for check in section["checks"]
+              if check["status"] == MISS]
+    failed = [section for section in document["sections"].values() if section.get("error")]
+    if not misses and not failed:
+        notes.append("- Every target was met.")
+    for section, check in misses:
+        why = check.get("why") or " ".join(section.get("notes", [])) or "see the section above."
+        notes.append(f"- **MISS — {check['name']}** ({check['measured']}; target {check['target']}): {why}")
+    for section in failed:
+        notes.append(f"- **ERROR — {section['title']}**: {section['error'].strip().splitlines()[-1]}")
+    cores = document["machine"]["cores"]
+    busy = [section["title"] for section in document["sections"].values()
+            if (section.get("load_average_before") or [0])[0] > 0.5 * cores]
+    if busy:
+        notes.append(f"- The machine was busy (1-minute load average above {0.5 * cores:g} on {cores} cores) "
+                     f"before: {'; '.join(busy)}. Timings there are pessimistic.")
+    if document.get("quick"):
+        notes.append("- Quick run: sample counts and training runs are miniature; targets that need the full "
+                     "configuration are reported as info.")
+    return notes
+
+
+def _status(value: str) -> str:
+    return {PASS: "**PASS**", MISS: "**MISS**"}.get(value, value)
+
+
+def _load(values) -> str:
+    return ", ".join(f"{value:.2f}" for value in values) if values else "n/a"

@@ -1,0 +1,235 @@
+"""(4) REST /predict on loopback: the real app vs a server built the original way (Flask + Keras).
+
+Both servers get the same request (a 280x280 RGBA PNG data URL for Model 2), the
+same concurrency levels and the same bounds. Our app runs on a private copy of
+the shipped models, because one run also trains Model 1 through the API while
+it serves, and a training run replaces the exported files.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from benchmarks.context import Context
+from benchmarks.load import measure, run_load, summarize
+from benchmarks.machine import busy_reason, usable_cores
+from benchmarks.outcome import SectionResult, ratio
+from benchmarks.servers import ServerProcess, app_server, free_port, predict_ready, request, server_env
+
+NAME = "rest"
+TITLE = "REST /predict on loopback: latency and throughput"
+
+P50_TARGET_MS = 3.0  # one client
+THROUGHPUT_TARGET = 500.0  # requests/s with 8 clients
+THROUGHPUT_CLIENTS = 8
+MODEL = "model2"  # the CNN: the model the original server ran with Keras
+
+
+class RssSampler:
+    """Peak resident memory of a server while a block runs (sampled every 0.2 s)."""
+
+    def __init__(self, server: ServerProcess, interval: float = 0.2):
+        self.server, self.interval, self.peak = server, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.server.rss_bytes())
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def run(ctx: Context) -> SectionResult:
+    result = SectionResult(NAME, TITLE)
+    busy = busy_reason()  # before our own servers add to the load average
+    body = ctx.predict_body(MODEL)
+    ours = _measure_server(ctx, "Digit Studio (FastAPI + onnxruntime)", _start_app(ctx), body, train=True)
+    result.data["ours"] = ours
+    baseline = _measure_server(ctx, "original way (Flask + Keras predict)", _start_baseline(ctx), body,
+                               train=False)
+    result.data["baseline"] = baseline
+    _report(ctx, result, ours, baseline, busy)
+    result.plots.append("rest_load.png")
+    return result
+
+
+def _start_app(ctx: Context) -> ServerProcess:
+    port = free_port()
+    return app_server(port, ctx.exports_copy("rest"), ctx.work / "app-rest.log")
+
+
+def _start_baseline(ctx: Context) -> ServerProcess:
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.baseline_flask_keras", "--port", str(port),
+            "--model", str(ctx.exports / "model2.keras")]
+    return ServerProcess("Flask + Keras baseline", argv, port, env=server_env(),
+                         log_path=ctx.work / "baseline-rest.log")
+
+
+def _measure_server(ctx: Context, label: str, server: ServerProcess, body: bytes, *, train: bool) -> dict:
+    config = ctx.config
+    ctx.log(f"starting {label} on 127.0.0.1:{server.port}")
+    with server:
+        ready_seconds = server.wait_until(predict_ready(server.port, body), timeout=config.server_start_timeout)
+        status, answer = request(server.port, "POST", "/predict", body)
+        data = {"label": label, "ready_seconds": round(ready_seconds, 2),
+                "answer_correct": status == 200 and answer.get("prediction") == ctx.request_label,
+                "levels": {}}
+        run_load(server.port, "/predict", body, clients=1, max_requests=config.warmup_requests, max_seconds=10)
+        time.sleep(0.5)
+        data["rss_idle_mib"] = round(server.rss_bytes() / 2 ** 20, 1)
+        with RssSampler(server) as sampler:
+            for clients in config.concurrency:
+                level = measure(server.port, "/predict", body, clients=clients,
+                                max_requests=config.load_requests[clients],
+                                max_seconds=config.load_round_seconds, rounds=config.load_rounds)
+                data["levels"][str(clients)] = level
+                ctx.log(f"  {clients:>2} clients: p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, "
+                        f"{level['throughput_rps']:.0f} req/s, {level['errors']} errors")
+        data["rss_under_load_mib"] = round(sampler.peak / 2 ** 20, 1)
+        if train:
+            data["during_training"] = _load_while_training(ctx, server, body)
+    return data
+
+
+def _load_while_training(ctx: Context, server: ServerProcess, body: bytes) -> dict:
+    """Start a Model 1 training job through the API, then load /predict while it runs."""
+    config = ctx.config
+    # The job manager's own presets: the model's QUICK options for a quick run, else its defaults.
+    options = {"preset": "quick"} if config.training_options == "quick" else {}
+    status, answer = request(server.port, "POST", "/train/model1", options)
+    info = {"train_http_status": status, "train_options": options or "defaults"}
+    if status not in (200, 202):
+        info["error"] = f"POST /train/model1 answered {status}: {answer}"
+        return info
+    runs, trained_during = [], 0
+    began = time.perf_counter()
+    # Load in short chunks so we notice when the job ends; every chunk overlaps the running job.
+    while time.perf_counter() - began < config.training_load_seconds:
+        chunk = run_load(server.port, "/predict", body, clients=THROUGHPUT_CLIENTS, max_requests=10 ** 6,
+                         max_seconds=min(1.0, config.training_load_seconds))
+        runs.append(chunk)
+        job = request(server.port, "GET", "/train_status/model1")[1]
+        trained_during += 1
+        if not (isinstance(job, dict) and job.get("running")):
+            break
+    info.update(summarize(runs))
+    info["chunks"] = trained_during
+    # Wait for the job, bounded; then one more /predict must succeed on the freshly trained model.
+    deadline = time.perf_counter() + config.training_wait_seconds
+    job: dict = {}
+    while time.perf_counter() < deadline:
+        job = request(server.port, "GET", "/train_status/model1")[1]
+        if not (isinstance(job, dict) and job.get("running")):
+            break
+        time.sleep(0.5)
+    info["job_finished"] = isinstance(job, dict) and not job.get("running")
+    info["job_status"] = job.get("status") if isinstance(job, dict) else str(job)[:200]
+    info["job_error"] = job.get("error") if isinstance(job, dict) else None
+    info["job_accuracy"] = job.get("accuracy") if isinstance(job, dict) else None
+    after = request(server.port, "POST", "/predict", ctx.predict_body("model1"))
+    info["predict_after_training_ok"] = after[0] == 200
+    return info
+
+
+def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict, busy: str) -> None:
+    rows = []
+    one, eight = ours["levels"].get("1"), ours["levels"].get(str(THROUGHPUT_CLIENTS))
+    targets = {}
+    if one:
+        targets[("ours", "1")] = result.check(
+            "REST /predict p50 latency, 1 client", f"<= {P50_TARGET_MS:.0f} ms", f"{one['p50_ms']:.2f} ms",
+            one["p50_ms"], one["p50_ms"] is not None and one["p50_ms"] <= P50_TARGET_MS,
+            why=f"one request takes {one['p50_ms']:.2f} ms end to end (client, HTTP, JSON, PNG decode, "
+                f"preprocessing, onnxruntime).{busy}")
+    if eight:
+        base = baseline["levels"].get(str(THROUGHPUT_CLIENTS), {})
+        vs = eight["throughput_rps"] / base["throughput_rps"] if base.get("throughput_rps") else None
+        targets[("ours", str(THROUGHPUT_CLIENTS))] = result.check(
+            f"REST /predict throughput, {THROUGHPUT_CLIENTS} clients", f">= {THROUGHPUT_TARGET:.0f} req/s",
+            f"{eight['throughput_rps']:.0f} req/s ({ratio(vs)} the Flask + Keras server)",
+            eight["throughput_rps"], eight["throughput_rps"] >= THROUGHPUT_TARGET,
+            why=f"{THROUGHPUT_CLIENTS} clients and the server share {usable_cores()} cores; the server's CPU time per "
+                f"request bounds the rate.{busy}")
+    errors = sum(level["errors"] for level in ours["levels"].values())
+    requests = sum(level["requests"] for level in ours["levels"].values())
+    samples = [sample for level in ours["levels"].values() for sample in level["error_samples"]][:2]
+    result.check("REST /predict errors at 1, 8 and 32 clients", "0 errors", f"{errors} of {requests:,}",
+                 errors, errors == 0, why=f"failed requests, e.g. {samples}")
+    training = ours.get("during_training", {})
+    if "error" in training:
+        result.check("REST /predict while Model 1 trains", "0 errors", "training did not start", None, False,
+                     why=training["error"])
+    elif training:
+        training_ok = (training["errors"] == 0 and training.get("job_finished")
+                       and not training.get("job_error") and training.get("predict_after_training_ok"))
+        result.check("REST /predict while Model 1 trains", "0 errors, job succeeds",
+                     f"{training['errors']} errors in {training['requests']:,}; "
+                     f"{training['throughput_rps']:.0f} req/s; job: {training.get('job_status')}",
+                     training["errors"], bool(training_ok),
+                     why=f"errors {training.get('error_samples')}, job error {training.get('job_error')!r}, "
+                         f"job finished: {training.get('job_finished')}, /predict after training OK: "
+                         f"{training.get('predict_after_training_ok')}")
+
+    for key, data in (("ours", ours), ("baseline", baseline)):
+        for clients, level in data["levels"].items():
+            check = targets.get((key, clients))
+            target = {"1": f"p50 <= {P50_TARGET_MS:.0f} ms",
+                      str(THROUGHPUT_CLIENTS): f">= {THROUGHPUT_TARGET:.0f} req/s"}.get(clients, "0 errors")
+            if key == "baseline":
+                target, status = "info (comparison)", "info"
+            elif check is not None:
+                status = check if level["errors"] == 0 else "MISS"
+            else:
+                status = "PASS" if level["errors"] == 0 else "MISS"
+            rows.append([data["label"], clients, _f(level["p50_ms"]), _f(level["p95_ms"]), _f(level["p99_ms"]),
+                         f"{level['throughput_rps']:.0f}", f"{level['errors']} / {level['requests']:,}",
+                         target, status])
+    if training and "error" not in training:
+        rows.append([ours["label"] + ", while Model 1 trains", THROUGHPUT_CLIENTS, _f(training["p50_ms"]),
+                     _f(training["p95_ms"]), _f(training["p99_ms"]), f"{training['throughput_rps']:.0f}",
+                     f"{training['errors']} / {training['requests']:,}", "0 errors",
+                     "PASS" if training["errors"] == 0 else "MISS"])
+    result.table("Latency (ms) and throughput per concurrency level",
+                 ["Server", "Clients", "p50", "p95", "p99", "req/s", "Errors", "Target", "Status"], rows)
+
+    compare = []
+    for clients in ours["levels"]:
+        a, b = ours["levels"][clients], baseline["levels"].get(clients)
+        if not b or not b["throughput_rps"] or not a["p50_ms"] or not b["p50_ms"]:
+            continue
+        compare.append([clients, f"{a['throughput_rps']:.0f} vs {b['throughput_rps']:.0f}",
+                        f"{ratio(a['throughput_rps'] / b['throughput_rps'])} higher",
+                        f"{a['p50_ms']:.2f} vs {b['p50_ms']:.1f}", f"{ratio(b['p50_ms'] / a['p50_ms'])} lower",
+                        "info", "info"])
+    result.table("Ours vs the original way (Flask + Keras model.predict)",
+                 ["Clients", "req/s (ours vs Flask)", "Throughput ratio", "p50 ms (ours vs Flask)",
+                  "Latency ratio", "Target", "Status"], compare)
+    result.table("Server memory and start-up",
+                 ["Server", "Ready after", "RSS idle", "RSS peak under load", "Target", "Status"],
+                 [[data["label"], f"{data['ready_seconds']:.1f} s", f"{data['rss_idle_mib']:.0f} MiB",
+                   f"{data['rss_under_load_mib']:.0f} MiB", "info", "info"] for data in (ours, baseline)])
+    for data in (ours, baseline):
+        if not data["answer_correct"]:
+            result.note(f"{data['label']} did not classify the request digit as {ctx.request_label}.")
+        for clients, level in data["levels"].items():
+            if level["errors"]:
+                result.note(f"{data['label']}, {clients} clients: {level['errors']} errors, e.g. "
+                            f"{level['error_samples'][:2]}")
+    result.note("Clients run in the benchmark process on the same cores as the servers, each with one keep-alive "
+                "connection. Latency percentiles pool every request of every round; req/s is the median over "
+                "rounds. The Flask server logs each request as Flask does by default, like the original app.")
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else (f"{value:.2f}" if value < 100 else f"{value:.0f}")

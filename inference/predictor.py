@@ -1,0 +1,317 @@
+"""One onnxruntime predictor over every exported model in the registry.
+
+Each model's `<name>.onnx` (see training/onnx_contract.py) gets one CPU
+InferenceSession, created once and shared by all threads (onnxruntime's `run`
+is thread-safe). Sessions are tuned for one image at a time: a single intra-op
+thread and sequential execution, because a 28x28 image is too small for
+parallelism to pay for its synchronisation, and request-level concurrency
+already uses the cores.
+
+Hot reload: every call stats the export (a few microseconds) and compares
+(mtime_ns, size, inode) with what is loaded; trainers replace files with
+os.replace, so a new export always shows up as a new signature. The new session
+is built beside the old one and swapped in under a lock; requests already
+running keep the old session object until they finish.
+
+A missing or broken export makes only that model unavailable, with a reason a
+user can act on; the other models keep serving. Never imports TensorFlow.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+from training.artifacts import artifact_paths, exports_dir as resolve_exports_dir, read_metadata
+from training.onnx_contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+from training.registry import MODELS, ModelSpec
+
+log = logging.getLogger(__name__)
+
+NO_EXPORT_REASON = "no export yet: train it"
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model cannot predict right now; `reason` says why and what to do."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name} is unavailable: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    digit: int
+    probabilities: list[float]  # 10 floats summing to 1
+    latency_ms: float  # time inside the predictor (validation + onnxruntime)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What is being served for one model: replaced as a whole, never mutated."""
+
+    signature: tuple[int, int, int] | None  # (mtime_ns, size, inode) of the file it came from
+    session: ort.InferenceSession | None = None
+    reason: str | None = None  # why there is no session
+    onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the export's metadata_props
+    loaded_at: str | None = None  # ISO time (UTC) the session was built
+
+
+def session_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning threads would burn the shared cores between requests.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+def _decode_metadata_props(props: Mapping[str, str]) -> dict[str, Any]:
+    decoded = {}
+    for key, value in props.items():
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError:
+            decoded[key] = value
+    return decoded
+
+
+class Predictor:
+    """Serves every registry model from its ONNX export; safe to share between threads."""
+
+    def __init__(self, exports_dir: str | os.PathLike | None = None, models: Mapping[str, ModelSpec] | None = None):
+        self.exports_dir = resolve_exports_dir(exports_dir)
+        self.models: dict[str, ModelSpec] = dict(models if models is not None else MODELS)
+        self._options = session_options()
+        self._loaded: dict[str, _Loaded] = {}
+        self._locks = {name: threading.Lock() for name in self.models}
+        # Built once: every request stats this path.
+        self._onnx_paths = {name: self.paths(name)["onnx"] for name in self.models}
+        for name in self.models:
+            self._refresh(name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def paths(self, name: str) -> dict[str, Path]:
+        return artifact_paths(name, self._spec(name).native_format, self.exports_dir)
+
+    # -- prediction -------------------------------------------------------
+
+    def predict(self, x: np.ndarray, model: str) -> Prediction:
+        """Classify one preprocessed image: float32 [28, 28, 1] (or [1, 28, 28, 1]) in [0, 1]."""
+        start = time.perf_counter()
+        batch = _as_batch(x)
+        if batch.shape[0] != 1:
+            raise ValueError(f"predict() takes one image, got a batch of {batch.shape[0]}; use predict_batch()")
+        probabilities = self._run(model, batch)[0]
+        return _prediction(model, probabilities, start)
+
+    def predict_batch(self, x: np.ndarray, model: str) -> list[Prediction]:
+        """Classify a batch [N, 28, 28, 1]; each Prediction carries the batch's latency."""
+        start = time.perf_counter()
+        rows = self._run(model, _as_batch(x))
+        return [_prediction(model, row, start) for row in rows]
+
+    def predict_all(self, x: np.ndarray) -> dict[str, Prediction]:
+        """The same image through every available model (unavailable ones are left out)."""
+        batch = _as_batch(x)
+        results = {}
+        for name in self.models:
+            start = time.perf_counter()
+            try:
+                probabilities = self._run(name, batch)[0]
+            except ModelUnavailableError:
+                continue
+            results[name] = _prediction(name, probabilities, start)
+        return results
+
+    def _run(self, name: str, batch: np.ndarray) -> np.ndarray:
+        loaded = self._current(name)
+        if loaded.session is None:
+            raise ModelUnavailableError(name, loaded.reason or NO_EXPORT_REASON)
+        # The local reference keeps this session alive even if a reload swaps it meanwhile.
+        return loaded.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+
+    # -- loading and hot reload -------------------------------------------
+
+    def _spec(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(self.models)}") from None
+
+    def _current(self, name: str) -> _Loaded:
+        """The loaded state for `name`, reloading first when the export changed on disk."""
+        path = self._onnx_paths.get(name)
+        if path is None:
+            self._spec(name)  # raises KeyError naming the valid models
+        loaded = self._loaded.get(name)
+        signature = _file_signature(path)
+        if loaded is not None and loaded.signature == signature:
+            return loaded
+        lock = self._locks[name]
+        # While another thread builds the new session, keep serving the old one
+        # instead of queueing behind the load.
+        if loaded is not None and loaded.session is not None and not lock.acquire(blocking=False):
+            return loaded
+        if loaded is None or loaded.session is None:
+            lock.acquire()
+        try:
+            return self._refresh_locked(name)
+        finally:
+            lock.release()
+
+    def _refresh(self, name: str) -> _Loaded:
+        with self._locks[name]:
+            return self._refresh_locked(name)
+
+    def _refresh_locked(self, name: str) -> _Loaded:
+        path = self._onnx_paths[name]
+        signature = _file_signature(path)
+        current = self._loaded.get(name)
+        if current is not None and current.signature == signature:
+            return current  # another thread reloaded it while we waited
+        loaded = self._load(name, path, signature)
+        self._loaded[name] = loaded  # a single assignment: readers see the old or the new state
+        if loaded.session is not None:
+            log.info("serving %s from %s", name, path)
+        else:
+            log.warning("%s unavailable: %s", name, loaded.reason)
+        return loaded
+
+    def _load(self, name: str, path: Path, signature: tuple[int, int, int] | None) -> _Loaded:
+        if signature is None:
+            return _Loaded(signature=None, reason=NO_EXPORT_REASON)
+        shown = self._display_path(path)
+        try:
+            # Read the bytes first so the session never sees a file that changes under it;
+            # a file replaced meanwhile has a new signature and is loaded on the next call.
+            data = path.read_bytes()
+            session = ort.InferenceSession(data, sess_options=self._options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return _Loaded(signature=signature,
+                           reason=f"{shown} is not a valid ONNX model ({message[:300]}); retrain it to replace it")
+        problem = _contract_problem(session)
+        if problem:
+            return _Loaded(signature=signature,
+                           reason=f"{shown} does not follow the ONNX contract: {problem}; retrain it to replace it")
+        metadata = _decode_metadata_props(session.get_modelmeta().custom_metadata_map)
+        loaded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        return _Loaded(signature=signature, session=session, onnx_metadata=metadata, loaded_at=loaded_at)
+
+    def _display_path(self, path: Path) -> str:
+        # Short and free of the machine's absolute paths: "exports/model2.onnx".
+        return f"{self.exports_dir.name}/{path.name}"
+
+    def reload(self, name: str | None = None) -> None:
+        """Re-read the export(s) now, e.g. right after a training job wrote a new one."""
+        for model in [name] if name is not None else self.models:
+            self._spec(model)
+            with self._locks[model]:
+                path = self._onnx_paths[model]
+                # Unconditional: also re-reads a file whose signature happens to look unchanged.
+                self._loaded[model] = self._load(model, path, _file_signature(path))
+
+    # -- status -----------------------------------------------------------
+
+    def is_available(self, name: str) -> bool:
+        return self._current(name).session is not None
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {name: self.model_status(name) for name in self.models}
+
+    def model_status(self, name: str) -> dict[str, Any]:
+        """What a user wants to know about one model: trained? serving? how good, since when."""
+        spec = self._spec(name)
+        loaded = self._current(name)
+        paths = self.paths(name)
+        # The JSON sidecar is the trainer's full record; the ONNX metadata_props carry the
+        # same keys, so a model exported without a sidecar still reports its numbers.
+        metadata = {**loaded.onnx_metadata, **(read_metadata(paths["metadata"]) or {})}
+        file_sizes = {kind: path.stat().st_size for kind, path in paths.items() if path.is_file()}
+        return {
+            "name": name,
+            "title": spec.title,
+            "description": spec.description,
+            "trained": "onnx" in file_sizes,
+            "available": loaded.session is not None,
+            "reason": loaded.reason,
+            "accuracy": _first(metadata, "test_accuracy", "accuracy"),
+            "trained_at": metadata.get("trained_at"),
+            "train_seconds": _first(metadata, "train_seconds"),
+            "onnx_parity": metadata.get("onnx_parity"),
+            "options": metadata.get("options"),
+            "file_sizes": file_sizes,
+            "loaded_at": loaded.loaded_at,
+        }
+
+
+def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if mapping.get(key) is not None:
+            return mapping[key]
+    return None
+
+
+def _contract_problem(session: ort.InferenceSession) -> str | None:
+    """Why this session does not follow the ONNX contract, or None; runs one warm-up inference."""
+    inputs = [value.name for value in session.get_inputs()]
+    outputs = [value.name for value in session.get_outputs()]
+    if INPUT_NAME not in inputs or len(inputs) != 1:
+        return f"expected one input named {INPUT_NAME!r}, found {inputs}"
+    if OUTPUT_NAME not in outputs:
+        return f"expected an output named {OUTPUT_NAME!r}, found {outputs}"
+    try:
+        # The first run allocates buffers; doing it here keeps it off the first request.
+        probabilities = session.run([OUTPUT_NAME], {INPUT_NAME: np.zeros((1, *IMAGE_SHAPE), np.float32)})[0]
+    except Exception as error:
+        return f"it fails on a blank [1, 28, 28, 1] image ({str(error).strip()[:200]})"
+    if probabilities.shape != (1, NUM_CLASSES):
+        return f"expected probabilities of shape [1, {NUM_CLASSES}], got {list(probabilities.shape)}"
+    return None
+
+
+def _as_batch(x: np.ndarray) -> np.ndarray:
+    array = np.asarray(x)
+    if array.shape == IMAGE_SHAPE:
+        array = array[np.newaxis]
+    if array.ndim != 4 or array.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(f"expected a preprocessed image of shape [28, 28, 1] or [N, 28, 28, 1], "
+                         f"got {list(array.shape)}; pass it through inference.preprocess.preprocess() first")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _prediction(model: str, probabilities: np.ndarray, start: float) -> Prediction:
+    return Prediction(
+        model=model,
+        digit=int(np.argmax(probabilities)),
+        probabilities=[float(p) for p in probabilities],
+        latency_ms=(time.perf_counter() - start) * 1000.0,
+    )

@@ -1,0 +1,322 @@
+"""The REST API: the original app's routes and JSON, over the shared predictor and job manager.
+
+    GET  /env                        Python, machine, TensorFlow available?, library versions
+    GET  /model_status               per model: trained, available (or why not), accuracy, when trained
+    POST /train/{model}              start training (optional JSON options) -> 202; 409 if already running
+    POST /train/{model}/cancel       cancel (also DELETE /train/{model})
+    GET  /train_status/{model}       {"progress", "status", "accuracy", "running", "error", ...}
+    POST /predict                    {"image": data URL or base64, "model": "model1"|"model2"|"all"}
+                                     -> {"prediction", "probabilities", "model", "latency_ms"}
+
+Every error is a 4xx/503 JSON body {"error": "<what is wrong and how to fix it>"}
+(never a stack trace). With `train_token` set, starting or cancelling training needs
+`Authorization: Bearer <token>`. Request input is only ever decoded as image bytes,
+never used as a file path.
+
+/predict returns its JSONResponse directly, skipping FastAPI's response-model
+validation and encoding (the response model still documents it in /docs).
+"""
+from __future__ import annotations
+
+import hmac
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import platform
+import time
+from typing import Any
+
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive
+
+from inference.image_io import EmptyImageError, ImageInputError
+from inference.predictor import ModelUnavailableError, Predictor
+from inference.preprocess import preprocess
+from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 5 * 1024 * 1024  # a phone photo as base64 fits; a 280x280 drawing is ~5-20 KB
+DEFAULT_MODEL = "model2"  # the CNN: the better of the two
+ALL_MODELS = "all"
+# Longest image string answered on the event loop itself; a 280x280 drawing is ~5-30 KB as base64.
+INLINE_MAX_CHARS = int(os.environ.get("PREDICT_INLINE_MAX_CHARS", 64 * 1024))
+STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
+JSON_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "model": "model2"}'
+TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
+_VERSIONED_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnx", "scikit-learn", "skl2onnx", "tensorflow", "keras",
+                       "tf2onnx", "fastapi", "uvicorn", "pydantic", "gradio")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # clients of the original app may send more fields
+
+    image: str = Field(description="The drawing as a data URL (data:image/png;base64,...) or bare base64 "
+                                   "of a PNG, JPEG or WebP file", examples=["data:image/png;base64,iVBORw0KGgo..."])
+    model: str = Field(DEFAULT_MODEL, description='"model1", "model2" or "all"', examples=[DEFAULT_MODEL])
+    invert: bool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
+
+
+class PredictResponse(BaseModel):
+    prediction: int = Field(description="The predicted digit (0-9)")
+    probabilities: list[float] = Field(description="Probability of each digit 0-9, summing to 1")
+    model: str
+    latency_ms: float = Field(description="Server-side time: decoding, preprocessing and inference")
+
+
+class AllPredictResponse(BaseModel):
+    model: str = ALL_MODELS
+    predictions: dict[str, PredictResponse]
+    unavailable: dict[str, str] = Field(description="Models that could not predict, and why")
+    latency_ms: float
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What is wrong and how to fix it")
+
+
+class BodyLimitRoute(APIRoute):
+    """Refuses a body over MAX_BODY_BYTES with a JSON 413: by its Content-Length before reading
+    it, and by counting while it streams in (chunked uploads have no Content-Length).
+
+    (FastAPI's own `max_body_size` answers in plain text, which would break the
+    {"error": ...} contract.)
+    """
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def limited_handler(request: Request) -> Response:
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                raise StarletteHTTPException(413)
+            return await handler(Request(request.scope, _limited_receive(request.receive)))
+
+        return limited_handler
+
+
+def _limited_receive(receive: Receive) -> Receive:
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > MAX_BODY_BYTES:
+            raise StarletteHTTPException(413)  # FastAPI re-raises it from its body reading
+        return message
+
+    return limited
+
+
+def error_response(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for package in _VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {
+        "python": platform.python_version(),
+        "arch": platform.machine(),
+        "platform": platform.platform(terse=True),
+        # find_spec, not import: TensorFlow takes seconds to import and prediction never needs it.
+        "tf_available": importlib.util.find_spec("tensorflow") is not None,
+        "cpu_count": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None) -> FastAPI:
+    """The REST routes over one predictor and one job manager (shared with the UI)."""
+    app = FastAPI(
+        title="Digit Studio API",
+        description="Handwritten digit recognition with two models (ONNX), and live training.",
+        version="1.0",
+    )
+    app.router.route_class = BodyLimitRoute  # every API route; Gradio's mount keeps its own limits
+    env = environment()
+    bearer = HTTPBearer(auto_error=False, description="Needed only when the server sets TRAIN_TOKEN")
+    error_responses = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+
+    def require_train_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if not train_token:
+            return
+        if credentials is None:
+            raise StarletteHTTPException(
+                401, "Training is protected on this server: send the header 'Authorization: Bearer <TRAIN_TOKEN>'",
+                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), train_token.encode()):
+            raise StarletteHTTPException(403, "Wrong training token: send the server's TRAIN_TOKEN as "
+                                              "'Authorization: Bearer <TRAIN_TOKEN>'")
+
+    def model_or_404(name: str) -> str:
+        if name not in jobs.models:
+            raise StarletteHTTPException(404, f"Unknown model {name!r}; choose one of: {', '.join(jobs.models)}")
+        return name
+
+    # -- errors: always {"error": ...} ------------------------------------
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 413:
+            message = (f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a smaller image "
+                       f"(a 280x280 PNG drawing is about 5-20 KB)")
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs for the methods it accepts"
+        elif exc.status_code == 404 and message == "Not Found":
+            message = f"No route {request.url.path}; see /docs for the API"
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        example = TRAIN_JSON_EXAMPLE if request.url.path.startswith("/train") else JSON_EXAMPLE
+        status_code, message = _describe_validation_errors(exc.errors(), example)
+        return error_response(status_code, message)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, f"Internal error ({type(exc).__name__}); the server logged the details")
+
+    # -- routes -----------------------------------------------------------
+
+    @app.get("/env", summary="Runtime environment", tags=["status"])
+    def get_env() -> dict[str, Any]:
+        return env
+
+    @app.get("/model_status", summary="Each model: trained, serving, accuracy", tags=["status"])
+    def model_status() -> dict[str, Any]:
+        status = predictor.status()
+        for name, entry in status.items():
+            spec = jobs.models.get(name)
+            reason = spec.unavailable_reason() if spec else "not in the registry"
+            entry["training"] = jobs.is_running(name)
+            entry["trainable"] = reason is None
+            entry["train_unavailable_reason"] = reason
+        return status
+
+    @app.post("/train/{model}", status_code=202, summary="Start training a model in the background",
+              tags=["training"], responses=error_responses, dependencies=[Depends(require_train_token)])
+    def start_training(model: str, options: dict[str, Any] | None = Body(
+            None, examples=[{"epochs": 2}, {"preset": "quick"}],
+            description="Optional: epochs, batch_size, learning_rate, limit, seed, preset ('default' or 'quick')")):
+        name = model_or_404(model)
+        try:
+            status = jobs.start(name, options)
+        except JobAlreadyRunningError as exc:
+            return error_response(409, str(exc), status=_without_history(jobs.status(name)))
+        except TrainingUnavailableError as exc:
+            return error_response(503, str(exc))
+        except ValueError as exc:
+            return error_response(422, str(exc))
+        return JSONResponse({"started": True, "model": name, "status_url": f"/train_status/{name}",
+                             **_without_history(status)}, status_code=202)
+
+    @app.post("/train/{model}/cancel", summary="Cancel a running training job", tags=["training"],
+              responses=error_responses, dependencies=[Depends(require_train_token)])
+    def cancel_training(model: str) -> dict[str, Any]:
+        name = model_or_404(model)
+        cancelled = jobs.cancel(name)
+        return {"cancelled": cancelled, "model": name,
+                "message": "Cancelling: the previous model stays in place" if cancelled else f"{name} is not training",
+                **_without_history(jobs.status(name))}
+
+    app.add_api_route("/train/{model}", cancel_training, methods=["DELETE"], summary="Cancel a running training job",
+                      tags=["training"], responses=error_responses, dependencies=[Depends(require_train_token)])
+
+    @app.get("/train_status/{model}", summary="Progress of the current or last training job", tags=["training"],
+             responses=error_responses)
+    def train_status(model: str) -> dict[str, Any]:
+        return jobs.status(model_or_404(model), history=STATUS_HISTORY)
+
+    @app.post("/predict", summary="Classify a drawn digit", tags=["predict"], response_model=PredictResponse,
+              responses={**error_responses, 200: {"model": PredictResponse | AllPredictResponse}})
+    async def predict(request: PredictRequest) -> Response:
+        # A drawing takes about a millisecond of CPU: answering inline saves the thread-pool
+        # round trip. A big upload may take far longer to decode, so it goes to a worker
+        # thread and never stalls the event loop (which also serves the Gradio UI).
+        if len(request.image) > INLINE_MAX_CHARS:
+            return await run_in_threadpool(answer, request)
+        return answer(request)
+
+    def answer(request: PredictRequest) -> Response:
+        start = time.perf_counter()
+        name = request.model
+        if name != ALL_MODELS and name not in predictor.models:
+            return error_response(422, f"Unknown model {name!r}; choose one of: "
+                                       f"{', '.join([*predictor.models, ALL_MODELS])}")
+        try:
+            image = preprocess(request.image, invert=request.invert)
+        except EmptyImageError as exc:
+            return error_response(422, str(exc))
+        except ImageInputError as exc:
+            return error_response(400, str(exc))
+        if name == ALL_MODELS:
+            return _predict_all(predictor, image, start)
+        try:
+            result = predictor.predict(image, name)
+        except ModelUnavailableError as exc:
+            return error_response(503, f"{name} cannot predict: {exc.reason}", model=name, reason=exc.reason)
+        return JSONResponse({"prediction": result.digit, "probabilities": result.probabilities, "model": name,
+                             "latency_ms": round((time.perf_counter() - start) * 1000, 3)})
+
+    return app
+
+
+def _predict_all(predictor: Predictor, image, start: float) -> Response:
+    results = predictor.predict_all(image)
+    unavailable = {name: predictor.model_status(name)["reason"] or "unavailable"
+                   for name in predictor.models if name not in results}
+    if not results:
+        return error_response(503, "No model can predict: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()),
+                              unavailable=unavailable)
+    return JSONResponse({
+        "model": ALL_MODELS,
+        "predictions": {name: {"prediction": r.digit, "probabilities": r.probabilities, "model": name,
+                               "latency_ms": round(r.latency_ms, 3)} for name, r in results.items()},
+        "unavailable": unavailable,
+        "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+    })
+
+
+def _without_history(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if key != "history"}
+
+
+def _describe_validation_errors(errors: list[dict[str, Any]], example: str = JSON_EXAMPLE) -> tuple[int, str]:
+    """One user-facing sentence for FastAPI/Pydantic validation errors, and the status code."""
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            detail = (error.get("ctx") or {}).get("error", "syntax error")
+            return 400, f"Request body is not valid JSON ({detail}); send a JSON object like {example}"
+    problems = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        kind = error.get("type", "")
+        if not location:
+            if kind == "missing":
+                return 422, f"Request body is missing; send a JSON object like {example}"
+            if isinstance(error.get("input"), (bytes, bytearray)):
+                return 422, ("Request body must be JSON: send it with the header "
+                             f"'Content-Type: application/json', like {example}")
+            return 422, f"Request body must be a JSON object like {example}"
+        field = ".".join(location)
+        if kind == "missing":
+            problems.append(f"'{field}' is missing")
+        else:
+            problems.append(f"'{field}': {error.get('msg', 'invalid value')}")
+    return 422, "; ".join(problems) + f" (expected a JSON object like {example})"

@@ -1,0 +1,258 @@
+"""Bounded loopback load tests: a real uvicorn server, 8 keep-alive clients, zero errors allowed.
+
+No timing asserts (speed is measured in benchmarks/); every run is bounded by request
+counts and timeouts. The fast tests serve `create_api` from a uvicorn thread; the slow
+one runs `python app.py` exactly as deployed (Gradio mounted, real training if MNIST is set).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image, ImageDraw
+
+from inference.predictor import Predictor
+from inference.preprocess import preprocess
+from inference.rest import create_api
+from tests.fakes import FakeTrainer, fake_progress, write_tiny_model
+from training.jobs import JobManager
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 8
+REQUESTS_PER_CLIENT = 40  # 320 in all
+REQUEST_TIMEOUT = 20.0  # seconds; a busy shared machine can stall a request, but not forever
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def drawings() -> list[bytes]:
+    """A few different 280x280 PNG drawings, so a mixed-up response would be noticed."""
+    strokes = [[(70, 60), (210, 60), (120, 230)], [(140, 40), (140, 240)],
+               [(80, 80), (200, 80), (80, 220), (200, 220)], [(90, 60), (190, 140), (90, 230)]]
+    images = []
+    for index, stroke in enumerate(strokes):
+        mode, background, ink = (("RGBA", (0, 0, 0, 0), (0, 0, 0, 255)) if index % 2 else ("L", 255, 0))
+        image = Image.new(mode, (280, 280), background)
+        ImageDraw.Draw(image).line(stroke, fill=ink, width=14 + 6 * index)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images
+
+
+def same_as(expected: list[dict]):
+    """A response check: the answer the in-process predictor gave for the same drawing."""
+    def check(which: int, body: dict) -> str | None:
+        want = expected[which]
+        if body["prediction"] != want["prediction"] or not np.allclose(
+                body["probabilities"], want["probabilities"], atol=1e-6):
+            return f"wrong answer for drawing {which}: {body['prediction']} != {want['prediction']}"
+        return None
+    return check
+
+
+def well_formed(which: int, body: dict) -> str | None:
+    """A response check for when the model may change mid-run (it is being retrained)."""
+    probabilities = body["probabilities"]
+    if len(probabilities) != 10 or abs(sum(probabilities) - 1) > 1e-3 or body["prediction"] != int(
+            np.argmax(probabilities)):
+        return f"malformed answer for drawing {which}: {body}"
+    return None
+
+
+def hammer(base_url: str, bodies: list[dict], check, *, clients: int = CLIENTS,
+           per_client: int = REQUESTS_PER_CLIENT) -> tuple[list[str], int]:
+    """`clients` threads, one keep-alive httpx.Client each, POST /predict; returns (errors, answered).
+
+    `check(which, body)` returns an error message for a wrong answer, or None."""
+    errors: list[str] = []
+    answered = [0] * clients
+    start = threading.Barrier(clients)
+
+    def client(number: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
+            start.wait(REQUEST_TIMEOUT)
+            for i in range(per_client):
+                which = (number + i) % len(bodies)
+                try:
+                    response = http.post("/predict", json=bodies[which])
+                except httpx.HTTPError as error:
+                    errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                if response.status_code != 200:
+                    errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                    continue
+                problem = check(which, response.json())
+                if problem:
+                    errors.append(problem)
+                answered[number] += 1
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(per_client * REQUEST_TIMEOUT + 10)
+    if any(thread.is_alive() for thread in threads):
+        errors.append("a client did not finish in time")
+    return errors, sum(answered)
+
+
+class ThreadedServer:
+    """uvicorn serving `app` on a free loopback port from a background thread."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
+                                lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "ThreadedServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def served(empty_exports, monkeypatch):
+    monkeypatch.delenv("MNIST_DOWNLOAD", raising=False)
+    write_tiny_model(empty_exports, "model1", seed=3)
+    write_tiny_model(empty_exports, "model2", seed=4)
+    predictor = Predictor(empty_exports)
+    fake = FakeTrainer(monkeypatch, "model1")
+    jobs = JobManager(models={"model1": fake.spec})
+    with ThreadedServer(create_api(predictor, jobs)) as server:
+        yield server, predictor, jobs, fake
+    jobs.shutdown(10)
+
+
+def requests_and_answers(predictor: Predictor) -> tuple[list[dict], list[dict]]:
+    bodies, expected = [], []
+    for index, png in enumerate(drawings()):
+        model = ("model1", "model2")[index % 2]
+        bodies.append({"image": "data:image/png;base64," + base64.b64encode(png).decode(), "model": model})
+        result = predictor.predict(preprocess(png), model)
+        expected.append({"prediction": result.digit, "probabilities": result.probabilities})
+    return bodies, expected
+
+
+def test_eight_keep_alive_clients_get_correct_answers(served):
+    server, predictor, _, _ = served
+    bodies, expected = requests_and_answers(predictor)
+    errors, answered = hammer(server.url, bodies, same_as(expected))
+    assert errors == []
+    assert answered == CLIENTS * REQUESTS_PER_CLIENT
+
+
+def test_no_errors_while_a_training_job_runs(served):
+    server, predictor, jobs, fake = served
+    stop = threading.Event()
+
+    def busy_training(options):
+        # Burns CPU between events like a real trainer, until cancelled.
+        weights = np.random.default_rng(0).random((300, 300))
+        step = 0
+        while not stop.is_set():
+            for _ in range(20):
+                weights = np.tanh(weights @ weights.T / 300)
+            step += 1
+            yield fake_progress(min(step, 99), 100)
+
+    fake.script = busy_training
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+        assert http.post("/train/model1").status_code == 202
+        bodies, expected = requests_and_answers(predictor)
+        errors, answered = hammer(server.url, bodies, same_as(expected), per_client=20)
+        assert http.get("/train_status/model1").json()["running"] is True
+        assert http.post("/train/model1/cancel").json()["cancelled"] is True
+    stop.set()
+    assert jobs.join("model1", 10) and jobs.status("model1")["state"] == "cancelled"
+    assert errors == []
+    assert answered == CLIENTS * 20
+
+
+@pytest.mark.slow
+def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
+    """`python app.py` as deployed: Gradio at /, the API beside it, no TensorFlow loaded,
+    and (with MNIST_DIR) a real quick Model 1 training run while 8 clients predict."""
+    exports = tmp_path / "exports"
+    shutil.copytree(exports_copy, exports)
+    for name in ("model1", "model2"):
+        if not (exports / f"{name}.onnx").exists():
+            write_tiny_model(exports, name, seed=7)
+    port = free_port()
+    env = {**os.environ, "EXPORTS_DIR": str(exports), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("TRAIN_TOKEN", None)
+    log_path = tmp_path / "app.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "app.py did not answer within 90 s"
+                try:
+                    if http.get("/env").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            maps = Path(f"/proc/{process.pid}/maps")
+            if maps.exists():
+                assert "tensorflow" not in maps.read_text().lower(), "app.py loaded TensorFlow at start-up"
+            page = http.get("/")
+            assert page.status_code == 200 and "gradio" in page.text.lower()
+            assert http.get("/docs").status_code == 200
+
+            predictor = Predictor(exports)
+            bodies, expected = requests_and_answers(predictor)
+            training = bool(os.environ.get("MNIST_DIR")) and (ROOT / "training" / "model1_logreg.py").exists()
+            if training:
+                started = http.post("/train/model1", json={"preset": "quick"})
+                assert started.status_code == 202, started.text
+            errors, answered = hammer(base_url, bodies, well_formed if training else same_as(expected))
+            assert errors == [] and answered == CLIENTS * REQUESTS_PER_CLIENT
+            if training:
+                deadline = time.monotonic() + 300
+                while (status := http.get("/train_status/model1").json())["running"]:
+                    assert time.monotonic() < deadline, "quick training did not finish in 300 s"
+                    time.sleep(0.5)
+                assert status["state"] == "succeeded", status
+                served = http.get("/model_status").json()["model1"]
+                assert served["available"] and served["accuracy"] == pytest.approx(status["accuracy"], abs=1e-5)
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+

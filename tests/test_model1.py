@@ -1,0 +1,252 @@
+"""Model 1 (logistic regression by mini-batch SGD): progress, export, ONNX contract, atomic writes, deskew."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import onnx
+import pytest
+
+from training import model1_logreg
+from training.deskew import deskew_images, deskew_onnx_nodes, deskew_reference, shear_parameters
+from training.events import Progress, Result
+from training.onnx_contract import PARITY_MAX_ABS_DIFF, run_onnx
+
+# A QUICK run on 1,000 images: a few seconds including the test-set evaluation and export.
+SMALL = model1_logreg.QUICK.updated(limit=1000)
+FILES = ("model1.joblib", "model1.onnx", "model1.json")
+
+
+def run_all(options, data, exports_dir) -> list:
+    return list(model1_logreg.train(options, data=data, exports_dir=exports_dir))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file in the folder (temporaries included) with its bytes."""
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def scaled_test_images(mnist, count=None) -> np.ndarray:
+    images = mnist.x_test if count is None else mnist.x_test[:count]
+    return images.astype(np.float32)[..., None] / 255.0
+
+
+@pytest.fixture(scope="module")
+def quick_run(mnist, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model1_exports")
+    return folder, run_all(SMALL, mnist, folder)
+
+
+# --------------------------------------------------------------------------- training run
+
+
+@pytest.mark.slow
+def test_progress_increases_to_100_then_one_result(quick_run):
+    folder, events = quick_run
+    *progress, result = events
+    assert isinstance(result, Result) and all(isinstance(event, Progress) for event in progress)
+    values = [event.progress for event in progress]
+    assert values == sorted(values) and values[0] < 10 and values[-1] == 100
+    epoch_ends = [event for event in progress if event.val_accuracy is not None and event.batch]
+    assert [event.epoch for event in epoch_ends] == list(range(1, SMALL.epochs + 1))
+    assert all(0 < event.val_accuracy <= 1 for event in epoch_ends)
+    assert any(event.accuracy is not None and event.loss is not None for event in progress)
+    assert progress[-1].status.startswith("Done: test accuracy")
+    assert result.model == "model1" and result.train_seconds > 0
+    assert 0.8 < result.test_accuracy <= 1  # 900 training images already reach ~88%
+
+
+@pytest.mark.slow
+def test_writes_native_onnx_and_metadata(quick_run, mnist):
+    folder, events = quick_run
+    result = events[-1]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)  # no temporaries left behind
+    assert result.paths == {kind: str(folder / name) for kind, name in zip(("native", "onnx", "metadata"), FILES)}
+    metadata = json.loads((folder / "model1.json").read_text())
+    assert metadata == result.metadata
+    assert metadata["test_accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
+    assert metadata["options"] == SMALL.to_dict()
+    assert metadata["data"]["sha256"] == mnist.sha256 and metadata["data"]["train_images"] == 900
+    assert metadata["onnx_parity"]["samples"] == 1000
+    assert metadata["onnx_parity"]["max_abs_diff"] <= PARITY_MAX_ABS_DIFF
+    assert {"scikit-learn", "skl2onnx", "onnxruntime"} <= set(metadata["versions"])
+
+
+@pytest.mark.slow
+def test_onnx_follows_the_contract(quick_run, mnist):
+    folder, _ = quick_run
+    model = onnx.load(str(folder / "model1.onnx"))
+    (image,), (output,) = model.graph.input, model.graph.output
+    assert image.name == "image" and image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim] == ["N", 28, 28, 1]
+    assert output.name == "probabilities" and output.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim] == ["N", 10]
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert props["model"] == "model1" and "test_accuracy" in props
+
+    onnx_bytes = (folder / "model1.onnx").read_bytes()
+    probabilities = run_onnx(onnx_bytes, scaled_test_images(mnist, 1000))
+    assert probabilities.shape == (1000, 10) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    assert run_onnx(onnx_bytes, scaled_test_images(mnist, 1)).shape == (1, 10)  # any batch size
+
+
+@pytest.mark.slow
+def test_onnx_matches_the_native_model_and_the_recorded_accuracy(quick_run, mnist):
+    folder, events = quick_run
+    pipeline = joblib.load(folder / "model1.joblib")
+    images = scaled_test_images(mnist)
+    onnx_probabilities = run_onnx((folder / "model1.onnx").read_bytes(), images)
+    native = pipeline.predict_proba(images.reshape(len(images), -1))
+    assert np.abs(onnx_probabilities[:1000] - native[:1000]).max() <= PARITY_MAX_ABS_DIFF
+    assert np.array_equal(onnx_probabilities[:1000].argmax(1), native[:1000].argmax(1))
+    # The metadata states what the shipped files score on the test set.
+    metadata = json.loads((folder / "model1.json").read_text())
+    assert metadata["onnx_test_accuracy"] == pytest.approx(np.mean(onnx_probabilities.argmax(1) == mnist.y_test), abs=1e-6)
+    assert metadata["test_accuracy"] == pytest.approx(np.mean(native.argmax(1) == mnist.y_test), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_progress_is_throttled_and_close_cancels(mnist, tmp_path):
+    # 180 mini-batches per epoch must not become 180 events.
+    options = SMALL.updated(limit=2000, batch_size=10, epochs=2)
+    trainer = model1_logreg.train(options, data=mnist, exports_dir=tmp_path)
+    first_epoch = []
+    for event in trainer:
+        first_epoch.append(event)
+        if event.val_accuracy is not None:
+            break
+    trainer.close()
+    batch_events = [event for event in first_epoch if event.batch is not None]
+    assert batch_events[-1].batches == 180
+    assert 5 <= len(batch_events) <= model1_logreg.REPORTS_PER_EPOCH + 2
+    assert list(tmp_path.iterdir()) == []  # cancelled: nothing written
+
+
+# --------------------------------------------------------------------------- atomic replace
+
+
+@pytest.fixture
+def previous_model(quick_run, tmp_path) -> Path:
+    """An exports folder already holding a trained model1."""
+    source, _ = quick_run
+    for name in FILES:
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    return tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_after", ["first event", "first epoch", "evaluation"])
+def test_cancelled_run_keeps_the_previous_model(mnist, previous_model, stop_after):
+    before = snapshot(previous_model)
+    trainer = model1_logreg.train(SMALL.updated(seed=1), data=mnist, exports_dir=previous_model)
+    for event in trainer:
+        if (stop_after == "first event"
+                or stop_after == "first epoch" and event.val_accuracy is not None
+                or stop_after == "evaluation" and event.progress >= 98):
+            break
+    trainer.close()
+    assert snapshot(previous_model) == before
+
+
+@pytest.mark.slow
+def test_failed_write_keeps_the_previous_model(mnist, previous_model, monkeypatch):
+    from training.artifacts import ArtifactWriter
+
+    def disk_full(self, kind, data):
+        raise OSError("No space left on device")
+
+    # Native and ONNX files are staged by then; the failure must discard them.
+    monkeypatch.setattr(ArtifactWriter, "stage_json", disk_full)
+    before = snapshot(previous_model)
+    with pytest.raises(OSError, match="No space left"):
+        run_all(SMALL.updated(seed=2), mnist, previous_model)
+    assert snapshot(previous_model) == before
+
+
+@pytest.mark.slow
+def test_parity_failure_writes_nothing(mnist, previous_model, monkeypatch):
+    # A native model that differs from the exported graph (no deskew) must be refused.
+    from sklearn.pipeline import Pipeline
+
+    monkeypatch.setattr(model1_logreg, "native_pipeline", lambda clf: Pipeline([("logreg", clf)]))
+    before = snapshot(previous_model)
+    with pytest.raises(RuntimeError, match="does not match the native model"):
+        run_all(SMALL.updated(seed=3), mnist, previous_model)
+    assert snapshot(previous_model) == before
+
+
+# --------------------------------------------------------------------------- options and variants
+
+
+def test_bad_options_are_rejected_before_training(tmp_path):
+    with pytest.raises(ValueError, match="epochs must be between"):
+        next(model1_logreg.train({"epochs": 0}, exports_dir=tmp_path))
+    with pytest.raises(ValueError, match="unknown option"):
+        next(model1_logreg.train({"epoch": 3}, exports_dir=tmp_path))
+    assert model1_logreg.DEFAULTS.validate() and model1_logreg.QUICK.validate()
+
+
+@pytest.mark.slow
+def test_raw_pixel_variant_exports_too(mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(model1_logreg, "DESKEW", False)
+    result = run_all(SMALL.updated(epochs=1), mnist, tmp_path)[-1]
+    model = onnx.load(result.paths["onnx"])
+    assert "GridSample" not in {node.op_type for node in model.graph.node}
+    assert result.metadata["hyperparameters"]["deskew"] is False
+    assert result.metadata["onnx_parity"]["argmax_agreement"] == 1.0
+
+
+# --------------------------------------------------------------------------- deskew
+
+
+def slanted_bar(slope: float) -> np.ndarray:
+    image = np.zeros((28, 28), dtype=np.float32)
+    for row in range(5, 23):
+        col = 14 + slope * (row - 14)
+        image[row, int(np.floor(col)):int(np.floor(col)) + 3] = 1.0
+    return image
+
+
+def edge_cases() -> np.ndarray:
+    cases = np.zeros((5, 28, 28), dtype=np.float32)
+    cases[1, 5, :] = 1  # a horizontal line: no vertical extent
+    cases[2, :, 3] = 1  # a vertical line at the border
+    cases[3, 0, 0] = 1  # one corner pixel
+    cases[4] = slanted_bar(0.9)  # steep slant, hits the shear cap
+    return cases  # cases[0] is blank
+
+
+def test_deskew_straightens_a_slanted_stroke():
+    image = slanted_bar(0.4)
+    _, _, (shear_before,) = shear_parameters(image.reshape(1, -1))
+    straight = deskew_images(image)
+    row_mean, col_mean, (shear_after,) = shear_parameters(straight)
+    assert shear_before == pytest.approx(0.4, abs=0.05)
+    assert abs(shear_after) < 0.05
+    assert row_mean[0] == pytest.approx(14, abs=0.5) and col_mean[0] == pytest.approx(14, abs=0.5)
+    assert straight.sum() == pytest.approx(image.sum(), rel=0.05)  # ink is moved, not lost
+
+
+def test_deskew_matches_scipy_reference(mnist):
+    images = np.concatenate([scaled_test_images(mnist, 300)[..., 0], edge_cases()])
+    fast = deskew_images(images)
+    assert fast.shape == (305, 784) and fast.dtype == np.float32 and np.isfinite(fast).all()
+    np.testing.assert_allclose(fast, deskew_reference(images), atol=1e-5)
+    assert not fast[-5].any()  # a blank image stays blank
+
+
+def test_deskew_onnx_matches_numpy(mnist):
+    from onnx import TensorProto, helper
+
+    nodes, initializers = deskew_onnx_nodes("image", "probabilities")
+    graph = helper.make_graph(
+        nodes, "deskew", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 784])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    images = np.concatenate([scaled_test_images(mnist, 300)[..., 0], edge_cases()])
+    onnx_out = run_onnx(model.SerializeToString(), images[..., None])
+    np.testing.assert_allclose(onnx_out, deskew_images(images), atol=1e-5)

@@ -1,0 +1,92 @@
+"""Light augmentation for Model 2, so digits drawn in the app look like training data.
+
+MNIST digits are neat: centred by mass, about 20 px tall, with a 2-3 px pen.
+Digits drawn with a mouse pass through the same preprocessing (inference/preprocess.py)
+but still come out slightly off-centre, tilted, a little larger or smaller, and with
+thicker or thinner strokes depending on the brush. Each training batch therefore gets:
+
+- one random affine warp per image: shift, rotation and scale in a single resampling
+  (three separate Keras Random* layers would resample three times: ~3x the CPU time
+  and a blurrier image), bilinear, black outside;
+- for some images, a thicker stroke (3x3 dilation = max pool) or a thinner one
+  (2x2 erosion = min pool).
+
+All of it runs as batched TensorFlow ops inside the tf.data pipeline (not in the model,
+so the saved model and its ONNX export have no augmentation layers), with stateless
+random ops seeded per batch: the same seed gives the same augmented batches.
+TensorFlow is imported inside the functions only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+IMAGE_SIZE = 28
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    shift: float = 2.0  # max shift in pixels, each axis (preprocessing centres by mass, so ~2 px suffices)
+    rotation: float = 10.0  # max rotation in degrees, either way
+    scale: float = 0.10  # max relative zoom in or out
+    dilate_probability: float = 0.20  # share of images drawn with a thicker pen
+    erode_probability: float = 0.10  # share of images drawn with a thinner pen
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def augment_batch(images, seed):
+    """Augmented copies of `images` (float32 [N, 28, 28, 1] in [0, 1]), using the default settings.
+
+    `seed`: int32/int64 tensor of shape [2] (stateless-random seed for this batch).
+    """
+    return augment(images, seed, Augmentation())
+
+
+def augment(images, seed, settings: Augmentation):
+    import tensorflow as tf
+
+    affine_seed, pen_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    images = random_affine(images, affine_seed, settings)
+    images = random_pen(images, pen_seed, settings)
+    return tf.clip_by_value(images, 0.0, 1.0)
+
+
+def random_affine(images, seed, settings: Augmentation):
+    """One random shift + rotation + scale per image, in a single bilinear resampling."""
+    import tensorflow as tf
+
+    count = tf.shape(images)[0]
+    draws = tf.random.stateless_uniform([4, count], seed=seed, minval=-1.0, maxval=1.0)
+    angle = draws[0] * (settings.rotation * math.pi / 180.0)
+    zoom = 1.0 + draws[1] * settings.scale
+    shift_x, shift_y = draws[2] * settings.shift, draws[3] * settings.shift
+
+    # ImageProjectiveTransformV3 maps each OUTPUT pixel (x, y) to the INPUT point
+    # (a0 x + a1 y + a2, b0 x + b1 y + b2): the inverse of "rotate and zoom about
+    # the centre, then shift".
+    centre = (IMAGE_SIZE - 1) / 2.0
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    a2 = centre - (a0 * (centre + shift_x) + a1 * (centre + shift_y))
+    b2 = centre - (b0 * (centre + shift_x) + b1 * (centre + shift_y))
+    zeros = tf.zeros_like(angle)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=[IMAGE_SIZE, IMAGE_SIZE],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    )
+
+
+def random_pen(images, seed, settings: Augmentation):
+    """Thicker strokes for some images (dilation), thinner for others (erosion)."""
+    import tensorflow as tf
+
+    pick = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=seed)
+    thicker = tf.nn.max_pool2d(images, ksize=3, strides=1, padding="SAME")
+    # 2x2, not 3x3: MNIST strokes are only 2-3 px wide and a 3x3 erosion erases them.
+    thinner = -tf.nn.max_pool2d(-images, ksize=2, strides=1, padding="SAME")
+    images = tf.where(pick < settings.dilate_probability, thicker, images)
+    return tf.where(pick > 1.0 - settings.erode_probability, thinner, images)

@@ -1,0 +1,332 @@
+"""Background training jobs, shared by the UI and the REST API.
+
+A job consumes a registry trainer (a generator of `Progress` events ending with
+one `Result`) in a daemon thread and keeps what consumers need: the latest
+progress, a bounded history of events, the result or the error. One job per
+model at a time; different models may train side by side.
+
+Cancel sets a flag; the worker closes the generator at its next event, and the
+trainer stops on GeneratorExit without writing anything (writes are atomic and
+happen only at the end), so the previous model stays in place.
+
+Streaming consumers call `wait_for_update(name, seen, timeout)`, which blocks on
+a Condition (no polling) until events past `seen` exist or the job finishes.
+Every job ends with one terminal event carrying `"state"` ("succeeded",
+"failed" or "cancelled"), so a consumer's loop can stop on it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from pydantic import TypeAdapter, ValidationError
+
+from training.events import Progress, Result
+from training.options import TrainOptions
+from training.registry import MODELS, ModelSpec
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 2000  # events kept per job; enough for a per-batch log of a quick run
+PRESETS = ("default", "quick")  # options["preset"]: which base options the others update
+
+RUNNING, SUCCEEDED, FAILED, CANCELLED, IDLE = "running", "succeeded", "failed", "cancelled", "idle"
+TERMINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+
+OnSuccess = Callable[[str, Result], Any]
+
+_OPTIONS_ADAPTER = TypeAdapter(TrainOptions)
+
+
+class JobAlreadyRunningError(RuntimeError):
+    """A second start for a model that is still training."""
+
+
+class TrainingUnavailableError(RuntimeError):
+    """Training cannot run here (TensorFlow missing, MNIST not found); the message says how to fix it."""
+
+
+@dataclass
+class _Job:
+    name: str
+    options: TrainOptions
+    started_at: float = field(default_factory=time.time)
+    state: str = RUNNING
+    progress: float = 0.0
+    status: str = "Starting"
+    accuracy: float | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    finished_at: float | None = None
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class JobManager:
+    """Runs registry trainers in background threads; thread-safe."""
+
+    def __init__(self, on_success: OnSuccess | None = None, *, models: Mapping[str, ModelSpec] | None = None,
+                 exports_dir: str | None = None, history_limit: int = HISTORY_LIMIT):
+        self.on_success = on_success
+        self.models: dict[str, ModelSpec] = dict(models if models is not None else MODELS)
+        self.exports_dir = exports_dir  # None: the trainer's default ($EXPORTS_DIR or ./exports)
+        self.history_limit = history_limit
+        self._jobs: dict[str, _Job] = {}
+        # Event numbers keep counting across a model's jobs, so a consumer's `seen` stays valid.
+        self._seq: dict[str, int] = {name: 0 for name in self.models}
+        self._changed = threading.Condition()
+
+    # -- starting and stopping -------------------------------------------
+
+    def start(self, name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Start training `name` in the background; returns its status.
+
+        Raises KeyError (unknown model), ValueError (bad options),
+        TrainingUnavailableError, JobAlreadyRunningError.
+        """
+        spec = self._spec(name)
+        reason = spec.unavailable_reason()
+        if reason:
+            raise TrainingUnavailableError(reason)
+        mnist_problem = self._mnist_problem()
+        if mnist_problem:
+            raise TrainingUnavailableError(mnist_problem)
+        try:
+            trainer = spec.trainer()
+        except ImportError as error:  # a broken install, not the user's fault: say so instead of a 500
+            raise TrainingUnavailableError(
+                f"{spec.title} cannot be trained here: its trainer failed to import ({error})") from error
+        train_options = self.parse_options(spec, options)
+        with self._changed:
+            current = self._jobs.get(name)
+            if current is not None and current.state == RUNNING:
+                raise JobAlreadyRunningError(
+                    f"{spec.title} is already training ({current.progress:.0f}% done, started "
+                    f"{time.time() - current.started_at:.0f} s ago); wait for it to finish or cancel it first")
+            job = _Job(name=name, options=train_options, history=deque(maxlen=self.history_limit))
+            self._jobs[name] = job
+            self._record(job, {"progress": 0.0, "status": "Starting"})
+            job.thread = threading.Thread(target=self._run, args=(job, trainer), name=f"train-{name}", daemon=True)
+            job.thread.start()
+            return self._status_locked(name)
+
+    def cancel(self, name: str) -> bool:
+        """Ask the running job for `name` to stop; False when nothing is running."""
+        self._spec(name)
+        with self._changed:
+            job = self._jobs.get(name)
+            if job is None or job.state != RUNNING:
+                return False
+            job.cancel_requested.set()
+            job.status = "Cancelling"
+            self._record(job, {"progress": round(job.progress, 1), "status": job.status})
+            return True
+
+    def join(self, name: str, timeout: float | None = None) -> bool:
+        """Wait for the current job of `name` to end; True when it has."""
+        job = self._jobs.get(name)
+        if job is None or job.thread is None:
+            return True
+        job.thread.join(timeout)
+        return not job.thread.is_alive()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel every running job and wait (bounded) for them to stop."""
+        for name in self.models:
+            self.cancel(name)
+        deadline = time.monotonic() + timeout
+        for name in self.models:
+            self.join(name, max(0.0, deadline - time.monotonic()))
+
+    # -- queries ------------------------------------------------------------
+
+    def is_running(self, name: str) -> bool:
+        job = self._jobs.get(name)
+        return job is not None and job.state == RUNNING
+
+    def status(self, name: str, history: int | None = None) -> dict[str, Any]:
+        """The current (or last) job of `name`; `history` keeps only its last N events."""
+        self._spec(name)
+        with self._changed:
+            return self._status_locked(name, history)
+
+    def wait_for_update(self, name: str, seen: int, timeout: float) -> tuple[list[dict[str, Any]], int]:
+        """Events numbered after `seen` (blocking up to `timeout` s until there are some).
+
+        Returns (new events, new seen). Start with seen=0 to get the current job's whole
+        kept history. Returns at once with no events when no job is running and nothing is new.
+        """
+        self._spec(name)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                events = self._events_after(name, seen)
+                if events or not self.is_running(name):
+                    return events, self._seq[name]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return [], self._seq[name]
+                self._changed.wait(remaining)
+
+    # -- options ------------------------------------------------------------
+
+    def parse_options(self, spec: ModelSpec, options: Mapping[str, Any] | None) -> TrainOptions:
+        """TrainOptions from a user's dict: unknown keys and bad values raise ValueError."""
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError('options must be a JSON object such as {"epochs": 2}')
+        options = dict(options or {})
+        preset = options.pop("preset", "default")
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        known = TrainOptions.field_names()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}; valid options: "
+                             f"{', '.join(known)} (and preset: {' or '.join(PRESETS)})")
+        base = spec.quick() if preset == "quick" else spec.defaults()
+        try:
+            # Pydantic checks the types the dataclass declares (ints stay ints, limit may be null).
+            # An explicit null is kept (limit: null = all images), unlike TrainOptions.updated().
+            checked = _OPTIONS_ADAPTER.validate_python({**base.to_dict(), **options})
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            raise ValueError(f"invalid option value: {problems}") from None
+        return checked.validate()
+
+    # -- internals ------------------------------------------------------------
+
+    def _spec(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(self.models)}") from None
+
+    @staticmethod
+    def _mnist_problem() -> str | None:
+        from training.mnist import download_allowed, locate_mnist
+
+        if locate_mnist() is not None or download_allowed():
+            return None
+        return ("MNIST was not found and downloading it is disabled (MNIST_DOWNLOAD=0): set MNIST_DIR to a "
+                "folder holding the four MNIST IDX files (e.g. train-images-idx3-ubyte.gz), or unset MNIST_DOWNLOAD")
+
+    def _run(self, job: _Job, trainer: Callable[..., Any]) -> None:
+        """The worker thread: consume the trainer, record events, end in a terminal state."""
+        generator = None
+        try:
+            generator = trainer(job.options, exports_dir=self.exports_dir)
+            result = None
+            for event in generator:
+                if isinstance(event, Result):
+                    result = event  # the last item; keep iterating so the trainer ends normally
+                    continue
+                if job.cancel_requested.is_set():
+                    break
+                if isinstance(event, Progress):
+                    with self._changed:
+                        job.progress = max(job.progress, float(event.progress))
+                        job.status = event.status
+                        job.accuracy = _first_not_none(event.val_accuracy, event.accuracy, job.accuracy)
+                        self._record(job, event.to_dict())
+            if result is not None:
+                self._succeed(job, result)  # files are written: a late cancel cannot undo that
+            elif job.cancel_requested.is_set():
+                generator.close()  # GeneratorExit inside the trainer: it stops and writes nothing
+                self._finish(job, CANCELLED, f"Cancelled at {job.progress:.0f}%; the previous model is unchanged")
+            else:
+                self._finish(job, FAILED, "Training failed", error="the trainer ended without a result")
+        except Exception as error:  # any trainer failure becomes the job's status, never a lost thread
+            log.exception("training %s failed", job.name)
+            self._finish(job, FAILED, "Training failed", error=f"{type(error).__name__}: {error}")
+        finally:
+            if generator is not None and hasattr(generator, "close"):
+                try:
+                    generator.close()
+                except Exception:
+                    log.exception("closing the %s trainer failed", job.name)
+
+    def _succeed(self, job: _Job, result: Result) -> None:
+        summary = result.to_dict()
+        error = None
+        if self.on_success is not None:
+            try:
+                self.on_success(job.name, result)
+            except Exception as exc:
+                log.exception("on_success for %s failed", job.name)
+                error = f"trained and saved, but loading the new model failed: {type(exc).__name__}: {exc}"
+        with self._changed:
+            job.result = summary
+            job.accuracy = result.test_accuracy
+        status = (f"Done: test accuracy {result.test_accuracy:.2%} in {result.train_seconds:.1f} s"
+                  if error is None else "Trained, but the new model could not be loaded")
+        self._finish(job, SUCCEEDED if error is None else FAILED, status, error=error, progress=100.0)
+
+    def _finish(self, job: _Job, state: str, status: str, *, error: str | None = None,
+                progress: float | None = None) -> None:
+        with self._changed:
+            job.state = state
+            job.status = status
+            job.error = error
+            job.finished_at = time.time()
+            if progress is not None:
+                job.progress = progress
+            event = {"progress": round(job.progress, 1), "status": status, "state": state}
+            if error:
+                event["error"] = error
+            if job.accuracy is not None:
+                event["accuracy"] = job.accuracy
+            self._record(job, event)
+
+    def _record(self, job: _Job, event: dict[str, Any]) -> None:
+        """Append an event and wake waiters; caller holds the condition."""
+        self._seq[job.name] += 1
+        job.history.append((self._seq[job.name], event))
+        self._changed.notify_all()
+
+    def _events_after(self, name: str, seen: int) -> list[dict[str, Any]]:
+        job = self._jobs.get(name)
+        if job is None or self._seq[name] <= seen:
+            return []
+        return [event for number, event in job.history if number > seen]
+
+    def _status_locked(self, name: str, history: int | None = None) -> dict[str, Any]:
+        job = self._jobs.get(name)
+        if job is None:
+            return {"model": name, "state": IDLE, "running": False, "progress": 0.0, "status": "Not started",
+                    "accuracy": None, "error": None, "result": None, "history": [], "seq": self._seq[name],
+                    "options": None, "started_at": None, "finished_at": None, "elapsed": None}
+        end = job.finished_at or time.time()
+        return {
+            "model": name,
+            "state": job.state,
+            "running": job.state == RUNNING,
+            "progress": round(job.progress, 1),
+            "status": job.status,
+            "accuracy": job.accuracy,
+            "error": job.error,
+            "result": job.result,
+            "history": _last([event for _, event in job.history], history),
+            "seq": self._seq[name],
+            "options": job.options.to_dict(),
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "elapsed": round(end - job.started_at, 2),
+        }
+
+
+def _last(items: list, count: int | None) -> list:
+    if count is None:
+        return items
+    return items[-count:] if count > 0 else []
+
+
+def _first_not_none(*values):
+    for value in values:
+        if value is not None:
+            return value
+    return None

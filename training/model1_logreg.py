@@ -1,0 +1,318 @@
+"""Model 1: logistic regression (scikit-learn SGDClassifier, log loss) trained by mini-batch SGD.
+
+    for event in train(QUICK): print(event)
+
+The classifier is linear with log loss, one-vs-rest over the ten digits, trained by
+`partial_fit` on shuffled mini-batches with averaged SGD (the averaged weights settle
+near the optimum in a few epochs) and an adaptive step size: the step is divided by
+LR_DROP whenever an epoch does not improve the validation loss, as in the original app.
+
+Its input is the deskewed image (training/deskew.py): plain OvR logistic regression
+on raw pixels tops out near 91.9% on MNIST, below the 92% target; straightening the
+slant first lifts it to about 95% and helps with slanted hand-drawn digits too.
+
+Native model: a scikit-learn Pipeline (deskew -> SGDClassifier) taking float [N, 784]
+in [0, 1], saved with joblib. ONNX: the same pipeline behind the project's contract,
+image [N, 28, 28, 1] -> (reshape, deskew inside the graph) -> probabilities [N, 10].
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from training.events import Progress, Result
+from training.options import TrainOptions
+
+NAME = "model1"
+NATIVE_FORMAT = "joblib"
+
+# Full training: a few passes are enough for averaged SGD.
+DEFAULTS = TrainOptions(
+    epochs=3,
+    batch_size=1000,  # ~55 partial_fit calls per epoch on 55,000 training images
+    learning_rate=0.1,  # initial SGD step size (eta0); the adaptive schedule lowers it
+    limit=None,
+    seed=0,
+)
+# Miniature run for smoke tests and demos: a few seconds.
+QUICK = TrainOptions(epochs=2, batch_size=200, learning_rate=0.1, limit=2000, seed=0)
+
+ALPHA = 1e-5  # L2 penalty; smaller overfits the deskewed pixels, larger underfits
+DESKEW = True  # see the module docstring; False trains on raw pixels (~91.9% test accuracy)
+LR_DROP = 5.0  # adaptive schedule: step /= LR_DROP after an epoch without validation improvement
+VALIDATION_SIZE = 5000  # held out from training for progress reports (10% of a limited set)
+REPORTS_PER_EPOCH = 12  # progress events per epoch (plus one at each epoch end)
+N_JOBS = -1  # one-vs-rest fits the ten binary classifiers in parallel threads
+_DESKEW_CHUNK = 5000  # images per deskew step (one progress event each, and a chance to cancel)
+
+# Share of the progress bar per phase: preparing features, SGD epochs, test + export.
+_PREPARE_END, _TRAIN_END = 5.0, 95.0
+
+
+def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=None) -> Iterator[Progress | Result]:
+    """Train, export, and yield progress events; the last item is a Result.
+
+    Closing the generator (GeneratorExit) cancels the run; nothing is written then,
+    because all files are written together only after training and evaluation.
+    """
+    from sklearn.linear_model import SGDClassifier
+
+    from training.mnist import load_mnist, split_validation
+
+    options = _resolve_options(options)
+    if data is None:
+        data = load_mnist()
+    clock = _ActiveClock()
+
+    # ---- data: limited subset, validation split, features in [0, 1] (deskewed)
+    x_all, y_all = data.x_train, data.y_train
+    if options.limit is not None:
+        x_all, y_all = x_all[: options.limit], y_all[: options.limit]
+    val_size = min(VALIDATION_SIZE, len(x_all) // 10)
+    x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
+    y_train, y_val = y_train.astype(np.int64), y_val.astype(np.int64)  # skl2onnx rejects uint8 classes
+
+    features = yield from _features(x_train, clock, "Preparing training images")
+    val_features = _scaled_features(x_val)
+
+    # ---- mini-batch SGD
+    classifier = SGDClassifier(
+        loss="log_loss", penalty="l2", alpha=ALPHA, learning_rate="constant", eta0=options.learning_rate,
+        average=True, n_jobs=N_JOBS, random_state=options.seed,
+    )
+    classes = np.arange(10)
+    rng = np.random.default_rng(options.seed)
+    batches = math.ceil(len(features) / options.batch_size)
+    report_every = max(1, batches // REPORTS_PER_EPOCH)
+    total_steps = options.epochs * batches
+    best_val_loss = math.inf
+    history: list[dict[str, Any]] = []
+    fitted = False
+
+    for epoch in range(1, options.epochs + 1):
+        order = rng.permutation(len(features))
+        seen = correct = 0
+        loss_sum = 0.0
+        for batch in range(1, batches + 1):
+            index = order[(batch - 1) * options.batch_size: batch * options.batch_size]
+            x_batch, y_batch = features[index], y_train[index]
+            if fitted:
+                # Progressive validation: score each batch before learning from it.
+                batch_loss, batch_correct = _score(classifier.predict_proba(x_batch), y_batch)
+                loss_sum += batch_loss * len(y_batch)
+                correct += batch_correct
+                seen += len(y_batch)
+            classifier.partial_fit(x_batch, y_batch, classes=classes)
+            fitted = True
+
+            if batch % report_every == 0 and batch < batches:
+                step = (epoch - 1) * batches + batch
+                yield from clock.emit(Progress(
+                    progress=_PREPARE_END + (_TRAIN_END - _PREPARE_END) * step / total_steps,
+                    status=f"Epoch {epoch}/{options.epochs}, Batch {batch}/{batches}",
+                    epoch=epoch, epochs=options.epochs, batch=batch, batches=batches,
+                    loss=loss_sum / seen if seen else None, accuracy=correct / seen if seen else None,
+                    elapsed=clock.elapsed(),
+                ))
+
+        val_loss, val_correct = _score(classifier.predict_proba(val_features), y_val)
+        val_accuracy = val_correct / len(y_val)
+        history.append({"epoch": epoch, "learning_rate": classifier.eta0, "val_loss": round(val_loss, 5),
+                        "val_accuracy": round(val_accuracy, 5)})
+        if val_loss < best_val_loss - 1e-4:
+            best_val_loss = val_loss
+        else:
+            classifier.eta0 /= LR_DROP
+        yield from clock.emit(Progress(
+            progress=_PREPARE_END + (_TRAIN_END - _PREPARE_END) * epoch / options.epochs,
+            status=f"Epoch {epoch}/{options.epochs}, Batch {batches}/{batches}, validation accuracy {val_accuracy:.2%}",
+            epoch=epoch, epochs=options.epochs, batch=batches, batches=batches,
+            loss=loss_sum / seen if seen else None, accuracy=correct / seen if seen else None,
+            val_accuracy=val_accuracy, elapsed=clock.elapsed(),
+        ))
+    train_seconds = clock.elapsed()
+
+    # ---- test accuracy (the test set is used only here), ONNX export, atomic save
+    yield from clock.emit(Progress(progress=96, status="Evaluating on the 10,000 test images",
+                                   epoch=options.epochs, epochs=options.epochs, elapsed=clock.elapsed()))
+    pipeline = native_pipeline(classifier)
+    test_images = data.x_test.astype(np.float32)[..., None] / 255.0  # the ONNX input contract
+    test_probabilities = pipeline.predict_proba(test_images.reshape(len(test_images), -1))
+    test_accuracy = float(np.mean(test_probabilities.argmax(1) == data.y_test))
+    yield from clock.emit(Progress(progress=98, status=f"Test accuracy {test_accuracy:.2%}; exporting",
+                                   epoch=options.epochs, epochs=options.epochs, elapsed=clock.elapsed()))
+    onnx_model = to_onnx(classifier)
+
+    paths, metadata = _save(pipeline, onnx_model, test_images, {
+        "title": "Model 1: logistic regression",
+        "test_accuracy": round(test_accuracy, 6),
+        "onnx_test_accuracy": round(_onnx_accuracy(onnx_model, test_images, data.y_test), 6),
+        "train_seconds": round(train_seconds, 3),
+        "options": options.to_dict(),
+        "hyperparameters": {"classifier": "SGDClassifier(loss='log_loss', penalty='l2', average=True), one-vs-rest",
+                            "alpha": ALPHA, "deskew": DESKEW, "schedule": f"adaptive: step / {LR_DROP:g} "
+                            "after an epoch without validation-loss improvement"},
+        "history": history,
+        "data": {"source": data.source, "sha256": data.sha256, "official_mnist": data.is_official,
+                 "train_images": int(len(x_train)), "validation_images": int(len(x_val)),
+                 "test_images": int(len(data.x_test))},
+        "native_input": "float [N, 784] in [0, 1] (flattened 28x28, white digit on black)",
+    }, exports_dir)
+    yield Progress(progress=100, status=f"Done: test accuracy {test_accuracy:.2%} in {train_seconds:.1f} s",
+                   epoch=options.epochs, epochs=options.epochs, val_accuracy=history[-1]["val_accuracy"],
+                   elapsed=clock.elapsed())
+    yield Result(model=NAME, test_accuracy=test_accuracy, train_seconds=train_seconds, paths=paths, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- model pieces
+
+
+def native_pipeline(classifier):
+    """The native model: [N, 784] in [0, 1] -> (deskew) -> logistic regression."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from training.deskew import deskew_images
+
+    steps = [("deskew", FunctionTransformer(deskew_images))] if DESKEW else []
+    return Pipeline(steps + [("logreg", classifier)])
+
+
+def to_onnx(classifier):
+    """The ONNX model: image [N, 28, 28, 1] -> probabilities [N, 10] (before contract.finalize)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from training.deskew import deskew_onnx_nodes
+    from training.onnx_contract import INPUT_NAME, OPSET
+
+    features = "features"
+    model = convert_sklearn(
+        classifier, initial_types=[(features, FloatTensorType([None, 784]))],
+        options={id(classifier): {"zipmap": False}},  # plain [N, 10] tensor, not a list of dicts
+        target_opset={"": OPSET, "ai.onnx.ml": 3},
+    )
+    if DESKEW:
+        nodes, initializers = deskew_onnx_nodes(INPUT_NAME, features)
+    else:
+        nodes = [helper.make_node("Reshape", [INPUT_NAME, "flat_shape"], [features])]
+        initializers = [numpy_helper.from_array(np.array([-1, 784], dtype=np.int64), name="flat_shape")]
+
+    graph = model.graph
+    for index, node in enumerate(nodes):
+        graph.node.insert(index, node)
+    graph.initializer.extend(initializers)
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, 28, 28, 1]))
+    _keep_only_output(graph, "probabilities")
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, OPSET)  # GridSample needs >= 16
+    onnx.checker.check_model(model)
+    return model
+
+
+def _keep_only_output(graph, name: str) -> None:
+    """Drop other outputs (skl2onnx's `label`) and the nodes only they needed."""
+    kept = [value for value in graph.output if value.name == name]
+    del graph.output[:]
+    graph.output.extend(kept)
+    needed = {name}
+    live = []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            live.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    used = {value for node in live for value in node.input}
+    kept_initializers = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_initializers)
+
+
+def _save(pipeline, onnx_model, test_images: np.ndarray, metadata: dict[str, Any], exports_dir):
+    import joblib
+
+    from training.export import save_model
+    from training.onnx_contract import PARITY_SAMPLES
+
+    return save_model(
+        name=NAME,
+        native_format=NATIVE_FORMAT,
+        write_native=lambda path: joblib.dump(pipeline, path),
+        onnx_model=onnx_model,
+        probabilities_output="probabilities",
+        native_predict=lambda images: pipeline.predict_proba(images.reshape(len(images), -1)),
+        parity_images=test_images[:PARITY_SAMPLES],
+        metadata=metadata,
+        exports_dir=exports_dir,
+    )
+
+
+def _onnx_accuracy(onnx_model, images: np.ndarray, labels: np.ndarray) -> float:
+    # What the served file scores, recorded beside the native accuracy.
+    from training.onnx_contract import run_onnx
+
+    return float(np.mean(run_onnx(onnx_model.SerializeToString(), images).argmax(1) == labels))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _resolve_options(options: TrainOptions | dict | None) -> TrainOptions:
+    if options is None:
+        options = DEFAULTS
+    elif isinstance(options, dict):
+        unknown = set(options) - set(TrainOptions.field_names())
+        if unknown:
+            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        options = DEFAULTS.updated(**options)
+    return options.validate()
+
+
+def _scaled_features(images: np.ndarray) -> np.ndarray:
+    flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    if DESKEW:
+        from training.deskew import deskew_images
+
+        return deskew_images(flat)
+    return flat
+
+
+def _features(images: np.ndarray, clock: "_ActiveClock", label: str):
+    """Features for `images` in chunks, yielding a progress event per chunk (sub-generator)."""
+    out = np.empty((len(images), 784), dtype=np.float32)
+    for start in range(0, len(images), _DESKEW_CHUNK):
+        stop = min(start + _DESKEW_CHUNK, len(images))
+        out[start:stop] = _scaled_features(images[start:stop])
+        yield from clock.emit(Progress(progress=_PREPARE_END * stop / len(images),
+                                       status=f"{label}: {stop:,}/{len(images):,}", elapsed=clock.elapsed()))
+    return out
+
+
+def _score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """(mean log loss, number correct)."""
+    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-15, 1.0)
+    return float(-np.mean(np.log(picked))), int(np.sum(probabilities.argmax(1) == labels))
+
+
+class _ActiveClock:
+    """Seconds spent inside the trainer, leaving out the time the consumer holds an event."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._paused = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start - self._paused
+
+    def emit(self, event: Progress):
+        paused_at = time.perf_counter()
+        yield event
+        self._paused += time.perf_counter() - paused_at

@@ -1,0 +1,345 @@
+"""Model 2: a small Keras CNN, trained on CPU in a few minutes.
+
+    for event in train(QUICK): print(event)
+
+Architecture (as in the original app):
+    image [N, 28, 28, 1] -> Conv2D(32, 3, relu) -> MaxPool(2) -> Conv2D(64, 3, relu) -> MaxPool(2)
+    -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(10, softmax) -> probabilities [N, 10]
+Its input already is the ONNX contract (float32 in [0, 1], white digit on black), so
+the model needs no scaling layer and the ONNX export is the model as it is.
+
+Training: Adam with a one-cycle-like schedule (linear warm-up over the first
+WARMUP_SHARE of the steps, then cosine decay to zero), which reaches a given accuracy
+in fewer epochs than a constant step; light augmentation (training/augment.py) in a
+tf.data pipeline so drawn digits are recognised; progress from a Keras callback
+bridged to this generator (training/keras_bridge.py): `fit` runs in a worker thread,
+exceptions in `fit` reach the caller, and closing the generator cancels `fit` at the
+next batch and writes nothing.
+
+Saved as model2.keras (native) and model2.onnx (Keras' own ONNX export, which uses
+tf2onnx.convert.from_function; tf2onnx.convert.from_keras fails on Keras 3 models).
+TensorFlow is imported inside functions only: importing this module stays cheap.
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from training.augment import Augmentation
+from training.events import Progress, Result
+from training.options import TrainOptions
+
+NAME = "model2"
+NATIVE_FORMAT = "keras"
+TITLE = "Model 2: CNN"
+
+# Full training (see the module docstring and the metadata for measured figures).
+DEFAULTS = TrainOptions(
+    epochs=10,  # ~11 s each on 2 idle CPU cores at batch 128
+    batch_size=128,  # 430 steps per epoch on 55,000 training images
+    learning_rate=2e-3,  # Adam's peak step size, reached at the end of the warm-up
+    limit=None,
+    seed=0,
+)
+# Miniature run for smoke tests and demos: a few seconds of training (plus the TensorFlow import).
+QUICK = TrainOptions(epochs=2, batch_size=64, learning_rate=2e-3, limit=3000, seed=0)
+
+AUGMENTATION: Augmentation | None = Augmentation()  # None trains on the plain MNIST images
+WARMUP_SHARE = 0.2  # share of all steps spent warming the step size up from learning_rate / 10
+VALIDATION_SIZE = 5000  # held out from training for progress reports (10% of a limited set)
+REPORT_EVERY = 20  # training batches between two progress events
+PREDICT_BATCH = 1000  # images per step when evaluating
+
+# Share of the progress bar per phase: import TensorFlow + prepare data, training, test + export.
+_PREPARE_END, _TRAIN_END = 3.0, 95.0
+
+
+def train(
+    options: TrainOptions | dict | None = None,
+    *,
+    data=None,
+    exports_dir=None,
+    augmentation: Augmentation | None | str = "default",
+) -> Iterator[Progress | Result]:
+    """Train, export, and yield progress events; the last item is a Result.
+
+    `data`: a training.mnist.MnistData (None loads it with load_mnist()).
+    `augmentation`: "default" uses AUGMENTATION; None turns augmentation off.
+    Closing the generator cancels the run: `fit` stops at the next batch and nothing
+    is written, because all files are written together only after training and evaluation.
+    """
+    from training.keras_bridge import stream_fit
+    from training.mnist import load_mnist, split_validation
+
+    options = _resolve_options(options)
+    augmentation = AUGMENTATION if augmentation == "default" else augmentation
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    yield Progress(progress=0, status="Loading TensorFlow", elapsed=0.0)
+    import keras
+    import tensorflow as tf
+
+    timings["import_tensorflow"] = time.perf_counter() - began
+    if data is None:
+        data = load_mnist()
+
+    # ---- data: limited subset, validation split, tf.data pipeline
+    prepared = time.perf_counter()
+    x_all, y_all = data.x_train, data.y_train
+    if options.limit is not None:
+        x_all, y_all = x_all[: options.limit], y_all[: options.limit]
+    val_size = min(VALIDATION_SIZE, len(x_all) // 10)
+    x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
+    dataset = training_dataset(x_train, y_train, options, augmentation)
+    validation = (to_model_input(x_val), np.asarray(y_val, dtype=np.int64))
+    batches = -(-len(x_train) // options.batch_size)
+    total_steps = options.epochs * batches
+
+    keras.utils.set_random_seed(options.seed)  # weights and dropout; data order and augmentation have their own seeds
+    model = build_model()
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(options, total_steps)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    timings["prepare_data"] = time.perf_counter() - prepared
+    yield Progress(progress=_PREPARE_END, status=f"Training on {len(x_train):,} images "
+                   f"({options.epochs} epochs of {batches} batches)", epoch=0, epochs=options.epochs,
+                   batches=batches, elapsed=time.perf_counter() - began)
+
+    # ---- training: fit in a worker thread, its callback events bridged to this generator
+    def fit(callbacks):
+        return model.fit(dataset, epochs=options.epochs, validation_data=validation,
+                         validation_batch_size=PREDICT_BATCH, callbacks=callbacks, verbose=0)
+
+    history: list[dict[str, Any]] = []
+    last_epoch_end = 0.0
+    fit_started = time.perf_counter()
+    report_every = max(1, min(REPORT_EVERY, batches // 4))
+    # closing(): when this generator is closed, the bridge must be closed too, which cancels fit.
+    with contextlib.closing(stream_fit(fit, report_every=report_every, thread_name="model2-fit")) as fit_run:
+        for event in fit_run:
+            yield _progress(event, options, batches, total_steps, time.perf_counter() - began)
+            if event.kind == "epoch":
+                history.append({"epoch": event.epoch, "seconds": round(event.elapsed - last_epoch_end, 2),
+                                **{key: round(value, 5) for key, value in event.logs.items()}})
+                last_epoch_end = event.elapsed
+    train_seconds = time.perf_counter() - fit_started
+    timings["fit"] = train_seconds
+
+    # ---- test accuracy (the test set is used only here), ONNX export, atomic save
+    yield Progress(progress=96, status="Evaluating on the 10,000 test images", epoch=options.epochs,
+                   epochs=options.epochs, elapsed=time.perf_counter() - began)
+    evaluated = time.perf_counter()
+    test_images = to_model_input(data.x_test)
+    test_probabilities = predict(model, test_images)
+    test_accuracy = float(np.mean(test_probabilities.argmax(1) == data.y_test))
+    timings["evaluate"] = time.perf_counter() - evaluated
+
+    yield Progress(progress=98, status=f"Test accuracy {test_accuracy:.2%}; exporting", epoch=options.epochs,
+                   epochs=options.epochs, elapsed=time.perf_counter() - began)
+    converted = time.perf_counter()
+    onnx_model, probabilities_output = to_onnx(model)
+    onnx_accuracy = _onnx_accuracy(onnx_model, test_images, data.y_test)
+    timings["onnx_export"] = time.perf_counter() - converted
+    timings["total_before_save"] = time.perf_counter() - began
+
+    paths, metadata = _save(model, onnx_model, probabilities_output, test_images, {
+        "title": TITLE,
+        "test_accuracy": round(test_accuracy, 6),
+        "onnx_test_accuracy": round(onnx_accuracy, 6),
+        "train_seconds": round(train_seconds, 3),
+        "timings_seconds": {key: round(value, 3) for key, value in timings.items()},
+        "options": options.to_dict(),
+        "hyperparameters": {
+            "architecture": "Conv2D(32,3,relu)-MaxPool(2)-Conv2D(64,3,relu)-MaxPool(2)-Flatten-"
+                            "Dense(128,relu)-Dropout(0.5)-Dense(10,softmax)",
+            "optimizer": "Adam",
+            "schedule": f"linear warm-up from learning_rate/10 over {WARMUP_SHARE:.0%} of the steps, "
+                        "then cosine decay to 0",
+            "augmentation": augmentation.to_dict() if augmentation else None,
+        },
+        "history": history,
+        "data": {"source": data.source, "sha256": data.sha256,
+                 "official_mnist": bool(getattr(data, "is_official", False)),
+                 "train_images": int(len(x_train)), "validation_images": int(len(x_val)),
+                 "test_images": int(len(data.x_test))},
+        "machine": _machine(),
+        "native_input": "float32 [N, 28, 28, 1] in [0, 1] (white digit on black), as the ONNX input",
+    }, exports_dir)
+    yield Progress(progress=100, status=f"Done: test accuracy {test_accuracy:.2%} in {train_seconds:.1f} s",
+                   epoch=options.epochs, epochs=options.epochs,
+                   val_accuracy=history[-1].get("val_accuracy") if history else None,
+                   elapsed=time.perf_counter() - began)
+    yield Result(model=NAME, test_accuracy=test_accuracy, train_seconds=train_seconds, paths=paths,
+                 metadata=metadata)
+
+
+# --------------------------------------------------------------------------- model pieces
+
+
+def build_model():
+    """The CNN; input `image` float32 [N, 28, 28, 1] in [0, 1], output softmax probabilities [N, 10]."""
+    import keras
+    from keras import layers
+
+    image = keras.Input(shape=(28, 28, 1), name="image")
+    x = layers.Conv2D(32, 3, activation="relu")(image)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    probabilities = layers.Dense(10, activation="softmax", name="probabilities")(x)
+    return keras.Model(image, probabilities, name=NAME)
+
+
+def learning_rate_schedule(options: TrainOptions, total_steps: int):
+    """Warm up linearly from learning_rate / 10 to learning_rate, then cosine-decay to zero."""
+    import keras
+
+    warmup_steps = int(total_steps * WARMUP_SHARE)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=options.learning_rate / 10,
+        decay_steps=max(1, total_steps - warmup_steps),  # counted after the warm-up
+        alpha=0.0,
+        warmup_target=options.learning_rate,
+        warmup_steps=warmup_steps,
+    )
+
+
+def training_dataset(images: np.ndarray, labels: np.ndarray, options: TrainOptions,
+                     augmentation: Augmentation | None):
+    """Shuffled batches of (float32 [B, 28, 28, 1] in [0, 1], int64 labels), augmented when asked.
+
+    Images stay uint8 until batched (a quarter of the memory in the shuffle buffer);
+    scaling and augmentation are batched ops on a parallel map, overlapped with
+    training by prefetch. Every random choice is seeded from options.seed.
+    """
+    import tensorflow as tf
+
+    from training.augment import augment
+
+    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(images, np.uint8), np.asarray(labels, np.int64)))
+    dataset = dataset.shuffle(len(images), seed=options.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(options.batch_size)
+    scale = lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, y)  # noqa: E731
+    dataset = dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+    if augmentation is not None:
+        # One stateless seed per batch, different in every epoch and repeatable.
+        batch_seeds = tf.data.Dataset.random(seed=options.seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(
+            lambda batch, seed: (augment(batch[0], tf.stack([tf.constant(options.seed, tf.int64), seed]),
+                                         augmentation), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] in [0, 1] (the ONNX input contract)."""
+    return (np.asarray(images, dtype=np.float32) / 255.0)[..., None]
+
+
+def predict(model, images: np.ndarray) -> np.ndarray:
+    """Native probabilities [N, 10] for images float32 [N, 28, 28, 1]."""
+    return np.asarray(model.predict(images, batch_size=PREDICT_BATCH, verbose=0))
+
+
+def to_onnx(model):
+    """(ONNX model, name of its probabilities output), via Keras' own ONNX export (tf2onnx.from_function)."""
+    import onnx
+    import tensorflow as tf
+
+    from training.onnx_contract import INPUT_NAME, OPSET
+
+    signature = [tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)]
+    with tempfile.TemporaryDirectory(prefix="model2-onnx-") as folder:
+        path = Path(folder) / "model2.onnx"
+        model.export(str(path), format="onnx", input_signature=signature, opset_version=OPSET, verbose=False)
+        onnx_model = onnx.load(str(path))
+    outputs = [value.name for value in onnx_model.graph.output]
+    if len(outputs) != 1:
+        raise RuntimeError(f"expected one ONNX output from the CNN, found {outputs}")
+    return onnx_model, outputs[0]
+
+
+def _save(model, onnx_model, probabilities_output: str, test_images: np.ndarray, metadata: dict[str, Any],
+          exports_dir):
+    from training.export import save_model
+    from training.onnx_contract import PARITY_SAMPLES
+
+    return save_model(
+        name=NAME,
+        native_format=NATIVE_FORMAT,
+        write_native=lambda path: model.save(path),
+        onnx_model=onnx_model,
+        probabilities_output=probabilities_output,
+        native_predict=lambda images: predict(model, images),
+        parity_images=test_images[:PARITY_SAMPLES],
+        metadata=metadata,
+        exports_dir=exports_dir,
+    )
+
+
+def _onnx_accuracy(onnx_model, images: np.ndarray, labels: np.ndarray) -> float:
+    # What the served file scores, recorded beside the native accuracy (before finalize renames IO).
+    import onnxruntime as ort
+
+    input_name = onnx_model.graph.input[0].name
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return float(np.mean(session.run(None, {input_name: images})[0].argmax(1) == labels))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _progress(event, options: TrainOptions, batches: int, total_steps: int, elapsed: float) -> Progress:
+    """A Progress event from a bridged Keras callback event."""
+    logs = event.logs
+    if event.kind == "batch":
+        step = (event.epoch - 1) * batches + event.batch
+        status = f"Epoch {event.epoch}/{options.epochs}, Batch {event.batch}/{batches}"
+        val_accuracy = None
+    else:
+        step = event.epoch * batches
+        val_accuracy = logs.get("val_accuracy")
+        status = f"Epoch {event.epoch}/{options.epochs}, Batch {batches}/{batches}"
+        if val_accuracy is not None:
+            status += f", validation accuracy {val_accuracy:.2%}"
+    return Progress(
+        progress=_PREPARE_END + (_TRAIN_END - _PREPARE_END) * step / total_steps,
+        status=status, epoch=event.epoch, epochs=options.epochs,
+        batch=event.batch if event.kind == "batch" else batches, batches=batches,
+        loss=logs.get("loss"), accuracy=logs.get("accuracy"), val_accuracy=val_accuracy, elapsed=elapsed,
+    )
+
+
+def _resolve_options(options: TrainOptions | dict | None) -> TrainOptions:
+    if options is None:
+        options = DEFAULTS
+    elif isinstance(options, dict):
+        unknown = set(options) - set(TrainOptions.field_names())
+        if unknown:
+            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        options = DEFAULTS.updated(**options)
+    return options.validate()
+
+
+def _machine() -> dict[str, Any]:
+    """Where the timing was taken: CPU count and load (other people share this machine)."""
+    import os
+
+    info: dict[str, Any] = {"cpus": os.cpu_count()}
+    try:
+        info["load_average_1_5_15min"] = [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        pass
+    return info

@@ -1,0 +1,73 @@
+"""The Train tab's work: who may train, and a running job as a stream of page updates."""
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any, Iterator
+
+from training.jobs import JobManager
+from training.options import TrainOptions
+from training.registry import ModelSpec
+from ui import plots, views
+
+STREAM_INTERVAL = 0.3  # s between streamed updates: smooth, without flooding the browser
+STREAM_WAIT = 5.0  # s: longest wait for the next training event before looking at the job again
+
+
+def training_blocked(spec: ModelSpec, token: str | None, train_token: str | None) -> str | None:
+    """Why this page may not train `spec` now (TensorFlow missing, token missing or wrong), or None."""
+    reason = spec.unavailable_reason()
+    if reason:
+        return reason
+    if train_token:
+        if not token:
+            return "Training is protected on this server: enter the training token first."
+        if not hmac.compare_digest(token.encode(), train_token.encode()):
+            return "Wrong training token: nothing was started or cancelled."
+    return None
+
+
+def can_train(spec: ModelSpec, token: str | None, train_token: str | None) -> bool:
+    """Whether the Train button is enabled (the token itself is checked on click)."""
+    return spec.unavailable_reason() is None and (not train_token or bool(token))
+
+
+def option_values(options: TrainOptions) -> list[Any]:
+    """The option fields' values: epochs, batch size, learning rate, training images (0 = all)."""
+    return [options.epochs, options.batch_size, options.learning_rate, options.limit or 0]
+
+
+def options_from_fields(epochs, batch_size, learning_rate, limit) -> dict[str, Any]:
+    """JobManager options from the fields; an emptied field keeps the model's default."""
+    options = {key: value for key, value in
+               (("epochs", epochs), ("batch_size", batch_size), ("learning_rate", learning_rate))
+               if value is not None}
+    options["limit"] = int(limit) if limit else None  # 0 or empty: all 60,000 training images
+    return options
+
+
+def training_view(job: dict[str, Any], status: str | None = None) -> tuple:
+    """(progress, status, accuracy curve, loss curve, summary) from JobManager.status()."""
+    accuracy, loss = plots.training_curves(job["history"])
+    return (job["progress"], status or views.training_status_line(job), accuracy, loss,
+            views.training_summary(job))
+
+
+def stream_job(jobs: JobManager, name: str) -> Iterator[tuple]:
+    """Views of `name`'s job while it runs, ending with its final state.
+
+    Blocks on the job manager's condition (wait_for_update) instead of sleeping, and
+    sends at most one update per STREAM_INTERVAL: a trainer may report every batch.
+    """
+    seen, last_shown, pending = 0, 0.0, False
+    while True:
+        wait = max(0.05, STREAM_INTERVAL - (time.monotonic() - last_shown)) if pending else STREAM_WAIT
+        events, seen = jobs.wait_for_update(name, seen, wait)
+        pending = pending or bool(events)
+        job = jobs.status(name)
+        finished = not job["running"]
+        if finished or (pending and time.monotonic() - last_shown >= STREAM_INTERVAL):
+            yield training_view(job)
+            last_shown, pending = time.monotonic(), False
+        if finished:
+            return

@@ -1,0 +1,144 @@
+"""Text and images for the page: predictions, model cards, training summaries."""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+PREVIEW_SIDE = 280  # px: the 28x28 model input shown 10x, one screen pixel block per input pixel
+
+
+def probabilities_label(probabilities: list[float]) -> dict[str, float]:
+    """gr.Label's value: digit (as text) -> probability."""
+    return {str(digit): float(p) for digit, p in enumerate(probabilities)}
+
+
+def model_input_preview(x: np.ndarray) -> Image.Image:
+    """The [28, 28, 1] model input enlarged with nearest-neighbour, so each input pixel stays a crisp square."""
+    pixels = np.clip(np.asarray(x, dtype=np.float32).reshape(28, 28) * 255.0, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(pixels, mode="L").resize((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.NEAREST)
+
+
+def prediction_caption(digit: int, probabilities: list[float], latency_ms: float) -> str:
+    latency = f"{latency_ms:.2f}" if latency_ms < 1 else f"{latency_ms:.1f}"
+    return f"Reads **{digit}** · {probabilities[digit]:.0%} sure · {latency} ms"
+
+
+def verdict(digits: dict[str, int], titles: dict[str, str]) -> str:
+    """One line over the results: what the chosen models read."""
+    if not digits:
+        return "No model could read it: see below why."
+    values = set(digits.values())
+    if len(digits) > 1 and len(values) == 1:
+        return f"Both models read **{values.pop()}**."
+    return " · ".join(f"{short_title(titles[name])} reads **{digit}**" for name, digit in digits.items())
+
+
+def short_title(title: str) -> str:
+    """ "Model 1: logistic regression" -> "Model 1"."""
+    return title.split(":", 1)[0]
+
+
+def format_bytes(size: int | None) -> str:
+    if size is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.0f} s"
+
+
+def format_when(iso: str | None) -> str:
+    """An ISO timestamp as a short UTC date and time."""
+    if not iso:
+        return "–"
+    try:
+        moment = _dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(_dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_percent(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}%}"
+
+
+def parity_text(parity: dict[str, Any] | None) -> str:
+    """The measured agreement between the ONNX export and the native model."""
+    if not parity:
+        return "not measured"
+    parts = []
+    if parity.get("argmax_agreement") is not None:
+        images = f" of {parity['samples']:,} test images" if parity.get("samples") else ""
+        parts.append(f"same digit on {parity['argmax_agreement']:.1%}{images}")
+    if parity.get("max_abs_diff") is not None:
+        parts.append(f"probabilities within {parity['max_abs_diff']:.1e}")
+    return ", ".join(parts)
+
+
+def model_card(status: dict[str, Any]) -> str:
+    """Markdown for one model on the Models tab, from model_status() (Predictor.status() plus training keys)."""
+    if status.get("available"):
+        state = "**Serving predictions** through ONNX Runtime."
+    elif status.get("trained"):
+        state = f"**Not serving:** {status.get('reason')}"
+    else:
+        state = "**Not trained yet:** train it in the Train tab."
+    if status.get("training"):
+        state += " A training run is in progress."
+    sizes = status.get("file_sizes") or {}
+    files = ", ".join(f"{kind} {format_bytes(size)}" for kind, size in sizes.items()) or "none"
+    options = status.get("options") or {}
+    settings = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in options.items()
+                         if key != "seed" and value is not None)
+    lines = [
+        f"### {status['title']}",
+        status.get("description", ""),
+        "",
+        state,
+        "",
+        f"- **Test accuracy:** {format_percent(status.get('accuracy'))}",
+        f"- **Trained:** {format_when(status.get('trained_at'))}, in {format_seconds(status.get('train_seconds'))}",
+        f"- **Settings:** {settings or '–'}",
+        f"- **ONNX export vs native model:** {parity_text(status.get('onnx_parity'))}",
+        f"- **Files:** {files}",
+    ]
+    if status.get("train_unavailable_reason"):
+        lines += ["", f"Training is off here: {status['train_unavailable_reason']}"]
+    return "\n".join(lines)
+
+
+def training_status_line(job: dict[str, Any]) -> str:
+    """The status text under a progress bar, from JobManager.status()."""
+    text = job.get("status") or ""
+    if job.get("error"):
+        text += f"\n\n**Error:** {job['error']}"
+    return text
+
+
+def training_summary(job: dict[str, Any]) -> str:
+    """What a finished run achieved; empty while nothing has finished."""
+    result = job.get("result")
+    if job.get("state") == "succeeded" and result:
+        return (f"**Test accuracy {result['test_accuracy']:.2%}** on the 10,000 MNIST test images · "
+                f"trained in {format_seconds(result['train_seconds'])} · "
+                f"the Draw tab uses the new model now.")
+    if job.get("state") == "cancelled":
+        return "Cancelled: the previous model is still in use."
+    if job.get("state") == "failed":
+        return "Training failed: the previous model is still in use."
+    return ""
