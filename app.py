@@ -15,7 +15,7 @@ from PIL import Image
 from inference.image_io import ImageInputError
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
-from inference.rest import create_api, environment
+from inference.rest import create_api, environment, model_status_report
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
 from training.registry import MODELS, ModelSpec
 from ui import draw, plots, training, views
@@ -38,7 +38,7 @@ CANVAS_SIDE = 280  # px; the drawing is reduced to 28x28 anyway
 BLANK_CANVAS = {"background": Image.new("RGB", (CANVAS_SIDE, CANVAS_SIDE), "white"), "layers": [], "composite": None}
 BRUSH_SIZES = (5, 30, 14)  # min, max, default (px on the 280 px canvas)
 MODEL_CHOICES = [*[(spec.title, name) for name, spec in MODELS.items()], ("Both, side by side", draw.BOTH)]
-DRAW_HINT = "Draw a digit (0–9) in the white box: the models answer after every stroke."
+DRAW_HINT = "Draw a digit (0–9) in the white box: the models answer as you draw."
 UPLOAD_HINT = "Upload a picture of one digit (PNG, JPEG, WebP, GIF or BMP)."
 PREDICT_CONCURRENCY = 4  # predictions take milliseconds: several at once keep many users fast
 WATCH_EVERY = 2.0  # s: how often an open Train tab looks for a job started elsewhere (REST, another page)
@@ -120,14 +120,20 @@ def make_canceller(spec: ModelSpec):
 
 
 def make_watcher(spec: ModelSpec):
-    def watch(busy: bool):
-        """Follow a job started elsewhere (REST, another page) unless this page streams it already."""
-        if busy or not jobs.is_running(spec.name):
-            yield (*[gr.skip()] * 5, busy)
-            return
-        for view in training.stream_job(jobs, spec.name):
-            yield (*view, True)
-        yield (*[gr.skip()] * 5, False)
+    def watch(busy: bool, shown: int):
+        """Follow a job started elsewhere (REST, another page) unless this page streams it already.
+        `shown`: the job manager's event count this page last showed; a run that started and
+        ended between two ticks still gets its final state shown."""
+        nothing = [gr.skip()] * 5
+        job = jobs.status(spec.name)
+        if busy or (not job["running"] and job["seq"] == shown):
+            yield (*nothing, busy, shown)
+        elif not job["running"]:
+            yield (*training.training_view(job), False, job["seq"])
+        else:
+            for view in training.stream_job(jobs, spec.name):
+                yield (*view, True, shown)
+            yield (*nothing, False, jobs.status(spec.name)["seq"])
 
     return watch
 
@@ -142,11 +148,7 @@ def open_train_tab() -> list[Any]:
 def model_status() -> dict[str, Any]:
     """Every model: trained, serving, test accuracy, when and how long it trained, file sizes, ONNX parity,
     and whether it is training now (the same as GET /model_status)."""
-    status = predictor.status()
-    for name, entry in status.items():
-        reason = MODELS[name].unavailable_reason()
-        entry.update(training=jobs.is_running(name), trainable=reason is None, train_unavailable_reason=reason)
-    return status
+    return model_status_report(predictor, jobs)
 
 
 def env() -> dict[str, Any]:
@@ -196,6 +198,10 @@ UI_THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="sky")
 UI_CSS = """
 #verdict p { font-size: 1.25rem; margin: 0.25rem 0; min-height: 1.8em; }
 #model-input img { image-rendering: pixelated; }
+#model-input .icon-button-wrapper { display: none; }
+/* The sketchpad's own "Clear canvas" also drops the white background, after which Gradio asks
+   to "select the draw tool" first; the Clear button below resets the canvas properly. */
+#sketchpad button[aria-label="Clear canvas"] { display: none; }
 .model-caption p { text-align: center; }
 """
 # Gradio 6 takes theme and css when mounting (or launching), not in gr.Blocks().
@@ -207,6 +213,11 @@ with gr.Blocks(title="Digit Studio") as demo:
     gr.Markdown("# Digit Studio\n"
                 "Draw a digit and two models read it as you draw: a logistic regression and a small CNN. "
                 "Train them yourself in **Train**, and compare them in **Models**.")
+    # Client API endpoints without a widget of their own, listed first on the "Use via API" page
+    # (train_<model> and cancel_<model> are the Train tab's own events).
+    gr.api(predict, api_name="predict", **PREDICT_QUEUE)
+    gr.api(model_status, api_name="model_status")
+    gr.api(env, api_name="env")
     with gr.Tabs():
         with gr.Tab("Draw", id="draw") as draw_tab:
             source = gr.State("draw")  # which input the results come from: "draw" or "upload"
@@ -244,7 +255,7 @@ with gr.Blocks(title="Digit Studio") as demo:
                     gr.Markdown("**What the models see:** the 28×28 input, enlarged (white ink on black, "
                                 "centred like the MNIST training images).")
                     model_input = gr.Image(show_label=False, interactive=False, height=224, width=224, buttons=[],
-                                           elem_id="model-input")
+                                           format="png", elem_id="model-input")  # lossless: crisp pixels
             draw_outputs = [verdict, *result_outputs, model_input]
 
             # Live after every stroke; "always_last" lets strokes made during a prediction
@@ -256,7 +267,8 @@ with gr.Blocks(title="Digit Studio") as demo:
             # Raw payload (preprocess=False): a broken file becomes a warning from our checks.
             upload.upload(predict_upload, [upload, invert, choice], draw_outputs, api_name="predict_upload",
                           preprocess=False, **PREDICT_QUEUE, **PRIVATE)
-            clear_btn.click(clear_drawing, None, [sketch, *draw_outputs], api_name="clear", queue=False, **PRIVATE)
+            gr.on([clear_btn.click, sketch.clear], clear_drawing, None, [sketch, *draw_outputs], api_name="clear",
+                  queue=False, show_progress="hidden", **PRIVATE)
             brush_size.change(lambda size: gr.Sketchpad(brush=brush(size)), brush_size, sketch, api_name="brush_size",
                               queue=False, show_progress="hidden", **PRIVATE)
             draw_input_tab.select(lambda: "draw", None, source, api_name="show_drawing", queue=False, **PRIVATE).then(
@@ -310,15 +322,18 @@ with gr.Blocks(title="Digit Studio") as demo:
                             gr.Slider(0, 100, value=0, step=0.1, label="Progress", interactive=False, buttons=[],
                                       elem_id=f"progress-{name}"),
                             gr.Markdown("Not started", label="Status", elem_id=f"status-{name}"),
-                            gr.LinePlot(plots.empty_curve(), x="epoch", y="value", color="series", y_lim=[0, 1],
-                                        title="Accuracy", x_title="Epoch", y_title="Accuracy", color_title="",
-                                        height=220, label="Accuracy curve", elem_id=f"accuracy-{name}"),
-                            gr.LinePlot(plots.empty_curve(), x="epoch", y="value", color="series", title="Loss",
-                                        x_title="Epoch", y_title="Cross-entropy", color_title="", height=220,
-                                        label="Loss curve", elem_id=f"loss-{name}"),
+                            gr.LinePlot(plots.empty_curve(plots.ACCURACY_SERIES), x="epoch", y="value",
+                                        color="series", color_map=plots.CURVE_COLORS, colors_in_legend=[],
+                                        y_lim=[0, 1], title=plots.ACCURACY_TITLE, x_title="Epoch", y_title="Accuracy",
+                                        height=220, label="Accuracy curve",
+                                        show_label=False, elem_id=f"accuracy-{name}"),
+                            gr.LinePlot(plots.empty_curve(plots.LOSS_SERIES), x="epoch", y="value", color="series",
+                                        color_map=plots.CURVE_COLORS, colors_in_legend=[], title=plots.LOSS_TITLE,
+                                        x_title="Epoch", y_title="Cross-entropy", height=220, label="Loss curve", show_label=False, elem_id=f"loss-{name}"),
                             gr.Markdown("", label="Summary", elem_id=f"summary-{name}"),
                         ]
                     busy = gr.State(False)  # this page already streams this model's job
+                    shown = gr.State(0)  # the job manager's event count this page last showed
                     train_buttons.append(train_btn)
                     train_views += view
 
@@ -329,13 +344,14 @@ with gr.Blocks(title="Digit Studio") as demo:
                     # Lock the button, stream the run (at most one per model: concurrency 1 per model),
                     # then unlock. Only the middle step is the public `train_<model>` endpoint.
                     train_btn.click(lambda: (gr.Button(interactive=False), True), None, [train_btn, busy],
-                                    queue=False, api_name=f"lock_{name}", **PRIVATE).then(
+                                    queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
                         make_trainer(spec), [*fields, token], view, api_name=f"train_{name}",
                         concurrency_limit=1, concurrency_id=f"train_{name}", show_progress="hidden").then(
                         lambda tok, s=spec: (gr.Button(interactive=training.can_train(s, tok, TRAIN_TOKEN)), False),
-                        token, [train_btn, busy], queue=False, api_name=f"unlock_{name}", **PRIVATE)
+                        token, [train_btn, busy], queue=False, show_progress="hidden", api_name=f"unlock_{name}",
+                        **PRIVATE)
                     cancel_btn.click(make_canceller(spec), token, view[1], api_name=f"cancel_{name}")
-                    watch_timer.tick(make_watcher(spec), busy, [*view, busy], api_name=f"watch_{name}",
+                    watch_timer.tick(make_watcher(spec), [busy, shown], [*view, busy, shown], api_name=f"watch_{name}",
                                      concurrency_limit=None, show_progress="hidden", **PRIVATE)
             token.input(lambda tok: [gr.Button(interactive=training.can_train(s, tok, TRAIN_TOKEN))
                                      for s in MODELS.values()],
@@ -359,13 +375,9 @@ with gr.Blocks(title="Digit Studio") as demo:
             for (name, spec), outputs in zip(MODELS.items(), confusion_outputs):
                 shown.then(make_confusion(spec), None, outputs, api_name=f"confusion_{name}", **PRIVATE)
 
-    # Client API endpoints without a widget of their own (train_/cancel_<model> are the Train tab's events).
-    gr.api(predict, api_name="predict", **PREDICT_QUEUE)
-    gr.api(model_status, api_name="model_status")
-    gr.api(env, api_name="env")
-
     # Following jobs started elsewhere costs a request every WATCH_EVERY s: only while Train is open.
-    train_tab.select(open_train_tab, None, [watch_timer, *train_views], api_name="open_train", **PRIVATE)
+    train_tab.select(open_train_tab, None, [watch_timer, *train_views], api_name="open_train", show_progress="hidden",
+                     **PRIVATE)
     gr.on([draw_tab.select, models_tab.select], lambda: gr.Timer(active=False), None, watch_timer,
           api_name="close_train", queue=False, **PRIVATE)
 

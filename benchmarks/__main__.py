@@ -15,6 +15,7 @@ import argparse
 import datetime as _dt
 import importlib
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -83,6 +84,8 @@ def run_section(name: str, ctx: Context, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C does: through the `finally` blocks that stop the servers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     command = "python -m benchmarks" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None
                                                                                 else sys.argv[1:]))
     config = QUICK if args.quick else FULL
@@ -103,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ctx.cleanup()
     failed = [name for name in args.sections if sections[name].get("error")]
+    statuses = [check["status"] for name in args.sections for check in sections[name]["checks"]]
     ctx.log(f"wrote {out / report.MARKDOWN_NAME} and {out / report.JSON_NAME} in "
-            f"{time.perf_counter() - began:.0f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+            f"{time.perf_counter() - began:.0f} s: {statuses.count('PASS')} PASS, {statuses.count('MISS')} MISS"
+            + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 

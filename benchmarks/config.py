@@ -23,12 +23,12 @@ class BenchConfig:
     # (4) REST load: concurrency levels; per level, `load_rounds` rounds each bounded
     # by a request count and a wall-time cap (whichever comes first)
     concurrency: tuple[int, ...] = (1, 8, 32)
-    load_requests: dict[int, int] = field(default_factory=lambda: {1: 600, 8: 2400, 32: 3200})
-    load_round_seconds: float = 6.0
+    load_requests: dict[int, int] = field(default_factory=lambda: {1: 500, 8: 2000, 32: 2000})
+    load_round_seconds: float = 4.0
     load_rounds: int = 3
     warmup_requests: int = 30
     # load while a training job runs: the longest window and how long to wait for the job
-    training_load_seconds: float = 15.0
+    training_load_seconds: float = 10.0
     training_wait_seconds: float = 180.0
     # (5) training: "defaults" (full runs) or "quick" (each model's QUICK options)
     training_options: str = "defaults"

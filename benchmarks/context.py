@@ -28,9 +28,8 @@ class Context:
 
     @cached_property
     def work(self) -> Path:
-        """Scratch space (server logs, temporary exports), removed at the end of the run."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".work-", dir=self.out))
+        """Scratch space (server logs, temporary exports) in the system's temp folder, removed at the end."""
+        return Path(tempfile.mkdtemp(prefix="digit-studio-benchmarks-"))
 
     def cleanup(self) -> None:
         if "work" in self.__dict__:

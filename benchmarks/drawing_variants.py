@@ -25,11 +25,12 @@ SMALL_SIZE = (40, 70)  # a digit drawn small...
 SMALL_MARGIN = (4, 24)  # ...this far from the edges of a random corner
 LARGE_SIZE = (250, 272)  # a digit filling the canvas
 CENTRE_JITTER = 15  # px: nobody draws exactly in the middle
-# Pen widths as a fraction of the digit's longer side. MNIST strokes are about 0.12
-# of it (see `mnist_stroke_ratio`): a marker is twice that, a fine pen a fifth of it.
+# Pen widths as a fraction of the digit's longer side. MNIST strokes are about 0.12 of
+# it (inference.preprocess.stroke_ratio of the "centered" canvases: median 0.117, 80%
+# within 0.085-0.17): a marker is about twice that, a fine pen about a fifth.
 THICK_PEN = (0.20, 0.26)
 THIN_PEN = (0.018, 0.03)
-SKELETON_SCALE = 4  # the centre line is traced on the digit upscaled this much
+SKELETON_SCALE = 3  # the centre line is traced on the digit upscaled this much
 SOURCE_BLUR = 0.5  # source px: smooths MNIST's pixel steps before upscaling
 FIELD_MARGIN = 2  # source px of room around the digit's box
 HOLLOW = 0.14  # ink deeper than this (of the digit's longer side) is a filled loop, not a stroke
@@ -52,40 +53,62 @@ def digit_field(digit: np.ndarray, size: int) -> np.ndarray:
 
 
 def crisp_shape(digit: np.ndarray, size: int) -> np.ndarray:
-    """The digit as a solid stroke with a ~1.5 px antialiased edge (alpha in [0, 1])."""
+    """The digit as a solid stroke with a ~1.5 px antialiased edge (alpha in [0, 1]), trimmed to its ink."""
     field = digit_field(digit, size)
     # MNIST's edges fall from 1 to 0 over ~2 source pixels, i.e. ~2*scale canvas pixels;
     # this gain turns that ramp into a ~1.5 px edge, like a brush's antialiasing.
     gain = 1.33 * size / 20.0
-    return np.clip((field - 0.5) * gain + 0.5, 0.0, 1.0)
+    return trim(np.clip((field - 0.5) * gain + 0.5, 0.0, 1.0))
+
+
+def _zhang_suen_tables() -> tuple[np.ndarray, np.ndarray]:
+    """For each of the 256 neighbourhoods, whether each of the two sub-passes removes the centre pixel.
+
+    Bit i of the code is neighbour P(i+2), clockwise from north: N, NE, E, SE, S, SW, W, NW.
+    """
+    codes = np.arange(256)
+    bits = [(codes >> i) & 1 for i in range(8)]
+    count = sum(bits)
+    transitions = sum((bits[i] == 0) & (bits[(i + 1) % 8] == 1) for i in range(8))
+    north, east, south, west = bits[0], bits[2], bits[4], bits[6]
+    removable = (count >= 2) & (count <= 6) & (transitions == 1)
+    first = removable & ((north & east & south) == 0) & ((east & south & west) == 0)
+    second = removable & ((north & east & west) == 0) & ((north & south & west) == 0)
+    return first, second
+
+
+_THINNING_PASSES = _zhang_suen_tables()
+# Summed over a 3x3 window, gives each pixel's neighbourhood code (bit i = P(i+2)).
+_NEIGHBOUR_BITS = np.array([[128, 1, 2], [64, 0, 4], [32, 16, 8]], dtype=np.uint8)
 
 
 def thin_to_centre_line(shape: np.ndarray) -> np.ndarray:
     """Zhang-Suen thinning: the one-pixel-wide, connected centre line of a binary shape.
 
-    Each pass peels, all at once, the edge pixels whose removal keeps the shape
-    connected and does not shorten a line end; it ends when nothing changes.
+    Each sub-pass peels, all at once, the edge pixels whose removal keeps the shape
+    connected and does not shorten a line end; it stops when nothing changes.
     """
-    line = np.pad(shape.astype(np.uint8), 1)
+    line = shape.astype(np.uint8)
     while True:
         changed = False
-        for step in (0, 1):
-            p = line
-            # Neighbours P2..P9, clockwise from north.
-            n = [p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:], p[2:, 2:], p[2:, 1:-1], p[2:, :-2], p[1:-1, :-2], p[:-2, :-2]]
-            count = sum(x.astype(np.int8) for x in n)
-            transitions = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.int8) for i in range(8))
-            north, east, south, west = n[0], n[2], n[4], n[6]
-            if step == 0:
-                keep_a, keep_b = north & east & south, east & south & west
-            else:
-                keep_a, keep_b = north & east & west, north & south & west
-            remove = (p[1:-1, 1:-1] == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & (keep_a == 0) & (keep_b == 0)
+        for removable in _THINNING_PASSES:
+            code = ndimage.correlate(line, _NEIGHBOUR_BITS, mode="constant")
+            remove = (line == 1) & removable[code]
             if remove.any():
-                line[1:-1, 1:-1][remove] = 0
+                line[remove] = 0
                 changed = True
         if not changed:
-            return line[1:-1, 1:-1].astype(bool)
+            return line.astype(bool)
+
+
+def _four_connected(line: np.ndarray) -> np.ndarray:
+    """Fill the corner of every diagonal step, so the upscaled distance has no gaps between them."""
+    line = line.copy()
+    down = line[:-1, :-1] & line[1:, 1:] & ~line[:-1, 1:] & ~line[1:, :-1]
+    line[:-1, 1:] |= down
+    up = line[:-1, 1:] & line[1:, :-1] & ~line[:-1, :-1] & ~line[1:, 1:]
+    line[:-1, :-1] |= up
+    return line
 
 
 def centre_line(digit: np.ndarray, pad: int = 1) -> tuple[np.ndarray, float]:
@@ -100,14 +123,14 @@ def centre_line(digit: np.ndarray, pad: int = 1) -> tuple[np.ndarray, float]:
     # A writer whose pen filled a loop meant a loop: hollow out blobs wider than any
     # stroke, so the pen traces their outline instead of a line through them.
     shape &= ndimage.distance_transform_edt(shape) <= HOLLOW * size
-    line = np.pad(thin_to_centre_line(shape), pad)
+    line = np.pad(_four_connected(thin_to_centre_line(shape)), pad)
     if not line.any():
         line = np.pad(shape, pad)
     return ndimage.distance_transform_edt(~line).astype(np.float32), float(size)
 
 
 def pen_stroke(digit: np.ndarray, size: int, pen_width: float) -> np.ndarray:
-    """The digit's centre line redrawn with a round pen `pen_width` px wide, `size` px tall/wide (alpha)."""
+    """The digit's centre line redrawn with a round pen `pen_width` px wide, `size` px tall/wide (alpha, trimmed)."""
     pad = int(np.ceil(pen_width / 2.0 * SKELETON_SCALE * 20 / size)) + 2
     distance, traced_size = centre_line(digit, pad)
     scale = size / traced_size
@@ -116,12 +139,12 @@ def pen_stroke(digit: np.ndarray, size: int, pen_width: float) -> np.ndarray:
     # A distance field stays a distance field under smooth upscaling: one cheap
     # transform at low resolution gives crisp pens of any width at canvas size.
     distance = np.asarray(Image.fromarray(distance).resize(target, Image.BILINEAR)) * scale
-    return np.clip(pen_width / 2.0 + 0.5 - distance, 0.0, 1.0)
+    return trim(np.clip(pen_width / 2.0 + 0.5 - distance, 0.0, 1.0))
 
 
 def place(alpha: np.ndarray, top: int, left: int) -> np.ndarray:
-    """`alpha` (trimmed to its ink) pasted on an empty CANVAS x CANVAS at (top, left), kept on the canvas."""
-    alpha = trim(alpha)[:CANVAS, :CANVAS]
+    """`alpha` pasted on an empty CANVAS x CANVAS at (top, left), kept on the canvas."""
+    alpha = alpha[:CANVAS, :CANVAS]
     canvas = np.zeros((CANVAS, CANVAS), dtype=np.float32)
     height, width = alpha.shape
     top = int(np.clip(top, 0, CANVAS - height))
@@ -137,21 +160,19 @@ def trim(alpha: np.ndarray) -> np.ndarray:
 
 
 def place_centred(alpha: np.ndarray, rng: np.random.Generator, jitter: int = CENTRE_JITTER) -> np.ndarray:
-    alpha = trim(alpha)
     height, width = alpha.shape
     dy, dx = rng.integers(-jitter, jitter + 1, size=2)
     return place(alpha, (CANVAS - height) // 2 + dy, (CANVAS - width) // 2 + dx)
 
 
 def black_on_white(alpha: np.ndarray) -> np.ndarray:
-    """RGB uint8, as a paint program's white canvas with a black brush."""
-    gray = np.round(255.0 * (1.0 - alpha)).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
+    """Gray uint8 [H, W], as a paint program's white canvas with a black brush."""
+    return np.round(255.0 * (1.0 - alpha)).astype(np.uint8)
 
 
 def white_on_black(alpha: np.ndarray) -> np.ndarray:
-    gray = np.round(255.0 * alpha).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
+    """Gray uint8 [H, W], as a blackboard-style canvas with a white brush."""
+    return np.round(255.0 * alpha).astype(np.uint8)
 
 
 def transparent_layer(alpha: np.ndarray) -> np.ndarray:
@@ -226,13 +247,3 @@ def naive_preprocess(image) -> np.ndarray:
     small = image.convert("L").resize((28, 28))
     return (np.asarray(small, dtype=np.float32) / 255.0)[:, :, None]
 
-
-def mnist_stroke_ratio(digits: np.ndarray) -> np.ndarray:
-    """Stroke width / longer side of each digit: ink area over centre-line length (for the pen constants)."""
-    ratios = []
-    for digit in digits:
-        distance, size = centre_line(digit)
-        inside = digit_field(digit, int(size)) > 0.5
-        length = max(1, int(np.count_nonzero(distance == 0)))
-        ratios.append(np.count_nonzero(inside) / length / size)
-    return np.array(ratios)

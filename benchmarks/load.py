@@ -34,19 +34,21 @@ class LoadRun:
         return self.ok / self.seconds if self.seconds > 0 else 0.0
 
 
-def run_load(port: int, path: str, body: bytes, *, clients: int, max_requests: int, max_seconds: float,
-             expect: bytes = b'"prediction"', timeout: float = 30.0) -> LoadRun:
+def run_load(port: int, path: str, body: bytes | list[bytes], *, clients: int, max_requests: int,
+             max_seconds: float, expect: bytes = b'"prediction"', timeout: float = 30.0) -> LoadRun:
     """POST `body` to `path` from `clients` threads until `max_requests` are sent or `max_seconds` pass.
 
+    With a list of bodies, client i sends bodies[i % len(bodies)] (e.g. one model per client).
     A request counts as an error unless it returns 200 with `expect` in its body.
     """
+    bodies = body if isinstance(body, list) else [body]
     tickets = itertools.count()  # next() on a count is atomic in CPython: a shared request budget
     start_line = threading.Barrier(clients + 1)
     per_thread: list[LoadRun] = [LoadRun(clients, 0.0) for _ in range(clients)]
     headers = {"Content-Type": "application/json"}
     deadline_box: list[float] = []
 
-    def client(mine: LoadRun) -> None:
+    def client(mine: LoadRun, body: bytes) -> None:
         connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
         start_line.wait()
         deadline = deadline_box[0]
@@ -67,7 +69,8 @@ def run_load(port: int, path: str, body: bytes, *, clients: int, max_requests: i
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=client, args=(mine,), daemon=True) for mine in per_thread]
+    threads = [threading.Thread(target=client, args=(mine, bodies[i % len(bodies)]), daemon=True)
+               for i, mine in enumerate(per_thread)]
     for thread in threads:
         thread.start()
     began = time.perf_counter()
@@ -118,7 +121,7 @@ def summarize(runs: list[LoadRun]) -> dict:
     }
 
 
-def measure(port: int, path: str, body: bytes, *, clients: int, max_requests: int, max_seconds: float,
+def measure(port: int, path: str, body: bytes | list[bytes], *, clients: int, max_requests: int, max_seconds: float,
             rounds: int) -> dict:
     runs = [run_load(port, path, body, clients=clients, max_requests=max_requests, max_seconds=max_seconds)
             for _ in range(rounds)]

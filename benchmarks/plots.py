@@ -151,8 +151,13 @@ def _training(plt, section: SectionResult):
                       color=OURS_COLOUR, label="validation accuracy per epoch")
         axis.axhline(100 * record["test_accuracy"], color="black", linestyle="--", linewidth=1,
                      label=f"test accuracy {100 * record['test_accuracy']:.2f}%")
-        axis.set_title(f"{name}: {record['train_seconds']:.0f} s to train")
-        axis.set_xlabel("seconds since training started")
+        target = record.get("target", {}).get("accuracy")
+        if target:
+            axis.axhline(100 * target, color=BASELINE_COLOUR, linestyle=":", linewidth=1.2,
+                         label=f"target {100 * target:.1f}%")
+        axis.set_xlim(left=0)
+        axis.set_title(f"{name}: {record['train_seconds']:.1f} s training, {record['wall_seconds']:.0f} s wall")
+        axis.set_xlabel("wall seconds since the trainer started")
         axis.set_ylabel("accuracy (%)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")

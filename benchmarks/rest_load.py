@@ -83,7 +83,8 @@ def _measure_server(ctx: Context, label: str, server: ServerProcess, body: bytes
         ready_seconds = server.wait_until(predict_ready(server.port, body), timeout=config.server_start_timeout)
         status, answer = request(server.port, "POST", "/predict", body)
         data = {"label": label, "ready_seconds": round(ready_seconds, 2),
-                "answer_correct": status == 200 and answer.get("prediction") == ctx.request_label,
+                "answer_correct": status == 200 and isinstance(answer, dict)
+                and answer.get("prediction") == ctx.request_label,
                 "levels": {}}
         run_load(server.port, "/predict", body, clients=1, max_requests=config.warmup_requests, max_seconds=10)
         time.sleep(0.5)
@@ -107,16 +108,19 @@ def _load_while_training(ctx: Context, server: ServerProcess, body: bytes) -> di
     config = ctx.config
     # The job manager's own presets: the model's QUICK options for a quick run, else its defaults.
     options = {"preset": "quick"} if config.training_options == "quick" else {}
+    before = _served_model1(server)
     status, answer = request(server.port, "POST", "/train/model1", options)
     info = {"train_http_status": status, "train_options": options or "defaults"}
     if status not in (200, 202):
         info["error"] = f"POST /train/model1 answered {status}: {answer}"
         return info
+    # Half the clients ask the model being retrained, so its hot reload happens under load too.
+    bodies = [ctx.predict_body("model1"), body]
     runs, trained_during = [], 0
     began = time.perf_counter()
     # Load in short chunks so we notice when the job ends; every chunk overlaps the running job.
     while time.perf_counter() - began < config.training_load_seconds:
-        chunk = run_load(server.port, "/predict", body, clients=THROUGHPUT_CLIENTS, max_requests=10 ** 6,
+        chunk = run_load(server.port, "/predict", bodies, clients=THROUGHPUT_CLIENTS, max_requests=10 ** 6,
                          max_seconds=min(1.0, config.training_load_seconds))
         runs.append(chunk)
         job = request(server.port, "GET", "/train_status/model1")[1]
@@ -139,82 +143,25 @@ def _load_while_training(ctx: Context, server: ServerProcess, body: bytes) -> di
     info["job_accuracy"] = job.get("accuracy") if isinstance(job, dict) else None
     after = request(server.port, "POST", "/predict", ctx.predict_body("model1"))
     info["predict_after_training_ok"] = after[0] == 200
+    # The new export is served without a restart: /model_status reports the new training time.
+    info["new_model_served"] = _served_model1(server) not in (None, before)
     return info
 
 
+def _served_model1(server: ServerProcess):
+    """When the model1 being served was trained, per /model_status."""
+    status, answer = request(server.port, "GET", "/model_status")
+    return answer.get("model1", {}).get("trained_at") if status == 200 and isinstance(answer, dict) else None
+
+
 def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict, busy: str) -> None:
-    rows = []
-    one, eight = ours["levels"].get("1"), ours["levels"].get(str(THROUGHPUT_CLIENTS))
-    targets = {}
-    if one:
-        targets[("ours", "1")] = result.check(
-            "REST /predict p50 latency, 1 client", f"<= {P50_TARGET_MS:.0f} ms", f"{one['p50_ms']:.2f} ms",
-            one["p50_ms"], one["p50_ms"] is not None and one["p50_ms"] <= P50_TARGET_MS,
-            why=f"one request takes {one['p50_ms']:.2f} ms end to end (client, HTTP, JSON, PNG decode, "
-                f"preprocessing, onnxruntime).{busy}")
-    if eight:
-        base = baseline["levels"].get(str(THROUGHPUT_CLIENTS), {})
-        vs = eight["throughput_rps"] / base["throughput_rps"] if base.get("throughput_rps") else None
-        targets[("ours", str(THROUGHPUT_CLIENTS))] = result.check(
-            f"REST /predict throughput, {THROUGHPUT_CLIENTS} clients", f">= {THROUGHPUT_TARGET:.0f} req/s",
-            f"{eight['throughput_rps']:.0f} req/s ({ratio(vs)} the Flask + Keras server)",
-            eight["throughput_rps"], eight["throughput_rps"] >= THROUGHPUT_TARGET,
-            why=f"{THROUGHPUT_CLIENTS} clients and the server share {usable_cores()} cores; the server's CPU time per "
-                f"request bounds the rate.{busy}")
-    errors = sum(level["errors"] for level in ours["levels"].values())
-    requests = sum(level["requests"] for level in ours["levels"].values())
-    samples = [sample for level in ours["levels"].values() for sample in level["error_samples"]][:2]
-    result.check("REST /predict errors at 1, 8 and 32 clients", "0 errors", f"{errors} of {requests:,}",
-                 errors, errors == 0, why=f"failed requests, e.g. {samples}")
-    training = ours.get("during_training", {})
-    if "error" in training:
-        result.check("REST /predict while Model 1 trains", "0 errors", "training did not start", None, False,
-                     why=training["error"])
-    elif training:
-        training_ok = (training["errors"] == 0 and training.get("job_finished")
-                       and not training.get("job_error") and training.get("predict_after_training_ok"))
-        result.check("REST /predict while Model 1 trains", "0 errors, job succeeds",
-                     f"{training['errors']} errors in {training['requests']:,}; "
-                     f"{training['throughput_rps']:.0f} req/s; job: {training.get('job_status')}",
-                     training["errors"], bool(training_ok),
-                     why=f"errors {training.get('error_samples')}, job error {training.get('job_error')!r}, "
-                         f"job finished: {training.get('job_finished')}, /predict after training OK: "
-                         f"{training.get('predict_after_training_ok')}")
-
-    for key, data in (("ours", ours), ("baseline", baseline)):
-        for clients, level in data["levels"].items():
-            check = targets.get((key, clients))
-            target = {"1": f"p50 <= {P50_TARGET_MS:.0f} ms",
-                      str(THROUGHPUT_CLIENTS): f">= {THROUGHPUT_TARGET:.0f} req/s"}.get(clients, "0 errors")
-            if key == "baseline":
-                target, status = "info (comparison)", "info"
-            elif check is not None:
-                status = check if level["errors"] == 0 else "MISS"
-            else:
-                status = "PASS" if level["errors"] == 0 else "MISS"
-            rows.append([data["label"], clients, _f(level["p50_ms"]), _f(level["p95_ms"]), _f(level["p99_ms"]),
-                         f"{level['throughput_rps']:.0f}", f"{level['errors']} / {level['requests']:,}",
-                         target, status])
-    if training and "error" not in training:
-        rows.append([ours["label"] + ", while Model 1 trains", THROUGHPUT_CLIENTS, _f(training["p50_ms"]),
-                     _f(training["p95_ms"]), _f(training["p99_ms"]), f"{training['throughput_rps']:.0f}",
-                     f"{training['errors']} / {training['requests']:,}", "0 errors",
-                     "PASS" if training["errors"] == 0 else "MISS"])
+    level_status = _checks(result, ours, baseline, busy)
     result.table("Latency (ms) and throughput per concurrency level",
-                 ["Server", "Clients", "p50", "p95", "p99", "req/s", "Errors", "Target", "Status"], rows)
-
-    compare = []
-    for clients in ours["levels"]:
-        a, b = ours["levels"][clients], baseline["levels"].get(clients)
-        if not b or not b["throughput_rps"] or not a["p50_ms"] or not b["p50_ms"]:
-            continue
-        compare.append([clients, f"{a['throughput_rps']:.0f} vs {b['throughput_rps']:.0f}",
-                        f"{ratio(a['throughput_rps'] / b['throughput_rps'])} higher",
-                        f"{a['p50_ms']:.2f} vs {b['p50_ms']:.1f}", f"{ratio(b['p50_ms'] / a['p50_ms'])} lower",
-                        "info", "info"])
+                 ["Server", "Clients", "p50", "p95", "p99", "req/s", "Errors", "Target", "Status"],
+                 _level_rows(ours, baseline, level_status))
     result.table("Ours vs the original way (Flask + Keras model.predict)",
                  ["Clients", "req/s (ours vs Flask)", "Throughput ratio", "p50 ms (ours vs Flask)",
-                  "Latency ratio", "Target", "Status"], compare)
+                  "Latency ratio", "Target", "Status"], _comparison_rows(ours, baseline))
     result.table("Server memory and start-up",
                  ["Server", "Ready after", "RSS idle", "RSS peak under load", "Target", "Status"],
                  [[data["label"], f"{data['ready_seconds']:.1f} s", f"{data['rss_idle_mib']:.0f} MiB",
@@ -229,6 +176,88 @@ def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict, bus
     result.note("Clients run in the benchmark process on the same cores as the servers, each with one keep-alive "
                 "connection. Latency percentiles pool every request of every round; req/s is the median over "
                 "rounds. The Flask server logs each request as Flask does by default, like the original app.")
+
+
+def _checks(result: SectionResult, ours: dict, baseline: dict, busy: str) -> dict[str, str]:
+    """The section's targets; returns the status of each concurrency level that has one."""
+    statuses = {}
+    one, eight = ours["levels"].get("1"), ours["levels"].get(str(THROUGHPUT_CLIENTS))
+    if one:
+        statuses["1"] = result.check(
+            "REST /predict p50 latency, 1 client", f"<= {P50_TARGET_MS:.0f} ms", f"{one['p50_ms']:.2f} ms",
+            one["p50_ms"], one["p50_ms"] is not None and one["p50_ms"] <= P50_TARGET_MS,
+            why=f"one request takes {one['p50_ms']:.2f} ms end to end (client, HTTP, JSON, PNG decode, "
+                f"preprocessing, onnxruntime).{busy}")
+    if eight:
+        base = baseline["levels"].get(str(THROUGHPUT_CLIENTS), {})
+        versus = eight["throughput_rps"] / base["throughput_rps"] if base.get("throughput_rps") else None
+        statuses[str(THROUGHPUT_CLIENTS)] = result.check(
+            f"REST /predict throughput, {THROUGHPUT_CLIENTS} clients", f">= {THROUGHPUT_TARGET:.0f} req/s",
+            f"{eight['throughput_rps']:.0f} req/s ({ratio(versus)} the Flask + Keras server's rate)",
+            eight["throughput_rps"], eight["throughput_rps"] >= THROUGHPUT_TARGET,
+            why=f"{THROUGHPUT_CLIENTS} clients and the server share {usable_cores()} cores; the server's CPU "
+                f"time per request bounds the rate.{busy}")
+    errors = sum(level["errors"] for level in ours["levels"].values())
+    requests = sum(level["requests"] for level in ours["levels"].values())
+    samples = [sample for level in ours["levels"].values() for sample in level["error_samples"]][:2]
+    result.check("REST /predict errors at 1, 8 and 32 clients", "0 errors", f"{errors} of {requests:,}",
+                 errors, errors == 0, why=f"failed requests, e.g. {samples}")
+
+    training = ours.get("during_training", {})
+    if "error" in training:
+        result.check("REST /predict while Model 1 trains", "0 errors", "training did not start", None, False,
+                     why=training["error"])
+    elif training:
+        training_ok = (training["errors"] == 0 and training.get("job_finished") and not training.get("job_error")
+                       and training.get("predict_after_training_ok") and training.get("new_model_served"))
+        result.check("REST /predict while Model 1 trains", "0 errors; the new model is served",
+                     f"{training['errors']} errors in {training['requests']:,}; "
+                     f"{training['throughput_rps']:.0f} req/s; job: {training.get('job_status')}",
+                     training["errors"], bool(training_ok),
+                     why=f"errors {training.get('error_samples')}, job error {training.get('job_error')!r}, "
+                         f"job finished: {training.get('job_finished')}, /predict after training OK: "
+                         f"{training.get('predict_after_training_ok')}, new model served: "
+                         f"{training.get('new_model_served')}")
+    return statuses
+
+
+def _level_rows(ours: dict, baseline: dict, statuses: dict[str, str]) -> list[list]:
+    targets = {"1": f"p50 <= {P50_TARGET_MS:.0f} ms, 0 errors",
+               str(THROUGHPUT_CLIENTS): f">= {THROUGHPUT_TARGET:.0f} req/s, 0 errors"}
+    rows = []
+    for key, data in (("ours", ours), ("baseline", baseline)):
+        for clients, level in data["levels"].items():
+            if key == "baseline":
+                target, status = "info (comparison)", "info"
+            else:
+                target = targets.get(clients, "0 errors")
+                status = statuses.get(clients, "PASS") if level["errors"] == 0 else "MISS"
+            rows.append([data["label"], clients, *_latencies(level), f"{level['throughput_rps']:.0f}",
+                         f"{level['errors']} / {level['requests']:,}", target, status])
+    training = ours.get("during_training", {})
+    if training and "error" not in training:
+        rows.append([f"{ours['label']}, while Model 1 trains (clients split over both models)",
+                     THROUGHPUT_CLIENTS, *_latencies(training), f"{training['throughput_rps']:.0f}",
+                     f"{training['errors']} / {training['requests']:,}", "0 errors",
+                     "PASS" if training["errors"] == 0 else "MISS"])
+    return rows
+
+
+def _comparison_rows(ours: dict, baseline: dict) -> list[list]:
+    rows = []
+    for clients, a in ours["levels"].items():
+        b = baseline["levels"].get(clients)
+        if not b or not b["throughput_rps"] or not a["p50_ms"] or not b["p50_ms"]:
+            continue
+        rows.append([clients, f"{a['throughput_rps']:.0f} vs {b['throughput_rps']:.0f}",
+                     f"{ratio(a['throughput_rps'] / b['throughput_rps'])} higher",
+                     f"{a['p50_ms']:.2f} vs {b['p50_ms']:.1f}", f"{ratio(b['p50_ms'] / a['p50_ms'])} lower",
+                     "info", "info"])
+    return rows
+
+
+def _latencies(level: dict) -> list[str]:
+    return [_f(level["p50_ms"]), _f(level["p95_ms"]), _f(level["p99_ms"])]
 
 
 def _f(value: float | None) -> str:

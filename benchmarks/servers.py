@@ -75,7 +75,8 @@ class ServerProcess:
         try:
             self.started_at = time.perf_counter()
             self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         finally:
             log.close()  # the child holds its own copy
         return self
@@ -131,6 +132,20 @@ class ServerProcess:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the benchmark process dies, even by SIGKILL (Linux only).
+
+    A server in its own session would otherwise outlive a benchmark killed by a timeout.
+    """
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def server_env(**overrides: str) -> dict[str, str]:

@@ -41,11 +41,14 @@ def run(ctx: Context) -> SectionResult:
         record = _train(ctx, spec, options)
         result.data[name] = record
         min_accuracy, max_seconds = TARGETS[name]
+        record["target"] = {"accuracy": min_accuracy, "seconds": max_seconds}
         low, high = ORIGINAL_SECONDS[name]
         seconds, accuracy = record["train_seconds"], record["test_accuracy"]
         target = f">= {pct(min_accuracy, 1)} in <= {max_seconds:.0f} s"
-        measured = (f"{pct(accuracy)} in {seconds:.1f} s ({ratio(low / seconds)}-{ratio(high / seconds)} faster "
-                    f"than the original's {low / 60:.0f}-{high / 60:.0f} min)")
+        measured = f"{pct(accuracy)} in {seconds:.1f} s " + (
+            "(quick options)" if quick else
+            f"({ratio(low / seconds)}-{ratio(high / seconds)} faster than the original's {low / 60:.0f}-"
+            f"{high / 60:.0f} min)")
         reasons = []
         if accuracy < min_accuracy:
             reasons.append(f"test accuracy {pct(accuracy)} is {100 * (min_accuracy - accuracy):.2f} points short")
@@ -64,8 +67,9 @@ def run(ctx: Context) -> SectionResult:
                   "Target", "Status"], rows)
     epoch_rows = [[name, entry["epoch"], f"{entry['elapsed']:.1f} s", pct(entry["val_accuracy"]), "info", "info"]
                   for name, record in result.data.items() for entry in record["epochs"]]
-    result.table("Validation accuracy per epoch (5,000 images held out of the training set)",
-                 ["Model", "Epoch", "Elapsed", "Validation accuracy", "Target", "Status"], epoch_rows)
+    result.table("Validation accuracy at the end of each epoch (images held out of the training set; wall "
+                 "time since the trainer started, including data preparation and TensorFlow's import)",
+                 ["Model", "Epoch", "Wall time", "Validation accuracy", "Target", "Status"], epoch_rows)
     result.note("The original app's times were published for an Apple M1 Pro (Model 2 on its GPU) and were not "
                 "re-measured here; the ratios compare our 2-core CPU run against those published ranges.")
     result.plots.append("training_curves.png")
@@ -86,9 +90,11 @@ def _train(ctx: Context, spec, options) -> dict:
                   and event.epoch not in epochs):
                 # The first event with a validation accuracy ends its epoch; later ones (e.g. "Done")
                 # repeat it after the test evaluation and export, which is not training time.
-                elapsed = event.elapsed if event.elapsed is not None else time.perf_counter() - began
+                # Our own wall clock since the generator started, the same for every trainer (each
+                # trainer's `elapsed` starts its clock at its own point, e.g. after importing TensorFlow).
                 epochs[event.epoch] = {"epoch": event.epoch, "val_accuracy": float(event.val_accuracy),
-                                       "elapsed": float(elapsed),
+                                       "elapsed": time.perf_counter() - began,
+                                       "trainer_elapsed": None if event.elapsed is None else float(event.elapsed),
                                        "loss": None if event.loss is None else float(event.loss)}
         wall = time.perf_counter() - began
     if final is None:

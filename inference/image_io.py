@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_ENCODED_BYTES = 5 * 1024 * 1024  # an encoded image; a 280x280 drawing is ~10 kB as PNG
 MAX_PIXELS = 4096 * 4096  # width * height, checked from the header before decoding
@@ -36,6 +36,7 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 # Modes preprocessing understands; everything else is converted to one of them.
 PLAIN_MODES = ("L", "LA", "RGB", "RGBA")
 EDITOR_KEYS = ("background", "layers", "composite")
+_EXIF_ORIENTATION = 0x0112
 HOW_TO_SEND = "send a PNG/JPEG/WebP image as a data URL ('data:image/png;base64,...') or as bare base64"
 
 # Image.open can warn about a decompression bomb before our own, lower limit is
@@ -131,8 +132,10 @@ def decode_bytes(data: bytes, *, from_text: bool = False) -> Image.Image:
         image.load()
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         raise ImageInputError(
-            f"The {image.format or ''} image is damaged or truncated and cannot be decoded: send the complete file."
+            f"The {image.format or 'image'} data is damaged or truncated and cannot be decoded: send the complete file."
         ) from None
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)  # a phone photo, upright as its camera app shows it
     return image
 
 
@@ -236,7 +239,8 @@ def _from_editor(value: dict) -> Image.Image:
     layers = [layer for layer in (value.get("layers") or []) if layer is not None]
     if background is None and not layers:
         raise EmptyImageError()
-    images = [load_image(_editor_entry(entry)).convert("RGBA") for entry in ([background] if background is not None else []) + layers]
+    entries = ([background] if background is not None else []) + layers
+    images = [load_image(_editor_entry(entry)).convert("RGBA") for entry in entries]
     size = images[0].size
     flat = Image.new("RGBA", size, (0, 0, 0, 0))
     for image in images:
@@ -251,7 +255,7 @@ def _from_editor(value: dict) -> Image.Image:
 
 def _editor_entry(entry: Any) -> Any:
     """An entry of an editor dict, with Gradio's cached file paths turned into Paths (data URLs stay text)."""
-    if isinstance(entry, str) and not entry.lstrip()[:5].lower() == "data:":
+    if isinstance(entry, str) and entry.lstrip()[:5].lower() != "data:":
         return _gradio_cached_file(entry)
     if isinstance(entry, dict) and "path" in entry:  # Gradio's FileData as a plain dict
         return _gradio_cached_file(str(entry["path"]))

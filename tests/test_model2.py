@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def test_importing_the_module_does_not_import_tensorflow():
     code = ("import sys, training.model2_cnn, training.keras_bridge, training.augment; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+                         cwd=str(Path(__file__).resolve().parent.parent))
     assert out.stdout.split() == ["False", "False"]
 
 

@@ -123,6 +123,11 @@ def test_model_status_per_model(client, exports):
     assert model1["training"] is False and model1["trainable"] is True
     assert model1["file_sizes"]["onnx"] == (exports / "model1.onnx").stat().st_size
 
+    # A new export (e.g. from the CLI trainer in another process) shows up without a restart.
+    write_tiny_model(exports, "model2", digit=4, accuracy=0.42)
+    assert client.get("/model_status").json()["model2"]["accuracy"] == 0.42
+    assert client.post("/predict", json={**GOOD, "model": "model2"}).json()["prediction"] == 4
+
     (exports / "model2.onnx").unlink()
     model2 = client.get("/model_status").json()["model2"]
     assert not model2["trained"] and not model2["available"] and model2["reason"] == "no export yet: train it"

@@ -37,15 +37,11 @@ class Augmentation:
         return asdict(self)
 
 
-def augment_batch(images, seed):
-    """Augmented copies of `images` (float32 [N, 28, 28, 1] in [0, 1]), using the default settings.
-
-    `seed`: int32/int64 tensor of shape [2] (stateless-random seed for this batch).
-    """
-    return augment(images, seed, Augmentation())
-
-
 def augment(images, seed, settings: Augmentation):
+    """Augmented copies of a batch `images` (float32 [N, 28, 28, 1] in [0, 1]).
+
+    `seed`: an int32/int64 tensor of shape [2], the stateless-random seed of this batch.
+    """
     import tensorflow as tf
 
     affine_seed, pen_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))

@@ -6,13 +6,12 @@ vertical (and its centre of mass sits at the image centre) removes most of that
 variation before the classifier sees it. Model 1 stays a logistic regression; only
 its input is normalised.
 
-Implementations that must agree (tests and the export parity check compare them):
-    deskew_images(x)        NumPy, vectorised, for training and the native (joblib) model
-    deskew_reference(x)     SciPy's affine_transform per image: slow, the reference for tests
+Two implementations that must agree (tests and the export parity check compare them):
+    deskew_images(x)        NumPy, for training and the native (joblib) model
     deskew_onnx_nodes(...)  the same computation as ONNX nodes inside the exported graph
 
 Image moments are computed in float64 in both, and the resampling is bilinear with
-zero padding (SciPy "grid-constant" == ONNX GridSample padding_mode="zeros").
+zero padding (SciPy "grid-constant" == ONNX GridSample padding_mode="zeros", align_corners=1).
 """
 from __future__ import annotations
 
@@ -47,7 +46,9 @@ def deskew_images(x: np.ndarray, chunk: int = 2048) -> np.ndarray:
     Output pixel (i, j) is sampled bilinearly (zeros outside) at input
     (i + r - 14, j + s * (i - 14) + c - 14), where (r, c) is the centre of mass and s the
     shear: rows are shifted sideways in proportion to their height, which makes the
-    digit's main axis vertical. Equal to `deskew_reference` (SciPy), about 10x faster.
+    digit's main axis vertical. This is scipy.ndimage.affine_transform(order=1,
+    mode="grid-constant") per image (the tests compare the two), vectorised over the
+    batch because one SciPy call per image is ~1.7x slower on 55,000 images.
     """
     images = np.asarray(x, dtype=np.float32).reshape(-1, SIZE, SIZE)
     out = np.empty((len(images), SIZE * SIZE), dtype=np.float32)
@@ -64,11 +65,11 @@ _COL_PAD = int(SIZE / 2 * (1 + MAX_SHEAR)) + 2
 def _deskew_chunk(images: np.ndarray) -> np.ndarray:
     # The map is a shear along rows, so bilinear sampling splits into two 1-D passes:
     # every output row blends the same two source rows (one offset per image), then
-    # each row is shifted sideways by its own fractional offset.
+    # each row is shifted sideways by its own fractional offset. The gathers index
+    # flattened arrays: np.take on 1-D is several times faster than multi-axis indexing.
     n = len(images)
     row_mean, col_mean, shear = shear_parameters(images.reshape(n, -1))
     rows = np.arange(SIZE)
-    # Gathers index flat arrays (np.take on 1-D is several times faster than multi-axis indexing).
 
     row_source = row_mean - CENTRE  # source row = i + row_source
     row_floor = np.floor(row_source)
@@ -76,7 +77,7 @@ def _deskew_chunk(images: np.ndarray) -> np.ndarray:
     padded_height = SIZE + 2 * _ROW_PAD
     padded = np.pad(images, ((0, 0), (_ROW_PAD, _ROW_PAD), (0, 0))).reshape(n * padded_height, SIZE)
     top = (np.arange(n)[:, None] * padded_height + row_floor.astype(np.int64)[:, None] + _ROW_PAD
-           + rows[None, :])  # [n, 28] indices of whole rows
+           + rows[None, :])  # [n, 28]: index of the upper source row for each output row
     blended = (1 - row_frac) * padded[top] + row_frac * padded[top + 1]
 
     col_source = shear[:, None] * (rows[None, :] - CENTRE) + (col_mean - CENTRE)[:, None]  # [n, 28]: per output row
@@ -85,23 +86,9 @@ def _deskew_chunk(images: np.ndarray) -> np.ndarray:
     padded_width = SIZE + 2 * _COL_PAD
     padded = np.pad(blended, ((0, 0), (0, 0), (_COL_PAD, _COL_PAD))).ravel()
     row_starts = np.arange(n * SIZE).reshape(n, SIZE) * padded_width + col_floor.astype(np.int64) + _COL_PAD
-    left = row_starts[:, :, None] + rows[None, None, :]  # [n, 28, 28]
+    left = row_starts[:, :, None] + rows[None, None, :]  # [n, 28, 28]: left source pixel of each output pixel
     sampled = (1 - col_frac) * np.take(padded, left) + col_frac * np.take(padded, left + 1)
     return sampled.reshape(n, SIZE * SIZE)
-
-
-def deskew_reference(x: np.ndarray) -> np.ndarray:
-    """The same deskew, one `scipy.ndimage.affine_transform` per image (slow; the reference for tests)."""
-    from scipy import ndimage
-
-    images = np.asarray(x, dtype=np.float32).reshape(-1, SIZE, SIZE)
-    row_mean, col_mean, shear = shear_parameters(images.reshape(len(images), -1))
-    out = np.empty_like(images)
-    for k, image in enumerate(images):
-        matrix = np.array([[1.0, 0.0], [shear[k], 1.0]])
-        offset = (row_mean[k] - CENTRE, col_mean[k] - CENTRE - shear[k] * CENTRE)
-        out[k] = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="grid-constant")
-    return out.reshape(len(images), SIZE * SIZE)
 
 
 def deskew_onnx_nodes(image: str, output: str, prefix: str = "deskew_"):

@@ -300,7 +300,6 @@ def download_mnist(cache: str | os.PathLike | None = None, *, mirrors: tuple[str
     Raises MnistError naming every mirror that failed and why.
     """
     folder = resolve_cache_dir(cache)
-    folder.mkdir(parents=True, exist_ok=True)
     mirrors = MIRRORS if mirrors is None else mirrors
     for name, expected in IDX_FILES.values():
         target = folder / (name + ".gz")
@@ -340,6 +339,7 @@ def _sha256_uncompressed(path: Path) -> str | None:
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed download leaves no empty folder
     temp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
     try:
         with open(temp, "wb") as handle:

@@ -14,9 +14,23 @@ VAL_ACCURACY = "validation"
 TRAIN_LOSS = "training loss"
 
 
-def empty_curve() -> pd.DataFrame:
-    return pd.DataFrame({"epoch": pd.Series(dtype=float), "value": pd.Series(dtype=float),
-                         "series": pd.Series(dtype=str)})
+def empty_curve(series: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A frame with no points, but one placeholder row (NaN, not drawn) per series.
+
+    gr.LinePlot fixes its colour domain from the first data it renders and later
+    updates only swap the data, so every frame names all of its series from the start.
+    """
+    return pd.DataFrame({"epoch": [float("nan")] * len(series), "value": [float("nan")] * len(series),
+                         "series": list(series)})
+
+
+ACCURACY_SERIES = (TRAIN_ACCURACY, VAL_ACCURACY)
+LOSS_SERIES = (TRAIN_LOSS,)
+# Fixed colours, named in the plot titles: gr.LinePlot's legend loses its entries when
+# streamed updates swap the data, so the legend is off.
+CURVE_COLORS = {TRAIN_ACCURACY: "#4f46e5", VAL_ACCURACY: "#f59e0b", TRAIN_LOSS: "#e11d48"}
+ACCURACY_TITLE = "Accuracy: training (indigo), validation (amber)"
+LOSS_TITLE = "Training loss"
 
 
 def _position(event: dict[str, Any]) -> float | None:
@@ -50,11 +64,14 @@ def training_curves(history: list[dict[str, Any]], limit: int = MAX_CURVE_POINTS
             if event.get(key) is not None:
                 series[name].append((x, float(event[key])))
 
-    def frame(names: list[str]) -> pd.DataFrame:
+    def frame(names: tuple[str, ...]) -> pd.DataFrame:
         rows = [(x, y, name) for name in names for x, y in _thin(series[name], limit)]
-        return pd.DataFrame(rows, columns=CURVE_COLUMNS) if rows else empty_curve()
+        missing = tuple(name for name in names if not series[name])
+        placeholders = empty_curve(missing)
+        points = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+        return pd.concat([placeholders, points], ignore_index=True) if rows else placeholders
 
-    return frame([TRAIN_ACCURACY, VAL_ACCURACY]), frame([TRAIN_LOSS])
+    return frame(ACCURACY_SERIES), frame(LOSS_SERIES)
 
 
 def confusion_figure(matrix: np.ndarray, title: str):

@@ -1,0 +1,87 @@
+"""Start the real app (`python app.py`) on a free 127.0.0.1 port, for the UI and browser tests."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 180  # s: importing Gradio and onnxruntime takes a while on a busy machine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def copy_exports(source: Path, target: Path) -> Path:
+    """A private copy of the session's exports: a server that trains must not change what other tests see."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.glob("*"):
+        if path.is_file():
+            shutil.copy2(path, target / path.name)
+    return target
+
+
+@contextlib.contextmanager
+def running_app(exports_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
+    """Run app.py until the block ends; yields its base URL ("http://127.0.0.1:<port>/")."""
+    port = free_port()
+    # TRAIN_TOKEN only when the test asks for it: a developer's own setting must not leak in.
+    environment = {
+        **{key: value for key, value in os.environ.items() if key != "TRAIN_TOKEN"},
+        "EXPORTS_DIR": str(exports_dir),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "MNIST_DOWNLOAD": "0",  # tests need no network: training reads MNIST_DIR only
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            _wait_until_up(url, process, log_path)
+            yield url
+        finally:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    # Uvicorn first waits for open connections to close (a Gradio client's heartbeat
+    # stream can linger); a second Ctrl+C (SIGINT) makes it quit at once.
+    for wait in (3, 15):
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    process.kill()
+    process.wait(timeout=10)
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"app.py did not answer within {STARTUP_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
