@@ -14,8 +14,8 @@ from benchmarks.context import Context
 from benchmarks.load import run_load
 from benchmarks.machine import busy_reason
 from benchmarks.outcome import SectionResult
-from benchmarks.rest_load import THROUGHPUT_CLIENTS, RssSampler
-from benchmarks.servers import app_server, free_port, predict_ready
+from benchmarks.rest_load import THROUGHPUT_CLIENTS
+from benchmarks.servers import RssSampler, app_server, free_port, predict_ready
 
 NAME = "cold_start"
 TITLE = "Server cold start and memory"

@@ -8,14 +8,14 @@ it serves, and a training run replaces the exported files.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 from benchmarks.context import Context
 from benchmarks.load import measure, run_load, summarize
 from benchmarks.machine import busy_reason, usable_cores
 from benchmarks.outcome import SectionResult, ratio
-from benchmarks.servers import ServerProcess, app_server, free_port, predict_ready, request, server_env
+from benchmarks.servers import (RssSampler, ServerProcess, app_server, free_port, predict_ready, request,
+                                server_env)
 
 NAME = "rest"
 TITLE = "REST /predict on loopback: latency and throughput"
@@ -24,29 +24,6 @@ P50_TARGET_MS = 3.0  # one client
 THROUGHPUT_TARGET = 500.0  # requests/s with 8 clients
 THROUGHPUT_CLIENTS = 8
 MODEL = "model2"  # the CNN: the model the original server ran with Keras
-
-
-class RssSampler:
-    """Peak resident memory of a server while a block runs (sampled every 0.2 s)."""
-
-    def __init__(self, server: ServerProcess, interval: float = 0.2):
-        self.server, self.interval, self.peak = server, interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while True:
-            self.peak = max(self.peak, self.server.rss_bytes())
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def run(ctx: Context) -> SectionResult:
@@ -82,10 +59,9 @@ def _measure_server(ctx: Context, label: str, server: ServerProcess, body: bytes
     with server:
         ready_seconds = server.wait_until(predict_ready(server.port, body), timeout=config.server_start_timeout)
         status, answer = request(server.port, "POST", "/predict", body)
-        data = {"label": label, "ready_seconds": round(ready_seconds, 2),
-                "answer_correct": status == 200 and isinstance(answer, dict)
-                and answer.get("prediction") == ctx.request_label,
-                "levels": {}}
+        prediction = answer.get("prediction") if status == 200 and isinstance(answer, dict) else None
+        data = {"label": label, "ready_seconds": round(ready_seconds, 2), "prediction": prediction,
+                "answer_correct": prediction == ctx.request_label, "levels": {}}
         run_load(server.port, "/predict", body, clients=1, max_requests=config.warmup_requests, max_seconds=10)
         time.sleep(0.5)
         data["rss_idle_mib"] = round(server.rss_bytes() / 2 ** 20, 1)
@@ -168,7 +144,8 @@ def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict, bus
                    f"{data['rss_under_load_mib']:.0f} MiB", "info", "info"] for data in (ours, baseline)])
     for data in (ours, baseline):
         if not data["answer_correct"]:
-            result.note(f"{data['label']} did not classify the request digit as {ctx.request_label}.")
+            result.note(f"{data['label']} answered {data['prediction']} for the request's drawn "
+                        f"{ctx.request_label} (black ink on white, as a canvas sends it).")
         for clients, level in data["levels"].items():
             if level["errors"]:
                 result.note(f"{data['label']}, {clients} clients: {level['errors']} errors, e.g. "

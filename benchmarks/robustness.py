@@ -75,7 +75,7 @@ def run(ctx: Context) -> SectionResult:
                 drops[variant] = drop
             status = ("PASS" if _within(drop) else "MISS") if is_target else "info"
             rows.append([model, variant, pct(score["ours"][model], 1), pct(score["naive"][model], 1),
-                         f"{-100 * drop:+.1f}",
+                         _points(-drop),
                          f"drop <= {100 * MAX_DROP:.0f} pts" if is_target else "info", status])
     result.table(f"Accuracy on {count:,} MNIST test digits drawn on a 280x280 canvas "
                  f"(ours vs plain = points gained or lost against the same digits straight from MNIST)",
@@ -101,3 +101,8 @@ def run(ctx: Context) -> SectionResult:
 def _within(drop: float) -> bool:
     # Accuracies are counts over the same digits: compare without float noise (0.05 - 0.03 > 0.02).
     return round(drop, 9) <= MAX_DROP
+
+
+def _points(difference: float) -> str:
+    points = 100 * difference
+    return "0.0" if abs(points) < 0.05 else f"{points:+.1f}"

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,29 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+class RssSampler:
+    """Peak resident memory of a server while a block runs (sampled every 0.2 s)."""
+
+    def __init__(self, server: ServerProcess, interval: float = 0.2):
+        self.server, self.interval, self.peak = server, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.server.rss_bytes())
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def server_env(**overrides: str) -> dict[str, str]:

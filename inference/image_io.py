@@ -147,10 +147,10 @@ def _check_pixels(width: int, height: int) -> None:
 
 
 def _too_many_pixels(size: tuple[int, int] | None) -> ImageInputError:
-    described = f"{size[0]}x{size[1]} pixels" if size else "far too many pixels"
+    described = f"is {size[0]}x{size[1]} pixels" if size else "has far too many pixels"
     side = int(MAX_PIXELS ** 0.5)
     return ImageInputError(
-        f"The image is {described}; the limit is {side}x{side} ({MAX_PIXELS:,} pixels): "
+        f"The image {described}; the limit is {side}x{side} ({MAX_PIXELS:,} pixels): "
         "resize it (a 280x280 drawing is plenty)."
     )
 
