@@ -22,21 +22,11 @@ import traceback
 from pathlib import Path
 
 from benchmarks import plots, report
-from benchmarks.config import FULL, QUICK
+from benchmarks.config import FULL, QUICK, SECTIONS
 from benchmarks.context import Context
-from benchmarks.machine import describe, load_average
+from benchmarks.machine import CpuMeter, describe, load_average
 from benchmarks.outcome import SectionResult
 
-# Order matters for the numbers: TensorFlow enters this process only at "inference" (and "training"),
-# and the server sections run before training has heated anything up.
-SECTIONS = {
-    "accuracy": "benchmarks.accuracy",
-    "robustness": "benchmarks.robustness",
-    "inference": "benchmarks.inference_speed",
-    "rest": "benchmarks.rest_load",
-    "training": "benchmarks.training_time",
-    "cold_start": "benchmarks.cold_start",
-}
 DEFAULT_OUT = Path(__file__).resolve().parent
 
 
@@ -56,30 +46,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_section(name: str, ctx: Context, command: str) -> dict:
     module = importlib.import_module(SECTIONS[name])
     ctx.log(f"{name}: {module.TITLE}")
-    began = time.perf_counter()
+    began, started_at = time.perf_counter(), _now()
     before = load_average()
     error = None
-    try:
-        result: SectionResult = module.run(ctx)
-    except Exception:  # one failing section must not lose the others' results
-        error = traceback.format_exc()
-        ctx.log(f"{name} FAILED:\n{error}")
-        result = SectionResult(name, module.TITLE)
-    if error is None:
+    with CpuMeter() as meter:
         try:
-            written = plots.draw(result, ctx.out)
-            result.plots = [plot for plot in result.plots if plot in written]
-        except Exception:
-            result.note(f"Plotting failed: {traceback.format_exc().strip().splitlines()[-1]}")
-            result.plots = []
-    else:
-        result.plots = []
+            result: SectionResult = module.run(ctx)
+        except Exception:  # one failing section must not lose the others' results
+            error = traceback.format_exc()
+            ctx.log(f"{name} FAILED:\n{error}")
+            result = SectionResult(name, module.TITLE)
+    result.plots = _draw(result, ctx) if error is None else []
     section = result.to_dict()
     section.update({"command": command, "quick": ctx.config.quick, "error": error,
-                    "started_at": _now(), "seconds": round(time.perf_counter() - began, 1),
-                    "load_average_before": before, "load_average_after": load_average()})
+                    "started_at": started_at, "seconds": round(time.perf_counter() - began, 1),
+                    "load_average_before": before, "load_average_after": load_average(),
+                    "other_cpu_share": meter.other_share})
     ctx.log(f"{name}: done in {section['seconds']:.0f} s")
     return section
+
+
+def _draw(result: SectionResult, ctx: Context) -> list[str]:
+    try:
+        written = plots.draw(result, ctx.out)
+    except Exception:  # a broken plot must not lose the measurements
+        result.note(f"Plotting failed: {traceback.format_exc().strip().splitlines()[-1]}")
+        return []
+    return [plot for plot in result.plots if plot in written]
 
 
 def main(argv: list[str] | None = None) -> int:

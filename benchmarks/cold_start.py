@@ -12,7 +12,6 @@ from pathlib import Path
 
 from benchmarks.context import Context
 from benchmarks.load import run_load
-from benchmarks.machine import busy_reason
 from benchmarks.outcome import SectionResult
 from benchmarks.rest_load import THROUGHPUT_CLIENTS
 from benchmarks.servers import RssSampler, app_server, free_port, predict_ready
@@ -28,7 +27,6 @@ def run(ctx: Context) -> SectionResult:
     config = ctx.config
     body = ctx.predict_body("model2")
     exports = ctx.exports_copy("cold-start")
-    busy = busy_reason()
     starts, memory, tensorflow_loaded = [], {}, None
     for attempt in range(config.cold_starts):
         port = free_port()
@@ -56,7 +54,7 @@ def run(ctx: Context) -> SectionResult:
                                 f"<= {COLD_START_TARGET:.0f} s", f"{median:.2f} s (median of {len(starts)})",
                                 median, median <= COLD_START_TARGET,
                                 why=f"importing Gradio, FastAPI and onnxruntime and building the UI take "
-                                    f"{median:.1f} s before the first request is served.{busy}")
+                                    f"{median:.1f} s before the first request is served.")
     tf_status = result.check("Server does not load TensorFlow", "not loaded",
                              "loaded" if tensorflow_loaded else "not loaded", float(bool(tensorflow_loaded)),
                              not tensorflow_loaded, why="app.py (or something it imports) imports TensorFlow at "

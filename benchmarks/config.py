@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Section name (what --only takes) -> module. The order is the run order and the numbering:
+# TensorFlow enters the benchmark process only at "inference" (and "training"), and the
+# server sections run before training has heated anything up.
+SECTIONS = {
+    "accuracy": "benchmarks.accuracy",
+    "robustness": "benchmarks.robustness",
+    "inference": "benchmarks.inference_speed",
+    "rest": "benchmarks.rest_load",
+    "training": "benchmarks.training_time",
+    "cold_start": "benchmarks.cold_start",
+}
+
 
 @dataclass(frozen=True)
 class BenchConfig:

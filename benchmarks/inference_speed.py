@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.context import Context, as_model_input
-from benchmarks.machine import busy_reason
 from benchmarks.outcome import SectionResult, ratio
 from benchmarks.timing import time_call
 
@@ -26,7 +25,6 @@ def run(ctx: Context) -> SectionResult:
     from inference.predictor import Predictor
 
     result = SectionResult(NAME, TITLE)
-    busy = busy_reason()
     images = as_model_input(ctx.mnist.x_test[:max(BATCH_SIZES)])
     predictor = Predictor(ctx.exports)
     timings: dict[str, dict[str, dict]] = {}  # model -> engine -> "b1"/"b64" -> timing
@@ -78,7 +76,7 @@ def run(ctx: Context) -> SectionResult:
                     status = result.check("Model 2: onnxruntime vs Keras model.predict, one image", target,
                                           f"{ratio(slower)} faster", slower, slower >= KERAS_PREDICT_TARGET,
                                           why=f"Keras model.predict takes {_us(timing['per_image_s'])} per image "
-                                              f"and onnxruntime {_us(ours[key]['per_image_s'])}.{busy}")
+                                              f"and onnxruntime {_us(ours[key]['per_image_s'])}.")
                 rows.append([model, engine, key[1:], _us(timing["per_image_s"]),
                              _versus(slower) if engine != "onnxruntime" else "1.0x (reference)",
                              target, status])

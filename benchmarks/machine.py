@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import time
 from pathlib import Path
 
 # Libraries whose versions decide the figures.
@@ -46,14 +47,41 @@ def load_average() -> list[float] | None:
         return None
 
 
-def busy_reason() -> str:
-    """A sentence for a missed timing target when other work shared the CPU, else ""."""
-    load = load_average()
-    cores = usable_cores()
-    if load and load[0] > 0.5 * cores:
-        return (f" Other work shared the CPU: the 1-minute load average was {load[0]:.1f} on {cores} cores "
-                f"(before this run's own load), so this figure is pessimistic.")
-    return ""
+class CpuMeter:
+    """How much of the machine's CPU other processes used while a block of ours ran.
+
+    All busy CPU time on the machine (/proc/stat) minus this process's and its reaped
+    children's (our servers are stopped and reaped before a section ends), over the
+    wall time times the core count: 0 on a quiet machine, 0.5 when others took half of it.
+    """
+
+    def __enter__(self) -> "CpuMeter":
+        self._start = (time.perf_counter(), _machine_busy_seconds(), _own_cpu_seconds())
+        self.other_share = None
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        wall0, busy0, own0 = self._start
+        busy1 = _machine_busy_seconds()
+        wall, own = time.perf_counter() - wall0, _own_cpu_seconds() - own0
+        if wall > 0 and busy0 is not None and busy1 is not None:
+            share = (busy1 - busy0 - own) / (wall * usable_cores())
+            self.other_share = round(min(1.0, max(0.0, share)), 3)
+
+
+def _machine_busy_seconds() -> float | None:
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    # Guest time (fields 8, 9) is already counted in user/nice.
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def library_versions() -> dict[str, str]:

@@ -5,9 +5,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.config import SECTIONS
 from benchmarks.outcome import MISS, PASS
 
 JSON_NAME, MARKDOWN_NAME = "results.json", "results.md"
+# Other processes using this share of all cores during a section make its timings suspect.
+BUSY_SHARE = 0.10
 
 
 def load_previous(out: Path, quick: bool) -> dict[str, Any]:
@@ -53,8 +56,8 @@ def markdown(document: dict[str, Any]) -> str:
               f"| Load average at start (1, 5, 15 min) | {_load(machine.get('load_average_at_start'))} |", ""]
 
     lines += ["## Targets", "", "| Section | Measure | Target | Measured | Status |", "| --- | --- | --- | --- | --- |"]
-    for number, (name, section) in enumerate(sections.items(), 1):
-        label = f"{number}. {name}"
+    for name, section in sections.items():
+        label = f"{_number(name)}. {name}"
         if section.get("error"):
             lines.append(f"| {label} | the section failed | — | see below | **ERROR** |")
         for check in section["checks"]:
@@ -62,9 +65,10 @@ def markdown(document: dict[str, Any]) -> str:
                          f"{_status(check['status'])} |")
     lines.append("")
 
-    for number, section in enumerate(sections.values(), 1):
-        lines += [f"## {number}. {section['title']}", ""]
+    for name, section in sections.items():
+        lines += [f"## {_number(name)}. {section['title']}", ""]
         lines.append(f"`{section.get('command', document['command'])}` · {section.get('seconds', 0):.0f} s · "
+                     f"other processes used {_share(section.get('other_cpu_share'))} of the CPU meanwhile · "
                      f"load average before/after: {_load(section.get('load_average_before'))} / "
                      f"{_load(section.get('load_average_after'))}")
         lines.append("")
@@ -99,19 +103,36 @@ def closing_notes(document: dict[str, Any]) -> list[str]:
         notes.append("- Every target was met.")
     for section, check in misses:
         why = check.get("why") or " ".join(section.get("notes", [])) or "see the section above."
+        if _busy(section):
+            why += (f" Other processes used {_share(section['other_cpu_share'])} of the CPU during this section, "
+                    f"so its timings are pessimistic.")
         notes.append(f"- **MISS — {check['name']}** ({check['measured']}; target {check['target']}): {why}")
     for section in failed:
         notes.append(f"- **ERROR — {section['title']}**: {section['error'].strip().splitlines()[-1]}")
-    cores = document["machine"]["cores"]
-    busy = [section["title"] for section in document["sections"].values()
-            if (section.get("load_average_before") or [0])[0] > 0.5 * cores]
+    busy = [f"{section['title']} ({_share(section['other_cpu_share'])})"
+            for section in document["sections"].values() if _busy(section)]
     if busy:
-        notes.append(f"- The machine was busy (1-minute load average above {0.5 * cores:g} on {cores} cores) "
-                     f"before: {'; '.join(busy)}. Timings there are pessimistic.")
+        notes.append(f"- Other processes shared the CPU (share of all cores they used) during: {'; '.join(busy)}. "
+                     f"Timings there are pessimistic; rerun on a quiet machine for reference figures.")
+    else:
+        notes.append("- No other process used more than "
+                     f"{_share(BUSY_SHARE)} of the CPU during any section.")
     if document.get("quick"):
         notes.append("- Quick run: sample counts and training runs are miniature; targets that need the full "
                      "configuration are reported as info.")
     return notes
+
+
+def _number(name: str) -> int:
+    return list(SECTIONS).index(name) + 1
+
+
+def _busy(section: dict[str, Any]) -> bool:
+    return (section.get("other_cpu_share") or 0) >= BUSY_SHARE
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 def _status(value: str) -> str:

@@ -12,7 +12,7 @@ import time
 
 from benchmarks.context import Context
 from benchmarks.load import measure, run_load, summarize
-from benchmarks.machine import busy_reason, usable_cores
+from benchmarks.machine import usable_cores
 from benchmarks.outcome import SectionResult, ratio
 from benchmarks.servers import (RssSampler, ServerProcess, app_server, free_port, predict_ready, request,
                                 server_env)
@@ -28,14 +28,13 @@ MODEL = "model2"  # the CNN: the model the original server ran with Keras
 
 def run(ctx: Context) -> SectionResult:
     result = SectionResult(NAME, TITLE)
-    busy = busy_reason()  # before our own servers add to the load average
     body = ctx.predict_body(MODEL)
     ours = _measure_server(ctx, "Digit Studio (FastAPI + onnxruntime)", _start_app(ctx), body, train=True)
     result.data["ours"] = ours
     baseline = _measure_server(ctx, "original way (Flask + Keras predict)", _start_baseline(ctx), body,
                                train=False)
     result.data["baseline"] = baseline
-    _report(ctx, result, ours, baseline, busy)
+    _report(ctx, result, ours, baseline)
     result.plots.append("rest_load.png")
     return result
 
@@ -130,8 +129,8 @@ def _served_model1(server: ServerProcess):
     return answer.get("model1", {}).get("trained_at") if status == 200 and isinstance(answer, dict) else None
 
 
-def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict, busy: str) -> None:
-    level_status = _checks(result, ours, baseline, busy)
+def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict) -> None:
+    level_status = _checks(result, ours, baseline)
     result.table("Latency (ms) and throughput per concurrency level",
                  ["Server", "Clients", "p50", "p95", "p99", "req/s", "Errors", "Target", "Status"],
                  _level_rows(ours, baseline, level_status))
@@ -155,7 +154,7 @@ def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict, bus
                 "rounds. The Flask server logs each request as Flask does by default, like the original app.")
 
 
-def _checks(result: SectionResult, ours: dict, baseline: dict, busy: str) -> dict[str, str]:
+def _checks(result: SectionResult, ours: dict, baseline: dict) -> dict[str, str]:
     """The section's targets; returns the status of each concurrency level that has one."""
     statuses = {}
     one, eight = ours["levels"].get("1"), ours["levels"].get(str(THROUGHPUT_CLIENTS))
@@ -164,7 +163,7 @@ def _checks(result: SectionResult, ours: dict, baseline: dict, busy: str) -> dic
             "REST /predict p50 latency, 1 client", f"<= {P50_TARGET_MS:.0f} ms", f"{one['p50_ms']:.2f} ms",
             one["p50_ms"], one["p50_ms"] is not None and one["p50_ms"] <= P50_TARGET_MS,
             why=f"one request takes {one['p50_ms']:.2f} ms end to end (client, HTTP, JSON, PNG decode, "
-                f"preprocessing, onnxruntime).{busy}")
+                f"preprocessing, onnxruntime).")
     if eight:
         base = baseline["levels"].get(str(THROUGHPUT_CLIENTS), {})
         versus = eight["throughput_rps"] / base["throughput_rps"] if base.get("throughput_rps") else None
@@ -173,7 +172,7 @@ def _checks(result: SectionResult, ours: dict, baseline: dict, busy: str) -> dic
             f"{eight['throughput_rps']:.0f} req/s ({ratio(versus)} the Flask + Keras server's rate)",
             eight["throughput_rps"], eight["throughput_rps"] >= THROUGHPUT_TARGET,
             why=f"{THROUGHPUT_CLIENTS} clients and the server share {usable_cores()} cores; the server's CPU "
-                f"time per request bounds the rate.{busy}")
+                f"time per request bounds the rate.")
     errors = sum(level["errors"] for level in ours["levels"].values())
     requests = sum(level["requests"] for level in ours["levels"].values())
     samples = [sample for level in ours["levels"].values() for sample in level["error_samples"]][:2]

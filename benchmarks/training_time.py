@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from benchmarks.context import Context
-from benchmarks.machine import busy_reason, load_average
+from benchmarks.machine import load_average
 from benchmarks.outcome import SectionResult, pct, ratio
 from training.events import Progress, Result
 from training.registry import MODELS
@@ -36,7 +36,6 @@ def run(ctx: Context) -> SectionResult:
             result.check(f"{spec.title}: training", "trains here", reason, None, False)
             continue
         options = spec.quick() if quick else spec.defaults()
-        busy = busy_reason()
         ctx.log(f"  training {name} with {options.to_dict()}")
         record = _train(ctx, spec, options)
         result.data[name] = record
@@ -57,7 +56,7 @@ def run(ctx: Context) -> SectionResult:
         # A quick run trains on a slice of MNIST for an epoch or two: it proves the harness, not the target.
         passed = None if quick else not reasons
         status = result.check(f"{spec.title}: full training", "info (quick options)" if quick else target,
-                              measured, seconds, passed, why="; ".join(reasons) + "." + busy)
+                              measured, seconds, passed, why="; ".join(reasons) + ".")
         rows.append([spec.title, _options_text(options), str(len(record["epochs"])), f"{seconds:.1f} s",
                      f"{record['wall_seconds']:.1f} s", pct(accuracy),
                      f"{low / 60:.0f}-{high / 60:.0f} min", "info" if quick else target, status])
@@ -70,6 +69,9 @@ def run(ctx: Context) -> SectionResult:
     result.table("Validation accuracy at the end of each epoch (images held out of the training set; wall "
                  "time since the trainer started, including data preparation and TensorFlow's import)",
                  ["Model", "Epoch", "Wall time", "Validation accuracy", "Target", "Status"], epoch_rows)
+    result.note("One training run per model (each takes minutes, so no median). Train time is Result.train_seconds, "
+                "the trainer's own clock around training (not loading data, importing TensorFlow or exporting); "
+                "the wall column counts everything.")
     result.note("The original app's times were published for an Apple M1 Pro (Model 2 on its GPU) and were not "
                 "re-measured here; the ratios compare our 2-core CPU run against those published ranges.")
     result.plots.append("training_curves.png")

@@ -133,6 +133,7 @@ def test_quick_run_has_every_section_with_checks(quick_run):
     assert tuple(results["sections"]) == SECTIONS
     for name, section in results["sections"].items():
         assert section["error"] is None, f"{name}: {section['error']}"
+        assert 0.0 <= section["other_cpu_share"] <= 1.0, name
         assert section["checks"], name
         for check in section["checks"]:
             assert check["status"] in ("PASS", "MISS", "info"), check
