@@ -27,7 +27,8 @@ __all__ = ["preprocess", "ink_map", "crop_digit", "normalise_strokes", "to_mnist
 MNIST_SIZE = 28  # output side
 MNIST_BOX = 20  # longer side of the ink in MNIST
 MNIST_CENTRE = (14.0, 14.0)  # MNIST's mean centre of mass (row, col), measured on the test set
-MAX_ANALYSIS_SIDE = 320  # px: larger images are reduced first (Gradio's default 800 px canvas to 267)
+MAX_ANALYSIS_SIDE = 160  # px: larger gray images are box-averaged first (a 280 px canvas to 140; measured
+# 1.9 -> 1.6 ms per 280 px PNG, same accuracy on the drawing variants)
 MIN_CONTRAST = 40  # of 255: less between background and darkest ink is a blank canvas
 INK_LEVEL = 0.35  # of the contrast: pixels above it are ink for cropping and specks
 # Specks. A connected part of the ink at least STROKE_PART of the biggest part's
@@ -76,7 +77,8 @@ def ink_map(image: Image.Image, invert: bool = False) -> np.ndarray:
     """
     gray = _gray_levels(image)
     if max(gray.size) > MAX_ANALYSIS_SIDE:
-        gray = gray.reduce(-(-max(gray.size) // MAX_ANALYSIS_SIDE))  # box-averaging
+        # Box-averaging: the digit ends up 20 px tall anyway, and every later step costs time per pixel.
+        gray = gray.reduce(-(-max(gray.size) // MAX_ANALYSIS_SIDE))
     gray = np.asarray(gray)
 
     border = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])

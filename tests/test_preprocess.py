@@ -167,10 +167,15 @@ def test_stroke_normalisation_is_what_rescues_a_fine_pen(monkeypatch):
     assert untouched < 40 < 52 <= normalised  # a hairline 7 is too faint for MNIST without it
 
 
-@pytest.mark.parametrize("width", [3, 8, 18, 45])
-def test_stroke_ratio_measures_pen_width_over_digit_size(width):
-    digit = preprocessing.crop_digit(preprocessing.ink_map(seven(width=width)))
-    assert preprocessing.stroke_ratio(digit) * max(digit.shape) == pytest.approx(width, rel=0.1)
+# ink_map measures a 280 px canvas at half size (MAX_ANALYSIS_SIDE), where a 3 px pen is
+# 1.5 px wide and its antialiased edges make up most of it: measured within 25%, not 10%.
+@pytest.mark.parametrize("width, tolerance", [(3, 0.25), (8, 0.1), (18, 0.1), (45, 0.1)])
+def test_stroke_ratio_measures_pen_width_over_digit_size(width, tolerance):
+    canvas = seven(width=width)
+    ink = preprocessing.ink_map(canvas)
+    digit = preprocessing.crop_digit(ink)
+    pen_in_analysis_px = width * ink.shape[0] / canvas.height
+    assert preprocessing.stroke_ratio(digit) * max(digit.shape) == pytest.approx(pen_in_analysis_px, rel=tolerance)
 
 
 def test_gradio_default_800px_canvas_matches_280px():
