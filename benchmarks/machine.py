@@ -1,11 +1,12 @@
 """Facts about the machine a benchmark ran on, and how busy it was."""
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import time
 from pathlib import Path
+
+from training.versions import package_versions
 
 # Libraries whose versions decide the figures.
 _PACKAGES = ("numpy", "pillow", "scipy", "scikit-learn", "onnxruntime", "onnx", "tensorflow", "keras",
@@ -85,13 +86,7 @@ def _own_cpu_seconds() -> float:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
-    for package in _PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
+    return package_versions(_PACKAGES)
 
 
 def describe() -> dict:

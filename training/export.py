@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
 import platform
 from pathlib import Path
@@ -13,19 +12,14 @@ import onnx
 
 from training import onnx_contract
 from training.artifacts import ArtifactWriter, artifact_paths
+from training.versions import package_versions
 
 # Versions recorded in the metadata, when installed.
 _RECORDED_PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime")
 
 
 def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in _RECORDED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
+    return {"python": platform.python_version(), **package_versions(_RECORDED_PACKAGES)}
 
 
 def save_model(

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from training.events import Progress, Result
-from training.options import TrainOptions
+from training.options import TrainOptions, resolve_options
 
 NAME = "model1"
 NATIVE_FORMAT = "joblib"
@@ -65,7 +65,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
 
     from training.mnist import load_mnist, split_validation
 
-    options = _resolve_options(options)
+    options = resolve_options(options, DEFAULTS)
     if data is None:
         data = load_mnist()
     clock = _ActiveClock()
@@ -268,17 +268,6 @@ def _onnx_accuracy(onnx_model, images: np.ndarray, labels: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _resolve_options(options: TrainOptions | dict | None) -> TrainOptions:
-    if options is None:
-        options = DEFAULTS
-    elif isinstance(options, dict):
-        unknown = set(options) - set(TrainOptions.field_names())
-        if unknown:
-            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        options = DEFAULTS.updated(**options)
-    return options.validate()
 
 
 def _scaled_features(images: np.ndarray) -> np.ndarray:

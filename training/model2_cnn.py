@@ -33,7 +33,7 @@ import numpy as np
 
 from training.augment import Augmentation
 from training.events import Progress, Result
-from training.options import TrainOptions
+from training.options import TrainOptions, resolve_options
 
 NAME = "model2"
 NATIVE_FORMAT = "keras"
@@ -79,7 +79,7 @@ def train(
     from training.keras_bridge import stream_fit
     from training.mnist import load_mnist, split_validation
 
-    options = _resolve_options(options)
+    options = resolve_options(options, DEFAULTS)
     began = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -327,17 +327,6 @@ def _progress(event, options: TrainOptions, batches: int, total_steps: int, elap
         batch=event.batch if event.kind == "batch" else batches, batches=batches,
         loss=logs.get("loss"), accuracy=logs.get("accuracy"), val_accuracy=val_accuracy, elapsed=elapsed,
     )
-
-
-def _resolve_options(options: TrainOptions | dict | None) -> TrainOptions:
-    if options is None:
-        options = DEFAULTS
-    elif isinstance(options, dict):
-        unknown = set(options) - set(TrainOptions.field_names())
-        if unknown:
-            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        options = DEFAULTS.updated(**options)
-    return options.validate()
 
 
 def _machine() -> dict[str, Any]:

@@ -39,3 +39,15 @@ class TrainOptions:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def resolve_options(options: "TrainOptions | dict | None", defaults: TrainOptions) -> TrainOptions:
+    """What a trainer runs with: `defaults` for None, defaults updated by a dict, validated."""
+    if options is None:
+        options = defaults
+    elif isinstance(options, dict):
+        unknown = set(options) - set(TrainOptions.field_names())
+        if unknown:
+            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        options = defaults.updated(**options)
+    return options.validate()
