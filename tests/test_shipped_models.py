@@ -1,0 +1,63 @@
+"""The models committed in exports/ are what the README and their metadata say they are."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training import onnx_contract
+from training.artifacts import DEFAULT_EXPORTS_DIR, artifact_paths
+from training.registry import MODELS
+
+# Issue targets for the shipped models (MNIST test accuracy).
+TARGET_ACCURACY = {"model1": 0.920, "model2": 0.992}
+
+
+def shipped(name: str) -> dict:
+    paths = artifact_paths(name, MODELS[name].native_format, DEFAULT_EXPORTS_DIR)
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        pytest.fail(f"shipped model files missing: {missing} (train with: python -m training {name})")
+    return paths
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_shipped_onnx_scores_what_its_metadata_says_on_all_10000_test_images(name, mnist):
+    paths = shipped(name)
+    metadata = json.loads(paths["metadata"].read_text())
+    images = (mnist.x_test.astype(np.float32) / 255.0)[..., np.newaxis]
+    probabilities = onnx_contract.run_onnx(paths["onnx"].read_bytes(), images)
+    accuracy = float(np.mean(probabilities.argmax(1) == mnist.y_test))
+    assert accuracy == pytest.approx(metadata["test_accuracy"], abs=1e-4)
+    assert accuracy >= TARGET_ACCURACY[name]
+    assert np.allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    parity = metadata["onnx_parity"]
+    assert parity["samples"] >= onnx_contract.PARITY_SAMPLES
+    assert parity["max_abs_diff"] <= onnx_contract.PARITY_MAX_ABS_DIFF and parity["argmax_agreement"] == 1.0
+
+
+def test_shipped_model1_native_matches_its_onnx(mnist):
+    # Model 2's native file needs TensorFlow to load; its parity is checked at export (metadata above)
+    # and by tests/test_model2.py on a fresh export.
+    import joblib
+
+    paths = shipped("model1")
+    native = joblib.load(paths["native"])
+    images = mnist.x_test[: onnx_contract.PARITY_SAMPLES].astype(np.float32) / 255.0
+    native_probabilities = native.predict_proba(images.reshape(len(images), -1))
+    onnx_probabilities = onnx_contract.run_onnx(paths["onnx"].read_bytes(), images[..., np.newaxis])
+    report = onnx_contract.parity(onnx_probabilities, native_probabilities)
+    onnx_contract.check_parity(report)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_shipped_onnx_carries_its_own_metadata(name):
+    import onnx
+
+    model = onnx.load(str(shipped(name)["onnx"]))
+    metadata = onnx_contract.read_onnx_metadata(model)
+    assert metadata["model"] == name
+    assert 0 < metadata["test_accuracy"] <= 1 and metadata["trained_at"]
+    assert [value.name for value in model.graph.input] == [onnx_contract.INPUT_NAME]
+    assert [value.name for value in model.graph.output] == [onnx_contract.OUTPUT_NAME]
