@@ -19,7 +19,6 @@ validation and encoding (the response model still documents it in /docs).
 from __future__ import annotations
 
 import hmac
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -41,6 +40,7 @@ from inference.image_io import EmptyImageError, ImageInputError
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
+from training.versions import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,7 @@ def error_response(status_code: int, message: str, headers: dict[str, str] | Non
 
 
 def environment() -> dict[str, Any]:
-    versions = {}
-    for package in _VERSIONED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    versions = package_versions(_VERSIONED_PACKAGES)
     return {
         "python": platform.python_version(),
         "arch": platform.machine(),
