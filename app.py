@@ -329,7 +329,8 @@ with gr.Blocks(title="Digit Studio") as demo:
                                         show_label=False, elem_id=f"accuracy-{name}"),
                             gr.LinePlot(plots.empty_curve(plots.LOSS_SERIES), x="epoch", y="value", color="series",
                                         color_map=plots.CURVE_COLORS, colors_in_legend=[], title=plots.LOSS_TITLE,
-                                        x_title="Epoch", y_title="Cross-entropy", height=220, label="Loss curve", show_label=False, elem_id=f"loss-{name}"),
+                                        x_title="Epoch", y_title="Cross-entropy", height=220, label="Loss curve",
+                                        show_label=False, elem_id=f"loss-{name}"),
                             gr.Markdown("", label="Summary", elem_id=f"summary-{name}"),
                         ]
                     busy = gr.State(False)  # this page already streams this model's job
@@ -392,6 +393,8 @@ app = gr.mount_gradio_app(app, demo, path="/", **UI_MOUNT_OPTIONS)
 if __name__ == "__main__":
     import uvicorn
 
-    # No access log: one line per request would cost more than a prediction.
+    # No access log: one line per request would cost more than a prediction. An open browser
+    # tab keeps a connection alive; Ctrl+C waits at most 5 s for it instead of forever.
     uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), access_log=False)
+                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), access_log=False,
+                timeout_graceful_shutdown=5)
