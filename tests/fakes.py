@@ -104,6 +104,9 @@ class FakeTrainer:
         module.DEFAULTS = TrainOptions(epochs=3)
         module.QUICK = TrainOptions(epochs=1, limit=1000)
         monkeypatch.setitem(sys.modules, self.module_name, module)
+        # The job manager's MNIST pre-check passes when downloads are allowed; a fake
+        # trainer never loads data, so its tests must not depend on MNIST_DOWNLOAD.
+        monkeypatch.delenv("MNIST_DOWNLOAD", raising=False)
         self.spec = ModelSpec(name=name, title=f"Fake {name}", description="scripted trainer",
                               module=self.module_name, native_format=native_format, requires=requires)
         self.script: Callable[[TrainOptions], Any] = lambda options: iter([fake_result(name)])
