@@ -63,6 +63,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     """
     from sklearn.linear_model import SGDClassifier
 
+    from training import onnx_contract
     from training.mnist import load_mnist, split_validation
 
     options = resolve_options(options, DEFAULTS)
@@ -153,7 +154,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     paths, metadata = _save(pipeline, onnx_model, test_images, {
         "title": "Model 1: logistic regression",
         "test_accuracy": round(test_accuracy, 6),
-        "onnx_test_accuracy": round(_onnx_accuracy(onnx_model, test_images, data.y_test), 6),
+        "onnx_test_accuracy": round(onnx_contract.accuracy(onnx_model, test_images, data.y_test), 6),
         "train_seconds": round(train_seconds, 3),
         "options": options.to_dict(),
         "hyperparameters": {"classifier": "SGDClassifier(loss='log_loss', penalty='l2'), one-vs-rest",
@@ -258,13 +259,6 @@ def _save(pipeline, onnx_model, test_images: np.ndarray, metadata: dict[str, Any
         metadata=metadata,
         exports_dir=exports_dir,
     )
-
-
-def _onnx_accuracy(onnx_model, images: np.ndarray, labels: np.ndarray) -> float:
-    # What the served file scores, recorded beside the native accuracy.
-    from training.onnx_contract import run_onnx
-
-    return float(np.mean(run_onnx(onnx_model.SerializeToString(), images).argmax(1) == labels))
 
 
 # --------------------------------------------------------------------------- helpers

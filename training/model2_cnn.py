@@ -76,6 +76,7 @@ def train(
     Closing the generator cancels the run: `fit` stops at the next batch and nothing
     is written, because all files are written together only after training and evaluation.
     """
+    from training import onnx_contract
     from training.keras_bridge import stream_fit
     from training.mnist import load_mnist, split_validation
 
@@ -151,7 +152,7 @@ def train(
                    epochs=options.epochs, elapsed=time.perf_counter() - began)
     converted = time.perf_counter()
     onnx_model, probabilities_output = to_onnx(model)
-    onnx_accuracy = _onnx_accuracy(onnx_model, test_images, data.y_test)
+    onnx_accuracy = onnx_contract.accuracy(onnx_model, test_images, data.y_test)
     timings["onnx_export"] = time.perf_counter() - converted
     timings["total_before_save"] = time.perf_counter() - began
 
@@ -294,15 +295,6 @@ def _save(model, onnx_model, probabilities_output: str, test_images: np.ndarray,
         metadata=metadata,
         exports_dir=exports_dir,
     )
-
-
-def _onnx_accuracy(onnx_model, images: np.ndarray, labels: np.ndarray) -> float:
-    # What the served file scores, recorded beside the native accuracy (before finalize renames IO).
-    import onnxruntime as ort
-
-    input_name = onnx_model.graph.input[0].name
-    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return float(np.mean(session.run(None, {input_name: images})[0].argmax(1) == labels))
 
 
 # --------------------------------------------------------------------------- helpers

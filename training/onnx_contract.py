@@ -73,11 +73,22 @@ def read_onnx_metadata(model: onnx.ModelProto) -> dict[str, Any]:
 
 
 def run_onnx(model_bytes: bytes, images: np.ndarray) -> np.ndarray:
-    """Probabilities from an ONNX model for images [N, 28, 28, 1] in [0, 1] (CPU)."""
+    """Probabilities from an ONNX model for images [N, 28, 28, 1] in [0, 1] (CPU).
+
+    Also takes a converter's model before finalize(): its one input, whatever its name,
+    and its `probabilities` output, else its first output.
+    """
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(np.float32)})[0]
+    outputs = [value.name for value in session.get_outputs()]
+    output = OUTPUT_NAME if OUTPUT_NAME in outputs else outputs[0]
+    return session.run([output], {session.get_inputs()[0].name: images.astype(np.float32)})[0]
+
+
+def accuracy(model: onnx.ModelProto, images: np.ndarray, labels: np.ndarray) -> float:
+    """Share of `images` the ONNX model classifies as `labels`: what the served file scores."""
+    return float(np.mean(run_onnx(model.SerializeToString(), images).argmax(1) == labels))
 
 
 def parity(onnx_probabilities: np.ndarray, native_probabilities: np.ndarray) -> dict[str, Any]:
