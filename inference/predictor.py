@@ -82,7 +82,8 @@ def session_options() -> ort.SessionOptions:
     return options
 
 
-def _file_signature(path: Path) -> tuple[int, int, int] | None:
+def file_signature(path: Path) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of a file, or None when it is missing: changes whenever an export is replaced."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -172,7 +173,7 @@ class Predictor:
         if path is None:
             self._spec(name)  # raises KeyError naming the valid models
         loaded = self._loaded.get(name)
-        signature = _file_signature(path)
+        signature = file_signature(path)
         if loaded is not None and loaded.signature == signature:
             return loaded
         lock = self._locks[name]
@@ -193,7 +194,7 @@ class Predictor:
 
     def _refresh_locked(self, name: str) -> _Loaded:
         path = self._onnx_paths[name]
-        signature = _file_signature(path)
+        signature = file_signature(path)
         current = self._loaded.get(name)
         if current is not None and current.signature == signature:
             return current  # another thread reloaded it while we waited
@@ -237,7 +238,7 @@ class Predictor:
             with self._locks[model]:
                 path = self._onnx_paths[model]
                 # Unconditional: also re-reads a file whose signature happens to look unchanged.
-                self._loaded[model] = self._load(model, path, _file_signature(path))
+                self._loaded[model] = self._load(model, path, file_signature(path))
 
     # -- status -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 180  # s: importing Gradio and onnxruntime takes a while on a busy machine
@@ -32,9 +32,14 @@ def copy_exports(source: Path, target: Path) -> Path:
     return target
 
 
+class RunningApp(NamedTuple):
+    url: str  # "http://127.0.0.1:<port>/"
+    pid: int
+
+
 @contextlib.contextmanager
-def running_app(exports_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
-    """Run app.py until the block ends; yields its base URL ("http://127.0.0.1:<port>/")."""
+def running_app(exports_dir: Path, log_path: Path, **env: str) -> Iterator[RunningApp]:
+    """Run app.py until the block ends; yields its base URL and process id."""
     port = free_port()
     # TRAIN_TOKEN only when the test asks for it: a developer's own setting must not leak in.
     environment = {
@@ -53,7 +58,7 @@ def running_app(exports_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
                                    stderr=subprocess.STDOUT)
         try:
             _wait_until_up(url, process, log_path)
-            yield url
+            yield RunningApp(url, process.pid)
         finally:
             _stop(process)
 

@@ -43,7 +43,7 @@ def server(sync_api, exports_copy, tmp_path_factory, request):
     """The app with a private copy of the exports; Model 1 quick-trained first if none is shipped."""
     exports = copy_exports(exports_copy, tmp_path_factory.mktemp("browser_exports"))
     log = tmp_path_factory.mktemp("browser_server") / "app.log"
-    with running_app(exports, log) as url:
+    with running_app(exports, log) as (url, _pid):
         if not (exports / "model1.onnx").is_file():
             from gradio_client import Client
 

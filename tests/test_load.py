@@ -10,9 +10,6 @@ import base64
 import io
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,19 +23,13 @@ from PIL import Image, ImageDraw
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
 from inference.rest import create_api
+from tests.app_server import ROOT, free_port, running_app
 from tests.fakes import FakeTrainer, fake_progress, write_tiny_model
 from training.jobs import JobManager
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 40  # 320 in all
 REQUEST_TIMEOUT = 20.0  # seconds; a busy shared machine can stall a request, but not forever
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def drawings() -> list[bytes]:
@@ -207,26 +198,10 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
     for name in ("model1", "model2"):
         if not (exports / f"{name}.onnx").exists():
             write_tiny_model(exports, name, seed=7)
-    port = free_port()
-    env = {**os.environ, "EXPORTS_DIR": str(exports), "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    env.pop("TRAIN_TOKEN", None)
-    log_path = tmp_path / "app.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
+    with running_app(exports, tmp_path / "app.log") as (url, pid):
+        base_url = url.rstrip("/")
         with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log_path.read_text()[-3000:]
-                assert time.monotonic() < deadline, "app.py did not answer within 90 s"
-                try:
-                    if http.get("/env").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            maps = Path(f"/proc/{process.pid}/maps")
+            maps = Path(f"/proc/{pid}/maps")
             if maps.exists():
                 assert "tensorflow" not in maps.read_text().lower(), "app.py loaded TensorFlow at start-up"
             page = http.get("/")
@@ -249,10 +224,4 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
                 assert status["state"] == "succeeded", status
                 served = http.get("/model_status").json()["model1"]
                 assert served["available"] and served["accuracy"] == pytest.approx(status["accuracy"], abs=1e-5)
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 

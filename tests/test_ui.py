@@ -288,7 +288,7 @@ def test_confusion_matrix_is_cached_per_export(mnist_dir, empty_exports, monkeyp
 def ui_server(exports_copy, tmp_path_factory):
     exports = copy_exports(exports_copy, tmp_path_factory.mktemp("ui_exports"))
     log = tmp_path_factory.mktemp("ui_server") / "app.log"
-    with running_app(exports, log) as url:
+    with running_app(exports, log) as (url, _pid):
         yield url, exports
 
 

@@ -7,14 +7,13 @@ unchanged one costs nothing.
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from inference.predictor import Predictor
+from inference.predictor import Predictor, file_signature
 
 CHUNK = 1000  # images per onnxruntime call: bounded memory, near full batch speed
 
@@ -47,7 +46,7 @@ class ConfusionMatrices:
     def get(self, name: str) -> Confusion:
         """The matrix for the model being served now. Raises ModelUnavailableError or MnistNotFoundError."""
         with self._locks[name]:
-            key = self._export_signature(name)
+            key = file_signature(self.predictor.paths(name)["onnx"])
             cached = self._cache.get(name)
             if cached is not None and cached[0] == key:
                 return cached[1]
@@ -63,12 +62,6 @@ class ConfusionMatrices:
             self._cache[name] = (key, result)
             return result
 
-    def _export_signature(self, name: str):
-        try:
-            stat = os.stat(self.predictor.paths(name)["onnx"])
-        except OSError:
-            return None
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
     def _mnist_test(self) -> tuple[np.ndarray, np.ndarray]:
         with self._test_set_lock:

@@ -48,7 +48,6 @@ def format_bytes(size: int | None) -> str:
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{size:.1f} GB"
 
 
 def format_seconds(seconds: float | None) -> str:
