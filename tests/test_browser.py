@@ -127,7 +127,7 @@ def test_drawing_is_read_live_and_clear_starts_over(page, tmp_path):
     assert caption.startswith("Reads 1"), caption
 
 
-def test_model_choice_and_upload(page, tmp_path):
+def test_model_choice_and_upload(page, sync_api, tmp_path):
     page.get_by_text("Model 1: logistic regression", exact=True).first.click()
     page.wait_for_function("() => !document.querySelector('#probabilities-model2')?.checkVisibility()")
     page.get_by_text("Both, side by side").click()
@@ -148,12 +148,12 @@ def test_model_choice_and_upload(page, tmp_path):
     broken.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
     page.locator("#upload input[type=file]").set_input_files(str(broken))
     wait_for_text(page, "#verdict", lambda text: "Cannot read that image" in text)
-    assert page.get_by_text("Warning").first.is_visible()  # a gr.Warning toast, not an error
+    sync_api.expect(page.get_by_text("Warning").first).to_be_visible(timeout=WAIT * 1000)  # a gr.Warning toast, not an error
     page.get_by_role("tab", name="Draw").last.click()  # back to the sketchpad
     wait_for_text(page, "#verdict", lambda text: "Draw a digit" in text or "read" in text)
 
 
-def test_training_from_the_train_tab_streams_progress(page, mnist_dir):
+def test_training_from_the_train_tab_streams_progress(page, sync_api, mnist_dir):
     page.get_by_role("tab", name="Train").click()
     page.click("#quick-model1")
     limit = page.locator("#limit-model1 input")
@@ -166,7 +166,8 @@ def test_training_from_the_train_tab_streams_progress(page, mnist_dir):
     seen = watch_progress(page, "model1")
     assert any(0 < value < 100 for value in seen), f"no progress between 0 and 100: {seen}"
     assert "Test accuracy" in page.inner_text("#summary-model1")
-    assert page.is_enabled("#train-model1")  # unlocked again for the next run
+    # Unlocked again for the next run: a step chained after the stream, so it may land a moment later.
+    sync_api.expect(page.locator("#train-model1")).to_be_enabled(timeout=WAIT * 1000)
 
 
 def test_training_started_through_rest_shows_in_the_train_tab(page, server, mnist_dir):
