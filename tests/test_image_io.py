@@ -124,6 +124,58 @@ def test_sixteen_bit_gray_png_is_scaled_not_clipped():
     assert loaded.dtype == np.uint8 and loaded.max() >= 240 and loaded[0, 0] == 0
 
 
+def png_variants() -> dict[str, bytes]:
+    """PNGs of every layout a client may send: each must load to the same pixels on either decoder."""
+    rng = np.random.default_rng(3)
+    noise = {bands: rng.integers(0, 256, (37, 53, bands), dtype=np.uint8) for bands in (2, 3, 4)}
+    gray = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    variants = {
+        "L": encode(gray),
+        "LA": encode(noise[2]),
+        "RGB": encode(noise[3]),
+        "RGBA": encode(noise[4]),
+        "RGBA, no compression": encode(noise[4], compress_level=0),
+        "RGBA, optimized": encode(noise[4], optimize=True),
+        "RGB with a transparent colour": encode(noise[3], transparency=(1, 2, 3)),
+        "16-bit gray": encode((gray.astype(np.uint16) * 257)),
+    }
+    for name, mode in (("1-bit", "1"), ("palette", "P")):
+        buffer = io.BytesIO()
+        Image.fromarray(gray).convert(mode).save(buffer, "PNG")
+        variants[name] = buffer.getvalue()
+    return variants
+
+
+@pytest.mark.parametrize("name", list(png_variants()))
+def test_fast_png_decoder_gives_pillows_pixels(name, monkeypatch):
+    png = png_variants()[name]
+    fast = load_image(png)
+    monkeypatch.setattr(image_io, "_pyspng", None)
+    pillow = load_image(png)
+    assert fast.mode == pillow.mode and fast.size == pillow.size
+    assert np.array_equal(np.asarray(fast), np.asarray(pillow))
+
+
+@pytest.mark.skipif(image_io._pyspng is None, reason="pyspng has no wheel for this platform: Pillow decodes PNGs")
+def test_canvas_pngs_take_the_fast_decoder(monkeypatch):
+    calls = []
+    real = image_io._pyspng
+
+    class Counting:
+        @staticmethod
+        def load(data, fmt):
+            calls.append(fmt)
+            return real.load(data, fmt)
+
+    monkeypatch.setattr(image_io, "_pyspng", Counting)
+    canvas = np.full((280, 280, 4), 255, np.uint8)
+    canvas[100:180, 130:150, :3] = 0
+    assert np.array_equal(np.asarray(load_image(data_url(encode(canvas)))), canvas)
+    assert calls == ["RGBA"]
+    with pytest.raises(ImageInputError, match="damaged or truncated"):  # Pillow words the error
+        load_image(encode(canvas)[:300])
+
+
 # ---- Gradio Sketchpad / ImageEditor values -----------------------------------------
 
 def sketch_layer() -> np.ndarray:
