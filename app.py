@@ -13,6 +13,7 @@ from gradio.data_classes import FileData
 from PIL import Image
 
 from inference.image_io import ImageInputError
+from inference.pool import PredictionPool
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
 from inference.rest import create_api, environment, model_status_report
@@ -25,6 +26,9 @@ from ui.confusion import ConfusionMatrices
 # started from either shows in both, and a finished job is served at once.
 predictor = Predictor()
 jobs = JobManager(on_success=lambda name, result: predictor.reload(name))
+# REST /predict spreads overlapping requests over worker processes (PREDICT_WORKERS; see
+# inference/pool.py); they start with the server, not at import.
+pool = PredictionPool(predictor.exports_dir)
 
 # =============================================================================
 # Gradio UI: the Draw, Train and Models tabs, and the gradio_client API.
@@ -152,8 +156,9 @@ def model_status() -> dict[str, Any]:
 
 
 def env() -> dict[str, Any]:
-    """The runtime environment (the same as GET /env): Python, platform, library versions, TensorFlow."""
-    return environment()
+    """The runtime environment (the same as GET /env): Python, platform, library versions, TensorFlow,
+    prediction workers."""
+    return environment(pool)
 
 
 def predict(image: FileData, model: str = "model2", invert: bool = False) -> tuple[int, list[float]]:
@@ -387,7 +392,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 # =============================================================================
 
 # The REST routes first, then Gradio at "/" (routes registered before the mount win).
-app = create_api(predictor, jobs, train_token=TRAIN_TOKEN)
+app = create_api(predictor, jobs, train_token=TRAIN_TOKEN, pool=pool)
 app = gr.mount_gradio_app(app, demo, path="/", **UI_MOUNT_OPTIONS)
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from benchmarks.load import measure, run_load, summarize
 from benchmarks.machine import usable_cores
 from benchmarks.outcome import SectionResult, ratio
 from benchmarks.servers import (RssSampler, ServerProcess, app_server, free_port, predict_ready, request,
-                                server_env)
+                                server_env, workers_ready)
 
 NAME = "rest"
 TITLE = "REST /predict on loopback: latency and throughput"
@@ -57,6 +57,8 @@ def _measure_server(ctx: Context, label: str, server: ServerProcess, body: bytes
     ctx.log(f"starting {label} on 127.0.0.1:{server.port}")
     with server:
         ready_seconds = server.wait_until(predict_ready(server.port, body), timeout=config.server_start_timeout)
+        if train:  # ours: also wait for its prediction worker processes (they start beside the server)
+            server.wait_until(workers_ready(server.port), timeout=config.server_start_timeout)
         status, answer = request(server.port, "POST", "/predict", body)
         prediction = answer.get("prediction") if status == 200 and isinstance(answer, dict) else None
         data = {"label": label, "ready_seconds": round(ready_seconds, 2), "prediction": prediction,
@@ -74,6 +76,7 @@ def _measure_server(ctx: Context, label: str, server: ServerProcess, body: bytes
                         f"{level['throughput_rps']:.0f} req/s, {level['errors']} errors")
         data["rss_under_load_mib"] = round(sampler.peak / 2 ** 20, 1)
         if train:
+            data["prediction_workers"] = request(server.port, "GET", "/env")[1].get("prediction_workers")
             data["during_training"] = _load_while_training(ctx, server, body)
     return data
 
@@ -149,6 +152,13 @@ def _report(ctx: Context, result: SectionResult, ours: dict, baseline: dict) -> 
             if level["errors"]:
                 result.note(f"{data['label']}, {clients} clients: {level['errors']} errors, e.g. "
                             f"{level['error_samples'][:2]}")
+    workers = ours.get("prediction_workers")
+    if workers:
+        requests = sum(level["requests"] for level in ours["levels"].values()) + ctx.config.warmup_requests
+        result.note(f"{ours['label']} ran {workers['configured']} prediction worker processes (PREDICT_WORKERS; "
+                    f"memory figures include them). They answered {workers['answered']:,} of the ~{requests:,} "
+                    "requests above: those that overlapped others; a lone request is answered in the server "
+                    "process, which saves the hop to a worker.")
     result.note("Clients run in the benchmark process on the same cores as the servers, each with one keep-alive "
                 "connection. Latency percentiles pool every request of every round; req/s is the median over "
                 "rounds. The Flask server logs each request as Flask does by default, like the original app.")

@@ -199,3 +199,12 @@ def predict_ready(port: int, body: bytes):
         status, _ = request(port, "POST", "/predict", body, timeout=5.0)
         return status == 200
     return ready
+
+
+def workers_ready(port: int):
+    """A readiness probe for our app: every configured prediction worker process is up (GET /env)."""
+    def ready() -> bool:
+        status, answer = request(port, "GET", "/env", timeout=5.0)
+        workers = answer.get("prediction_workers", {}) if status == 200 and isinstance(answer, dict) else {}
+        return bool(workers) and workers.get("ready", 0) >= workers.get("configured", 0)
+    return ready

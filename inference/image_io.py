@@ -42,6 +42,7 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 PLAIN_MODES = ("L", "LA", "RGB", "RGBA")
 EDITOR_KEYS = ("background", "layers", "composite")
 _EXIF_ORIENTATION = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOW_TO_SEND = "send a PNG/JPEG/WebP image as a data URL ('data:image/png;base64,...') or as bare base64"
 
 # Image.open can warn about a decompression bomb before our own, lower limit is
@@ -112,6 +113,21 @@ def decode_base64(text: str) -> bytes:
     if not data:
         raise ImageInputError(f"The image data is empty: {HOW_TO_SEND}.")
     return data
+
+
+def png_size(text: str) -> tuple[int, int] | None:
+    """(width, height) a base64 PNG (data URL or bare) declares in its header, from its first
+    32 characters only; None for anything else. Cheap enough to decide where to decode it."""
+    text = text.lstrip()
+    if text[:5].lower() == "data:":
+        text = text.partition(",")[2]
+    try:
+        header = base64.b64decode(text[:32], validate=True)  # 24 bytes: signature, IHDR length and type, size
+    except (binascii.Error, ValueError):
+        return None
+    if len(header) < 24 or header[:8] != _PNG_SIGNATURE or header[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
 def decode_bytes(data: bytes, *, from_text: bool = False) -> Image.Image:

@@ -1,6 +1,6 @@
 """The REST API: the original app's routes and JSON, over the shared predictor and job manager.
 
-    GET  /env                        Python, machine, TensorFlow available?, library versions
+    GET  /env                        Python, machine, TensorFlow available?, library versions, workers
     GET  /model_status               per model: trained, available (or why not), accuracy, when trained
     POST /train/{model}              start training (optional JSON options) -> 202; 409 if already running
     POST /train/{model}/cancel       cancel (also DELETE /train/{model})
@@ -13,17 +13,20 @@ Every error is a 4xx/503 JSON body {"error": "<what is wrong and how to fix it>"
 `Authorization: Bearer <token>`. Request input is only ever decoded as image bytes,
 never used as a file path.
 
-/predict returns its JSONResponse directly, skipping FastAPI's response-model
-validation and encoding (the response model still documents it in /docs).
+/predict answers with the JSON bytes of inference/answer.py, computed on the event
+loop, in a thread or in a prediction worker process (inference/pool.py), skipping
+FastAPI's response-model validation and encoding (the model still documents it in /docs).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hmac
 import importlib.util
 import logging
 import os
 import platform
-import time
 from typing import Any
 
 import anyio
@@ -36,9 +39,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
-from inference.image_io import EmptyImageError, ImageInputError
-from inference.predictor import ModelUnavailableError, Predictor
-from inference.preprocess import preprocess
+from inference.answer import ALL_MODELS, encode, predict_answer
+from inference.image_io import png_size
+from inference.pool import PredictionPool
+from inference.predictor import Predictor
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
 from training.versions import package_versions
 
@@ -46,9 +50,10 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # a phone photo as base64 fits; a 280x280 drawing is ~5-20 KB
 DEFAULT_MODEL = "model2"  # the CNN: the better of the two
-ALL_MODELS = "all"
-PREDICT_THREADS = 2  # /predict requests served at once in worker threads (see predict() in create_api)
-INLINE_MAX_IMAGE_CHARS = 64 * 1024  # an idle server answers images this small on the event loop (~2 ms of work)
+PREDICT_THREADS = 2  # /predict requests at once in threads when there is no pool (see predict() in create_api)
+# An idle server answers a PNG this small on the event loop (see _fits_inline).
+INLINE_MAX_IMAGE_CHARS = 64 * 1024
+INLINE_MAX_PIXELS = 640 * 640
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
 JSON_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "model": "model2"}'
 TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
@@ -121,7 +126,14 @@ def error_response(status_code: int, message: str, headers: dict[str, str] | Non
     return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
 
 
-def environment() -> dict[str, Any]:
+def environment(pool: PredictionPool | None = None) -> dict[str, Any]:
+    """GET /env (and the UI's `env` client endpoint): the runtime, and the prediction workers."""
+    workers = pool.describe() if pool is not None else {"configured": 0, "ready": 0, "answered": 0}
+    return {**_runtime(), "prediction_workers": workers}
+
+
+@functools.lru_cache(maxsize=1)
+def _runtime() -> dict[str, Any]:
     versions = package_versions(_VERSIONED_PACKAGES)
     return {
         "python": platform.python_version(),
@@ -147,17 +159,34 @@ def model_status_report(predictor: Predictor, jobs: JobManager) -> dict[str, Any
     return status
 
 
-def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None) -> FastAPI:
-    """The REST routes over one predictor and one job manager (shared with the UI)."""
+def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None,
+               pool: PredictionPool | None = None) -> FastAPI:
+    """The REST routes over one predictor and one job manager (shared with the UI).
+
+    With a `pool`, the server starts its worker processes when it starts (and stops them
+    when it stops), and /predict uses them whenever requests overlap.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if pool is not None:
+            await pool.start()
+        try:
+            yield
+        finally:
+            if pool is not None:
+                await pool.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Digit Studio API",
         description="Handwritten digit recognition with two models (ONNX), and live training.",
         version="1.0",
     )
     app.router.route_class = BodyLimitRoute  # every API route; Gradio's mount keeps its own limits
-    env = environment()
     predict_limiter = anyio.CapacityLimiter(PREDICT_THREADS)
-    predicts_in_threads = 0  # only touched on the event loop: no lock needed
+    predicts_in_threads = 0  # these two are only touched on the event loop: no lock needed
+    requests_in_flight = 0
     bearer = HTTPBearer(auto_error=False, description="Needed only when the server sets TRAIN_TOKEN")
     error_responses = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
 
@@ -206,7 +235,7 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @app.get("/env", summary="Runtime environment", tags=["status"])
     def get_env() -> dict[str, Any]:
-        return env
+        return environment(pool)
 
     @app.get("/model_status", summary="Each model: trained, serving, accuracy", tags=["status"])
     def model_status() -> dict[str, Any]:
@@ -249,68 +278,58 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     @app.post("/predict", summary="Classify a drawn digit", tags=["predict"], response_model=PredictResponse,
               responses={**error_responses, 200: {"model": PredictResponse | AllPredictResponse}})
     async def predict(request: PredictRequest) -> Response:
-        # Where the work runs, measured on this 2-core machine (load ~1.4; 8 keep-alive clients
-        # for req/s; before this change: 1 client p50 3.40 ms, 8 clients 310 req/s):
-        # - A canvas-sized image is answered right here on the event loop while no /predict
-        #   runs in a thread: the hop to a worker thread and back costs ~0.35 ms of thread
-        #   wake-ups (1 client p50 3.3 ms with the hop, 2.9-3.0 ms without). It blocks the loop
-        #   for ~2 ms, so under load canvas requests are served one after the other here too
-        #   (8 clients: 345-367 req/s, server CPU 2.7 ms/request, no context switches).
-        # - Anything bigger runs in a worker thread, so a big upload never stalls the event loop
-        #   (which also serves the Gradio UI). At most PREDICT_THREADS at once, not anyio's
-        #   default 40: the work is mostly GIL-bound Python/numpy/PIL that drops and retakes the
-        #   GIL many times per request, and every extra thread contending for it adds handoffs
-        #   (canvas requests all in threads: 40 threads 305 req/s and 91 context switches per
-        #   request, 3 -> 363, 2 -> 380 and 25, 1 -> 343; but p50 3.3 ms at 1 client).
-        nonlocal predicts_in_threads
-        if predicts_in_threads == 0 and len(request.image) <= INLINE_MAX_IMAGE_CHARS:
-            return _predict_response(predictor, request)
-        predicts_in_threads += 1
+        # Where the work runs (each choice measured on this 2-core machine, 280x280 canvas PNG):
+        # - Requests that overlap go to the worker processes (inference/pool.py): one process
+        #   is GIL-bound at ~2 ms of CPU per request, ~430 req/s at 8 clients however many
+        #   threads it uses; with workers the server process keeps only the HTTP work: 530-640.
+        # - A lone canvas-sized PNG is answered right here on the event loop: the hop to a
+        #   worker and back costs ~0.35 ms (1 client p50 2.96 ms here vs 3.32 ms via a worker).
+        #   Yielding once first lets requests that arrived together reach this point, so
+        #   overlap is seen; otherwise every request would find the server idle.
+        # - Without ready workers (starting, PREDICT_WORKERS=0), anything else runs in at most
+        #   PREDICT_THREADS threads, so a big upload never stalls the loop (which also serves the UI).
+        nonlocal predicts_in_threads, requests_in_flight
+        requests_in_flight += 1
         try:
-            return await anyio.to_thread.run_sync(_predict_response, predictor, request, limiter=predict_limiter)
+            if request.model != ALL_MODELS and request.model not in predictor.models:
+                return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
+            small = predicts_in_threads == 0 and _fits_inline(request.image)
+            if pool is not None and pool.ready_workers:
+                await asyncio.sleep(0)
+                if not small or requests_in_flight > 1 or pool.waiting:
+                    answered = await pool.answer(request.image, request.model, request.invert)
+                    if answered is not None:
+                        return _json_response(*answered)
+            if small:
+                return _json_response(*_predict(predictor, request))
+            predicts_in_threads += 1
+            try:
+                answered = await anyio.to_thread.run_sync(_predict, predictor, request, limiter=predict_limiter)
+            finally:
+                predicts_in_threads -= 1
+            return _json_response(*answered)
         finally:
-            predicts_in_threads -= 1
+            requests_in_flight -= 1
 
     return app
 
 
-def _predict_response(predictor: Predictor, request: PredictRequest) -> Response:
-    """POST /predict's answer (on the event loop or in a worker thread): decode, preprocess, infer."""
-    start = time.perf_counter()
-    name = request.model
-    if name != ALL_MODELS and name not in predictor.models:
-        return error_response(422, f"Unknown model {name!r}; choose one of: "
-                                   f"{', '.join([*predictor.models, ALL_MODELS])}")
-    try:
-        image = preprocess(request.image, invert=request.invert)
-    except EmptyImageError as exc:
-        return error_response(422, str(exc))
-    except ImageInputError as exc:
-        return error_response(400, str(exc))
-    if name == ALL_MODELS:
-        return _predict_all(predictor, image, start)
-    try:
-        result = predictor.predict(image, name)
-    except ModelUnavailableError as exc:
-        return error_response(503, f"{name} cannot predict: {exc.reason}", model=name, reason=exc.reason)
-    return JSONResponse({"prediction": result.digit, "probabilities": result.probabilities, "model": name,
-                         "latency_ms": round((time.perf_counter() - start) * 1000, 3)})
+def _fits_inline(image: str) -> bool:
+    """A short PNG of canvas-like size: ~1-2 ms of work, fine to do on the event loop. The header
+    is checked too, because a few KB of PNG can declare a huge flat image (tens of ms to decode)."""
+    if len(image) > INLINE_MAX_IMAGE_CHARS:
+        return False
+    size = png_size(image)
+    return size is not None and size[0] * size[1] <= INLINE_MAX_PIXELS
 
 
-def _predict_all(predictor: Predictor, image, start: float) -> Response:
-    results = predictor.predict_all(image)
-    unavailable = {name: predictor.model_status(name)["reason"] or "unavailable"
-                   for name in predictor.models if name not in results}
-    if not results:
-        return error_response(503, "No model can predict: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()),
-                              unavailable=unavailable)
-    return JSONResponse({
-        "model": ALL_MODELS,
-        "predictions": {name: {"prediction": r.digit, "probabilities": r.probabilities, "model": name,
-                               "latency_ms": round(r.latency_ms, 3)} for name, r in results.items()},
-        "unavailable": unavailable,
-        "latency_ms": round((time.perf_counter() - start) * 1000, 3),
-    })
+def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:
+    status, payload = predict_answer(predictor, request.image, request.model, request.invert)
+    return status, encode(payload)
+
+
+def _json_response(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _without_history(status: dict[str, Any]) -> dict[str, Any]:

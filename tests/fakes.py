@@ -10,6 +10,7 @@ otherwise its answer depends on the image (seeded random weights).
 """
 from __future__ import annotations
 
+import io
 import sys
 import threading
 import types
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image, ImageDraw
 
 from training.events import Progress, Result
 from training.export import save_model
@@ -133,3 +135,18 @@ def fake_result(model: str = "fake", accuracy: float = 0.9) -> Result:
 def fake_progress(step: int, of: int = 3) -> Progress:
     return Progress(progress=100 * step / of, status=f"Epoch {step}/{of}", epoch=step, epochs=of,
                     accuracy=0.5 + step / 10)
+
+
+def sample_drawings() -> list[bytes]:
+    """A few different 280x280 PNG drawings, so a mixed-up response would be noticed."""
+    strokes = [[(70, 60), (210, 60), (120, 230)], [(140, 40), (140, 240)],
+               [(80, 80), (200, 80), (80, 220), (200, 220)], [(90, 60), (190, 140), (90, 230)]]
+    images = []
+    for index, stroke in enumerate(strokes):
+        mode, background, ink = (("RGBA", (0, 0, 0, 0), (0, 0, 0, 255)) if index % 2 else ("L", 255, 0))
+        image = Image.new(mode, (280, 280), background)
+        ImageDraw.Draw(image).line(stroke, fill=ink, width=14 + 6 * index)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images

@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import numpy as np
@@ -20,31 +21,17 @@ import pytest
 import uvicorn
 from PIL import Image, ImageDraw
 
+from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
 from inference.rest import create_api
 from tests.app_server import ROOT, free_port, running_app
-from tests.fakes import FakeTrainer, fake_progress, write_tiny_model
+from tests.fakes import FakeTrainer, fake_progress, sample_drawings, write_tiny_model
 from training.jobs import JobManager
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 40  # 320 in all
 REQUEST_TIMEOUT = 20.0  # seconds; a busy shared machine can stall a request, but not forever
-
-
-def drawings() -> list[bytes]:
-    """A few different 280x280 PNG drawings, so a mixed-up response would be noticed."""
-    strokes = [[(70, 60), (210, 60), (120, 230)], [(140, 40), (140, 240)],
-               [(80, 80), (200, 80), (80, 220), (200, 220)], [(90, 60), (190, 140), (90, 230)]]
-    images = []
-    for index, stroke in enumerate(strokes):
-        mode, background, ink = (("RGBA", (0, 0, 0, 0), (0, 0, 0, 255)) if index % 2 else ("L", 255, 0))
-        image = Image.new(mode, (280, 280), background)
-        ImageDraw.Draw(image).line(stroke, fill=ink, width=14 + 6 * index)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        images.append(buffer.getvalue())
-    return images
 
 
 def same_as(expected: list[dict]):
@@ -109,8 +96,7 @@ class ThreadedServer:
 
     def __init__(self, app):
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -131,22 +117,41 @@ class ThreadedServer:
         self.thread.join(10)
 
 
-@pytest.fixture
-def served(empty_exports, monkeypatch):
+@pytest.fixture(params=[0, 2], ids=["in-process", "2-workers"])
+def served(request, empty_exports, monkeypatch):
+    """The REST API on a real server: answering in its own process, or with prediction workers."""
     monkeypatch.delenv("MNIST_DOWNLOAD", raising=False)
     write_tiny_model(empty_exports, "model1", seed=3)
     write_tiny_model(empty_exports, "model2", seed=4)
     predictor = Predictor(empty_exports)
     fake = FakeTrainer(monkeypatch, "model1")
     jobs = JobManager(models={"model1": fake.spec})
-    with ThreadedServer(create_api(predictor, jobs)) as server:
-        yield server, predictor, jobs, fake
+    pool = PredictionPool(empty_exports, request.param) if request.param else None
+    with ThreadedServer(create_api(predictor, jobs, pool=pool)) as server:
+        if pool is not None:
+            wait_for_workers(server.url, request.param)
+        yield Served(server, predictor, jobs, fake, pool)
     jobs.shutdown(10)
+
+
+class Served(NamedTuple):
+    server: ThreadedServer
+    predictor: Predictor
+    jobs: JobManager
+    fake: FakeTrainer
+    pool: PredictionPool | None
+
+
+def wait_for_workers(url: str, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{url}/env").json()["prediction_workers"]["ready"] < count:
+        assert time.monotonic() < deadline, "prediction workers did not start in 120 s"
+        time.sleep(0.05)
 
 
 def requests_and_answers(predictor: Predictor) -> tuple[list[dict], list[dict]]:
     bodies, expected = [], []
-    for index, png in enumerate(drawings()):
+    for index, png in enumerate(sample_drawings()):
         model = ("model1", "model2")[index % 2]
         bodies.append({"image": "data:image/png;base64," + base64.b64encode(png).decode(), "model": model})
         result = predictor.predict(preprocess(png), model)
@@ -155,15 +160,36 @@ def requests_and_answers(predictor: Predictor) -> tuple[list[dict], list[dict]]:
 
 
 def test_eight_keep_alive_clients_get_correct_answers(served):
-    server, predictor, _, _ = served
-    bodies, expected = requests_and_answers(predictor)
-    errors, answered = hammer(server.url, bodies, same_as(expected))
+    bodies, expected = requests_and_answers(served.predictor)
+    errors, answered = hammer(served.server.url, bodies, same_as(expected))
     assert errors == []
     assert answered == CLIENTS * REQUESTS_PER_CLIENT
+    if served.pool is not None:  # overlapping requests are spread over the worker processes
+        assert served.pool.answered > 0
+
+
+@pytest.mark.parametrize("served", [2], indirect=True, ids=["2-workers"])
+def test_a_lone_canvas_is_answered_in_the_server_process_and_a_huge_image_by_a_worker(served):
+    bodies, expected = requests_and_answers(served.predictor)
+    with httpx.Client(base_url=served.server.url, timeout=REQUEST_TIMEOUT) as http:
+        for which, body in enumerate(bodies * 3):  # one at a time: no overlap
+            response = http.post("/predict", json=body)
+            assert response.status_code == 200 and same_as(expected)(which % len(bodies), response.json()) is None
+        assert served.pool.answered == 0  # no hop to a worker for a lone request (the p50 target)
+        # A few KB of PNG declaring 3000x3000 pixels: tens of ms of decoding, kept off the event loop.
+        flat = Image.new("L", (3000, 3000), 255)
+        ImageDraw.Draw(flat).line([(1500, 500), (1500, 2500)], fill=0, width=200)
+        buffer = io.BytesIO()
+        flat.save(buffer, format="PNG")
+        image = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        assert len(image) < 64 * 1024
+        response = http.post("/predict", json={"image": image, "model": "model1"})
+        assert response.status_code == 200, response.text
+        assert served.pool.answered == 1
 
 
 def test_no_errors_while_a_training_job_runs(served):
-    server, predictor, jobs, fake = served
+    server, predictor, jobs, fake, _ = served
     stop = threading.Event()
 
     def busy_training(options):
@@ -198,8 +224,10 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
     for name in ("model1", "model2"):
         if not (exports / f"{name}.onnx").exists():
             write_tiny_model(exports, name, seed=7)
-    with running_app(exports, tmp_path / "app.log") as (url, pid):
+    with running_app(exports, tmp_path / "app.log", PREDICT_WORKERS="2") as (url, pid):
         base_url = url.rstrip("/")
+        wait_for_workers(base_url, 2)
+        workers = child_pids(pid)
         with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
             maps = Path(f"/proc/{pid}/maps")
             if maps.exists():
@@ -224,4 +252,16 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
                 assert status["state"] == "succeeded", status
                 served = http.get("/model_status").json()["model1"]
                 assert served["available"] and served["accuracy"] == pytest.approx(status["accuracy"], abs=1e-5)
+            assert http.get("/env").json()["prediction_workers"]["answered"] > 0
+    if workers is not None:
+        assert len(workers) == 2
+        assert not [worker for worker in workers if Path(f"/proc/{worker}").exists()], "workers outlived app.py"
+
+
+def child_pids(pid: int) -> list[int] | None:
+    """The processes `pid` started (Linux /proc), or None where that cannot be read."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.exists():
+        return None
+    return [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
 

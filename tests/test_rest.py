@@ -7,6 +7,7 @@ import io
 import shutil
 import struct
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
 from inference.rest import MAX_BODY_BYTES, create_api
@@ -94,9 +96,22 @@ def jobs(fakes, predictor):
 
 
 @pytest.fixture
-def client(predictor, jobs):
-    with TestClient(create_api(predictor, jobs)) as test_client:
+def client(request, predictor, jobs):
+    """The API in a test client; `@pytest.mark.parametrize("client", WORKERS, indirect=True)`
+    runs a test also with prediction worker processes (default: none)."""
+    workers = getattr(request, "param", 0)
+    pool = PredictionPool(predictor.exports_dir, workers) if workers else None
+    with TestClient(create_api(predictor, jobs, pool=pool)) as test_client:
+        deadline = time.monotonic() + 120
+        while test_client.get("/env").json()["prediction_workers"]["ready"] < workers:
+            assert time.monotonic() < deadline, "prediction workers did not start in 120 s"
+            time.sleep(0.05)
         yield test_client
+
+
+# Answered in the server process only, and also by worker processes where the request
+# does not fit inline (not a small PNG): both must give the same answers.
+WORKERS = pytest.mark.parametrize("client", [0, 2], indirect=True, ids=["in-process", "2-workers"])
 
 
 def assert_good_request_works(client):
@@ -107,11 +122,19 @@ def assert_good_request_works(client):
 
 # -- status routes ---------------------------------------------------------------
 
+@WORKERS
 def test_env_describes_the_runtime(client):
     body = client.get("/env").json()
     assert body["python"].startswith("3.") and isinstance(body["arch"], str) and body["arch"]
     assert body["tf_available"] is (importlib.util.find_spec("tensorflow") is not None)
     assert body["cpu_count"] >= 1 and "onnxruntime" in body["versions"] and "fastapi" in body["versions"]
+    workers = body["prediction_workers"]
+    assert workers["configured"] == workers["ready"] and workers["answered"] == 0
+    if workers["configured"]:  # a JPEG is not a small PNG: a worker answers it
+        buffer = io.BytesIO()
+        drawn_digit().save(buffer, format="JPEG")
+        assert client.post("/predict", json={"image": data_url(buffer.getvalue(), "image/jpeg")}).status_code == 200
+        assert client.get("/env").json()["prediction_workers"]["answered"] == 1
 
 
 def test_model_status_per_model(client, exports):
@@ -153,6 +176,7 @@ def test_predict_matches_the_predictor(client, predictor):
     assert body["latency_ms"] > 0
 
 
+@WORKERS
 def test_predict_variants(client, predictor):
     # Bare base64 works like a data URL; model2 is the default; invert flips the polarity.
     bare = client.post("/predict", json={"image": base64.b64encode(DIGIT_PNG).decode(), "model": "model1"})
@@ -167,6 +191,12 @@ def test_predict_variants(client, predictor):
     assert everything["predictions"]["model2"]["prediction"] == 7
     # Extra fields from older clients are ignored.
     assert client.post("/predict", json={**GOOD, "client": "v1"}).status_code == 200
+    # A JPEG photo of the drawing (not a small PNG: with workers, a worker answers it).
+    buffer = io.BytesIO()
+    drawn_digit().save(buffer, format="JPEG", quality=90)
+    photo = client.post("/predict", json={"image": data_url(buffer.getvalue(), "image/jpeg"), "model": "model1"})
+    expected = predictor.predict(preprocess(buffer.getvalue()), "model1")
+    np.testing.assert_allclose(photo.json()["probabilities"], expected.probabilities, atol=1e-6)
 
 
 def test_predict_with_an_untrained_model_is_503_with_the_reason(client, exports):
@@ -205,14 +235,19 @@ BAD_INPUTS = [
     ("transparent-canvas", {"json": {"image": TRANSPARENT}}, 422, "draw a digit first"),
     ("form-encoded", text_body(b"image=abc", "application/x-www-form-urlencoded"), 422, "Content-Type"),
     ("too-large", text_body(b'{"image": "' + b"A" * (MAX_BODY_BYTES + 10) + b'"}'), 413, "smaller image"),
-    ("too-large-streamed", {"content": iter([b'{"image": "'] + [b"A" * 1_000_000] * 6 + [b'"}']),
+    ("lone-surrogate", text_body(b'{"image": "\\ud800"}'), 400, "base64"),
+    ("huge-model-name", {"json": {**GOOD, "model": "m" * 70_000}}, 422, "unknown model"),
+    ("too-large-streamed", {"content": lambda: iter([b'{"image": "'] + [b"A" * 1_000_000] * 6 + [b'"}']),
                             "headers": {"Content-Type": "application/json"}}, 413, "smaller image"),
 ]
 
 
+@WORKERS
 @pytest.mark.parametrize("kwargs, status, words", [case[1:] for case in BAD_INPUTS],
                          ids=[case[0] for case in BAD_INPUTS])
 def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(client, kwargs, status, words):
+    if callable(kwargs.get("content")):  # a stream: a fresh one for each run
+        kwargs = {**kwargs, "content": kwargs["content"]()}
     response = client.post("/predict", **kwargs)
     assert response.status_code == status, response.text
     body = response.json()

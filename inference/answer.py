@@ -1,0 +1,69 @@
+"""One /predict answer, computed the same way wherever it runs.
+
+The REST API answers a request on its event loop, in a worker thread or in a
+prediction worker process (inference/pool.py); all three call `predict_answer`
+and send `encode(payload)`, so the JSON a client sees never depends on where the
+work was done. Imports nothing of the web stack: worker processes stay lean.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from inference.image_io import EmptyImageError, ImageInputError
+from inference.predictor import ModelUnavailableError, Predictor
+from inference.preprocess import preprocess
+
+ALL_MODELS = "all"  # "model": "all" runs every model on the same preprocessed image
+
+
+def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = False) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON payload) for one prediction request: decode, preprocess, infer.
+
+    Success is 200 with {"prediction", "probabilities", "model", "latency_ms"} (or, for
+    "all", {"predictions": {...}, "unavailable": {...}}); a problem with the input or a
+    model is a 4xx/503 with {"error": "<what is wrong and how to fix it>"}.
+    """
+    start = time.perf_counter()
+    if model != ALL_MODELS and model not in predictor.models:
+        return 422, {"error": f"Unknown model {model!r}; choose one of: {', '.join([*predictor.models, ALL_MODELS])}"}
+    try:
+        x = preprocess(image, invert=invert)
+    except EmptyImageError as exc:
+        return 422, {"error": str(exc)}
+    except ImageInputError as exc:
+        return 400, {"error": str(exc)}
+    if model == ALL_MODELS:
+        return _answer_all(predictor, x, start)
+    try:
+        result = predictor.predict(x, model)
+    except ModelUnavailableError as exc:
+        return 503, {"error": f"{model} cannot predict: {exc.reason}", "model": model, "reason": exc.reason}
+    return 200, {"prediction": result.digit, "probabilities": result.probabilities, "model": model,
+                 "latency_ms": _elapsed_ms(start)}
+
+
+def _answer_all(predictor: Predictor, x, start: float) -> tuple[int, dict[str, Any]]:
+    results = predictor.predict_all(x)
+    unavailable = {name: predictor.model_status(name)["reason"] or "unavailable"
+                   for name in predictor.models if name not in results}
+    if not results:
+        return 503, {"error": "No model can predict: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()),
+                     "unavailable": unavailable}
+    return 200, {
+        "model": ALL_MODELS,
+        "predictions": {name: {"prediction": r.digit, "probabilities": r.probabilities, "model": name,
+                               "latency_ms": round(r.latency_ms, 3)} for name, r in results.items()},
+        "unavailable": unavailable,
+        "latency_ms": _elapsed_ms(start),
+    }
+
+
+def _elapsed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """The JSON bytes of a payload, exactly as Starlette's JSONResponse renders them."""
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
