@@ -176,6 +176,16 @@ def test_canvas_pngs_take_the_fast_decoder(monkeypatch):
         load_image(encode(canvas)[:300])
 
 
+def test_png_size_reads_only_the_header():
+    png = encode(checkerboard(30, 40))
+    assert image_io.png_size(data_url(png)) == (40, 30)
+    assert image_io.png_size(base64.b64encode(png).decode()) == (40, 30)
+    assert image_io.png_size(data_url(png_header_only(4096, 3000))[:60]) == (4096, 3000)  # the rest is not needed
+    for other in (data_url(encode(checkerboard(), "JPEG"), "image/jpeg"), "data:,plain text", "not base64!", "",
+                  "\ud800"):
+        assert image_io.png_size(other) is None
+
+
 # ---- Gradio Sketchpad / ImageEditor values -----------------------------------------
 
 def sketch_layer() -> np.ndarray:
