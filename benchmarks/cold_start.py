@@ -14,7 +14,8 @@ from benchmarks.context import Context
 from benchmarks.load import run_load
 from benchmarks.outcome import SectionResult
 from benchmarks.rest_load import THROUGHPUT_CLIENTS
-from benchmarks.servers import RssSampler, app_server, free_port, predict_ready
+from benchmarks.machine import group_pids, process_group_pss
+from benchmarks.servers import RssSampler, app_server, free_port, predict_ready, workers_ready
 
 NAME = "cold_start"
 TITLE = "Server cold start and memory"
@@ -36,8 +37,12 @@ def run(ctx: Context) -> SectionResult:
             ctx.log(f"  start {attempt + 1}: first /predict after {seconds:.2f} s")
             if attempt == config.cold_starts - 1:
                 tensorflow_loaded = _loads_tensorflow(server.process.pid)
+                server.wait_until(workers_ready(port), timeout=config.server_start_timeout)
                 time.sleep(1.0)
                 memory["idle_mib"] = server.rss_bytes() / 2 ** 20
+                memory["processes"] = len(group_pids(server.process.pid))
+                pss = process_group_pss(server.process.pid)
+                memory["pss_idle_mib"] = pss / 2 ** 20 if pss else None
                 with RssSampler(server) as sampler:
                     load = run_load(port, "/predict", body, clients=THROUGHPUT_CLIENTS, max_requests=10 ** 6,
                                     max_seconds=config.memory_load_seconds)
@@ -48,6 +53,8 @@ def run(ctx: Context) -> SectionResult:
     result.data = {"starts_s": [round(value, 3) for value in starts], "median_s": median,
                    "rss_idle_mib": round(memory["idle_mib"], 1),
                    "rss_under_load_mib": round(memory["under_load_mib"], 1),
+                   "pss_idle_mib": memory["pss_idle_mib"] and round(memory["pss_idle_mib"], 1),
+                   "processes": memory["processes"],
                    "load_requests": memory["load_requests"], "load_errors": memory["load_errors"],
                    "tensorflow_loaded": tensorflow_loaded}
     start_status = result.check("Cold start: `python app.py` to first /predict",
@@ -59,19 +66,27 @@ def run(ctx: Context) -> SectionResult:
                              "loaded" if tensorflow_loaded else "not loaded", float(bool(tensorflow_loaded)),
                              not tensorflow_loaded, why="app.py (or something it imports) imports TensorFlow at "
                                                         "start-up; prediction must not need it.")
-    result.check("Server resident memory, idle / under load", "info",
-                 f"{memory['idle_mib']:.0f} MiB / {memory['under_load_mib']:.0f} MiB", memory["under_load_mib"],
-                 None)
+    processes = f"server + {memory['processes'] - 1} prediction workers" if memory["processes"] > 1 else "server"
+    result.check(f"Server resident memory ({processes}), idle / under load", "info",
+                 f"{memory['idle_mib']:.0f} MiB / {memory['under_load_mib']:.0f} MiB RSS; "
+                 f"{_mib(memory['pss_idle_mib'])} PSS idle", memory["under_load_mib"], None)
     result.table("Start-up and memory", ["Measure", "Value", "Target", "Status"], [
         ["Cold start, each launch", ", ".join(f"{value:.2f} s" for value in starts), "info", "info"],
         ["Cold start, median", f"{median:.2f} s", f"<= {COLD_START_TARGET:.0f} s", start_status],
         ["TensorFlow in the server process", "loaded" if tensorflow_loaded else "not loaded", "not loaded",
          tf_status],
-        ["Resident memory, idle", f"{memory['idle_mib']:.0f} MiB", "info", "info"],
+        [f"Resident memory (RSS summed over the {processes}), idle", f"{memory['idle_mib']:.0f} MiB", "info",
+         "info"],
+        ["Proportional memory (PSS: pages shared by the processes, such as libraries, counted once), idle",
+         _mib(memory["pss_idle_mib"]), "info", "info"],
         [f"Resident memory, peak under {THROUGHPUT_CLIENTS} clients ({memory['load_requests']:,} requests, "
          f"{memory['load_errors']} errors)", f"{memory['under_load_mib']:.0f} MiB", "info", "info"],
     ])
     return result
+
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} MiB"
 
 
 def _loads_tensorflow(pid: int) -> bool | None:

@@ -101,13 +101,9 @@ def describe() -> dict:
     }
 
 
-def process_group_rss(pgid: int) -> int:
-    """Resident memory (bytes) of every process in a process group: a server and any children it spawned."""
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    total = 0
+def group_pids(pgid: int) -> list[int]:
+    """Every process in a process group: a server and any children it spawned (Linux /proc)."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -115,19 +111,39 @@ def process_group_rss(pgid: int) -> int:
             # Field 5 of /proc/<pid>/stat is the process group; the command name (field 2) may hold spaces.
             stat = (entry / "stat").read_text()
             fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) != pgid:
-                continue
-            if psutil is not None:
-                total += psutil.Process(int(entry.name)).memory_info().rss
-            else:
-                total += _vmrss(entry / "status")
+            if int(fields[2]) == pgid:
+                pids.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue  # the process ended while we looked
-        except Exception as error:  # psutil.NoSuchProcess and friends
-            if psutil is not None and isinstance(error, psutil.Error):
-                continue
-            raise
+    return pids
+
+
+def process_group_rss(pgid: int) -> int:
+    """Resident memory (bytes) summed over a process group. Shared libraries count once per process."""
+    total = 0
+    for pid in group_pids(pgid):
+        try:
+            total += _vmrss(Path(f"/proc/{pid}/status"))
+        except (OSError, ValueError, IndexError):
+            continue
     return total
+
+
+def process_group_pss(pgid: int) -> int | None:
+    """Proportional memory (bytes) summed over a process group: each shared page split between the
+    processes that map it, so it adds up to what the group really uses. None where Linux does not say."""
+    total = 0
+    for pid in group_pids(pgid):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, IndexError):
+            return None
+    return total or None
 
 
 def _vmrss(status_path: Path) -> int:

@@ -103,8 +103,10 @@ class PredictionPool:
     async def close(self) -> None:
         """Stop every worker: close its stdin (it exits), kill what is still running after STOP_TIMEOUT."""
         self._closing = True
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # a worker still starting is killed and reaped
         workers, self._ready = list(self._ready), set()
         for worker in workers:
             worker.healthy = False
@@ -165,6 +167,10 @@ class PredictionPool:
         worker = _Worker(process)
         try:
             status, _ = await asyncio.wait_for(self._read_answer(worker), START_TIMEOUT)
+        except asyncio.CancelledError:  # the server stops while this worker starts
+            process.kill()
+            await process.wait()
+            raise
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
             log.error("prediction worker %d did not start (%s)", process.pid, type(exc).__name__)
             status = None

@@ -14,7 +14,6 @@ End of stdin (the server closed the pipe or died) ends the worker.
 """
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import struct
@@ -25,8 +24,6 @@ from typing import BinaryIO
 REQUEST_HEADER = struct.Struct(">IH?")
 ANSWER_HEADER = struct.Struct(">IH")
 READY_STATUS = 100  # the first frame: loaded and warm, send requests
-
-log = logging.getLogger("inference.pool_worker")
 
 
 def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO) -> None:
@@ -52,11 +49,13 @@ def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO) -> None:
         try:
             model = payload[:model_length].decode(errors="surrogatepass")
             image = payload[model_length:].decode(errors="surrogatepass")
-            status, body = predict_answer(predictor, image, model, invert)
+            status, payload = predict_answer(predictor, image, model, invert)
+            body = encode(payload)
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the worker
             traceback.print_exc(file=sys.stderr)
-            status, body = 500, {"error": f"Internal error ({type(exc).__name__}); the server logged the details"}
-        _send(answers, status, encode(body))
+            status = 500
+            body = encode({"error": f"Internal error ({type(exc).__name__}); the server logged the details"})
+        _send(answers, status, body)
 
 
 def request_frame(image: str, model: str, invert: bool) -> bytes:

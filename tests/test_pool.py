@@ -190,7 +190,7 @@ def test_workers_that_cannot_start_leave_every_request_to_the_server(tmp_path):
 def test_a_worker_that_answers_garbage_is_dropped_not_trusted(tmp_path):
     # A worker that says "READY" and then closes its stdout mid-answer: the frame is incomplete.
     command = stand_in_worker(tmp_path, "sys.stdout.buffer.write(struct.pack('>IH', 100, 200) + b'{'); "
-                                        "sys.stdout.buffer.flush(); import os, time; os.close(1); time.sleep(30)")
+                                        "sys.stdout.buffer.flush(); import os, time; os.close(1); time.sleep(5)")
 
     async def scenario():
         pool = PredictionPool(tmp_path, 1, command=command)
@@ -224,6 +224,35 @@ def test_close_stops_every_worker(tiny_exports):
     pids, ready_after, answer = asyncio.run(scenario())
     assert len(pids) == 2 and not any(running(pid) for pid in pids)
     assert ready_after == 0 and answer is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from Linux /proc")
+def test_closing_while_workers_start_leaves_no_process_behind(tiny_exports):
+    def workers_running() -> list[int]:
+        children = [int(pid) for task in Path("/proc/self/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        running = []
+        for pid in children:
+            try:
+                if b"inference.pool_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    running.append(pid)
+            except OSError:
+                pass  # it ended while we looked
+        return running
+
+    async def scenario():
+        pool = PredictionPool(tiny_exports, 2)
+        await pool.start()
+        deadline = time.monotonic() + 30
+        while len(workers_running()) < 2:  # started, still importing: not ready yet
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        starting = pool.ready_workers
+        await pool.close()
+        return starting
+
+    assert asyncio.run(scenario()) == 0
+    assert workers_running() == []
 
 
 def test_worker_count_comes_from_predict_workers(monkeypatch):
