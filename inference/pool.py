@@ -32,6 +32,8 @@ STOP_TIMEOUT = 2.0  # s: a worker exits at once when its stdin closes; after thi
 MAX_DEFAULT_WORKERS = 4  # the server process's own HTTP work (~0.7 ms a request) caps what more would add
 MAX_QUICK_FAILURES = 3  # workers that die this many times in a row within QUICK_FAILURE s are not restarted
 QUICK_FAILURE = 10.0  # s
+REQUEST_TIMEOUT = 30.0  # s: the largest image allowed takes well under 1 s; a worker this slow is stuck
+STUCK_MESSAGE = f"The prediction took longer than {REQUEST_TIMEOUT:.0f} s and was stopped; try again"
 CRASHED_MESSAGE = ("The prediction worker stopped while reading this image (it is being restarted); "
                    "try again, and if this image keeps failing, send it as a PNG")
 
@@ -219,13 +221,15 @@ class PredictionPool:
             worker.healthy = False
             return None
         try:
-            answer = await self._read_answer(worker)
-        except (asyncio.IncompleteReadError, ConnectionError):
+            answer = await asyncio.wait_for(self._read_answer(worker), REQUEST_TIMEOUT)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError) as exc:
             worker.healthy = False
-            log.error("prediction worker %d stopped during a request", worker.process.pid)
+            stuck = isinstance(exc, asyncio.TimeoutError)
+            log.error("prediction worker %d %s", worker.process.pid,
+                      f"gave no answer in {REQUEST_TIMEOUT:.0f} s" if stuck else "stopped during a request")
             if worker.process.returncode is None:
-                worker.process.kill()  # half an answer: its pipe is out of step, it cannot be used again
-            return 503, json.dumps({"error": CRASHED_MESSAGE}).encode()
+                worker.process.kill()  # no or half an answer: its pipe is out of step, it cannot be used again
+            return 503, json.dumps({"error": STUCK_MESSAGE if stuck else CRASHED_MESSAGE}).encode()
         self._idle.put_nowait(worker)
         self.answered += 1
         return answer

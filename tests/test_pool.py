@@ -226,6 +226,29 @@ def test_close_stops_every_worker(tiny_exports):
     assert ready_after == 0 and answer is None
 
 
+def test_a_stuck_worker_is_stopped_and_the_request_answered(tmp_path, monkeypatch):
+    monkeypatch.setattr(pool_module, "REQUEST_TIMEOUT", 0.5)
+    command = stand_in_worker(tmp_path, "import time; time.sleep(60)")
+
+    async def scenario():
+        pool = PredictionPool(tmp_path, 1, command=command)
+        await pool.start()
+        try:
+            await ready(pool, 1)
+            pid = pool.worker_pids()[0]
+            answer = await asyncio.wait_for(pool.answer("x", "model1", False), 30)
+            deadline = time.monotonic() + 10
+            while pid in pool.worker_pids() or running(pid):
+                assert time.monotonic() < deadline, "the stuck worker was left running"
+                await asyncio.sleep(0.01)
+            return answer
+        finally:
+            await pool.close()
+
+    status, body = asyncio.run(scenario())
+    assert status == 503 and json.loads(body)["error"] == pool_module.STUCK_MESSAGE
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from Linux /proc")
 def test_closing_while_workers_start_leaves_no_process_behind(tiny_exports):
     def workers_running() -> list[int]:
