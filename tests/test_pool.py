@@ -3,6 +3,7 @@ pick up new exports, are replaced when they die, and never leave a request hangi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import json
 import os
@@ -41,6 +42,26 @@ async def ready(pool: PredictionPool, count: int) -> None:
     while pool.ready_workers < count:
         assert time.monotonic() < deadline, f"{pool.ready_workers} of {count} workers ready after {READY_TIMEOUT} s"
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def started_pool(exports: Path, size: int, *, command: list[str] | None = None):
+    """A pool whose workers are all ready, closed at the end of the block."""
+    pool = PredictionPool(exports, size, command=command)
+    await pool.start()
+    try:
+        await ready(pool, size)
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def gone(pid: int, what: str) -> None:
+    """Wait (at most 10 s) until process `pid` has ended; `what` says what went wrong if not."""
+    deadline = time.monotonic() + 10
+    while running(pid):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
 
 
 def running(pid: int) -> bool:
@@ -82,13 +103,8 @@ def test_workers_answer_exactly_like_the_server_process(tiny_exports):
               ("data:image/png;base64,é", "model1", False)]
 
     async def scenario():
-        pool = PredictionPool(tiny_exports, 2)
-        await pool.start()
-        try:
-            await ready(pool, 2)
+        async with started_pool(tiny_exports, 2) as pool:
             return await asyncio.gather(*(pool.answer(*case) for case in cases)), pool.answered
-        finally:
-            await pool.close()
 
     answers, answered = asyncio.run(scenario())
     assert answered == len(cases)
@@ -105,16 +121,11 @@ def test_workers_serve_a_new_export_without_a_restart(tiny_exports):
     image = as_data_url(sample_drawings()[1])
 
     async def scenario():
-        pool = PredictionPool(tiny_exports, 2)
-        await pool.start()
-        try:
-            await ready(pool, 2)
+        async with started_pool(tiny_exports, 2) as pool:
             before = await asyncio.gather(*(pool.answer(image, "model1", False) for _ in range(4)))
             write_tiny_model(tiny_exports, "model1", digit=7)
             after = await asyncio.gather(*(pool.answer(image, "model1", False) for _ in range(4)))
             return before, after
-        finally:
-            await pool.close()
 
     before, after = asyncio.run(scenario())
     assert all(status == 200 for status, _ in before + after)
@@ -126,10 +137,7 @@ def test_a_killed_worker_is_replaced_and_requests_keep_being_answered(tiny_expor
     image = as_data_url(sample_drawings()[0])
 
     async def scenario():
-        pool = PredictionPool(tiny_exports, 2)
-        await pool.start()
-        try:
-            await ready(pool, 2)
+        async with started_pool(tiny_exports, 2) as pool:
             first = pool.worker_pids()
             os.kill(first[0], 9)
             deadline = time.monotonic() + 30
@@ -139,8 +147,6 @@ def test_a_killed_worker_is_replaced_and_requests_keep_being_answered(tiny_expor
             answers = [await pool.answer(image, "model2", False) for _ in range(6)]
             await ready(pool, 2)
             return first, pool.worker_pids(), answers
-        finally:
-            await pool.close()
 
     first, now, answers = asyncio.run(scenario())
     assert first[0] not in now and first[1] in now and len(now) == 2
@@ -153,15 +159,10 @@ def test_a_worker_dying_mid_request_is_a_503_then_the_server_takes_over(tmp_path
     command = stand_in_worker(tmp_path, "sys.exit(9)")
 
     async def scenario():
-        pool = PredictionPool(tmp_path, 1, command=command)
-        await pool.start()
-        try:
-            await ready(pool, 1)
+        async with started_pool(tmp_path, 1, command=command) as pool:
             answers = await asyncio.wait_for(asyncio.gather(*(
                 pool.answer("x", "model1", False) for _ in range(pool_module.MAX_QUICK_FAILURES + 2))), 60)
             return answers, pool.ready_workers, await pool.answer("x", "model1", False)
-        finally:
-            await pool.close()
 
     answers, ready_after, later = asyncio.run(scenario())
     crashed = [answer for answer in answers if answer is not None]
@@ -193,19 +194,11 @@ def test_a_worker_that_answers_garbage_is_dropped_not_trusted(tmp_path):
                                         "sys.stdout.buffer.flush(); import os, time; os.close(1); time.sleep(5)")
 
     async def scenario():
-        pool = PredictionPool(tmp_path, 1, command=command)
-        await pool.start()
-        try:
-            await ready(pool, 1)
+        async with started_pool(tmp_path, 1, command=command) as pool:
             pid = pool.worker_pids()[0]
             answer = await asyncio.wait_for(pool.answer("x", "model1", False), 30)
-            deadline = time.monotonic() + 10
-            while running(pid):
-                assert time.monotonic() < deadline, "the broken worker was left running"
-                await asyncio.sleep(0.01)
+            await gone(pid, "the broken worker was left running")
             return pid, answer
-        finally:
-            await pool.close()
 
     pid, (status, body) = asyncio.run(scenario())
     assert status == 503 and json.loads(body)["error"] == CRASHED_MESSAGE
@@ -231,19 +224,11 @@ def test_a_stuck_worker_is_stopped_and_the_request_answered(tmp_path, monkeypatc
     command = stand_in_worker(tmp_path, "import time; time.sleep(60)")
 
     async def scenario():
-        pool = PredictionPool(tmp_path, 1, command=command)
-        await pool.start()
-        try:
-            await ready(pool, 1)
+        async with started_pool(tmp_path, 1, command=command) as pool:
             pid = pool.worker_pids()[0]
             answer = await asyncio.wait_for(pool.answer("x", "model1", False), 30)
-            deadline = time.monotonic() + 10
-            while pid in pool.worker_pids() or running(pid):
-                assert time.monotonic() < deadline, "the stuck worker was left running"
-                await asyncio.sleep(0.01)
+            await gone(pid, "the stuck worker was left running")
             return answer
-        finally:
-            await pool.close()
 
     status, body = asyncio.run(scenario())
     assert status == 503 and json.loads(body)["error"] == pool_module.STUCK_MESSAGE
