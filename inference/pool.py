@@ -163,8 +163,8 @@ class PredictionPool:
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT, env=environment)
-        except OSError as exc:
-            log.error("cannot start a prediction worker: %s", exc)
+        except (OSError, NotImplementedError) as exc:  # NotImplementedError: an event loop without subprocesses
+            log.error("cannot start a prediction worker: %r", exc)
             return None
         worker = _Worker(process)
         try:
