@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 180  # s: importing Gradio and onnxruntime takes a while on a busy machine
@@ -21,6 +21,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_workers(env: Callable[[], dict], count: int, timeout: float = 120) -> None:
+    """Wait until GET /env (`env()` returns its JSON) reports `count` prediction workers ready."""
+    deadline = time.monotonic() + timeout
+    while env()["prediction_workers"]["ready"] < count:
+        assert time.monotonic() < deadline, f"prediction workers did not start in {timeout:.0f} s"
+        time.sleep(0.05)
 
 
 def copy_exports(source: Path, target: Path) -> Path:

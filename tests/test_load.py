@@ -25,7 +25,7 @@ from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
 from inference.rest import create_api
-from tests.app_server import ROOT, free_port, running_app
+from tests.app_server import ROOT, free_port, running_app, wait_for_workers
 from tests.fakes import FakeTrainer, fake_progress, sample_drawings, write_tiny_model
 from training.jobs import JobManager
 
@@ -129,7 +129,7 @@ def served(request, empty_exports, monkeypatch):
     pool = PredictionPool(empty_exports, request.param) if request.param else None
     with ThreadedServer(create_api(predictor, jobs, pool=pool)) as server:
         if pool is not None:
-            wait_for_workers(server.url, request.param)
+            wait_for_workers(lambda: httpx.get(f"{server.url}/env").json(), request.param)
         yield Served(server, predictor, jobs, fake, pool)
     jobs.shutdown(10)
 
@@ -140,13 +140,6 @@ class Served(NamedTuple):
     jobs: JobManager
     fake: FakeTrainer
     pool: PredictionPool | None
-
-
-def wait_for_workers(url: str, count: int) -> None:
-    deadline = time.monotonic() + 120
-    while httpx.get(f"{url}/env").json()["prediction_workers"]["ready"] < count:
-        assert time.monotonic() < deadline, "prediction workers did not start in 120 s"
-        time.sleep(0.05)
 
 
 def requests_and_answers(predictor: Predictor) -> tuple[list[dict], list[dict]]:
@@ -226,7 +219,7 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
             write_tiny_model(exports, name, seed=7)
     with running_app(exports, tmp_path / "app.log", PREDICT_WORKERS="2") as (url, pid):
         base_url = url.rstrip("/")
-        wait_for_workers(base_url, 2)
+        wait_for_workers(lambda: httpx.get(f"{base_url}/env").json(), 2)
         workers = child_pids(pid)
         with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
             maps = Path(f"/proc/{pid}/maps")

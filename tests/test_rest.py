@@ -7,7 +7,6 @@ import io
 import shutil
 import struct
 import threading
-import time
 import zlib
 
 import numpy as np
@@ -19,6 +18,7 @@ from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
 from inference.rest import MAX_BODY_BYTES, create_api
+from tests.app_server import wait_for_workers
 from tests.fakes import FakeTrainer, fake_progress, fake_result, write_tiny_model
 from training.jobs import JobManager
 
@@ -102,10 +102,7 @@ def client(request, predictor, jobs):
     workers = getattr(request, "param", 0)
     pool = PredictionPool(predictor.exports_dir, workers) if workers else None
     with TestClient(create_api(predictor, jobs, pool=pool)) as test_client:
-        deadline = time.monotonic() + 120
-        while test_client.get("/env").json()["prediction_workers"]["ready"] < workers:
-            assert time.monotonic() < deadline, "prediction workers did not start in 120 s"
-            time.sleep(0.05)
+        wait_for_workers(lambda: test_client.get("/env").json(), workers)
         yield test_client
 
 
