@@ -27,7 +27,8 @@ def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = 
     """
     start = time.perf_counter()
     if model != ALL_MODELS and model not in predictor.models:
-        return 422, {"error": f"Unknown model {model!r}; choose one of: {', '.join([*predictor.models, ALL_MODELS])}"}
+        shown = model if len(model) <= 40 else model[:40] + "..."  # the name comes from the client
+        return 422, {"error": f"Unknown model {shown!r}; choose one of: {', '.join([*predictor.models, ALL_MODELS])}"}
     try:
         x = preprocess(image, invert=invert)
     except EmptyImageError as exc:

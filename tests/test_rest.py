@@ -233,7 +233,7 @@ BAD_INPUTS = [
     ("form-encoded", text_body(b"image=abc", "application/x-www-form-urlencoded"), 422, "Content-Type"),
     ("too-large", text_body(b'{"image": "' + b"A" * (MAX_BODY_BYTES + 10) + b'"}'), 413, "smaller image"),
     ("lone-surrogate", text_body(b'{"image": "\\ud800"}'), 400, "base64"),
-    ("huge-model-name", {"json": {**GOOD, "model": "m" * 70_000}}, 422, "unknown model"),
+    ("huge-model-name", {"json": {**GOOD, "model": "m" * 70_000}}, 422, "unknown model 'mmmmmmmmmm"),
     ("too-large-streamed", {"content": lambda: iter([b'{"image": "'] + [b"A" * 1_000_000] * 6 + [b'"}']),
                             "headers": {"Content-Type": "application/json"}}, 413, "smaller image"),
 ]
@@ -249,7 +249,7 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(client, kwargs,
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) >= {"error"} and words.lower() in body["error"].lower(), body
-    assert "Traceback" not in response.text
+    assert "Traceback" not in response.text and len(response.content) < 2000  # input is never echoed whole
     assert_good_request_works(client)
 
 
