@@ -6,6 +6,7 @@ import platform
 import time
 from pathlib import Path
 
+from inference.pool import usable_cores
 from training.versions import package_versions
 
 # Libraries whose versions decide the figures.
@@ -23,11 +24,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def memory_total_gib() -> float | None:

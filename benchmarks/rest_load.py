@@ -12,7 +12,7 @@ import time
 
 from benchmarks.context import Context
 from benchmarks.load import measure, run_load, summarize
-from benchmarks.machine import usable_cores
+from inference.pool import usable_cores
 from benchmarks.outcome import SectionResult, ratio
 from benchmarks.servers import (RssSampler, ServerProcess, app_server, free_port, predict_ready, request,
                                 server_env, workers_ready)

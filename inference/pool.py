@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent  # the worker runs as `python -m inference.pool_worker` from here
 START_TIMEOUT = 120.0  # s: importing numpy, scipy, Pillow and onnxruntime on a busy machine
 STOP_TIMEOUT = 2.0  # s: a worker exits at once when its stdin closes; after this it is killed
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" in microseconds, or "max <period>"
 MAX_DEFAULT_WORKERS = 4  # the server process's own HTTP work (~0.7 ms a request) caps what more would add
 MAX_QUICK_FAILURES = 3  # workers that die this many times in a row within QUICK_FAILURE s are not restarted
 QUICK_FAILURE = 10.0  # s
@@ -39,7 +41,7 @@ CRASHED_MESSAGE = ("The prediction worker stopped while reading this image (it i
 
 
 def default_workers() -> int:
-    """PREDICT_WORKERS if set; else one more worker than cores, at most MAX_DEFAULT_WORKERS,
+    """PREDICT_WORKERS if set; else one more worker than usable cores, at most MAX_DEFAULT_WORKERS,
     and none (no pool) on a single core, where a pool would only add hops.
 
     One more than cores because a worker idles while the server process reads its answer
@@ -53,8 +55,24 @@ def default_workers() -> int:
             return max(0, int(configured))
         except ValueError:
             log.warning("PREDICT_WORKERS=%r is not a number; using the default", configured)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     return min(cores + 1, MAX_DEFAULT_WORKERS) if cores >= 2 else 0
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a container's CPU quota
+    (cgroup v2 cpu.max; a 2-vCPU container on a 16-core host still shows 16 CPUs otherwise)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to honour
+    return cores
 
 
 @dataclass(eq=False)

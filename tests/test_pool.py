@@ -269,10 +269,21 @@ def test_worker_count_comes_from_predict_workers(monkeypatch):
     monkeypatch.setenv("PREDICT_WORKERS", "0")
     assert default_workers() == 0
     monkeypatch.setenv("PREDICT_WORKERS", "lots")
-    monkeypatch.setattr(pool_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(pool_module, "usable_cores", lambda: 2)
     assert default_workers() == 3
     monkeypatch.delenv("PREDICT_WORKERS")
-    monkeypatch.setattr(pool_module.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(pool_module, "usable_cores", lambda: 64)
     assert default_workers() == pool_module.MAX_DEFAULT_WORKERS
-    monkeypatch.setattr(pool_module.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(pool_module, "usable_cores", lambda: 1)
     assert default_workers() == 0  # one core: a pool would only add hops
+
+
+def test_usable_cores_honour_a_container_cpu_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(pool_module.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(pool_module, "CGROUP_CPU_MAX", cpu_max)
+    assert pool_module.usable_cores() == 16  # no cgroup file
+    for quota, expected in (("200000 100000", 2), ("150000 100000", 2), ("50000 100000", 1), ("max 100000", 16),
+                            ("3200000 100000", 16), ("garbage", 16)):
+        cpu_max.write_text(quota + "\n")
+        assert pool_module.usable_cores() == expected, quota
