@@ -23,6 +23,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_python(code: str, *, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -c code` in a fresh interpreter from the project root (for what a process imports or
+    does at start-up); `env` adds to this process's environment. Output is captured as text."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
 def wait_for_workers(env: Callable[[], dict], count: int, timeout: float = 120) -> None:
     """Wait until GET /env (`env()` returns its JSON) reports `count` prediction workers ready."""
     deadline = time.monotonic() + timeout

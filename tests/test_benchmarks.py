@@ -19,8 +19,7 @@ import pytest
 
 from benchmarks.load import run_load, summarize
 from benchmarks.servers import ServerProcess, free_port, request, server_env
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.app_server import ROOT
 SECTIONS = ("accuracy", "robustness", "inference", "rest", "training", "cold_start")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
          "training_curves.png")

@@ -6,11 +6,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.app_server import ROOT
 PROGRESS_LINE = re.compile(r'^PROGRESS:(\{"progress": \d+(\.\d+)?, "status": ".*\})$')
 RESULT_LINE = re.compile(r"^RESULT:(\{.*\})$")
 

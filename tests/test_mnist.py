@@ -4,19 +4,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.app_server import run_python
 from training import mnist as loader
 from training.mnist import (MnistFormatError, MnistNotFoundError, load_mnist, locate_mnist,
                             split_validation)
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMES = {role: name for role, (name, _) in loader.IDX_FILES.items()}
 
 
@@ -249,7 +247,7 @@ def test_import_touches_no_network():
             "def boom(*a, **k): raise SystemExit('network used at import')\n"
             "socket.socket = boom; socket.create_connection = boom; urllib.request.urlopen = boom\n"
             "import training.mnist, training.model1_logreg, training.registry\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
 
 

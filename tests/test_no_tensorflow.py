@@ -7,14 +7,12 @@ and importlib.util.find_spec return None).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.app_server import run_python
+
 BLOCK_TENSORFLOW = (
     "import sys\n"
     "sys.modules['tensorflow'] = None\n"
@@ -28,8 +26,7 @@ BLOCK_TENSORFLOW = (
 
 
 def run_without_tensorflow(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, **(env or {})})
+    return run_python(BLOCK_TENSORFLOW + code, timeout=300, env=env)
 
 
 def test_package_imports_and_model2_reports_tensorflow_missing():

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inference.predictor import ModelUnavailableError, Predictor
+from tests.app_server import run_python
 from tests.fakes import tiny_onnx, tiny_predict, tiny_weights, write_tiny_model
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -175,6 +172,6 @@ def test_predictor_never_imports_tensorflow(empty_exports):
         "import training.jobs\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = run_python(code, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.app_server import run_python
 from training.options import TrainOptions
 from training.registry import MODELS, get_model
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_registry_lists_both_models():
@@ -61,5 +58,5 @@ def test_registry_and_model1_do_not_import_tensorflow():
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
         "assert not loaded, loaded\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr

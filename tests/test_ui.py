@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.app_server import ROOT, copy_exports, running_app
+from tests.app_server import ROOT, copy_exports, run_python, running_app
 from tests.fakes import FakeTrainer, fake_progress, fake_result, write_tiny_model
 from training.jobs import JobManager
 from training.options import TrainOptions
@@ -242,10 +242,8 @@ print(json.dumps({"buttons": buttons, "notes": notes, "status": status, "tensorf
 def inspect_ui(exports: Path, prefix: str = "") -> dict:
     """Import app.py in a fresh interpreter (after `prefix`) and report on its Train tab."""
     import json
-    import os
 
-    result = subprocess.run([sys.executable, "-c", prefix + INSPECT_UI], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "MNIST_DOWNLOAD": "0", "EXPORTS_DIR": str(exports)})
+    result = run_python(prefix + INSPECT_UI, timeout=300, env={"MNIST_DOWNLOAD": "0", "EXPORTS_DIR": str(exports)})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
