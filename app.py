@@ -12,12 +12,14 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
+from drawings.store import DrawingStore
 from inference.image_io import ImageInputError
 from inference.pool import PredictionPool
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
 from inference.rest import create_api, environment, model_status_report
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
+from training.model_versions import ModelVersions
 from training.registry import MODELS, ModelSpec
 from ui import draw, plots, training, views
 from ui.confusion import ConfusionMatrices
@@ -25,7 +27,18 @@ from ui.confusion import ConfusionMatrices
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
 predictor = Predictor()
-jobs = JobManager(on_success=lambda name, result: predictor.reload(name))
+# Issue 12: corrections go to the drawings database; every successful run is kept as a model version.
+drawing_store = DrawingStore.from_environment()
+versions = ModelVersions(predictor.exports_dir)
+versions.ensure_initial()  # on a fresh clone: the shipped models become version 1
+
+
+def on_trained(name: str, result) -> None:
+    versions.record(name)  # the run's files (already serving) become its newest version
+    predictor.reload(name)
+
+
+jobs = JobManager(on_success=on_trained)
 # REST /predict spreads overlapping requests over worker processes (PREDICT_WORKERS; see
 # inference/pool.py); they start with the server, not at import.
 pool = PredictionPool(predictor.exports_dir)
@@ -392,7 +405,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 # =============================================================================
 
 # The REST routes first, then Gradio at "/" (routes registered before the mount win).
-app = create_api(predictor, jobs, train_token=TRAIN_TOKEN, pool=pool)
+app = create_api(predictor, jobs, train_token=TRAIN_TOKEN, pool=pool, drawings=drawing_store, versions=versions)
 app = gr.mount_gradio_app(app, demo, path="/", **UI_MOUNT_OPTIONS)
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ from inference.answer import ALL_MODELS, encode, predict_answer
 from inference.image_io import png_size
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
+from inference.rest_drawings import drawings_router
+from inference.rest_versions import versions_router
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
 from training.versions import package_versions
 
@@ -160,7 +162,7 @@ def model_status_report(predictor: Predictor, jobs: JobManager) -> dict[str, Any
 
 
 def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None,
-               pool: PredictionPool | None = None) -> FastAPI:
+               pool: PredictionPool | None = None, drawings: Any = None, versions: Any = None) -> FastAPI:
     """The REST routes over one predictor and one job manager (shared with the UI).
 
     With a `pool`, the server starts its worker processes when it starts (and stops them
@@ -313,6 +315,11 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         finally:
             requests_in_flight -= 1
 
+    # Issue 12: the drawings database and model versions (inference/rest_drawings.py, rest_versions.py).
+    if drawings is not None:
+        app.include_router(drawings_router(drawings, predictor, require_train_token))
+    if versions is not None:
+        app.include_router(versions_router(versions, predictor, require_train_token))
     return app
 
 
