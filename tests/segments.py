@@ -18,7 +18,7 @@ DIGIT_SEGMENTS = {0: "abcdef", 1: "bc", 2: "abged", 3: "abgcd", 4: "fgbc", 5: "a
                   8: "abcdefg", 9: "abcdfg"}
 
 
-def segment_digit(digit: int, seed: int, side: int = 280) -> bytes:
+def segment_digit(digit: int, seed: int = 0, side: int = 280) -> bytes:
     """A 280x280 PNG, black strokes on white, of `digit` in seven-segment style."""
     rng = np.random.default_rng(seed * 10 + digit)
     image = Image.new("L", (side, side), 255)
