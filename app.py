@@ -17,7 +17,7 @@ from inference.predictor import Predictor
 from inference.rest import create_api
 from training.jobs import JobManager
 from training.model_versions import ModelVersions
-from ui import client_api, draw_tab, models_tab, train_tab
+from ui import client_api, draw_tab, drawings_tab, models_tab, train_tab
 from ui.context import PREDICT_CONCURRENCY, AppContext
 
 STATIC = Path(__file__).resolve().parent / "ui" / "static"
@@ -52,7 +52,8 @@ with gr.Blocks(title="Digit Studio") as demo:
         draw = draw_tab.build(ctx)
         train = train_tab.build(ctx)
         models = models_tab.build(ctx)
-    train.follow_while_open(ctx, other_tabs=[draw.tab, models.tab])
+        drawings_page = drawings_tab.build(ctx)  # issue 12
+    train.follow_while_open(ctx, other_tabs=[draw.tab, models.tab, drawings_page.tab])
 
 demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 

@@ -23,7 +23,9 @@ from training.registry import MODELS, ModelSpec
 from ui import draw, plots, training, views
 
 PUBLIC_ENDPOINTS = {"/predict", "/train_model1", "/train_model2", "/cancel_model1", "/cancel_model2",
-                    "/model_status", "/env"}
+                    "/model_status", "/env",
+                    # issue 12: corrections, fine-tuning, model versions
+                    "/save_drawing", "/fine_tune_model1", "/fine_tune_model2", "/serve_version"}
 
 
 def stroke_image(points: list[tuple[int, int]], size: int = 280, width: int = 22) -> Image.Image:
@@ -333,7 +335,7 @@ def test_use_via_api_lists_the_documented_endpoints(client):
     assert set(named) == PUBLIC_ENDPOINTS  # UI plumbing (drawing, timers, buttons) stays private
     assert [p["parameter_name"] for p in named["/predict"]["parameters"]] == ["image", "model", "invert"]
     assert [p["parameter_name"] for p in named["/train_model1"]["parameters"]] == [
-        "epochs", "batch_size", "learning_rate", "limit", "token"]
+        "epochs", "batch_size", "learning_rate", "limit", "token", "include_drawings"]
 
 
 @pytest.mark.slow
