@@ -6,6 +6,7 @@
 This module only assembles the parts: one predictor, one job manager and one
 prediction pool shared by the UI's tabs (ui/*_tab.py) and the REST API (inference/rest.py).
 """
+import logging
 import os
 from pathlib import Path
 
@@ -32,7 +33,10 @@ versions.ensure_initial()  # on a fresh clone: the shipped models become version
 
 
 def on_trained(name: str, result) -> None:
-    versions.record(name)  # the run's files (already serving) become its newest version
+    try:
+        versions.record(name)  # the run's files (already serving) become its newest version
+    except OSError:  # the new model serves anyway; only its restorable copy is missing
+        logging.getLogger("app").exception("could not keep the new %s as a version", name)
     predictor.reload(name)
 
 

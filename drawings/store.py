@@ -138,8 +138,10 @@ class DrawingStore:
 
     @classmethod
     def from_environment(cls) -> "DrawingStore":
-        rows = os.environ.get("DRAWINGS_MAX_ROWS")
-        return cls(default_db_path(), max_rows=int(rows) if rows else MAX_ROWS)
+        rows = os.environ.get("DRAWINGS_MAX_ROWS", "")
+        if rows and not rows.isdigit():
+            log.warning("DRAWINGS_MAX_ROWS=%r is not a whole number: using %d", rows[:20], MAX_ROWS)
+        return cls(default_db_path(), max_rows=int(rows) if rows.isdigit() else MAX_ROWS)
 
     # -- writing ------------------------------------------------------------
 

@@ -70,10 +70,14 @@ class ModelVersions:
             with self._locks[name]:
                 if not self._paths(name)["onnx"].is_file():
                     continue
-                if not self._numbers(name):
-                    self._snapshot(name, SHIPPED)
-                elif self.serving(name) is None:
-                    self._snapshot(name, FOUND)
+                try:
+                    if not self._numbers(name):
+                        self._snapshot(name, SHIPPED)
+                    elif self.serving(name) is None:
+                        self._snapshot(name, FOUND)
+                except OSError as error:  # e.g. a read-only exports folder: the app still serves
+                    log.warning("cannot keep %s as a version in %s (%s): runs will not be restorable", name,
+                                self.root, error)
 
     def record(self, name: str, source: str = TRAINED) -> int:
         """Keep what a run just wrote to exports/ as a new version (then prune); returns its number."""

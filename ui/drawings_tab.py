@@ -21,7 +21,6 @@ from gradio.data_classes import FileData
 from drawings.archive import ArchiveError, export_zip, import_zip
 from drawings.corrections import LabelError, RateLimitedError, save_correction
 from drawings.heldout import held_out_accuracy
-from drawings.limits import RateLimiter
 from drawings.store import StoreError
 from inference.image_io import MAX_ENCODED_BYTES, ImageInputError, load_image
 from training.registry import MODELS
@@ -45,7 +44,6 @@ class DrawingsTab:
 def build(ctx: AppContext) -> DrawingsTab:
     """Lay out the Drawings tab inside the current gr.Blocks and wire its events."""
     store = ctx.drawings
-    limiter = RateLimiter.from_environment()
     locked = bool(ctx.train_token)
 
     def show(token: str | None, digit: str) -> list[Any]:
@@ -124,7 +122,7 @@ def build(ctx: AppContext) -> DrawingsTab:
             client = getattr(getattr(request, "client", None), "host", None)
             trusted = token_matches(token, ctx.train_token)
             return save_correction(store, ctx.predictor, path.read_bytes(), label, client,
-                                   limiter=None if trusted or not locked else limiter)
+                                   limiter=None if trusted else ctx.correction_limiter)
         except (ImageInputError, LabelError, RateLimitedError, StoreError) as error:
             raise gr.Error(str(error)) from None
 
