@@ -106,3 +106,18 @@ def _images():
     from tests.segments import segment_digit
 
     return np.stack([preprocess(segment_digit(4, 0))])
+
+
+def test_a_failed_copy_leaves_no_half_version_and_does_not_raise_at_start(exports, monkeypatch, caplog):
+    import training.model_versions as model_versions
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model_versions.shutil, "copy2", disk_full)
+    versions = versions_of(exports)
+    versions.ensure_initial()  # logged, not raised: the app starts and serves
+    assert "cannot keep model1 as a version" in caplog.text
+    assert versions.list("model1") == [] and list((exports / "versions" / "model1").iterdir()) == []
+    with pytest.raises(OSError):
+        versions.record("model1")  # app.py's on_trained logs this; the new model serves anyway
