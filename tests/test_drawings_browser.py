@@ -79,3 +79,22 @@ def test_train_tab_says_what_a_run_replaces_and_models_tab_serves_a_version(page
     wait_for_text(page, "#version-model1-1", lambda text: "v1 · serving" in text)
     wait_for_text(page, "#card-model1", lambda text: "Version: 1" in text)
     assert httpx.get(f"{server[0]}model_status").json()["model1"]["version"] == 1
+
+
+def test_a_run_with_my_drawings_offers_to_restore_the_previous_version(page, server, mnist_dir):
+    page.get_by_role("tab", name="Train").click()
+    wait_for_text(page, "#replaces-model1", lambda text: "A run replaces the serving v1" in text)
+    page.locator("#quick-model1").click()
+    page.locator("#include-drawings-model1 input[type=checkbox]").check()
+    page.locator("#train-model1").click()
+    summary = wait_for_text(page, "#summary-model1", lambda text: "Your drawings:" in text, timeout=240)
+    assert "held out" in summary
+    restore = page.locator("#restore-model1")
+    restore.wait_for(state="visible")
+    assert "Restore version 1" in restore.inner_text()
+    versions = httpx.get(f"{server[0]}models/model1/versions").json()
+    assert versions[0]["serving"] and versions[0]["options"]["include_drawings"]
+    restore.click()
+    restore.wait_for(state="hidden")
+    wait_for_text(page, "#replaces-model1", lambda text: "A run replaces the serving v1" in text)
+    assert httpx.get(f"{server[0]}model_status").json()["model1"]["version"] == 1
