@@ -62,24 +62,58 @@ def test_save_drawing_then_train_with_drawings_and_serve_back(server, mnist_dir)
 
 
 def test_drawings_tab_handlers_follow_the_token(monkeypatch, tmp_path):
-    """The tab's handlers in process (they are private events): no token, no gallery; the right one shows it."""
-    monkeypatch.setenv("DRAWINGS_DB", str(tmp_path / "tab.sqlite3"))
+    """The tab's private events, called as Gradio calls them: without the token no gallery, no delete,
+    no export, no import; with it all four work; an upload must come from Gradio's upload folder."""
+    import zipfile
+
     import gradio as gr
 
     from drawings.corrections import save_correction
     from drawings.store import DrawingStore
+    from inference.image_io import gradio_upload_folder
     from inference.predictor import Predictor
+    from training.jobs import JobManager
     from ui import drawings_tab
     from ui.context import AppContext
-    from training.jobs import JobManager
 
-    store = DrawingStore.from_environment()
+    store = DrawingStore(tmp_path / "tab.sqlite3")
     predictor = Predictor()
     for digit in (3, 3, 8):
         save_correction(store, predictor, segment_digit(digit, digit), digit)
     ctx = AppContext(predictor, JobManager(), train_token="t", drawings=store)
-    summary = drawings_tab.summary_text(ctx)
-    assert "**3 drawings** saved" in summary and "| Drawings | 0 | 0 | 0 | 2 |" in summary
-    with gr.Blocks():
+    with gr.Blocks() as blocks:
         drawings_tab.build(ctx)
-    assert "#1: 3" in drawings_tab.caption(store.get(1))
+    handler = {fn.api_name: fn.fn for fn in blocks.fns.values()}
+    show, delete, export, import_ = (handler[name] for name in
+                                     ("show_drawings", "delete_drawing", "export_drawings", "import_drawings"))
+
+    summary, gallery, ids, note, _ = show("", "All")
+    assert "**3 drawings** saved" in summary and "| Drawings | 0 | 0 | 0 | 2 |" in summary
+    assert gallery == [] and "Enter the token" in note
+    summary, gallery, ids, note, _ = show("t", "3")
+    assert len(gallery) == 2 and ids == [2, 1] and gallery[0][1].startswith("#2: 3")
+
+    with pytest.warns(UserWarning, match="token"):
+        assert delete("wrong", 1, "All") == [gr.skip()] * 5
+    with pytest.warns(UserWarning, match="token"):
+        assert export("") is None
+    assert store.count() == 3
+    assert delete("t", 1, "All")[2] == [3, 2] and store.count() == 2
+
+    exported = export("t")
+    assert sorted(zipfile.ZipFile(exported).namelist()) == ["3/2.png", "8/3.png", "drawings.csv"]
+    outside = tmp_path / "drawings.zip"
+    outside.write_bytes(open(exported, "rb").read())
+    with pytest.warns(UserWarning, match="not uploaded through this page"):
+        assert import_({"path": str(outside)}, "t", "All")[0].startswith("**Not imported")
+    uploaded = gradio_upload_folder() / "test-drawings-ui" / "drawings.zip"
+    uploaded.parent.mkdir(parents=True, exist_ok=True)
+    uploaded.write_bytes(outside.read_bytes())
+    try:
+        with pytest.warns(UserWarning, match="token"):
+            import_({"path": str(uploaded)}, "", "All")
+        store.delete(2)
+        text = import_({"path": str(uploaded)}, "t", "All")[0]
+        assert text.startswith("**Imported 1**, skipped 1") and store.count() == 2
+    finally:
+        uploaded.unlink()
