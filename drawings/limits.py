@@ -9,6 +9,8 @@ import time
 RATE_PER_MINUTE = 30  # corrections one anonymous client may save per minute ($DRAWINGS_RATE_PER_MINUTE)
 TRACKED_CLIENTS = 10_000  # clients remembered at once; the least recently seen is forgotten first (bounded memory)
 WINDOW = 60.0  # s
+_SHARED: "RateLimiter | None" = None
+_SHARED_LOCK = threading.Lock()
 
 
 class RateLimiter:
@@ -19,6 +21,15 @@ class RateLimiter:
         self._clock = clock
         self._seen: collections.OrderedDict[str, collections.deque] = collections.OrderedDict()
         self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> "RateLimiter":
+        """The process's one limiter ($DRAWINGS_RATE_PER_MINUTE): REST and the page count a client together."""
+        global _SHARED
+        with _SHARED_LOCK:
+            if _SHARED is None:
+                _SHARED = cls.from_environment()
+            return _SHARED
 
     @classmethod
     def from_environment(cls) -> "RateLimiter":

@@ -202,6 +202,12 @@ class DrawingStore:
         counts.update({int(label): int(number) for label, number in rows})
         return counts
 
+    def state(self) -> tuple[int, int, int]:
+        """(rows, highest id, sum of ids): differs after any insert (ids only grow) or delete; for caches."""
+        row = self._read(lambda c: c.execute(
+            "SELECT count(*), coalesce(max(id), 0), coalesce(sum(id), 0) FROM drawings").fetchone())
+        return int(row[0]), int(row[1]), int(row[2])
+
     def contains_png(self, sha256: str) -> bool:
         return self._read(lambda c: c.execute("SELECT 1 FROM drawings WHERE sha256 = ? LIMIT 1",
                                               (sha256,)).fetchone()) is not None

@@ -44,7 +44,7 @@ def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Ca
     """The routes over `store`; `require_token` is create_api's training-token dependency."""
     from inference.rest import BodyLimitRoute, ErrorResponse  # rest.py includes this router: import late
 
-    limiter = limiter if limiter is not None else RateLimiter.from_environment()
+    limiter = limiter if limiter is not None else RateLimiter.shared()
     router = APIRouter(route_class=BodyLimitRoute, tags=["drawings"])
     bearer = HTTPBearer(auto_error=False, description="Needed only when the server sets TRAIN_TOKEN")
 

@@ -54,6 +54,19 @@ def test_list_filters_pages_newest_first_and_deletes(store):
     assert store.count() == 8 and store.png(ids[0]) is None
 
 
+def test_held_out_accuracy_is_measured_again_only_after_a_change(store, predictor):
+    from drawings.heldout import held_out_accuracy
+
+    ids = [save_correction(store, predictor, segment_digit(digit, seed), digit) for seed in range(3)
+           for digit in range(10)]
+    first = held_out_accuracy(store, predictor)
+    assert first["held_out"] == sum(is_held_out(i) for i in ids) > 0
+    assert held_out_accuracy(store, predictor) is first  # cached: nothing changed
+    store.delete(next(i for i in ids if is_held_out(i)))
+    again = held_out_accuracy(store, predictor)
+    assert again is not first and again["held_out"] == first["held_out"] - 1
+
+
 def test_held_out_share_is_about_one_in_five_and_fixed():
     held = [i for i in range(1, 1001) if is_held_out(i)]
     assert 170 <= len(held) <= 230

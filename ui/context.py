@@ -27,7 +27,7 @@ class AppContext:
 
     def __post_init__(self):
         self.confusions = ConfusionMatrices(self.predictor)
-        self.correction_limiter = RateLimiter.from_environment() if self.train_token else None
+        self.correction_limiter = RateLimiter.shared() if self.train_token else None  # the one REST uses too
 
 
 # Gradio event options shared by the tabs.
