@@ -51,15 +51,17 @@ PROBE = """() => {
   if (window.__pen) return;
   const pen = window.__pen = {ups: []};
   const captions = () => ['#caption-model1', '#caption-model2'].map(s => document.querySelector(s));
+  // The answer's words only: Gradio's progress timer ("0.4s") also shows inside a busy caption.
+  const words = (c) => ((c ? c.innerText : '').match(/(Reads|Not sure|That doesn't|Not available)[^\\n]*/) || [''])[0];
   const version = () => Number(document.querySelector('#sketchpad canvas')?.dataset.version ?? NaN);
   window.addEventListener('pointerup', () => {
-    const up = {t: performance.now(), version: version(), texts: captions().map(c => c ? c.innerText : ''),
+    const up = {t: performance.now(), version: version(), texts: captions().map(words),
                 done: null, during: pen.changes || 0};
     pen.ups.push(up);
     const check = () => {
       const now = captions();
-      const ok = now.every((c, i) => c && c.innerText.trim() && (
-        c.dataset.version !== undefined ? Number(c.dataset.version) >= up.version : c.innerText !== up.texts[i]));
+      const ok = now.every((c, i) => words(c) && (
+        c.dataset.version !== undefined ? Number(c.dataset.version) >= up.version : words(c) !== up.texts[i]));
       if (ok) { up.done = performance.now(); return; }
       if (performance.now() - up.t < 15000) requestAnimationFrame(check);
     };
@@ -133,6 +135,8 @@ def _draw_digits(ctx: Context, browser, port: int, pid: int) -> dict:
         _draw_one(page, DIGIT_STROKES[digit])
         ups = page.evaluate("(n) => window.__pen.ups.slice(n)", ups_before)
         answers = [page.inner_text(s) for s in ("#caption-model1", "#caption-model2")]
+        ctx.log(f"  drew {digit}: pen-up -> answers {[u['done'] and round(u['done'] - u['t']) for u in ups]} ms; "
+                f"{answers}")
         requests = sent[first:]
         per_digit.append({
             "digit": digit, "strokes": len(ups),
@@ -156,14 +160,16 @@ def _draw_digits(ctx: Context, browser, port: int, pid: int) -> dict:
 def _describe(req) -> dict:
     data = req.post_data_buffer or b""
     path = req.url.split("?", 1)[0]
-    json_predict = req.method == "POST" and path.endswith("/predict")
+    # The REST route, not Gradio's own routes (under /gradio_api/, some also end in "/predict").
+    json_predict = req.method == "POST" and path.endswith("/predict") and "/gradio_api/" not in path
     gradio_predict = req.method == "POST" and "/queue/join" in path  # the old path: one join per event
-    body = None
+    body = None  # the page's own /predict JSON only (replayed below), never a Gradio queue message
     if json_predict:
         try:
             body = data.decode()
-            json.loads(body)
-        except ValueError:
+            if "image" not in json.loads(body):
+                body = None
+        except (ValueError, TypeError):
             body = None
     return {"method": req.method, "path": path, "bytes": len(data), "predict": json_predict or gradio_predict,
             "upload": req.method == "POST" and "/upload" in path, "body": body}

@@ -37,9 +37,14 @@
   redraw();
 
   function endpoint(route) {
-    // Relative to Gradio's root, so it works under a root path (a Hugging Face Space proxy).
-    const root = (window.gradio_config && window.gradio_config.root) || location.href.replace(/[^/]*$/, "");
-    return new URL(route, root.endsWith("/") ? root : root + "/").href;
+    // The REST routes sit beside Gradio's root (app.py mounts Gradio at "/"). Under a proxy's
+    // root path (a Hugging Face Space, or root_path) Gradio's config.root carries that path;
+    // the page's own origin is used, as Gradio does when the host names match, so the
+    // request never leaves the origin the page came from.
+    const config = window.gradio_config || {};
+    const root = new URL(config.root || "./", location.href);
+    const path = root.hostname === location.hostname ? root.pathname : new URL("./", location.href).pathname;
+    return new URL(path.replace(/\/?$/, "/") + route, location.origin).href;
   }
 
   function colours() {
