@@ -159,6 +159,8 @@ def _draw_digits(ctx: Context, browser, port: int, pid: int) -> dict:
 
 def _describe(req) -> dict:
     data = req.post_data_buffer or b""
+    # Playwright gives no body for a multipart file upload: its Content-Length says the size.
+    size = len(data) or int(req.headers.get("content-length", 0) or 0)
     path = req.url.split("?", 1)[0]
     # The REST route, not Gradio's own routes (under /gradio_api/, some also end in "/predict").
     json_predict = req.method == "POST" and path.endswith("/predict") and "/gradio_api/" not in path
@@ -171,7 +173,7 @@ def _describe(req) -> dict:
                 body = None
         except (ValueError, TypeError):
             body = None
-    return {"method": req.method, "path": path, "bytes": len(data), "predict": json_predict or gradio_predict,
+    return {"method": req.method, "path": path, "bytes": size, "predict": json_predict or gradio_predict,
             "upload": req.method == "POST" and "/upload" in path, "body": body}
 
 

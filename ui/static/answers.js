@@ -81,8 +81,9 @@
     }
     if (answer.error || !answer.predictions) {
       // A blank canvas (everything erased) is a hint, not a fault.
+      // Errors come worded for the page (ui/draw.py words an upload's; the server words the rest).
       verdict.innerHTML = escape(status === 422 && /blank|empty|speck/i.test(answer.error || "")
-        ? `${answer.error} ${HINT}` : `Cannot read that image: ${answer.error || "no answer"}`);
+        ? `${answer.error} ${HINT}` : answer.error || "No answer from the server: draw again.");
       verdict.classList.toggle("ds-error", status !== 422);
       cards.forEach((card) => reset(card, ""));
       preview.removeAttribute("src");

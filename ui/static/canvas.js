@@ -114,6 +114,9 @@
     if (!current || event.pointerId !== current.pointer) return;
     strokes.push({points: current.points, width: current.width, erase: current.erase});
     current = null;
+    // Painted piece by piece, a stroke's antialiased edges overlap; redrawn whole, the canvas is
+    // exactly what Undo and Invert redraw, so a drawing reads the same however it was made.
+    redraw();
     predictNow();  // the pen lifted: answer now, not at the next throttle tick
   };
   canvas.addEventListener("pointerup", finish);
