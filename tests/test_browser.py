@@ -65,13 +65,14 @@ def browser(sync_api):
         browser.close()
 
 
-def open_page(browser, server, **context_options):
+def open_page(browser, server, answers: bool = True, **context_options):
     context = browser.new_context(**context_options)
     page = context.new_page()
     page.set_default_timeout(WAIT * 1000)
     page.goto(server, wait_until="load")  # never "networkidle": the page keeps a stream open
     page.wait_for_selector("#sketchpad canvas")
-    page.wait_for_selector("#caption-model2", state="attached")
+    if answers:
+        page.wait_for_selector("#caption-model2", state="attached")
     return page
 
 
@@ -274,6 +275,80 @@ def test_upload_is_read_and_a_broken_file_is_said_in_the_pages_words(page, sync_
     assert "data URL" not in page.inner_text("#verdict")
     # A gr.Warning toast, not an error.
     sync_api.expect(page.get_by_text("That file is not a picture we can read").last).to_be_visible()
+
+
+# What a Python event gets from the canvas: the Draw tab's own canvas beside a button whose
+# handler reads it (the correction buttons will take the canvas as input the same way).
+VALUE_APP = """
+import json, sys
+import gradio as gr
+import uvicorn
+from inference.predictor import Predictor
+from inference.rest import create_api
+from training.jobs import JobManager
+from ui import draw_tab
+
+def describe(value):
+    answer = (value or {}).get("answer") or {}
+    return json.dumps({"value": value is not None, "image": ((value or {}).get("image") or "")[:22],
+                       "version": (value or {}).get("version"),
+                       "read": {k: v["prediction"] for k, v in (answer.get("predictions") or {}).items()}})
+
+with gr.Blocks() as demo:
+    sketch = gr.HTML(None, html_template=draw_tab.template(draw_tab.static_text("canvas.html")),
+                     js_on_load=draw_tab.static_text("canvas.js"), elem_id="sketchpad")
+    out = gr.Textbox(elem_id="out")
+    gr.Button("Describe", elem_id="describe").click(describe, sketch, out, api_name="describe")
+app = gr.mount_gradio_app(create_api(Predictor(), JobManager()), demo, path="/")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False)
+"""
+
+
+def test_the_drawing_and_its_answer_reach_python_events(browser, exports_copy, tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.app_server import free_port
+
+    port = free_port()
+    env = {**os.environ, "EXPORTS_DIR": str(copy_exports(exports_copy, tmp_path / "exports")),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(tmp_path / "app.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-c", VALUE_APP, str(port)], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, (tmp_path / "app.log").read_text()[-2000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the test app did not start"
+                time.sleep(0.5)
+        page = open_page(browser, f"http://127.0.0.1:{port}/", answers=False)
+
+        def described() -> dict:
+            before = page.input_value("#out textarea")
+            page.click("#describe")
+            page.wait_for_function("(before) => document.querySelector('#out textarea').value !== before", arg=before)
+            return json.loads(page.input_value("#out textarea"))
+
+        assert described()["value"] is False  # nothing drawn yet
+        draw_mouse(page, DIGIT_STROKES[2])
+        page.wait_for_function("() => document.querySelector('#sketchpad canvas').dataset.version !== '0'")
+        time.sleep(1)  # the pen-up answer lands
+        value = described()
+        assert value["image"] == "data:image/png;base64," and value["read"] == {"model1": 2, "model2": 2}
+        assert value["version"] == version(page)
+        page.click("#clear")
+        cleared = described()
+        assert cleared["image"] == "" and cleared["read"] == {} and cleared["version"] > value["version"]
+        page.context.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 # -- a phone ------------------------------------------------------------------------
