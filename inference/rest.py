@@ -5,8 +5,10 @@
     POST /train/{model}              start training (optional JSON options) -> 202; 409 if already running
     POST /train/{model}/cancel       cancel (also DELETE /train/{model})
     GET  /train_status/{model}       {"progress", "status", "accuracy", "running", "error", ...}
-    POST /predict                    {"image": data URL or base64, "model": "model1"|"model2"|"all"}
+    POST /predict                    {"image": data URL or base64, "model": "model1"|"model2"|"all",
+                                      "include_input": false}
                                      -> {"prediction", "probabilities", "model", "latency_ms"}
+                                     (+ "model_input": the 28x28 input as a PNG data URL, when asked)
 
 Every error is a 4xx/503 JSON body {"error": "<what is wrong and how to fix it>"}
 (never a stack trace). With `train_token` set, starting or cancelling training needs
@@ -35,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
@@ -70,6 +72,9 @@ class PredictRequest(BaseModel):
                                    "of a PNG, JPEG or WebP file", examples=["data:image/png;base64,iVBORw0KGgo..."])
     model: str = Field(DEFAULT_MODEL, description='"model1", "model2" or "all"', examples=[DEFAULT_MODEL])
     invert: bool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
+    # Strict: true or false only ("yes", 1 or "true" are refused), like every new field.
+    include_input: StrictBool = Field(False, description='Also answer "model_input": the 28x28 image the models '
+                                                         'read, as a PNG data URL (the Draw tab shows it)')
 
 
 class PredictResponse(BaseModel):
@@ -77,6 +82,8 @@ class PredictResponse(BaseModel):
     probabilities: list[float] = Field(description="Probability of each digit 0-9, summing to 1")
     model: str
     latency_ms: float = Field(description="Server-side time: decoding, preprocessing and inference")
+    model_input: str | None = Field(None, description='With "include_input": true, the 28x28 model input as a '
+                                                      'PNG data URL')
 
 
 class AllPredictResponse(BaseModel):
@@ -84,6 +91,8 @@ class AllPredictResponse(BaseModel):
     predictions: dict[str, PredictResponse]
     unavailable: dict[str, str] = Field(description="Models that could not predict, and why")
     latency_ms: float
+    model_input: str | None = Field(None, description='With "include_input": true, the 28x28 model input as a '
+                                                      'PNG data URL')
 
 
 class ErrorResponse(BaseModel):
@@ -301,7 +310,8 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
             if pool is not None and pool.ready_workers:
                 await asyncio.sleep(0)
                 if not small or requests_in_flight > 1 or pool.waiting:
-                    answered = await pool.answer(request.image, request.model, request.invert)
+                    answered = await pool.answer(request.image, request.model, request.invert,
+                                                 include_input=request.include_input)
                     if answered is not None:
                         return _json_response(*answered)
             if small:
@@ -333,7 +343,8 @@ def _fits_inline(image: str) -> bool:
 
 
 def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:
-    status, payload = predict_answer(predictor, request.image, request.model, request.invert)
+    status, payload = predict_answer(predictor, request.image, request.model, request.invert,
+                                     include_input=request.include_input)
     return status, encode(payload)
 
 
