@@ -15,7 +15,7 @@ from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.rest import create_api
 from training.jobs import JobManager
-from ui import client_api, draw_tab, models_tab, train_tab
+from ui import client_api, draw_tab, mcp_tools, models_tab, train_tab
 from ui.context import PREDICT_CONCURRENCY, AppContext
 
 STATIC = Path(__file__).resolve().parent / "ui" / "static"
@@ -46,7 +46,8 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 # Gradio 6 takes theme and css when mounting (or launching), not in gr.Blocks().
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool)
 app = gr.mount_gradio_app(app, demo, path="/", theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"),
-                          css_paths=[STATIC / "app.css"])
+                          css_paths=[STATIC / "app.css"], mcp_server=True)
+mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST
 
 if __name__ == "__main__":
     import uvicorn

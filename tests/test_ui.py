@@ -451,8 +451,9 @@ def test_readme_starts_with_hugging_face_space_front_matter():
     text = (ROOT / "README.md").read_text()
     assert text.startswith("---\n")
     front = yaml.safe_load(text.split("---\n")[1])
-    pinned = next(line.split("==")[1].split()[0] for line in (ROOT / "requirements.txt").read_text().splitlines()
-                  if line.startswith("gradio=="))
+    # requirements.txt installs requirements-serve.txt, which pins Gradio (with its MCP extra).
+    pinned = next(line.split("==")[1].split()[0] for line in (ROOT / "requirements-serve.txt").read_text().splitlines()
+                  if line.startswith(("gradio==", "gradio[mcp]==")))
     assert front["sdk"] == "gradio" and front["sdk_version"] == pinned
     assert (ROOT / front["app_file"]).is_file() and front["python_version"] == "3.11"
     assert front["title"] and front["emoji"] and front["colorFrom"] and front["colorTo"]
