@@ -114,6 +114,7 @@ def quick_run(tmp_path_factory, mnist_dir, shipped_models_available):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_quick_run_writes_every_file(quick_run):
     out, results = quick_run
     for name in ("results.md", "results.json", *PLOTS):
@@ -127,6 +128,7 @@ def test_quick_run_writes_every_file(quick_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_quick_run_has_every_section_with_checks(quick_run):
     _, results = quick_run
     assert results["quick"] is True
@@ -144,6 +146,7 @@ def test_quick_run_has_every_section_with_checks(quick_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_quick_run_numbers_are_sane(quick_run):
     _, results = quick_run
     sections = results["sections"]
@@ -197,6 +200,7 @@ def test_quick_run_numbers_are_sane(quick_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_only_reruns_one_section_and_keeps_the_others(quick_run, mnist_dir):
     out, before = quick_run
     completed = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "accuracy", "--out",

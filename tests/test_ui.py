@@ -23,7 +23,8 @@ from training.registry import MODELS, ModelSpec
 from ui import draw, plots, training, views
 
 PUBLIC_ENDPOINTS = {"/predict", "/train_model1", "/train_model2", "/cancel_model1", "/cancel_model2",
-                    "/model_status", "/env"}
+                    "/model_status", "/env",
+                    "/recognize_digit", "/mcp_model_status"}  # the MCP tools (ui/mcp_tools.py)
 
 
 def stroke_image(points: list[tuple[int, int]], size: int = 280, width: int = 22) -> Image.Image:
@@ -253,6 +254,7 @@ def inspect_ui(exports: Path, prefix: str = "") -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # with TensorFlow installed, Model 2's Train button is on
 def test_the_app_starts_without_importing_tensorflow(empty_exports):
     ui = inspect_ui(empty_exports, "import sys\nsys.modules.pop('tensorflow', None)\n")
     assert ui["tensorflow"] is False  # prediction and the UI never need it
