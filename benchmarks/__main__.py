@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx.log(f"wrote {out / report.MARKDOWN_NAME} and {out / report.JSON_NAME} in "
             f"{time.perf_counter() - began:.0f} s: {statuses.count('PASS')} PASS, {statuses.count('MISS')} MISS"
             + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    if out == DEFAULT_OUT and not config.quick and not args.only:
+        ctx.log("README.md quotes these figures: `python -m benchmarks.readme` copies them in")
     return 1 if failed else 0
 
 
