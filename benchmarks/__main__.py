@@ -1,7 +1,7 @@
 """Run the benchmarks and write results.md, results.json and PNG plots.
 
     python -m benchmarks                      # everything (under 10 minutes on 2 cores), into benchmarks/
-    python -m benchmarks --quick              # a miniature run (about a minute), into a new temp folder
+    python -m benchmarks --quick              # a miniature run (1-3 minutes), into a new temp folder
     python -m benchmarks --quick --out /tmp/b # the same, into /tmp/b
     python -m benchmarks --only rest,cold_start
 
@@ -36,7 +36,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description="Digit Studio benchmarks.")
-    parser.add_argument("--quick", action="store_true", help="a miniature run (about a minute, not representative)")
+    parser.add_argument("--quick", action="store_true", help="a miniature run (1-3 minutes, not representative)")
     parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/ for a full run, "
                                                   "a new temporary folder for --quick)")
     parser.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
