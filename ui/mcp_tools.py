@@ -43,7 +43,7 @@ def register(ctx: AppContext) -> None:
 
         Args:
             image: the picture itself, as a data URL ('data:image/png;base64,...') or bare base64 of a PNG, JPEG, WebP, GIF or BMP (at most 5 MB), one digit, dark on light or light on dark. Not a file path or URL.
-            model: 'model2' (the CNN, default, 99.4% on MNIST) or 'model1' (logistic regression, 95.2%).
+            model: 'model2' (the CNN: the default, and the more accurate) or 'model1' (logistic regression).
             invert: true to flip the detected ink and background (rarely needed: polarity is detected).
         Returns:
             JSON: {"digit": the most likely digit, "probabilities": 10 floats for the digits 0-9, "verdict": "digit", "unsure" or "not_a_digit", "model", "latency_ms"}.
@@ -73,7 +73,7 @@ def register(ctx: AppContext) -> None:
         Returns:
             JSON: {"model1": {...}, "model2": {...}}, the same as the REST API's GET /model_status.
         """
-        return json.dumps(model_status_report(ctx.predictor, ctx.jobs), default=_jsonable)
+        return json.dumps(model_status_report(ctx.predictor, ctx.jobs))  # plain JSON, as REST sends it
 
     # queue=False: Gradio's MCP layer then calls the function in-process, not through an HTTP
     # loopback to this same server (predictions take milliseconds).
@@ -102,13 +102,8 @@ def _preprocess(image: Any, invert: bool):
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if hasattr(value, "_asdict"):
-        return value._asdict()
-    if hasattr(value, "__dict__"):
-        return vars(value)
-    return str(value)
+    """numpy values (whatever the predictor's candidates hold) as plain JSON; anything else as text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def serve_only(demo: gr.Blocks, app: FastAPI) -> None:
