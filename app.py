@@ -18,7 +18,7 @@ from inference.predictor import Predictor
 from inference.rest import create_api
 from training.jobs import JobManager
 from training.model_versions import ModelVersions
-from ui import client_api, draw_tab, drawings_tab, models_tab, train_tab
+from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab
 from ui.context import PREDICT_CONCURRENCY, AppContext
 
 STATIC = Path(__file__).resolve().parent / "ui" / "static"
@@ -66,7 +66,8 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
                  drawings=drawing_store, versions=versions)
 app = gr.mount_gradio_app(app, demo, path="/", theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"),
-                          css_paths=[STATIC / "app.css"])
+                          css_paths=[STATIC / "app.css"], mcp_server=True)
+mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST
 
 if __name__ == "__main__":
     import uvicorn

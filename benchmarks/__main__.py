@@ -1,10 +1,13 @@
 """Run the benchmarks and write results.md, results.json and PNG plots.
 
-    python -m benchmarks                      # everything (under 10 minutes on 2 cores)
-    python -m benchmarks --quick --out /tmp/b # a miniature run in well under a minute
+    python -m benchmarks                      # everything (under 10 minutes on 2 cores), into benchmarks/
+    python -m benchmarks --quick              # a miniature run (1-3 minutes), into a new temp folder
+    python -m benchmarks --quick --out /tmp/b # the same, into /tmp/b
     python -m benchmarks --only rest,cold_start
 
 Sections: accuracy, robustness, inference, rest, browser, training, cold_start.
+A full run writes benchmarks/results.* and the plots, which the README quotes (python -m
+benchmarks.readme); a quick run's throw-away figures never land there unless --out says so.
 A partial run (--only) is merged into the results already in --out.
 MNIST comes from $MNIST_DIR (or the loader's cache); the models from exports/ ($EXPORTS_DIR).
 Exits 1 when a section failed to run (a missed target is reported, not an error).
@@ -17,6 +20,7 @@ import importlib
 import shlex
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -32,8 +36,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description="Digit Studio benchmarks.")
-    parser.add_argument("--quick", action="store_true", help="a miniature run (seconds, not representative)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: benchmarks/)")
+    parser.add_argument("--quick", action="store_true", help="a miniature run (1-3 minutes, not representative)")
+    parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/ for a full run, "
+                                                  "a new temporary folder for --quick)")
     parser.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
     args = parser.parse_args(argv)
     args.sections = [name.strip() for name in args.only.split(",") if name.strip()] or list(SECTIONS)
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None
                                                                                 else sys.argv[1:]))
     config = QUICK if args.quick else FULL
-    out = args.out.resolve()
+    out = output_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(config, out)
     machine = describe()
@@ -103,7 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     ctx.log(f"wrote {out / report.MARKDOWN_NAME} and {out / report.JSON_NAME} in "
             f"{time.perf_counter() - began:.0f} s: {statuses.count('PASS')} PASS, {statuses.count('MISS')} MISS"
             + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    if out == DEFAULT_OUT and not config.quick and not args.only:
+        ctx.log("README.md quotes these figures: `python -m benchmarks.readme` copies them in")
     return 1 if failed else 0
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    """--out; else benchmarks/ for a full run, and for a quick one a fresh temporary folder, so that
+    its miniature figures cannot overwrite the committed results (the README quotes those)."""
+    if args.out is not None:
+        return args.out.resolve()
+    if args.quick:
+        return Path(tempfile.mkdtemp(prefix="digit-studio-benchmarks-quick-"))
+    return DEFAULT_OUT
 
 
 def _now() -> str:

@@ -55,15 +55,7 @@ def markdown(document: dict[str, Any]) -> str:
               f"| Libraries | {libraries} |",
               f"| Load average at start (1, 5, 15 min) | {_load(machine.get('load_average_at_start'))} |", ""]
 
-    lines += ["## Targets", "", "| Section | Measure | Target | Measured | Status |", "| --- | --- | --- | --- | --- |"]
-    for name, section in sections.items():
-        label = f"{_number(name)}. {name}"
-        if section.get("error"):
-            lines.append(f"| {label} | the section failed | — | see below | **ERROR** |")
-        for check in section["checks"]:
-            lines.append(f"| {label} | {check['name']} | {check['target']} | {check['measured']} | "
-                         f"{_status(check['status'])} |")
-    lines.append("")
+    lines += ["## Targets", ""] + targets_table(sections) + [""]
 
     for name, section in sections.items():
         lines += [f"## {_number(name)}. {section['title']}", ""]
@@ -91,6 +83,19 @@ def markdown(document: dict[str, Any]) -> str:
 
     lines += ["## Closing notes", ""] + closing_notes(document) + [""]
     return "\n".join(lines)
+
+
+def targets_table(sections: dict[str, Any]) -> list[str]:
+    """The Markdown lines of the targets table: one row per check (results.md and README.md share it)."""
+    lines = ["| Section | Measure | Target | Measured | Status |", "| --- | --- | --- | --- | --- |"]
+    for name, section in sections.items():
+        label = f"{_number(name)}. {name}"
+        if section.get("error"):
+            lines.append(f"| {label} | the section failed | — | see below | **ERROR** |")
+        for check in section["checks"]:
+            lines.append(f"| {label} | {check['name']} | {check['target']} | {check['measured']} | "
+                         f"{_status(check['status'])} |")
+    return lines
 
 
 def closing_notes(document: dict[str, Any]) -> list[str]:

@@ -1,9 +1,13 @@
 """Classify a picture of a digit with a running Digit Studio server.
 
-    python app.py                                    # in another terminal: the server
-    python examples/client.py digit.png              # gradio_client, model2, http://127.0.0.1:7860/
-    python examples/client.py digit.png --model model1 --url http://127.0.0.1:7860/
-    python examples/client.py digit.png --rest       # the same through the REST API, standard library only
+    python app.py                                             # in another terminal: the server
+    python examples/client.py examples/digit.png              # gradio_client, model2, http://127.0.0.1:7860/
+    python examples/client.py examples/digit.png --model model1 --url http://127.0.0.1:7860/
+    python examples/client.py examples/digit.png --rest       # the same through the REST API, standard library only
+
+examples/digit.png is a 3 drawn on the app's canvas (examples/make_digit.py draws it); it prints
+    digit.png: 3 (model2, 100.0% sure)
+    top 3: 3 100.0%, 5 0.0%, 2 0.0%
 
 With gradio_client, `api_name="/predict"` takes (image, model, invert) and returns
 (digit, probabilities of 0-9). The Train tab is scriptable the same way, streaming

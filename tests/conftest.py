@@ -6,6 +6,7 @@ Real-data tests need MNIST_DIR (CI sets it to ../shared/mnist) and skip with tha
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -18,6 +19,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SHIPPED_EXPORTS = ROOT / "exports"
+TENSORFLOW_MISSING = importlib.util.find_spec("tensorflow") is None
+
+
+def pytest_runtest_setup(item):
+    # The serving-only install (requirements-serve.txt) has no TensorFlow: what needs it skips, saying so.
+    if TENSORFLOW_MISSING and item.get_closest_marker("tensorflow"):
+        pytest.skip("needs TensorFlow, which this install (requirements-serve.txt) leaves out: "
+                    "pip install -r requirements.txt")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def quick_run(tmp_path_factory, mnist_dir, shipped_models_available):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_quick_run_writes_every_file(quick_run):
     out, results = quick_run
     for name in ("results.md", "results.json", *PLOTS):
@@ -126,6 +128,7 @@ def test_quick_run_writes_every_file(quick_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_quick_run_has_every_section_with_checks(quick_run):
     _, results = quick_run
     assert results["quick"] is True
@@ -143,6 +146,7 @@ def test_quick_run_has_every_section_with_checks(quick_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_quick_run_numbers_are_sane(quick_run):
     _, results = quick_run
     sections = results["sections"]
@@ -209,6 +213,7 @@ def test_quick_run_numbers_are_sane(quick_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # Keras timings, the Flask + Keras baseline, Model 2's training
 def test_only_reruns_one_section_and_keeps_the_others(quick_run, mnist_dir):
     out, before = quick_run
     completed = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "accuracy", "--out",
@@ -220,3 +225,39 @@ def test_only_reruns_one_section_and_keeps_the_others(quick_run, mnist_dir):
     assert "--only accuracy" in after["sections"]["accuracy"]["command"]
     assert after["sections"]["rest"] == before["sections"]["rest"]
     assert "--only accuracy" in (out / "results.md").read_text()
+
+
+def _git_status() -> str | None:
+    """`git status --porcelain` of the checkout, or None when this is not a git checkout."""
+    try:
+        completed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return completed.stdout if completed.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_quick_run_without_out_leaves_the_tree_clean(mnist_dir, shipped_models_available):
+    """A quick run's miniature figures must not overwrite the committed benchmarks/results.* or plots."""
+    if not shipped_models_available:
+        pytest.skip("exports/ has no shipped models to benchmark")
+    before = _git_status()
+    if before is None:
+        pytest.skip("not a git checkout: cannot compare `git status` before and after")
+    committed = {path.name: path.read_bytes() for path in (ROOT / "benchmarks").glob("results.*")}
+    completed = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "accuracy"], cwd=ROOT,
+                               env={**os.environ, "MNIST_DIR": str(mnist_dir)}, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    wrote = [line for line in completed.stderr.splitlines() if "] wrote " in line]
+    assert wrote, completed.stderr[-2000:]
+    out = Path(wrote[-1].split("] wrote ", 1)[1].split(" and ")[0]).parent
+    try:
+        assert ROOT not in out.parents, f"the quick run wrote into the checkout: {out}"
+        assert json.loads((out / "results.json").read_text())["quick"] is True
+        assert _git_status() == before
+        assert {path.name: path.read_bytes() for path in (ROOT / "benchmarks").glob("results.*")} == committed
+    finally:
+        if out.name.startswith("digit-studio-benchmarks-quick-"):
+            shutil.rmtree(out, ignore_errors=True)

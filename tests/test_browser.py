@@ -422,12 +422,13 @@ def test_training_from_the_train_tab_streams_progress(page, sync_api, mnist_dir)
     page.click("#train-model1")
     seen = watch_progress(page, "model1")
     assert any(0 < value < 100 for value in seen), f"no progress between 0 and 100: {seen}"
-    assert "Test accuracy" in page.inner_text("#summary-model1")
+    # The summary comes with the trainer's Result, an update after the "Done" progress event.
+    sync_api.expect(page.locator("#summary-model1")).to_contain_text("Test accuracy", timeout=WAIT * 1000)
     # Unlocked again for the next run: a step chained after the stream, so it may land a moment later.
     sync_api.expect(page.locator("#train-model1")).to_be_enabled(timeout=WAIT * 1000)
 
 
-def test_training_started_through_rest_shows_in_the_train_tab(page, server, mnist_dir):
+def test_training_started_through_rest_shows_in_the_train_tab(page, sync_api, server, mnist_dir):
     import httpx
 
     assert page.get_by_role("tab", name="Train").get_attribute("aria-selected") == "true"
@@ -438,7 +439,8 @@ def test_training_started_through_rest_shows_in_the_train_tab(page, server, mnis
     seen = watch_progress(page, "model1")
     # The page showed the new run from its start (progress below 100) to its end.
     assert any(value < 100 for value in seen) and seen[-1] == 100.0, seen
-    assert "Test accuracy" in page.inner_text("#summary-model1")
+    # The summary comes with the trainer's Result, an update after the "Done" progress event.
+    sync_api.expect(page.locator("#summary-model1")).to_contain_text("Test accuracy", timeout=WAIT * 1000)
 
 
 def watch_progress(page, name: str) -> list[float]:

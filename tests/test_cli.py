@@ -72,7 +72,9 @@ def test_missing_mnist_fails_with_the_places_tried(tmp_path):
     assert result.returncode == 1 and "PROGRESS" not in result.stdout
     message = one_line_error(result)
     assert "MNIST data set not found" in message and str(tmp_path / "nowhere") in message
-    assert "set MNIST_DIR" in message
+    assert "download: disabled (MNIST_DOWNLOAD=0 is set)" in message
+    assert "set the environment variable MNIST_DIR" in message and "--mnist-dir" in message
+    assert "download=" not in message  # a Python argument: no CLI user can set it
     assert not (tmp_path / "exports").exists()
 
 

@@ -230,10 +230,24 @@ def test_nothing_found_lists_every_place_and_the_fixes(tmp_path, no_env, monkeyp
     assert f"path argument {empty}: holds no MNIST files" in message
     assert f"$MNIST_DIR {missing_env}: does not exist" in message
     assert f"cache {no_env}: does not exist" in message
-    assert "download: disabled" in message
-    assert "set MNIST_DIR" in message and "allow the download" in message
+    assert "download: disabled (this caller reads local copies only)" in message
+    assert "set the environment variable MNIST_DIR" in message and "allow the download" in message
+    # Shown as is by the CLI, REST /train and the Train tab: no Python argument their users cannot set.
+    assert "download=" not in message
     # In search order.
     assert message.index("path argument") < message.index("$MNIST_DIR") < message.index("cache") < message.index("download")
+
+
+def test_offline_says_the_download_failed_and_what_to_do(tmp_path, no_env, file_urls, monkeypatch):
+    dead = (tmp_path / "unreachable").as_uri() + "/"  # every mirror fails, as offline
+    monkeypatch.setattr(loader, "MIRRORS", (dead,))
+    with pytest.raises(MnistNotFoundError) as info:
+        load_mnist()
+    message = str(info.value)
+    assert f"download into {no_env}: could not download" in message and dead in message
+    assert "the download failed (no internet access here?)" in message
+    assert "set the environment variable MNIST_DIR" in message and "--mnist-dir" in message
+    assert "download=" not in message and "allow the download" not in message  # it was allowed: it failed
 
 
 def test_mnist_download_env_disables_the_download(no_env, monkeypatch):

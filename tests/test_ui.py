@@ -25,7 +25,8 @@ from ui import draw, plots, training, views
 PUBLIC_ENDPOINTS = {"/predict", "/train_model1", "/train_model2", "/cancel_model1", "/cancel_model2",
                     "/model_status", "/env",
                     # issue 12: corrections, fine-tuning, model versions
-                    "/save_drawing", "/fine_tune_model1", "/fine_tune_model2", "/serve_version"}
+                    "/save_drawing", "/fine_tune_model1", "/fine_tune_model2", "/serve_version",
+                    "/recognize_digit", "/mcp_model_status"}  # the MCP tools (ui/mcp_tools.py)
 
 
 def stroke_image(points: list[tuple[int, int]], size: int = 280, width: int = 22) -> Image.Image:
@@ -289,6 +290,7 @@ def inspect_ui(exports: Path, prefix: str = "") -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # with TensorFlow installed, Model 2's Train button is on
 def test_the_app_starts_without_importing_tensorflow(empty_exports):
     ui = inspect_ui(empty_exports, "import sys\nsys.modules.pop('tensorflow', None)\n")
     assert ui["tensorflow"] is False  # prediction and the UI never need it
@@ -487,8 +489,9 @@ def test_readme_starts_with_hugging_face_space_front_matter():
     text = (ROOT / "README.md").read_text()
     assert text.startswith("---\n")
     front = yaml.safe_load(text.split("---\n")[1])
-    pinned = next(line.split("==")[1].split()[0] for line in (ROOT / "requirements.txt").read_text().splitlines()
-                  if line.startswith("gradio=="))
+    # requirements.txt installs requirements-serve.txt, which pins Gradio (with its MCP extra).
+    pinned = next(line.split("==")[1].split()[0] for line in (ROOT / "requirements-serve.txt").read_text().splitlines()
+                  if line.startswith(("gradio==", "gradio[mcp]==")))
     assert front["sdk"] == "gradio" and front["sdk_version"] == pinned
     assert (ROOT / front["app_file"]).is_file() and front["python_version"] == "3.11"
     assert front["title"] and front["emoji"] and front["colorFrom"] and front["colorTo"]

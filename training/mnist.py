@@ -5,8 +5,8 @@ Search order, first hit wins:
     2. $MNIST_DIR
     3. the local cache: $MNIST_CACHE, else ~/.cache/digit-studio/mnist
     4. a download of the four original gzip IDX files from public mirrors into the cache,
-       each verified by the SHA-256 of its uncompressed content (off with download=False
-       or MNIST_DOWNLOAD=0)
+       each verified by the SHA-256 of its uncompressed content (about 11 MB; off with
+       MNIST_DOWNLOAD=0, or download=False from Python)
 
 A folder holds MNIST when it has the four original IDX files (gzip or raw, standard
 names such as `train-images-idx3-ubyte.gz`) or a keras-style `mnist.npz`
@@ -165,24 +165,38 @@ def load_mnist(
         tried.append(f"{label} {place}: {why}")
 
     cache = resolve_cache_dir(cache_dir)
+    download_failed = False
     if not download_allowed(download):
-        tried.append("download: disabled (download=False or MNIST_DOWNLOAD=0)")
+        # Say who turned it off: the environment (which a user can change) or the calling code.
+        why = "MNIST_DOWNLOAD=0 is set" if download else "this caller reads local copies only"
+        tried.append(f"download: disabled ({why})")
     else:
         try:
             download_mnist(cache)
         except (MnistError, OSError) as error:
+            download_failed = True
             tried.append(f"download into {cache}: {error}")
         else:
             return _load_cached(cache.resolve(), _signature(_find_files(cache)[0]))
+    raise MnistNotFoundError(_not_found_message(tried, cache, download_failed))
 
+
+def _not_found_message(tried: list[str], cache: Path, download_failed: bool) -> str:
+    """What was tried and how to fix it, in words that hold wherever the error is shown: the CLI,
+    REST /train's error and the Train tab all get this text, so it names environment variables
+    (set where the app or `python -m training` runs), never a Python argument."""
     names = ", ".join(name + ".gz" for name, _ in IDX_FILES.values())
-    raise MnistNotFoundError(
-        "MNIST data set not found. Tried, in order:\n"
-        + "".join(f"  {i}. {line}\n" for i, line in enumerate(tried, 1))
-        + f"Fix: set MNIST_DIR to a folder holding the four IDX files ({names}; raw files also work) "
-        f"or a keras-style {NPZ_NAME}, or allow the download (download=True and MNIST_DOWNLOAD unset or 1) "
-        f"so it is fetched once into {cache}."
-    )
+    if download_failed:
+        download = ("the download failed (no internet access here?): copy the four files from a machine that has "
+                    "them, or retry where the mirrors can be reached")
+    else:
+        download = (f"allow the download (unset MNIST_DOWNLOAD, or set it to 1) so that it is fetched once "
+                    f"(about 11 MB) into {cache}")
+    return ("MNIST data set not found. Tried, in order:\n"
+            + "".join(f"  {i}. {line}\n" for i, line in enumerate(tried, 1))
+            + f"Fix: set the environment variable MNIST_DIR to a folder holding the four IDX files ({names}; raw "
+            f"files also work) or a keras-style {NPZ_NAME}, where the app or `python -m training` runs "
+            f"(`python -m training` also takes --mnist-dir); or {download}.")
 
 
 # --------------------------------------------------------------------------- parsing

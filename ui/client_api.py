@@ -13,7 +13,7 @@ from inference.predictor import ModelUnavailableError
 from inference.preprocess import preprocess
 from inference.rest import environment, model_status_report
 from training.registry import MODELS
-from ui import draw
+from ui import draw, mcp_tools
 from ui.context import PREDICT_QUEUE, AppContext
 
 
@@ -46,3 +46,4 @@ def register(ctx: AppContext) -> None:
     gr.api(predict, api_name="predict", **PREDICT_QUEUE)
     gr.api(model_status, api_name="model_status")
     gr.api(env, api_name="env")
+    mcp_tools.register(ctx)  # recognize_digit and the MCP model_status (ui/mcp_tools.py)

@@ -1,0 +1,170 @@
+"""README.md cannot rot: its examples run as written against a live server, and its measured
+figures are the ones in benchmarks/results.json.
+
+The REST, gradio_client, examples/client.py and MCP snippets are taken from the README's fenced
+code blocks, the default port 7860 replaced by the test server's, and run from the repository
+root (bash blocks with `bash -e`, python blocks with this interpreter as `python`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from benchmarks import readme as generator
+from tests.app_server import ROOT, copy_exports, running_app
+
+README = ROOT / "README.md"
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.M | re.S)
+
+
+def section(text: str, heading: str) -> str:
+    """The text under a `### heading` (or `## heading`) up to the next heading of that level or above
+    (a line starting with "#" inside a code block is a comment, not a heading)."""
+    level = len(heading.split(" ")[0])
+    lines = text.splitlines(keepends=True)
+    start = lines.index(heading + "\n")
+    in_fence = False
+    for end in range(start + 1, len(lines)):
+        line = lines[end]
+        if line.startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and re.match(rf"#{{1,{level}}} ", line):
+            break
+    else:
+        end = len(lines)
+    return "".join(lines[start:end])
+
+
+def blocks(text: str, heading: str) -> list[tuple[str, str]]:
+    """(language, code) of every fenced block in a section."""
+    return FENCE.findall(section(text, heading))
+
+
+def test_the_snippet_sections_have_their_blocks():
+    text = README.read_text()
+    assert [lang for lang, _ in blocks(text, "### REST")] == ["bash"]
+    assert [lang for lang, _ in blocks(text, "### gradio_client")] == ["python", "bash"]
+    assert [lang for lang, _ in blocks(text, "### MCP (Model Context Protocol)")] == ["json", "json", "python"]
+    assert "digit.png" in section(text, "## Quick start") and (ROOT / "examples" / "digit.png").is_file()
+
+
+def test_mcp_client_settings_name_the_served_endpoint():
+    from ui.mcp_tools import MCP_PATH
+
+    configs = [json.loads(code) for lang, code in blocks(README.read_text(), "### MCP (Model Context Protocol)")
+               if lang == "json"]
+    urls = [server.get("url") or server["args"][-1] for config in configs for server in config["mcpServers"].values()]
+    assert urls == [f"http://127.0.0.1:7860{MCP_PATH}/"] * 2
+
+
+def test_readme_figures_agree_with_results_json():
+    """`python -m benchmarks.readme` wrote the README's tables from the committed results.json."""
+    text = README.read_text()
+    document = json.loads(generator.RESULTS.read_text())
+    assert generator.render(text, document) == text, "README.md disagrees with results.json: run python -m benchmarks.readme"
+    for name in generator.REGIONS:
+        region = text.split(f"<!-- begin:{name} -->")[1].split(f"<!-- end:{name} -->")[0]
+        assert document["command"] in region and document["machine"]["cpu"] in region, name
+    # The training times quoted are the benchmark's, to the tenth of a second.
+    training = document["sections"]["training"]["data"]
+    for model in ("model1", "model2"):
+        assert f"**{training[model]['train_seconds']:.1f} s**" in text, model
+
+
+def test_readme_generator_refuses_a_quick_run_and_a_missing_region():
+    document = json.loads(generator.RESULTS.read_text())
+    with pytest.raises(generator.ReadmeError, match="quick run"):
+        generator.render(README.read_text(), {**document, "quick": True})
+    with pytest.raises(generator.ReadmeError, match="begin:model-table"):
+        generator.render("# no regions here\n", document)
+
+
+def test_readme_generator_check_reports_a_stale_readme(tmp_path):
+    stale = tmp_path / "README.md"
+    stale.write_text(README.read_text().replace("**95.15%**", "**12.34%**", 1))
+    result = subprocess.run([sys.executable, "-m", "benchmarks.readme", "--check", "--readme", str(stale)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "-| MNIST test accuracy (shipped models) | **12.34%**" in result.stdout
+    assert subprocess.run([sys.executable, "-m", "benchmarks.readme", "--readme", str(stale)], cwd=ROOT,
+                          capture_output=True, timeout=60).returncode == 0
+    assert stale.read_text() == README.read_text()
+
+
+# --------------------------------------------------------------------------- the snippets, run
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, exports_copy, mnist_dir, shipped_models_available):
+    if not shipped_models_available:
+        pytest.skip("exports/ has no shipped models")
+    folder = tmp_path_factory.mktemp("readme")
+    # The snippets train Model 1: on a private copy of the models, never the shipped ones.
+    with running_app(copy_exports(exports_copy, folder / "exports"), folder / "app.log",
+                     MNIST_DIR=str(mnist_dir)) as app:
+        yield app.url.rstrip("/").rsplit(":", 1)[1]
+
+
+def run_snippet(lang: str, code: str, port: str) -> str:
+    """Run one README block as a reader would, against the test server; returns its output."""
+    code = code.replace("7860", port)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DIGIT_STUDIO_URL": f"http://127.0.0.1:{port}/", "PYTHONUNBUFFERED": "1"}
+    command = ["bash", "-e", "-o", "pipefail", "-c", code] if lang == "bash" else [sys.executable, "-c", code]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"README {lang} block failed:\n{code}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def wait_until_idle(port: str) -> None:
+    """Let a training that one block started (or cancelled) end before the next block trains."""
+    deadline = time.monotonic() + 120
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/train_status/model1", timeout=10) as response:
+            if not json.load(response)["running"]:
+                return
+        assert time.monotonic() < deadline, "training did not end in 120 s"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_readme_examples_run_as_written(live):
+    port = live
+    text = README.read_text()
+
+    quick_start = [code for lang, code in blocks(text, "## Quick start") if "examples/client.py" in code]
+    assert len(quick_start) == 1
+    assert "digit.png: 3 (model2, " in run_snippet("bash", quick_start[0], port)
+
+    (lang, rest), = blocks(text, "### REST")
+    out = run_snippet(lang, rest, port)
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert len(lines) == 6, out
+    env, status, prediction, started, training, cancelled = lines
+    assert "tf_available" in env and status["model2"]["available"] is True
+    assert prediction["prediction"] == 3 and prediction["model"] == "model2" and len(prediction["probabilities"]) == 10
+    assert started["started"] is True and started["status_url"] == "/train_status/model1"
+    assert training["model"] == "model1" and "state" in training
+    assert cancelled["model"] == "model1" and ("cancelled" in cancelled or "error" in cancelled)
+    wait_until_idle(port)
+
+    (lang, gradio_snippet), (cli_lang, cli) = blocks(text, "### gradio_client")
+    out = run_snippet(lang, gradio_snippet, port)
+    assert re.search(r"^3 \(\d+\.\d% sure\)$", out, re.M), out
+    assert re.search(r"100\.0%  Done: test accuracy \d+\.\d+% in ", out), out
+    wait_until_idle(port)
+    out = run_snippet(cli_lang, cli, port)
+    assert re.search(r"^digit\.png: 3 \(model2, .*\n(.*\n)?digit\.png: 3 \(model1, ", out, re.M), out
+
+    (lang, mcp_snippet), = [(lang, code) for lang, code in blocks(text, "### MCP (Model Context Protocol)")
+                            if lang == "python"]
+    out = run_snippet(lang, mcp_snippet, port)
+    assert out.splitlines()[0] == "['recognize_digit', 'model_status']", out
+    assert "'digit': 3" in out and "'verdict': " in out

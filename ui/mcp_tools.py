@@ -1,0 +1,169 @@
+"""The app's Model Context Protocol tools: read a digit from an image, and the models' status.
+
+Gradio serves them at /gradio_api/mcp/ (streamable HTTP) when app.py mounts the Blocks
+with `mcp_server=True`. Gradio would make every public endpoint a tool; `serve_only`
+narrows the server to TOOLS, so the gradio_client endpoints that take a FileData (which
+Gradio's MCP layer fills from an http(s) URL, i.e. a fetch of an outside host) and the
+training endpoints stay off MCP, and the page's private events never were tools.
+
+An image arrives as its bytes in base64 (a data URL or bare): never as a file path (the
+server reads none of its files for a client) and never as a URL (the app calls no
+outside host). Both are refused with an error that says what to send instead.
+
+No `from __future__ import annotations`: gr.api() reads the tools' type hints at runtime.
+"""
+import json
+import re
+from typing import Any
+
+import gradio as gr
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inference.image_io import HOW_TO_SEND, EmptyImageError, ImageInputError
+from inference.predictor import ModelUnavailableError
+from inference.preprocess import preprocess
+from inference.rest import MAX_BODY_BYTES, model_status_report
+from training.registry import MODELS
+from ui.context import AppContext
+
+MCP_PATH = "/gradio_api/mcp"  # where Gradio serves the MCP endpoint (streamable HTTP at MCP_PATH + "/")
+# MCP tool name -> the Gradio endpoint behind it.
+TOOLS = {"recognize_digit": "/recognize_digit", "model_status": "/mcp_model_status"}
+# What a string that is not image data may be, to say so instead of "not valid base64".
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+_PATH = re.compile(r"^(~|\.{0,2}/|[a-z]:[\\/])|\\|\.(png|jpe?g|webp|gif|bmp)$", re.I)
+
+
+def register(ctx: AppContext) -> None:
+    """Add the tools' endpoints to the Blocks being built (they are gradio_client endpoints too)."""
+
+    def recognize_digit(image: str, model: str = "model2", invert: bool = False) -> str:
+        """Read the handwritten digit (0-9) in a picture, such as a digit drawn on a white canvas. The picture goes in as its data, base64-encoded; it is never read from a file path or fetched from a URL.
+
+        Args:
+            image: the picture itself, as a data URL ('data:image/png;base64,...') or bare base64 of a PNG, JPEG, WebP, GIF or BMP (at most 5 MB), one digit, dark on light or light on dark. Not a file path or URL.
+            model: 'model2' (the CNN: the default, and the more accurate) or 'model1' (logistic regression).
+            invert: true to flip the detected ink and background (rarely needed: polarity is detected).
+        Returns:
+            JSON: {"digit": the most likely digit, "probabilities": 10 floats for the digits 0-9, "verdict": "digit", "unsure" or "not_a_digit", "model", "latency_ms"}.
+        """
+        if model not in MODELS:
+            raise gr.Error(f"Unknown model {model[:40]!r}: choose one of {', '.join(MODELS)}.")
+        try:
+            x = _preprocess(image, bool(invert))
+            result = ctx.predictor.predict(x, model)
+        except ImageInputError as error:
+            raise gr.Error(str(error)) from None
+        except ModelUnavailableError as error:
+            raise gr.Error(f"{model} cannot predict: {error.reason}") from None
+        answer = {"digit": result.digit, "probabilities": result.probabilities,
+                  # The verdict (and candidates) come with the predictor's open-set check; until it is
+                  # there, every answer is a digit.
+                  "verdict": getattr(result, "verdict", "digit"), "model": model,
+                  "latency_ms": round(result.latency_ms, 3)}
+        candidates = getattr(result, "candidates", None)
+        if candidates is not None:
+            answer["candidates"] = candidates
+        return json.dumps(answer, default=_jsonable)
+
+    def model_status() -> str:
+        """Which digit models this server has: for each, whether it is trained and serving, its MNIST test accuracy, when and how long it trained, its file sizes, ONNX parity, and whether it is training now.
+
+        Returns:
+            JSON: {"model1": {...}, "model2": {...}}, the same as the REST API's GET /model_status.
+        """
+        return json.dumps(model_status_report(ctx.predictor, ctx.jobs))  # plain JSON, as REST sends it
+
+    # queue=False: Gradio's MCP layer then calls the function in-process, not through an HTTP
+    # loopback to this same server (predictions take milliseconds).
+    gr.api(recognize_digit, api_name=TOOLS["recognize_digit"].lstrip("/"), queue=False)
+    gr.api(model_status, api_name=TOOLS["model_status"].lstrip("/"), queue=False)
+
+
+def _preprocess(image: Any, invert: bool):
+    """The model input from the image data; a URL or a file path is refused, and said to be one."""
+    if not isinstance(image, str):
+        raise ImageInputError(f"image must be a string: {HOW_TO_SEND}.")
+    text = image.strip()
+    if _URL.match(text):
+        raise ImageInputError(f"image looks like a URL ({text[:60]!r}): this server fetches nothing from other "
+                              f"hosts; {HOW_TO_SEND}.")
+    try:
+        return preprocess(text, invert=invert)  # a str is decoded as base64, never opened as a file
+    except EmptyImageError:
+        raise
+    except ImageInputError:
+        # Decided only after the string failed as image data: bare base64 may start with "/" too.
+        if len(text) < 1024 and _PATH.search(text):
+            raise ImageInputError(f"image looks like a file path ({text[:60]!r}): the server reads none of its "
+                                  f"files for a client; {HOW_TO_SEND}.") from None
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy values (whatever the predictor's candidates hold) as plain JSON; anything else as text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def serve_only(demo: gr.Blocks, app: FastAPI) -> None:
+    """After gr.mount_gradio_app(app, demo, ..., mcp_server=True): make TOOLS the MCP server's only
+    tools, and refuse MCP request bodies over the REST API's limit."""
+    server = getattr(demo, "mcp_server_obj", None)
+    if server is None:  # mounted without mcp_server=True, or Gradio could not start it (demo.mcp_error)
+        return
+    # The map both list_tools and call_tool use: a name not in it is "Unknown tool", listed or not.
+    server.tool_to_endpoint = {server.tool_prefix + name: endpoint for name, endpoint in TOOLS.items()}
+    app.add_middleware(McpBodyLimit)
+
+
+class McpBodyLimit:
+    """ASGI middleware: a request to the MCP endpoint with a body over MAX_BODY_BYTES gets a 413.
+
+    The MCP library reads a whole request body into memory before parsing it; the image inside
+    is limited to 5 MB (inference/image_io.py) and the body gets the same limit as REST's."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith(MCP_PATH):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            await _too_large(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _too_large(send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send) -> None:
+    body = json.dumps({"error": f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a "
+                                f"smaller image"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
