@@ -8,7 +8,11 @@
 import os
 from typing import Any
 
-import gradio as gr
+from inference import privacy
+
+privacy.apply()  # before Gradio is imported: no analytics, no telemetry (see inference/privacy.py)
+
+import gradio as gr  # noqa: E402
 from gradio.data_classes import FileData
 from PIL import Image
 
@@ -21,6 +25,7 @@ from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailabl
 from training.registry import MODELS, ModelSpec
 from ui import draw, plots, training, views
 from ui.confusion import ConfusionMatrices
+import server
 
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
@@ -393,13 +398,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 
 # The REST routes first, then Gradio at "/" (routes registered before the mount win).
 app = create_api(predictor, jobs, train_token=TRAIN_TOKEN, pool=pool)
-app = gr.mount_gradio_app(app, demo, path="/", **UI_MOUNT_OPTIONS)
+app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, **UI_MOUNT_OPTIONS)
 
 if __name__ == "__main__":
-    import uvicorn
-
-    # No access log: one line per request would cost more than a prediction. An open browser
-    # tab keeps a connection alive; Ctrl+C waits at most 5 s for it instead of forever.
-    uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), access_log=False,
-                timeout_graceful_shutdown=5)
+    server.serve(app)

@@ -43,6 +43,7 @@ from inference.answer import ALL_MODELS, encode, predict_answer
 from inference.image_io import png_size
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
+from training.artifacts import exports_dir, remove_staged_files
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
 from training.versions import package_versions
 
@@ -57,6 +58,8 @@ INLINE_MAX_PIXELS = 640 * 640
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
 JSON_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "model": "model2"}'
 TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
+_TRAINED_MODEL_FIELDS = ("accuracy", "trained_at", "train_seconds", "onnx_parity", "options")
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _VERSIONED_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnx", "scikit-learn", "skl2onnx", "tensorflow", "keras",
                        "tf2onnx", "fastapi", "uvicorn", "pydantic", "gradio")
 
@@ -67,7 +70,9 @@ class PredictRequest(BaseModel):
     image: str = Field(description="The drawing as a data URL (data:image/png;base64,...) or bare base64 "
                                    "of a PNG, JPEG or WebP file", examples=["data:image/png;base64,iVBORw0KGgo..."])
     model: str = Field(DEFAULT_MODEL, description='"model1", "model2" or "all"', examples=[DEFAULT_MODEL])
-    invert: bool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
+    # strict: JSON true/false only; "yes", "false" or 1 is a 422, not a guess at what the client meant.
+    invert: bool = Field(False, strict=True,
+                         description="Flip the automatically detected polarity (ink vs background)")
 
 
 class PredictResponse(BaseModel):
@@ -151,6 +156,9 @@ def model_status_report(predictor: Predictor, jobs: JobManager) -> dict[str, Any
     the UI's Models tab and its `model_status` client endpoint show the same)."""
     status = predictor.status()
     for name, entry in status.items():
+        if not entry["trained"]:
+            # The ONNX file is gone: a sidecar JSON left behind describes a model that no longer serves.
+            entry.update({key: None for key in _TRAINED_MODEL_FIELDS})
         spec = jobs.models.get(name)
         reason = spec.unavailable_reason() if spec else "not in the registry"
         entry["training"] = jobs.is_running(name)
@@ -169,6 +177,11 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # A run killed with kill -9 leaves its staged files behind; nothing is staging at start.
+        removed = remove_staged_files(exports_dir(jobs.exports_dir))
+        if removed:
+            log.warning("removed %d staged file(s) of an interrupted training run: %s", len(removed),
+                        ", ".join(path.name for path in removed))
         if pool is not None:
             await pool.start()
         try:
@@ -313,7 +326,32 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         finally:
             requests_in_flight -= 1
 
+    _refuse_other_methods(app)
     return app
+
+
+def _refuse_other_methods(app: FastAPI) -> None:
+    """A JSON 405 for every REST path's other methods. Without these routes a request such as
+    GET /predict matches no route of ours by method and falls through to the Gradio app
+    mounted at "/", which answers 404 {"detail": "Not Found"}."""
+    allowed: dict[str, set[str]] = {}
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            allowed.setdefault(route.path, set()).update(route.methods)
+    for path, methods in allowed.items():
+        if "GET" in methods:
+            methods.add("HEAD")
+        others = [method for method in ALL_METHODS if method not in methods]
+        app.add_api_route(path, _method_not_allowed(", ".join(sorted(methods))), methods=others,
+                          include_in_schema=False)
+
+
+def _method_not_allowed(allow: str):
+    async def wrong_method(request: Request) -> JSONResponse:
+        return error_response(405, f"{request.method} is not allowed on {request.url.path}; use {allow} "
+                                   "(see /docs)", headers={"Allow": allow})
+
+    return wrong_method
 
 
 def _fits_inline(image: str) -> bool:
@@ -343,7 +381,7 @@ def _describe_validation_errors(errors: list[dict[str, Any]], example: str = JSO
     for error in errors:
         if error.get("type") == "json_invalid":
             detail = (error.get("ctx") or {}).get("error", "syntax error")
-            return 400, f"Request body is not valid JSON ({detail}); send a JSON object like {example}"
+            return 400, f"The body is not valid JSON: {detail}; send a JSON object like {example}"
     problems = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ()) if part != "body"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Callable
@@ -100,3 +101,29 @@ def _fsync(path: Path) -> None:
     if path.is_file():
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+# What ArtifactWriter.stage names its temporaries: ".<stem>.tmp-<8 hex digits><suffix>".
+STAGED_PATTERN = re.compile(r"\.model[0-9A-Za-z_-]*\.tmp-[0-9a-f]{8}(\.[0-9A-Za-z]+)?")
+
+
+def remove_staged_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete the staged files a run killed mid-write left in `directory` (only ours: ".model*.tmp-*"
+    by ArtifactWriter's exact pattern, only files, only directly in the folder); returns them.
+
+    Called when the server starts, when no run of this process is staging. A live run in another
+    process staging into the same folder is not expected (one server per exports folder)."""
+    folder = Path(directory)
+    removed = []
+    try:
+        candidates = list(folder.iterdir())
+    except OSError:
+        return removed  # no exports folder yet
+    for path in candidates:
+        if STAGED_PATTERN.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass  # read-only or gone: harmless, retried at the next start
+    return removed
