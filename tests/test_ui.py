@@ -209,31 +209,35 @@ def test_events_have_stable_api_names_and_queue_limits():
 def test_train_token_is_required_when_the_server_sets_one(monkeypatch):
     import app
 
-    monkeypatch.setattr(app, "TRAIN_TOKEN", "s3cret")
+    from ui import train_tab
+
+    monkeypatch.setattr(app.ctx, "train_token", "s3cret")
     spec = MODELS["model1"]
     for token, problem in (("", "enter the training token"), ("guess", "Wrong training token")):
         with pytest.warns(UserWarning, match=problem):
-            updates = list(app.make_trainer(spec)(1, 200, 0.1, 1000, token))
+            updates = list(train_tab.make_trainer(spec, app.ctx)(1, 200, 0.1, 1000, token))
         assert len(updates) == 1 and updates[0][1].startswith("**Not started.**") and problem in updates[0][1]
         with pytest.warns(UserWarning, match=problem):
-            assert app.make_canceller(spec)(token).startswith("**Not cancelled.**")
+            assert train_tab.make_canceller(spec, app.ctx)(token).startswith("**Not cancelled.**")
     assert not app.jobs.is_running("model1")
     # The right token is accepted: with nothing to cancel, the answer is the job's status.
-    assert app.make_canceller(spec)("s3cret") == app.jobs.status("model1")["status"]
+    assert train_tab.make_canceller(spec, app.ctx)("s3cret") == app.jobs.status("model1")["status"]
 
 
 INSPECT_UI = """
 import json, sys, warnings
 import app
+from training.registry import MODELS
+from ui.train_tab import make_trainer
 from gradio.components import Button, Markdown
 buttons = {b.elem_id: b.interactive for b in app.demo.blocks.values() if isinstance(b, Button)}
 notes = [b.value for b in app.demo.blocks.values() if isinstance(b, Markdown) and "Training is off" in (b.value or "")]
 tensorflow = sys.modules.get("tensorflow") is not None
 status, caught = None, []
-if app.MODELS["model2"].unavailable_reason():  # only then: otherwise this would really train
+if MODELS["model2"].unavailable_reason():  # only then: otherwise this would really train
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        status = list(app.make_trainer(app.MODELS["model2"])(1, 128, 0.001, 1000, ""))[-1][1]
+        status = list(make_trainer(MODELS["model2"], app.ctx)(1, 128, 0.001, 1000, ""))[-1][1]
 print(json.dumps({"buttons": buttons, "notes": notes, "status": status, "tensorflow": tensorflow,
                   "warnings": [str(w.message) for w in caught]}))
 """

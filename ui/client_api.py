@@ -1,0 +1,48 @@
+"""The documented gradio_client endpoints without a widget of their own: predict, model_status, env.
+
+No `from __future__ import annotations`: gr.api() reads these functions' type hints at
+runtime to document their inputs and outputs on the "Use via API" page.
+"""
+from typing import Any
+
+import gradio as gr
+from gradio.data_classes import FileData
+
+from inference.image_io import ImageInputError
+from inference.predictor import ModelUnavailableError
+from inference.preprocess import preprocess
+from inference.rest import environment, model_status_report
+from training.registry import MODELS
+from ui import draw
+from ui.context import PREDICT_QUEUE, AppContext
+
+
+def register(ctx: AppContext) -> None:
+    """Add the endpoints to the Blocks being built (listed first on the "Use via API" page)."""
+
+    def predict(image: FileData, model: str = "model2", invert: bool = False) -> tuple[int, list[float]]:
+        """Classify a picture of one handwritten digit with "model1" or "model2".
+        Returns (digit, probabilities of the digits 0-9)."""
+        if model not in MODELS:
+            raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(MODELS)}.")
+        try:
+            result = ctx.predictor.predict(preprocess(draw.uploaded_path(image), invert=bool(invert)), model)
+        except ImageInputError as error:
+            raise gr.Error(str(error)) from None
+        except ModelUnavailableError as error:
+            raise gr.Error(f"{model} cannot predict: {error.reason}") from None
+        return result.digit, result.probabilities
+
+    def model_status() -> dict[str, Any]:
+        """Every model: trained, serving, test accuracy, when and how long it trained, file sizes, ONNX parity,
+        and whether it is training now (the same as GET /model_status)."""
+        return model_status_report(ctx.predictor, ctx.jobs)
+
+    def env() -> dict[str, Any]:
+        """The runtime environment (the same as GET /env): Python, platform, library versions, TensorFlow,
+        prediction workers."""
+        return environment(ctx.pool)
+
+    gr.api(predict, api_name="predict", **PREDICT_QUEUE)
+    gr.api(model_status, api_name="model_status")
+    gr.api(env, api_name="env")

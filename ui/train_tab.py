@@ -1,0 +1,175 @@
+"""The Train tab: per model, options, a Train button streaming the run, Cancel, live curves.
+
+Thin handlers over the shared job manager; the work they do is in ui/training.py. A job
+started elsewhere (REST, another page) is followed while the tab is open.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from training.jobs import JobAlreadyRunningError, TrainingUnavailableError
+from training.registry import MODELS, ModelSpec
+from ui import plots, training, views
+from ui.context import PRIVATE, AppContext
+
+WATCH_EVERY = 2.0  # s: how often an open Train tab looks for a job started elsewhere (REST, another page)
+
+
+@dataclass
+class TrainTab:
+    tab: gr.Tab
+    watch_timer: gr.Timer
+    views: list[Any]  # (progress, status, accuracy, loss, summary) per model, in registry order
+
+    def follow_while_open(self, ctx: AppContext, other_tabs: list[gr.Tab]) -> None:
+        """Following jobs started elsewhere costs a request every WATCH_EVERY s: only while this tab is open."""
+        self.tab.select(lambda: open_train_tab(ctx), None, [self.watch_timer, *self.views], api_name="open_train",
+                        show_progress="hidden", **PRIVATE)
+        gr.on([tab.select for tab in other_tabs], lambda: gr.Timer(active=False), None, self.watch_timer,
+              api_name="close_train", queue=False, **PRIVATE)
+
+
+def make_trainer(spec: ModelSpec, ctx: AppContext):
+    def train(epochs: float | None, batch_size: float | None, learning_rate: float | None, limit: float | None,
+              token: str | None = ""):
+        blocked = training.training_blocked(spec, token, ctx.train_token)
+        if blocked:
+            gr.Warning(blocked)
+            yield training.training_view(ctx.jobs.status(spec.name), f"**Not started.** {blocked}")
+            return
+        try:
+            ctx.jobs.start(spec.name, training.options_from_fields(epochs, batch_size, learning_rate, limit))
+        except JobAlreadyRunningError as error:
+            gr.Info(f"{error}. Showing its progress.")
+        except (TrainingUnavailableError, ValueError) as error:
+            gr.Warning(str(error))
+            yield training.training_view(ctx.jobs.status(spec.name), f"**Not started.** {error}")
+            return
+        yield from training.stream_job(ctx.jobs, spec.name)
+
+    train.__doc__ = (f"Train {spec.title} on MNIST and stream its progress: each update is (progress 0-100, "
+                     f"status, accuracy curve, loss curve, summary). limit 0 trains on all 60,000 images.")
+    return train
+
+
+def make_canceller(spec: ModelSpec, ctx: AppContext):
+    def cancel(token: str | None = "") -> str:
+        blocked = training.training_blocked(spec, token, ctx.train_token) if ctx.train_token else None
+        if blocked:
+            gr.Warning(blocked)
+            return f"**Not cancelled.** {blocked}"
+        if ctx.jobs.cancel(spec.name):
+            return "Cancelling: the previous model stays in use."
+        gr.Info(f"{views.short_title(spec.title)} is not training.")
+        return training.training_view(ctx.jobs.status(spec.name))[1]
+
+    cancel.__doc__ = f"Cancel the running training of {spec.title}; returns a status message."
+    return cancel
+
+
+def make_watcher(spec: ModelSpec, ctx: AppContext):
+    def watch(busy: bool, shown: int):
+        """Follow a job started elsewhere (REST, another page) unless this page streams it already.
+        `shown`: the job manager's event count this page last showed; a run that started and
+        ended between two ticks still gets its final state shown."""
+        nothing = [gr.skip()] * 5
+        job = ctx.jobs.status(spec.name)
+        if busy or (not job["running"] and job["seq"] == shown):
+            yield (*nothing, busy, shown)
+        elif not job["running"]:
+            yield (*training.training_view(job), False, job["seq"])
+        else:
+            for view in training.stream_job(ctx.jobs, spec.name):
+                yield (*view, True, shown)
+            yield (*nothing, False, ctx.jobs.status(spec.name)["seq"])
+
+    return watch
+
+
+def open_train_tab(ctx: AppContext) -> list[Any]:
+    """Show each model's current or last job, and start following jobs started elsewhere."""
+    return [gr.Timer(active=True),
+            *[value for name in MODELS for value in training.training_view(ctx.jobs.status(name))]]
+
+
+def build(ctx: AppContext) -> TrainTab:
+    """Lay out the Train tab inside the current gr.Blocks and wire its events."""
+    with gr.Tab("Train", id="train") as train_tab:
+        gr.Markdown("Train either model on MNIST right here and watch it learn. When a run finishes, its "
+                    "test accuracy is shown and the Draw tab uses the new model at once. "
+                    "**Quick run** settings finish in seconds; the defaults give the best accuracy.")
+        token = gr.Textbox("", label="Training token", type="password", visible=bool(ctx.train_token),
+                           info="This server protects training: enter its TRAIN_TOKEN to train or cancel.",
+                           elem_id="train-token")
+        watch_timer = gr.Timer(WATCH_EVERY, active=False)
+        train_buttons, train_views = [], []
+        with gr.Row(equal_height=False):
+            for name, spec in MODELS.items():
+                train_buttons.append(_model_panel(ctx, name, spec, token, watch_timer, train_views))
+        token.input(lambda tok: [gr.Button(interactive=training.can_train(s, tok, ctx.train_token))
+                                 for s in MODELS.values()],
+                    token, train_buttons, api_name="token_entered", queue=False, **PRIVATE)
+    return TrainTab(tab=train_tab, watch_timer=watch_timer, views=train_views)
+
+
+def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox, watch_timer: gr.Timer,
+                 train_views: list[Any]) -> gr.Button:
+    """One model's options, buttons, progress and curves; returns its Train button."""
+    defaults, quick = spec.defaults(), spec.quick()
+    with gr.Column(variant="panel", min_width=360):
+        gr.Markdown(f"### {spec.title}\n{spec.description}")
+        if spec.unavailable_reason():
+            gr.Markdown(f"**Training is off here.** {spec.unavailable_reason()}")
+        with gr.Row():
+            fields = [
+                gr.Number(defaults.epochs, label="Epochs", precision=0, elem_id=f"epochs-{name}"),
+                gr.Number(defaults.batch_size, label="Batch size", precision=0, elem_id=f"batch-{name}"),
+                gr.Number(defaults.learning_rate, label="Learning rate", elem_id=f"lr-{name}"),
+                gr.Number(defaults.limit or 0, label="Training images (0 = all 60,000)", precision=0,
+                          elem_id=f"limit-{name}"),
+            ]
+        with gr.Row():
+            quick_btn = gr.Button("Quick run settings", size="sm", elem_id=f"quick-{name}")
+            defaults_btn = gr.Button("Default settings", size="sm", elem_id=f"defaults-{name}")
+        with gr.Row():
+            train_btn = gr.Button(f"Train {views.short_title(spec.title)}", variant="primary",
+                                  interactive=training.can_train(spec, None, ctx.train_token),
+                                  elem_id=f"train-{name}")
+            cancel_btn = gr.Button("Cancel", variant="stop", elem_id=f"cancel-{name}")
+        view = [
+            gr.Slider(0, 100, value=0, step=0.1, label="Progress", interactive=False, buttons=[],
+                      elem_id=f"progress-{name}"),
+            gr.Markdown("Not started", label="Status", elem_id=f"status-{name}"),
+            gr.LinePlot(plots.empty_curve(plots.ACCURACY_SERIES), x="epoch", y="value",
+                        color="series", color_map=plots.CURVE_COLORS, colors_in_legend=[],
+                        y_lim=[0, 1], title=plots.ACCURACY_TITLE, x_title="Epoch", y_title="Accuracy",
+                        height=220, label="Accuracy curve", show_label=False, elem_id=f"accuracy-{name}"),
+            gr.LinePlot(plots.empty_curve(plots.LOSS_SERIES), x="epoch", y="value", color="series",
+                        color_map=plots.CURVE_COLORS, colors_in_legend=[], title=plots.LOSS_TITLE,
+                        x_title="Epoch", y_title="Cross-entropy", height=220, label="Loss curve",
+                        show_label=False, elem_id=f"loss-{name}"),
+            gr.Markdown("", label="Summary", elem_id=f"summary-{name}"),
+        ]
+    busy = gr.State(False)  # this page already streams this model's job
+    shown = gr.State(0)  # the job manager's event count this page last showed
+    train_views += view
+
+    quick_btn.click(lambda q=quick: training.option_values(q), None, fields, queue=False,
+                    api_name=f"quick_settings_{name}", **PRIVATE)
+    defaults_btn.click(lambda d=defaults: training.option_values(d), None, fields, queue=False,
+                       api_name=f"default_settings_{name}", **PRIVATE)
+    # Lock the button, stream the run (at most one per model: concurrency 1 per model),
+    # then unlock. Only the middle step is the public `train_<model>` endpoint.
+    train_btn.click(lambda: (gr.Button(interactive=False), True), None, [train_btn, busy],
+                    queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
+        make_trainer(spec, ctx), [*fields, token], view, api_name=f"train_{name}",
+        concurrency_limit=1, concurrency_id=f"train_{name}", show_progress="hidden").then(
+        lambda tok, s=spec: (gr.Button(interactive=training.can_train(s, tok, ctx.train_token)), False),
+        token, [train_btn, busy], queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
+    cancel_btn.click(make_canceller(spec, ctx), token, view[1], api_name=f"cancel_{name}")
+    watch_timer.tick(make_watcher(spec, ctx), [busy, shown], [*view, busy, shown], api_name=f"watch_{name}",
+                     concurrency_limit=None, show_progress="hidden", **PRIVATE)
+    return train_btn
