@@ -276,9 +276,14 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     def cancel_training(model: str) -> dict[str, Any]:
         name = model_or_404(model)
         cancelled = jobs.cancel(name)
-        return {"cancelled": cancelled, "model": name,
-                "message": "Cancelling: the previous model stays in place" if cancelled else f"{name} is not training",
-                **_without_history(jobs.status(name))}
+        status = _without_history(jobs.status(name))
+        if cancelled:
+            message = "Cancelling: the previous model stays in place"
+        elif status["running"]:  # the run had already saved its files: they are in place
+            message = f"Too late to cancel: {name}'s new model is already saved and in use; the job is finishing"
+        else:
+            message = f"{name} is not training (its last job: {status['status']})"
+        return {"cancelled": cancelled, "model": name, "message": message, **status}
 
     app.add_api_route("/train/{model}", cancel_training, methods=["DELETE"], summary="Cancel a running training job",
                       tags=["training"], responses=error_responses, dependencies=[Depends(require_train_token)])
