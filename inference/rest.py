@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
 from inference.answer import ALL_MODELS, encode, predict_answer
-from inference.image_io import png_size
+from inference.image_io import LARGE_PIXELS, declared_size, png_size
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from training.artifacts import exports_dir, remove_staged_files
@@ -55,6 +55,7 @@ PREDICT_THREADS = 2  # /predict requests at once in threads when there is no poo
 # An idle server answers a PNG this small on the event loop (see _fits_inline).
 INLINE_MAX_IMAGE_CHARS = 64 * 1024
 INLINE_MAX_PIXELS = 640 * 640
+LARGE_AT_ONCE = 1  # /predict requests with a large image decoded at once (see predict() in create_api)
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
 JSON_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "model": "model2"}'
 TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
@@ -198,6 +199,7 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     )
     app.router.route_class = BodyLimitRoute  # every API route; Gradio's mount keeps its own limits
     predict_limiter = anyio.CapacityLimiter(PREDICT_THREADS)
+    large_lane = asyncio.Semaphore(LARGE_AT_ONCE)  # see predict()
     predicts_in_threads = 0  # these two are only touched on the event loop: no lock needed
     requests_in_flight = 0
     bearer = HTTPBearer(auto_error=False, description="Needed only when the server sets TRAIN_TOKEN")
@@ -308,28 +310,40 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         #   PREDICT_THREADS threads, so a big upload never stalls the loop (which also serves the UI).
         #   Two, not anyio's default 40: the work keeps retaking the GIL, and more threads only add
         #   handoffs (all requests in threads, 8 clients: 40 threads 305 req/s, 2 threads 380).
-        nonlocal predicts_in_threads, requests_in_flight
+        # - An image that declares over LARGE_PIXELS (tens of ms to decode, up to a few hundred MB
+        #   for the largest allowed), or whose size the first 64 KB do not tell, waits its turn in
+        #   `large_lane`: LARGE_AT_ONCE at a time, so large uploads never hold more than that share
+        #   of the workers and canvas-sized requests keep their latency.
+        nonlocal requests_in_flight
         requests_in_flight += 1
         try:
             if request.model != ALL_MODELS and request.model not in predictor.models:
                 return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
-            small = predicts_in_threads == 0 and _fits_inline(request.image)
-            if pool is not None and pool.ready_workers:
-                await asyncio.sleep(0)
-                if not small or requests_in_flight > 1 or pool.waiting:
-                    answered = await pool.answer(request.image, request.model, request.invert)
-                    if answered is not None:
-                        return _json_response(*answered)
-            if small:
-                return _json_response(*_predict(predictor, request))
-            predicts_in_threads += 1
-            try:
-                answered = await anyio.to_thread.run_sync(_predict, predictor, request, limiter=predict_limiter)
-            finally:
-                predicts_in_threads -= 1
-            return _json_response(*answered)
+            if not _fits_inline(request.image) and _is_large(request.image):
+                async with large_lane:
+                    return await answer(request)
+            return await answer(request)
         finally:
             requests_in_flight -= 1
+
+    async def answer(request: PredictRequest) -> Response:
+        """Where the work runs, as explained in predict()."""
+        nonlocal predicts_in_threads
+        small = predicts_in_threads == 0 and _fits_inline(request.image)
+        if pool is not None and pool.ready_workers:
+            await asyncio.sleep(0)
+            if not small or requests_in_flight > 1 or pool.waiting:
+                answered = await pool.answer(request.image, request.model, request.invert)
+                if answered is not None:
+                    return _json_response(*answered)
+        if small:
+            return _json_response(*_predict(predictor, request))
+        predicts_in_threads += 1
+        try:
+            answered = await anyio.to_thread.run_sync(_predict, predictor, request, limiter=predict_limiter)
+        finally:
+            predicts_in_threads -= 1
+        return _json_response(*answered)
 
     _refuse_other_methods(app)
     return app
@@ -366,6 +380,12 @@ def _fits_inline(image: str) -> bool:
         return False
     size = png_size(image)
     return size is not None and size[0] * size[1] <= INLINE_MAX_PIXELS
+
+
+def _is_large(image: str) -> bool:
+    """Whether the image declares more than LARGE_PIXELS, or does not say in its first 64 KB."""
+    size = declared_size(image)
+    return size is None or size[0] * size[1] > LARGE_PIXELS
 
 
 def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:

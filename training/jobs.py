@@ -14,12 +14,16 @@ is renamed); once the files are renamed, cancel() answers False (too late) and t
 ends as succeeded, saying so. Either way, what the job reports is what is on disk.
 
 Streaming consumers call `wait_for_update(name, seen, timeout)`, which blocks on
-a Condition (no polling) until events past `seen` exist or the job finishes.
+a Condition (no polling) until events past `seen` exist or the job finishes, or,
+on an event loop, `await wait_for_update_async(...)`, which waits the same way
+without holding a thread (a hundred open Train tabs must not take the web
+server's worker threads from predictions).
 Every job ends with one terminal event carrying `"state"` ("succeeded",
 "failed" or "cancelled"), so a consumer's loop can stop on it.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -88,6 +92,7 @@ class JobManager:
         # Event numbers keep counting across a model's jobs, so a consumer's `seen` stays valid.
         self._seq: dict[str, int] = {name: 0 for name in self.models}
         self._changed = threading.Condition()
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()  # under _changed
 
     # -- starting and stopping -------------------------------------------
 
@@ -184,6 +189,30 @@ class JobManager:
                 if remaining <= 0:
                     return [], self._seq[name]
                 self._changed.wait(remaining)
+
+    async def wait_for_update_async(self, name: str, seen: int, timeout: float) -> tuple[list[dict[str, Any]], int]:
+        """wait_for_update for coroutines: the same answer, awaited on the event loop (no thread)."""
+        self._spec(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            woken = asyncio.Event()
+            with self._changed:
+                events = self._events_after(name, seen)
+                if events or not self.is_running(name):
+                    return events, self._seq[name]
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return [], self._seq[name]
+                waiter = (loop, woken)
+                self._async_waiters.add(waiter)
+            try:
+                await asyncio.wait_for(woken.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                with self._changed:
+                    self._async_waiters.discard(waiter)
 
     # -- options ------------------------------------------------------------
 
@@ -323,6 +352,11 @@ class JobManager:
         self._seq[job.name] += 1
         job.history.append((self._seq[job.name], event))
         self._changed.notify_all()
+        for loop, woken in self._async_waiters:
+            try:
+                loop.call_soon_threadsafe(woken.set)
+            except RuntimeError:  # that loop has closed; its waiter is gone with it
+                pass
 
     def _events_after(self, name: str, seen: int) -> list[dict[str, Any]]:
         job = self._jobs.get(name)

@@ -23,18 +23,23 @@ class TrainTab:
     tab: gr.Tab
     watch_timer: gr.Timer
     views: list[Any]  # (progress, status, accuracy, loss, summary) per model, in registry order
+    buttons: list[gr.Button]  # each model's Train button, in registry order
+    token: gr.Textbox
 
     def follow_while_open(self, ctx: AppContext, other_tabs: list[gr.Tab]) -> None:
         """Following jobs started elsewhere costs a request every WATCH_EVERY s: only while this tab is open."""
-        self.tab.select(lambda: open_train_tab(ctx), None, [self.watch_timer, *self.views], api_name="open_train",
-                        show_progress="hidden", **PRIVATE)
+        per_model = [[*self.views[5 * i:5 * i + 5], button] for i, button in enumerate(self.buttons)]
+        self.tab.select(lambda tok: open_train_tab(ctx, tok), self.token,
+                        [self.watch_timer, *[output for outputs in per_model for output in outputs]],
+                        api_name="open_train", show_progress="hidden", **PRIVATE)
         gr.on([tab.select for tab in other_tabs], lambda: gr.Timer(active=False), None, self.watch_timer,
               api_name="close_train", queue=False, **PRIVATE)
 
 
 def make_trainer(spec: ModelSpec, ctx: AppContext):
-    def train(epochs: float | None, batch_size: float | None, learning_rate: float | None, limit: float | None,
-              token: str | None = ""):
+    # A coroutine generator: it streams on the event loop and holds no worker thread for the run.
+    async def train(epochs: float | None, batch_size: float | None, learning_rate: float | None,
+                    limit: float | None, token: str | None = ""):
         blocked = training.training_blocked(spec, token, ctx.train_token)
         if blocked:
             gr.Warning(blocked)
@@ -43,12 +48,14 @@ def make_trainer(spec: ModelSpec, ctx: AppContext):
         try:
             ctx.jobs.start(spec.name, training.options_from_fields(epochs, batch_size, learning_rate, limit))
         except JobAlreadyRunningError as error:
+            # Started on another page (or by REST) a moment ago: follow that run; never queue another.
             gr.Info(f"{error}. Showing its progress.")
         except (TrainingUnavailableError, ValueError) as error:
             gr.Warning(str(error))
             yield training.training_view(ctx.jobs.status(spec.name), f"**Not started.** {error}")
             return
-        yield from training.stream_job(ctx.jobs, spec.name)
+        async for view in training.stream_job(ctx.jobs, spec.name):
+            yield view
 
     train.__doc__ = (f"Train {spec.title} on MNIST and stream its progress: each update is (progress 0-100, "
                      f"status, accuracy curve, loss curve, summary). limit 0 trains on all 60,000 images.")
@@ -63,36 +70,52 @@ def make_canceller(spec: ModelSpec, ctx: AppContext):
             return f"**Not cancelled.** {blocked}"
         if ctx.jobs.cancel(spec.name):
             return "Cancelling: the previous model stays in use."
+        job = ctx.jobs.status(spec.name)
+        if job["running"]:  # its files are already saved (training/jobs.py): the cancel came too late
+            gr.Info("Too late to cancel: the new model is already saved and in use.")
+            return "**Too late to cancel:** the new model is already saved and in use."
         gr.Info(f"{views.short_title(spec.title)} is not training.")
-        return training.training_view(ctx.jobs.status(spec.name))[1]
+        return training.training_view(job)[1]
 
     cancel.__doc__ = f"Cancel the running training of {spec.title}; returns a status message."
     return cancel
 
 
+def train_button(spec: ModelSpec, ctx: AppContext, job: dict[str, Any], token: str | None) -> gr.Button:
+    """The Train button as the job manager says: off while this model trains (from any page or REST)."""
+    return gr.Button(interactive=not job["running"] and training.can_train(spec, token, ctx.train_token))
+
+
 def make_watcher(spec: ModelSpec, ctx: AppContext):
-    def watch(busy: bool, shown: int):
+    async def watch(busy: bool, shown: int, token: str | None = ""):
         """Follow a job started elsewhere (REST, another page) unless this page streams it already.
         `shown`: the job manager's event count this page last showed; a run that started and
-        ended between two ticks still gets its final state shown."""
+        ended between two ticks still gets its final state shown. Every open page's Train button
+        follows the job: off while it runs, on again when it ends."""
         nothing = [gr.skip()] * 5
         job = ctx.jobs.status(spec.name)
         if busy or (not job["running"] and job["seq"] == shown):
-            yield (*nothing, busy, shown)
+            yield (*nothing, gr.skip(), busy, shown)
         elif not job["running"]:
-            yield (*training.training_view(job), False, job["seq"])
+            yield (*training.shared_view(job), train_button(spec, ctx, job, token), False, job["seq"])
         else:
-            for view in training.stream_job(ctx.jobs, spec.name):
-                yield (*view, True, shown)
-            yield (*nothing, False, ctx.jobs.status(spec.name)["seq"])
+            yield (*nothing, train_button(spec, ctx, job, token), True, shown)
+            async for view in training.stream_job(ctx.jobs, spec.name):
+                yield (*view, gr.skip(), True, shown)
+            job = ctx.jobs.status(spec.name)
+            yield (*nothing, train_button(spec, ctx, job, token), False, job["seq"])
 
     return watch
 
 
-def open_train_tab(ctx: AppContext) -> list[Any]:
-    """Show each model's current or last job, and start following jobs started elsewhere."""
-    return [gr.Timer(active=True),
-            *[value for name in MODELS for value in training.training_view(ctx.jobs.status(name))]]
+def open_train_tab(ctx: AppContext, token: str | None = "") -> list[Any]:
+    """Show each model's current or last job and its Train button's state, and start following
+    jobs started elsewhere."""
+    outputs: list[Any] = [gr.Timer(active=True)]
+    for name, spec in MODELS.items():
+        job = ctx.jobs.status(name)
+        outputs += [*training.training_view(job), train_button(spec, ctx, job, token)]
+    return outputs
 
 
 def build(ctx: AppContext) -> TrainTab:
@@ -112,7 +135,7 @@ def build(ctx: AppContext) -> TrainTab:
         token.input(lambda tok: [gr.Button(interactive=training.can_train(s, tok, ctx.train_token))
                                  for s in MODELS.values()],
                     token, train_buttons, api_name="token_entered", queue=False, **PRIVATE)
-    return TrainTab(tab=train_tab, watch_timer=watch_timer, views=train_views)
+    return TrainTab(tab=train_tab, watch_timer=watch_timer, views=train_views, buttons=train_buttons, token=token)
 
 
 def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox, watch_timer: gr.Timer,
@@ -161,15 +184,19 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                     api_name=f"quick_settings_{name}", **PRIVATE)
     defaults_btn.click(lambda d=defaults: training.option_values(d), None, fields, queue=False,
                        api_name=f"default_settings_{name}", **PRIVATE)
-    # Lock the button, stream the run (at most one per model: concurrency 1 per model),
-    # then unlock. Only the middle step is the public `train_<model>` endpoint.
+    # Lock the button, stream the run, then unlock. Only the middle step is the public `train_<model>`
+    # endpoint. No concurrency limit: the job manager runs one job per model, and a click while the
+    # model trains (another page, REST) follows that job at once. A limit of 1 queued such a click
+    # behind the running stream, and it started a second, unwanted run when the first ended.
+    # The stream is a coroutine generator: it holds no worker thread.
     train_btn.click(lambda: (gr.Button(interactive=False), True), None, [train_btn, busy],
                     queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
         make_trainer(spec, ctx), [*fields, token], view, api_name=f"train_{name}",
-        concurrency_limit=1, concurrency_id=f"train_{name}", show_progress="hidden").then(
-        lambda tok, s=spec: (gr.Button(interactive=training.can_train(s, tok, ctx.train_token)), False),
+        concurrency_limit=None, show_progress="hidden").then(
+        lambda tok, s=spec: (train_button(s, ctx, ctx.jobs.status(s.name), tok), False),
         token, [train_btn, busy], queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
     cancel_btn.click(make_canceller(spec, ctx), token, view[1], api_name=f"cancel_{name}")
-    watch_timer.tick(make_watcher(spec, ctx), [busy, shown], [*view, busy, shown], api_name=f"watch_{name}",
-                     concurrency_limit=None, show_progress="hidden", **PRIVATE)
+    # Every open Train tab runs one of these per model: coroutines on the event loop, no thread each.
+    watch_timer.tick(make_watcher(spec, ctx), [busy, shown, token], [*view, train_btn, busy, shown],
+                     api_name=f"watch_{name}", concurrency_limit=None, show_progress="hidden", **PRIVATE)
     return train_btn

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 from training.jobs import JobManager
 from training.options import TrainOptions
@@ -53,21 +53,37 @@ def training_view(job: dict[str, Any], status: str | None = None) -> tuple:
             views.training_summary(job))
 
 
-def stream_job(jobs: JobManager, name: str) -> Iterator[tuple]:
+async def stream_job(jobs: JobManager, name: str) -> AsyncIterator[tuple]:
     """Views of `name`'s job while it runs, ending with its final state.
 
-    Blocks on the job manager's condition (wait_for_update) instead of sleeping, and
-    sends at most one update per STREAM_INTERVAL: a trainer may report every batch.
+    Awaits the job manager's updates (wait_for_update_async) instead of sleeping or holding a
+    thread: every open Train tab follows a run this way, and a blocked thread per tab took
+    Gradio's worker threads from predictions (60 tabs: a prediction took 11.8 s). Sends at most
+    one update per STREAM_INTERVAL (a trainer may report every batch); the view of one job
+    state is computed once and shared by every tab that shows it.
     """
     seen, last_shown, pending = 0, 0.0, False
     while True:
         wait = max(0.05, STREAM_INTERVAL - (time.monotonic() - last_shown)) if pending else STREAM_WAIT
-        events, seen = jobs.wait_for_update(name, seen, wait)
+        events, seen = await jobs.wait_for_update_async(name, seen, wait)
         pending = pending or bool(events)
         job = jobs.status(name)
         finished = not job["running"]
         if finished or (pending and time.monotonic() - last_shown >= STREAM_INTERVAL):
-            yield training_view(job)
+            yield shared_view(job)
             last_shown, pending = time.monotonic(), False
         if finished:
             return
+
+
+_shared_views: dict[str, tuple[int, tuple]] = {}  # model -> (event count, its view); one entry per model
+
+
+def shared_view(job: dict[str, Any]) -> tuple:
+    """training_view(job), computed once per job state (its event count) for all the tabs showing it."""
+    cached = _shared_views.get(job["model"])
+    if cached is not None and cached[0] == job["seq"]:
+        return cached[1]
+    view = training_view(job)
+    _shared_views[job["model"]] = (job["seq"], view)
+    return view
