@@ -9,6 +9,7 @@ What each setting stops (each attack is in tests/test_security.py, run against `
   (which quoted the payload's paths); our own messages are gr.Warning / gr.Error and still show.
 - `max_file_size`: the 5 MB of a REST body, for /gradio_api/upload too.
 - `delete_cache`: uploads and outputs older than CACHE_MAX_AGE are deleted on a schedule.
+- `MAX_RUNNING_EVENTS`: a hundred open Train tabs do not take every queue slot from predictions.
 - `HeaderLimitedProtocol`: a request whose line and headers exceed MAX_HEADER_BYTES is answered
   431 at once, before the parser has to hold it.
 """
@@ -33,6 +34,12 @@ REFUSED_LINGER = 1.0  # s
 # The Gradio cache (uploads, drawings, output images): files older than this are deleted, checked
 # every CACHE_MAX_AGE / 4. A drawing is read within milliseconds of its upload; an hour is generous.
 CACHE_MAX_AGE = 3600  # s; $GRADIO_CACHE_MAX_AGE overrides it
+# Gradio's queue runs at most this many events at once, in all (launch()'s max_threads, 40 by default,
+# sizes both this and the thread pool). An open Train tab following a run holds one event for the
+# whole run: 40 open tabs took every slot, and predictions waited (60 tabs: 11.8 s; 100 tabs: over
+# 120 s, measured here). The streams are coroutines (ui/train_tab.py) that hold no thread, so the
+# queue may run many more of them; threads stay at 40 and each event's own concurrency_limit holds.
+MAX_RUNNING_EVENTS = 1000
 GRACEFUL_SHUTDOWN = 5  # s: an open browser tab keeps a connection alive; Ctrl+C waits at most this long
 
 _TOO_LARGE_BODY = (b'{"error":"The request line and headers are larger than %d KB: send fewer or smaller '
@@ -154,6 +161,7 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, **options: 
     # every event, public or private, by api name or fn_index, accept only files in Gradio's
     # upload folder (what its /upload route wrote), as under launch().
     demo.has_launched = True
+    demo._queue.max_thread_count = MAX_RUNNING_EVENTS  # what launch(max_threads=) sets; read when the queue starts
     return app
 
 

@@ -414,7 +414,7 @@ class Stream(threading.Thread):
         session = uuid.uuid4().hex
         status, body = request(self.base + "gradio_api/queue/join",
                                {"data": self.data, "fn_index": self.fn_index, "session_hash": session,
-                                "event_data": None, "trigger_id": None})
+                                "event_data": None, "trigger_id": None}, timeout=60)
         assert status == 200, body
         url = self.base + f"gradio_api/queue/data?session_hash={session}"
         with urllib.request.urlopen(url, timeout=self.timeout) as stream:
@@ -467,15 +467,17 @@ def test_a_second_page_clicking_train_follows_the_run_and_never_queues_another(t
 def test_a_hundred_open_train_tabs_leave_predictions_fast(target, mnist_dir):
     """100 pages follow a running training (their watch_model1 streams) while another page predicts."""
     base = target["url"]
-    status, answer = request(base + "train/model1", {"epochs": 2}, headers=bearer())
+    status, answer = request(base + "train/model1", {"epochs": 30}, headers=bearer())  # cancelled at the end
     assert status == 202, answer
     try:
         watch = fn_index_of(base, "watch_model1")
-        tabs = [Stream(base, watch, [False, 0, SECRET_TOKEN]) for _ in range(100)]
+        tabs = [Stream(base, watch, [SECRET_TOKEN]) for _ in range(100)]
+        started = time.monotonic()
         for tab in tabs:
             tab.start()
         for tab in tabs:
             assert tab.joined.wait(60)
+        joined = time.monotonic() - started
         image = drawing_upload(base)
         predict = fn_index_of(base, "predict")
         latencies = []
@@ -486,8 +488,9 @@ def test_a_hundred_open_train_tabs_leave_predictions_fast(target, mnist_dir):
             latencies.append(time.monotonic() - started)
             assert any(m.get("msg") == "process_completed" and m.get("success") for m in messages), raw[:300]
         following = sum(1 for tab in tabs if any(m.get("msg") == "process_generating" for m in tab.messages))
-        print(f"\n100 open Train tabs: Gradio predict p50 {statistics.median(latencies) * 1000:.0f} ms, "
-              f"max {max(latencies) * 1000:.0f} ms; {following} tabs streaming")
+        print(f"\n100 open Train tabs (joined in {joined:.1f} s): Gradio predict p50 "
+              f"{statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
+              f"{following} tabs streaming; load {os.getloadavg()[0]:.1f}")
         assert following >= 90, f"only {following} of 100 tabs follow the run"
         assert statistics.median(latencies) < 1.0, latencies  # 11.8 s with 60 tabs before the fix
     finally:

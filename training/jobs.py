@@ -15,7 +15,7 @@ ends as succeeded, saying so. Either way, what the job reports is what is on dis
 
 Streaming consumers call `wait_for_update(name, seen, timeout)`, which blocks on
 a Condition (no polling) until events past `seen` exist or the job finishes, or,
-on an event loop, `await wait_for_update_async(...)`, which waits the same way
+on an event loop, `await wait_for_change_async(...)`, which waits the same way
 without holding a thread (a hundred open Train tabs must not take the web
 server's worker threads from predictions).
 Every job ends with one terminal event carrying `"state"` ("succeeded",
@@ -190,20 +190,26 @@ class JobManager:
                     return [], self._seq[name]
                 self._changed.wait(remaining)
 
-    async def wait_for_update_async(self, name: str, seen: int, timeout: float) -> tuple[list[dict[str, Any]], int]:
-        """wait_for_update for coroutines: the same answer, awaited on the event loop (no thread)."""
+    def seq(self, name: str) -> int:
+        """The number of `name`'s latest event (it counts across jobs): cheap, for "anything new?"."""
+        with self._changed:
+            return self._seq[name]
+
+    async def wait_for_change_async(self, name: str, seen: int, timeout: float, *, while_idle: bool = False) -> int:
+        """For coroutines: the latest event number, as soon as it differs from `seen` or no job runs
+        (with `while_idle`: also while none runs, until one starts), else after `timeout` s.
+        Awaited on the event loop, holding no thread; no history is copied."""
         self._spec(name)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             woken = asyncio.Event()
             with self._changed:
-                events = self._events_after(name, seen)
-                if events or not self.is_running(name):
-                    return events, self._seq[name]
+                if self._seq[name] != seen or (not while_idle and not self.is_running(name)):
+                    return self._seq[name]
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    return [], self._seq[name]
+                    return self._seq[name]
                 waiter = (loop, woken)
                 self._async_waiters.add(waiter)
             try:

@@ -1,10 +1,14 @@
 """The Train tab: per model, options, a Train button streaming the run, Cancel, live curves.
 
-Thin handlers over the shared job manager; the work they do is in ui/training.py. A job
-started elsewhere (REST, another page) is followed while the tab is open.
+Thin handlers over the shared job manager; the work they do is in ui/training.py. While the
+tab is open, one long-lived coroutine per model (`watch_<model>`) follows the job manager: a
+run started anywhere (this page, another page, REST) is streamed and the Train button follows
+it. It is woken by the job manager only, never by a timer: a hundred open tabs cost nothing
+while nothing trains.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,25 +19,35 @@ from training.registry import MODELS, ModelSpec
 from ui import plots, training, views
 from ui.context import PRIVATE, AppContext
 
-WATCH_EVERY = 2.0  # s: how often an open Train tab looks for a job started elsewhere (REST, another page)
+FOLLOW_HEARTBEAT = 20.0  # s: an idle follower sends an empty update this often; Gradio ends it there once the page is gone
+# A tab following a run gets its progress and status every WATCH_STREAM_INTERVAL s and its curves
+# and summary every WATCH_CURVES_EVERY s (and at the end). Gradio postprocesses and sends every
+# update of every open tab: full views every 0.3 s (what the Train click's own stream sends) to a
+# hundred tabs kept the server busy.
+WATCH_STREAM_INTERVAL = 2.0  # s
+WATCH_CURVES_EVERY = 10.0  # s
 
 
 @dataclass
 class TrainTab:
     tab: gr.Tab
-    watch_timer: gr.Timer
     views: list[Any]  # (progress, status, accuracy, loss, summary) per model, in registry order
     buttons: list[gr.Button]  # each model's Train button, in registry order
     token: gr.Textbox
 
     def follow_while_open(self, ctx: AppContext, other_tabs: list[gr.Tab]) -> None:
-        """Following jobs started elsewhere costs a request every WATCH_EVERY s: only while this tab is open."""
+        """Show every model's job when this tab opens and follow it until another tab is selected
+        (or the page closes)."""
         per_model = [[*self.views[5 * i:5 * i + 5], button] for i, button in enumerate(self.buttons)]
-        self.tab.select(lambda tok: open_train_tab(ctx, tok), self.token,
-                        [self.watch_timer, *[output for outputs in per_model for output in outputs]],
-                        api_name="open_train", show_progress="hidden", **PRIVATE)
-        gr.on([tab.select for tab in other_tabs], lambda: gr.Timer(active=False), None, self.watch_timer,
-              api_name="close_train", queue=False, **PRIVATE)
+        opened = self.tab.select(lambda tok: open_train_tab(ctx, tok), self.token,
+                                 [output for outputs in per_model for output in outputs],
+                                 api_name="open_train", show_progress="hidden", **PRIVATE)
+        # No concurrency limit: coroutines holding no thread (server.py lets the queue run many).
+        followers = [opened.then(make_follower(spec, ctx), self.token, outputs, api_name=f"watch_{name}",
+                                 concurrency_limit=None, show_progress="hidden", **PRIVATE)
+                     for (name, spec), outputs in zip(MODELS.items(), per_model)]
+        gr.on([tab.select for tab in other_tabs], None, None, None, cancels=followers, api_name="close_train",
+              queue=False, **PRIVATE)
 
 
 def make_trainer(spec: ModelSpec, ctx: AppContext):
@@ -86,32 +100,40 @@ def train_button(spec: ModelSpec, ctx: AppContext, job: dict[str, Any], token: s
     return gr.Button(interactive=not job["running"] and training.can_train(spec, token, ctx.train_token))
 
 
-def make_watcher(spec: ModelSpec, ctx: AppContext):
-    async def watch(busy: bool, shown: int, token: str | None = ""):
-        """Follow a job started elsewhere (REST, another page) unless this page streams it already.
-        `shown`: the job manager's event count this page last showed; a run that started and
-        ended between two ticks still gets its final state shown. Every open page's Train button
-        follows the job: off while it runs, on again when it ends."""
+def make_follower(spec: ModelSpec, ctx: AppContext):
+    async def follow(token: str | None = ""):
+        """While the Train tab is open: stream this model's runs (started anywhere) and keep the Train
+        button in step with the job manager. Outputs: the five views and the Train button."""
         nothing = [gr.skip()] * 5
-        job = ctx.jobs.status(spec.name)
-        if busy or (not job["running"] and job["seq"] == shown):
-            yield (*nothing, gr.skip(), busy, shown)
-        elif not job["running"]:
-            yield (*training.shared_view(job), train_button(spec, ctx, job, token), False, job["seq"])
-        else:
-            yield (*nothing, train_button(spec, ctx, job, token), True, shown)
-            async for view in training.stream_job(ctx.jobs, spec.name):
-                yield (*view, gr.skip(), True, shown)
-            job = ctx.jobs.status(spec.name)
-            yield (*nothing, train_button(spec, ctx, job, token), False, job["seq"])
+        shown = ctx.jobs.seq(spec.name)  # open_train_tab has just shown this state
+        while True:
+            if ctx.jobs.is_running(spec.name):
+                yield (*nothing, gr.Button(interactive=False))
+                curves_shown = 0.0
+                async for view in training.stream_job(ctx.jobs, spec.name, WATCH_STREAM_INTERVAL):
+                    now = time.monotonic()
+                    if now - curves_shown >= WATCH_CURVES_EVERY or not ctx.jobs.is_running(spec.name):
+                        curves_shown = now
+                        yield (*view, gr.skip())
+                    else:  # progress and status only: a slider value and a line of text
+                        yield (*view[:2], *nothing[2:], gr.skip())
+                job = ctx.jobs.status(spec.name)
+                yield (*nothing, train_button(spec, ctx, job, token))
+                shown = job["seq"]
+            latest = await ctx.jobs.wait_for_change_async(spec.name, shown, FOLLOW_HEARTBEAT, while_idle=True)
+            if latest == shown:
+                yield (*nothing, gr.skip())  # the heartbeat: where Gradio stops this once the page is gone
+            elif not ctx.jobs.is_running(spec.name):  # a run started and ended between two looks
+                job = ctx.jobs.status(spec.name)
+                yield (*training.training_view(job), train_button(spec, ctx, job, token))
+                shown = job["seq"]
 
-    return watch
+    return follow
 
 
 def open_train_tab(ctx: AppContext, token: str | None = "") -> list[Any]:
-    """Show each model's current or last job and its Train button's state, and start following
-    jobs started elsewhere."""
-    outputs: list[Any] = [gr.Timer(active=True)]
+    """Show each model's current or last job and its Train button's state (the followers go on from here)."""
+    outputs: list[Any] = []
     for name, spec in MODELS.items():
         job = ctx.jobs.status(name)
         outputs += [*training.training_view(job), train_button(spec, ctx, job, token)]
@@ -127,18 +149,17 @@ def build(ctx: AppContext) -> TrainTab:
         token = gr.Textbox("", label="Training token", type="password", visible=bool(ctx.train_token),
                            info="This server protects training: enter its TRAIN_TOKEN to train or cancel.",
                            elem_id="train-token")
-        watch_timer = gr.Timer(WATCH_EVERY, active=False)
         train_buttons, train_views = [], []
         with gr.Row(equal_height=False):
             for name, spec in MODELS.items():
-                train_buttons.append(_model_panel(ctx, name, spec, token, watch_timer, train_views))
+                train_buttons.append(_model_panel(ctx, name, spec, token, train_views))
         token.input(lambda tok: [gr.Button(interactive=training.can_train(s, tok, ctx.train_token))
                                  for s in MODELS.values()],
                     token, train_buttons, api_name="token_entered", queue=False, **PRIVATE)
-    return TrainTab(tab=train_tab, watch_timer=watch_timer, views=train_views, buttons=train_buttons, token=token)
+    return TrainTab(tab=train_tab, views=train_views, buttons=train_buttons, token=token)
 
 
-def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox, watch_timer: gr.Timer,
+def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                  train_views: list[Any]) -> gr.Button:
     """One model's options, buttons, progress and curves; returns its Train button."""
     defaults, quick = spec.defaults(), spec.quick()
@@ -176,8 +197,6 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                         show_label=False, elem_id=f"loss-{name}"),
             gr.Markdown("", label="Summary", elem_id=f"summary-{name}"),
         ]
-    busy = gr.State(False)  # this page already streams this model's job
-    shown = gr.State(0)  # the job manager's event count this page last showed
     train_views += view
 
     quick_btn.click(lambda q=quick: training.option_values(q), None, fields, queue=False,
@@ -189,14 +208,11 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
     # model trains (another page, REST) follows that job at once. A limit of 1 queued such a click
     # behind the running stream, and it started a second, unwanted run when the first ended.
     # The stream is a coroutine generator: it holds no worker thread.
-    train_btn.click(lambda: (gr.Button(interactive=False), True), None, [train_btn, busy],
+    train_btn.click(lambda: gr.Button(interactive=False), None, train_btn,
                     queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
         make_trainer(spec, ctx), [*fields, token], view, api_name=f"train_{name}",
         concurrency_limit=None, show_progress="hidden").then(
-        lambda tok, s=spec: (train_button(s, ctx, ctx.jobs.status(s.name), tok), False),
-        token, [train_btn, busy], queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
+        lambda tok, s=spec: train_button(s, ctx, ctx.jobs.status(s.name), tok),
+        token, train_btn, queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
     cancel_btn.click(make_canceller(spec, ctx), token, view[1], api_name=f"cancel_{name}")
-    # Every open Train tab runs one of these per model: coroutines on the event loop, no thread each.
-    watch_timer.tick(make_watcher(spec, ctx), [busy, shown, token], [*view, train_btn, busy, shown],
-                     api_name=f"watch_{name}", concurrency_limit=None, show_progress="hidden", **PRIVATE)
     return train_btn
