@@ -526,10 +526,10 @@ def test_killed_workers_cost_no_request_and_every_slot_comes_back(target):
         thread.start()
     try:
         for _ in range(4):  # four quick deaths in a row: the old pool gave a slot up after three
-            pids = worker_pids(target["pid"])
-            assert pids, "no prediction worker to kill"
-            os.kill(pids[0], 9)
-            time.sleep(0.5)
+            wait_until(lambda: get_json(base + "env")["prediction_workers"]["ready"] == 2, 90,
+                       "a worker slot was not restarted")
+            os.kill(max(worker_pids(target["pid"])), 9)  # the newest: it dies within seconds of its start
+            time.sleep(0.2)
     finally:
         stop.set()
         for thread in clients:
@@ -555,3 +555,20 @@ def test_model_status_reports_no_old_accuracy_for_a_deleted_model(tmp_path, expo
     # 9: the staged file of a killed run is removed at start; anything else is left alone.
     assert not (exports / ".model1.tmp-1a2b3c4d.onnx").exists()
     assert (exports / ".model1.tmp-not-ours.onnx").exists() and (exports / "model1.onnx").exists()
+
+
+def test_the_header_limit_spares_large_bodies_and_applies_to_each_keep_alive_request(target):
+    port = port_of(target["url"])
+    body = json.dumps({"image": "A" * (4 * 1024 * 1024), "model": "model1"}).encode()  # 4 MB: under the body limit
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    answer, _ = send_raw(port, head + body, timeout=30)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # not an image: read and answered, not a 431
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /env HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        while b"prediction_workers" not in first:
+            first += sock.recv(65536)
+        sock.sendall(b"GET /env HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n")
+        second = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ") and second.startswith(b"HTTP/1.1 431 "), (first[:60], second[:60])
