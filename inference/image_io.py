@@ -260,17 +260,19 @@ def _too_large(size: int) -> ImageInputError:
 
 
 def _read_file(path: Path) -> bytes:
+    # Messages name the file, never its folder: they can reach a web page, and a server path is
+    # not for visitors to see.
     try:
         size = path.stat().st_size
         if not path.is_file():
-            raise ImageInputError(f"{path} is not a file: pass the path of an image file.")
+            raise ImageInputError(f"{path.name!r} is not a file: pass the path of an image file.")
         if size > MAX_ENCODED_BYTES:
             raise _too_large(size)
         return path.read_bytes()
     except FileNotFoundError:
-        raise ImageInputError(f"No such image file: {path}.") from None
+        raise ImageInputError(f"No such image file: {path.name!r}.") from None
     except PermissionError:
-        raise ImageInputError(f"The image file {path} cannot be read (permission denied).") from None
+        raise ImageInputError(f"The image file {path.name!r} cannot be read (permission denied).") from None
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

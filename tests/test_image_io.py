@@ -329,10 +329,12 @@ def test_oversize_payloads_are_refused_before_decoding(tmp_path):
 
 
 def test_missing_file_and_folder_paths(tmp_path):
-    with pytest.raises(ImageInputError, match="No such image file"):
+    with pytest.raises(ImageInputError, match="No such image file") as error:
         load_image(tmp_path / "missing.png")
-    with pytest.raises(ImageInputError, match="is not a file"):
+    assert "'missing.png'" in str(error.value) and str(tmp_path) not in str(error.value)  # no server path
+    with pytest.raises(ImageInputError, match="is not a file") as error:
         load_image(tmp_path)
+    assert str(tmp_path.parent) not in str(error.value)
 
 
 @pytest.mark.parametrize("array, expected", [

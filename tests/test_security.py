@@ -572,3 +572,17 @@ def test_the_header_limit_spares_large_bodies_and_applies_to_each_keep_alive_req
         sock.sendall(b"GET /env HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n")
         second = sock.recv(65536)
     assert first.startswith(b"HTTP/1.1 200 ") and second.startswith(b"HTTP/1.1 431 "), (first[:60], second[:60])
+
+
+# -- 4. the Gradio cache is cleaned on a schedule ----------------------------------------
+
+def test_uploads_are_deleted_on_schedule(tmp_path, exports_copy):
+    exports = copy_exports(exports_copy, tmp_path / "exports")
+    cache = tmp_path / "gradio-cache"
+    with running_app(exports, tmp_path / "server.log", GRADIO_TEMP_DIR=str(cache), GRADIO_CACHE_MAX_AGE="2",
+                     PREDICT_WORKERS="0") as app:
+        uploaded = Path(upload_file(app.url, b"an upload to be cleaned"))
+        assert uploaded.is_file()
+        wait_until(lambda: not uploaded.exists(), 20, "the upload was not deleted after GRADIO_CACHE_MAX_AGE")
+        status, _ = request(app.url + "gradio_api/file=" + str(uploaded))
+        assert status in (403, 404)
