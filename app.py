@@ -6,6 +6,7 @@
 This module only assembles the parts: one predictor, one job manager and one
 prediction pool shared by the UI's tabs (ui/*_tab.py) and the REST API (inference/rest.py).
 """
+import logging
 import os
 from pathlib import Path
 
@@ -15,11 +16,13 @@ privacy.apply()  # before Gradio is imported: no analytics, no telemetry (see in
 
 import gradio as gr  # noqa: E402
 
+from drawings.store import DrawingStore
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.rest import create_api
 from training.jobs import JobManager
-from ui import client_api, draw_tab, models_tab, train_tab
+from training.model_versions import ModelVersions
+from ui import client_api, draw_tab, drawings_tab, models_tab, train_tab
 from ui.context import PREDICT_CONCURRENCY, AppContext
 import server
 
@@ -28,11 +31,26 @@ STATIC = Path(__file__).resolve().parent / "ui" / "static"
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
 predictor = Predictor()
-jobs = JobManager(on_success=lambda name, result: predictor.reload(name))
+# Issue 12: corrections go to the drawings database; every successful run is kept as a model version.
+drawing_store = DrawingStore.from_environment()
+versions = ModelVersions(predictor.exports_dir)
+versions.ensure_initial()  # on a fresh clone: the shipped models become version 1
+
+
+def on_trained(name: str, result) -> None:
+    try:
+        versions.record(name)  # the run's files (already serving) become its newest version
+    except OSError:  # the new model serves anyway; only its restorable copy is missing
+        logging.getLogger("app").exception("could not keep the new %s as a version", name)
+    predictor.reload(name)
+
+
+jobs = JobManager(on_success=on_trained)
 # REST /predict spreads overlapping requests over worker processes (PREDICT_WORKERS; see
 # inference/pool.py); they start with the server, not at import.
 pool = PredictionPool(predictor.exports_dir)
-ctx = AppContext(predictor, jobs, pool, train_token=os.environ.get("TRAIN_TOKEN") or None)
+ctx = AppContext(predictor, jobs, pool, train_token=os.environ.get("TRAIN_TOKEN") or None, drawings=drawing_store,
+                 versions=versions)
 
 with gr.Blocks(title="Digit Studio") as demo:
     gr.Markdown("# Digit Studio\n"
@@ -43,13 +61,15 @@ with gr.Blocks(title="Digit Studio") as demo:
         draw = draw_tab.build(ctx)
         train = train_tab.build(ctx)
         models = models_tab.build(ctx)
-    train.follow_while_open(ctx, other_tabs=[draw.tab, models.tab])
+        drawings_page = drawings_tab.build(ctx)  # issue 12
+    train.follow_while_open(ctx, other_tabs=[draw.tab, models.tab, drawings_page.tab])
 
 demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 
 # The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
 # checks and limits of a public server (server.py). Gradio 6 takes theme and css when mounting.
-app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool)
+app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
+                 drawings=drawing_store, versions=versions)
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir,
                       theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"), css_paths=[STATIC / "app.css"])
 

@@ -16,6 +16,7 @@ SECTIONS = {
     "robustness": "benchmarks.robustness",
     "inference": "benchmarks.inference_speed",
     "rest": "benchmarks.rest_load",
+    "browser": "benchmarks.browser",
     "training": "benchmarks.training_time",
     "cold_start": "benchmarks.cold_start",
 }
@@ -42,6 +43,13 @@ class BenchConfig:
     # load while a training job runs: the longest window and how long to wait for the job
     training_load_seconds: float = 10.0
     training_wait_seconds: float = 180.0
+    # browser: digits drawn in Chromium (0..9), server-CPU replays of the page's request, and
+    # the paced load: users, seconds between one user's predictions, how long
+    browser_digits: int = 10
+    browser_cpu_requests: int = 500
+    browser_users: int = 100
+    browser_interval: float = 0.3
+    browser_load_seconds: float = 20.0
     # (5) training: "defaults" (full runs) or "quick" (each model's QUICK options)
     training_options: str = "defaults"
     # (6) cold start: server starts (median reported) and the load window for memory
@@ -68,4 +76,8 @@ QUICK = BenchConfig(
     training_options="quick",
     cold_starts=1,
     memory_load_seconds=1.0,
+    browser_digits=3,
+    browser_cpu_requests=50,
+    browser_users=20,
+    browser_load_seconds=2.0,
 )

@@ -7,9 +7,14 @@ work was done. Imports nothing of the web stack: worker processes stay lean.
 """
 from __future__ import annotations
 
+import base64
+import io
 import json
 import time
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from inference.image_io import EmptyImageError, ImageInputError
 from inference.predictor import ModelUnavailableError, Predictor
@@ -18,12 +23,15 @@ from inference.preprocess import preprocess
 ALL_MODELS = "all"  # "model": "all" runs every model on the same preprocessed image
 
 
-def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = False) -> tuple[int, dict[str, Any]]:
+def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = False,
+                   include_input: bool = False) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON payload) for one prediction request: decode, preprocess, infer.
 
     Success is 200 with {"prediction", "probabilities", "model", "latency_ms"} (or, for
     "all", {"predictions": {...}, "unavailable": {...}}); a problem with the input or a
     model is a 4xx/503 with {"error": "<what is wrong and how to fix it>"}.
+    With `include_input`, a success also carries "model_input": the 28x28 image the
+    models read, as a PNG data URL (see model_input_png).
     """
     start = time.perf_counter()
     if model != ALL_MODELS and model not in predictor.models:
@@ -36,13 +44,29 @@ def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = 
     except ImageInputError as exc:
         return 400, {"error": str(exc)}
     if model == ALL_MODELS:
-        return _answer_all(predictor, x, start)
-    try:
-        result = predictor.predict(x, model)
-    except ModelUnavailableError as exc:
-        return 503, {"error": f"{model} cannot predict: {exc.reason}", "model": model, "reason": exc.reason}
-    return 200, {"prediction": result.digit, "probabilities": result.probabilities, "model": model,
-                 "latency_ms": _elapsed_ms(start)}
+        status, payload = _answer_all(predictor, x, start)
+    else:
+        try:
+            result = predictor.predict(x, model)
+        except ModelUnavailableError as exc:
+            return 503, {"error": f"{model} cannot predict: {exc.reason}", "model": model, "reason": exc.reason}
+        status, payload = 200, {"prediction": result.digit, "probabilities": result.probabilities, "model": model,
+                                "latency_ms": _elapsed_ms(start)}
+    if include_input and status == 200:
+        payload["model_input"] = model_input_png(x)
+    return status, payload
+
+
+def model_input_png(x: np.ndarray) -> str:
+    """The [28, 28, 1] model input as a data URL of a 28x28 grayscale PNG (white ink on black).
+
+    ~0.4 KB and ~60 us: small enough to send with every live prediction, so the page can
+    show what the models saw without a second request; the page enlarges it pixelated.
+    """
+    pixels = np.clip(np.asarray(x, dtype=np.float32).reshape(28, 28) * 255.0, 0, 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _answer_all(predictor: Predictor, x, start: float) -> tuple[int, dict[str, Any]]:

@@ -4,7 +4,7 @@ Started by inference/pool.py, never by hand. It owns one Predictor (its own
 onnxruntime sessions; hot reload works here too, because every prediction stats
 the export) and answers requests framed on stdin, one at a time, on stdout:
 
-    request:  header (image length: 4 bytes, model name length: 2, invert: 1; big-endian),
+    request:  header (image length: 4 bytes, model name length: 2, invert: 1, include_input: 1; big-endian),
               then the model name and the image string, UTF-8 (binary, not JSON: no escaping
               pass over a string that may be megabytes long)
     answer:   4-byte big-endian length, 2-byte HTTP status, then the JSON body (inference/answer.py)
@@ -21,7 +21,7 @@ import sys
 import traceback
 from typing import BinaryIO
 
-REQUEST_HEADER = struct.Struct(">IH?")
+REQUEST_HEADER = struct.Struct(">IH??")
 ANSWER_HEADER = struct.Struct(">IH")
 READY_STATUS = 100  # the first frame: loaded and warm, send requests
 
@@ -42,14 +42,14 @@ def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO) -> None:
         header = requests.read(REQUEST_HEADER.size)
         if len(header) < REQUEST_HEADER.size:
             return  # the server closed our stdin: it is shutting down (or gone)
-        image_length, model_length, invert = REQUEST_HEADER.unpack(header)
+        image_length, model_length, invert, include_input = REQUEST_HEADER.unpack(header)
         payload = requests.read(model_length + image_length)
         if len(payload) < model_length + image_length:
             return
         try:
             model = payload[:model_length].decode(errors="surrogatepass")
             image = payload[model_length:].decode(errors="surrogatepass")
-            status, payload = predict_answer(predictor, image, model, invert)
+            status, payload = predict_answer(predictor, image, model, invert, include_input)
             body = encode(payload)
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the worker
             traceback.print_exc(file=sys.stderr)
@@ -58,11 +58,11 @@ def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO) -> None:
         _send(answers, status, body)
 
 
-def request_frame(image: str, model: str, invert: bool) -> bytes:
+def request_frame(image: str, model: str, invert: bool, include_input: bool = False) -> bytes:
     """One request as the worker reads it (see the module docstring)."""
     # surrogatepass: JSON may carry a lone surrogate ("\ud800"); it must reach the decoder (a 400), not fail here.
     model_bytes, image_bytes = model.encode(errors="surrogatepass"), image.encode(errors="surrogatepass")
-    return REQUEST_HEADER.pack(len(image_bytes), len(model_bytes), invert) + model_bytes + image_bytes
+    return REQUEST_HEADER.pack(len(image_bytes), len(model_bytes), invert, include_input) + model_bytes + image_bytes
 
 
 def _send(answers: BinaryIO, status: int, body: bytes) -> None:

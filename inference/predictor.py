@@ -269,6 +269,8 @@ class Predictor:
             "train_seconds": _first(metadata, "train_seconds"),
             "onnx_parity": metadata.get("onnx_parity"),
             "options": metadata.get("options"),
+            "version": metadata.get("version"),  # its number in training/model_versions.py, when kept
+            "drawings_accuracy": metadata.get("drawings_accuracy"),  # on the held-out corrections (issue 12)
             "file_sizes": file_sizes,
             "loaded_at": loaded.loaded_at,
         }

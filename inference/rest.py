@@ -5,8 +5,10 @@
     POST /train/{model}              start training (optional JSON options) -> 202; 409 if already running
     POST /train/{model}/cancel       cancel (also DELETE /train/{model})
     GET  /train_status/{model}       {"progress", "status", "accuracy", "running", "error", ...}
-    POST /predict                    {"image": data URL or base64, "model": "model1"|"model2"|"all"}
+    POST /predict                    {"image": data URL or base64, "model": "model1"|"model2"|"all",
+                                      "include_input": false}
                                      -> {"prediction", "probabilities", "model", "latency_ms"}
+                                     (+ "model_input": the 28x28 input as a PNG data URL, when asked)
 
 Every error is a 4xx/503 JSON body {"error": "<what is wrong and how to fix it>"}
 (never a stack trace). With `train_token` set, starting or cancelling training needs
@@ -35,7 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
@@ -43,6 +45,8 @@ from inference.answer import ALL_MODELS, encode, predict_answer
 from inference.image_io import LARGE_PIXELS, declared_size, png_size
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
+from inference.rest_drawings import drawings_router
+from inference.rest_versions import versions_router
 from training.artifacts import exports_dir, remove_staged_files
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
 from training.versions import package_versions
@@ -71,9 +75,10 @@ class PredictRequest(BaseModel):
     image: str = Field(description="The drawing as a data URL (data:image/png;base64,...) or bare base64 "
                                    "of a PNG, JPEG or WebP file", examples=["data:image/png;base64,iVBORw0KGgo..."])
     model: str = Field(DEFAULT_MODEL, description='"model1", "model2" or "all"', examples=[DEFAULT_MODEL])
-    # strict: JSON true/false only; "yes", "false" or 1 is a 422, not a guess at what the client meant.
-    invert: bool = Field(False, strict=True,
-                         description="Flip the automatically detected polarity (ink vs background)")
+    # Strict: JSON true or false only ("yes", 1 or "true" are a 422, not a guess at what the client meant).
+    invert: StrictBool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
+    include_input: StrictBool = Field(False, description='Also answer "model_input": the 28x28 image the models '
+                                                         'read, as a PNG data URL (the Draw tab shows it)')
 
 
 class PredictResponse(BaseModel):
@@ -81,6 +86,8 @@ class PredictResponse(BaseModel):
     probabilities: list[float] = Field(description="Probability of each digit 0-9, summing to 1")
     model: str
     latency_ms: float = Field(description="Server-side time: decoding, preprocessing and inference")
+    model_input: str | None = Field(None, description='With "include_input": true, the 28x28 model input as a '
+                                                      'PNG data URL')
 
 
 class AllPredictResponse(BaseModel):
@@ -88,6 +95,8 @@ class AllPredictResponse(BaseModel):
     predictions: dict[str, PredictResponse]
     unavailable: dict[str, str] = Field(description="Models that could not predict, and why")
     latency_ms: float
+    model_input: str | None = Field(None, description='With "include_input": true, the 28x28 model input as a '
+                                                      'PNG data URL')
 
 
 class ErrorResponse(BaseModel):
@@ -169,7 +178,7 @@ def model_status_report(predictor: Predictor, jobs: JobManager) -> dict[str, Any
 
 
 def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None,
-               pool: PredictionPool | None = None) -> FastAPI:
+               pool: PredictionPool | None = None, drawings: Any = None, versions: Any = None) -> FastAPI:
     """The REST routes over one predictor and one job manager (shared with the UI).
 
     With a `pool`, the server starts its worker processes when it starts (and stops them
@@ -333,7 +342,8 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         if pool is not None and pool.ready_workers:
             await asyncio.sleep(0)
             if not small or requests_in_flight > 1 or pool.waiting:
-                answered = await pool.answer(request.image, request.model, request.invert)
+                answered = await pool.answer(request.image, request.model, request.invert,
+                                             include_input=request.include_input)
                 if answered is not None:
                     return _json_response(*answered)
         if small:
@@ -345,6 +355,11 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
             predicts_in_threads -= 1
         return _json_response(*answered)
 
+    # Issue 12: the drawings database and model versions (inference/rest_drawings.py, rest_versions.py).
+    if drawings is not None:
+        app.include_router(drawings_router(drawings, predictor, require_train_token))
+    if versions is not None:
+        app.include_router(versions_router(versions, predictor, require_train_token))
     _refuse_other_methods(app)
     return app
 
@@ -389,7 +404,8 @@ def _is_large(image: str) -> bool:
 
 
 def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:
-    status, payload = predict_answer(predictor, request.image, request.model, request.invert)
+    status, payload = predict_answer(predictor, request.image, request.model, request.invert,
+                                     include_input=request.include_input)
     return status, encode(payload)
 
 

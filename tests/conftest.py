@@ -36,6 +36,21 @@ def exports_copy(tmp_path_factory) -> Path:
         os.environ["EXPORTS_DIR"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_copy(tmp_path_factory) -> Path:
+    """A session-wide DATA_DIR (the drawings database, issue 12): no test writes ./data."""
+    folder = tmp_path_factory.mktemp("data")
+    saved = {key: os.environ.get(key) for key in ("DATA_DIR", "DRAWINGS_DB")}
+    os.environ["DATA_DIR"] = str(folder)
+    os.environ.pop("DRAWINGS_DB", None)
+    yield folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def empty_exports(tmp_path, monkeypatch) -> Path:
     """A fresh, empty exports folder for tests that train or corrupt models."""

@@ -20,7 +20,7 @@ import pytest
 from benchmarks.load import run_load, summarize
 from benchmarks.servers import ServerProcess, free_port, request, server_env
 from tests.app_server import ROOT
-SECTIONS = ("accuracy", "robustness", "inference", "rest", "training", "cold_start")
+SECTIONS = ("accuracy", "robustness", "inference", "rest", "browser", "training", "cold_start")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
          "training_curves.png")
 
@@ -181,6 +181,19 @@ def test_quick_run_numbers_are_sane(quick_run):
     assert training_load["errors"] == 0 and training_load["ok"] > 0
     assert training_load["job_finished"] and not training_load["job_error"]
     assert training_load["predict_after_training_ok"] and training_load["new_model_served"]
+
+    browser = sections["browser"]["data"]
+    drawing = browser["drawing"]
+    assert drawing["predictions"] > 0 and drawing["server_cpu_seconds"] > 0
+    for digit in drawing["digits"]:
+        assert digit["strokes"] > 0 and all(ms is not None and ms > 0 for ms in digit["pen_up_to_answers_ms"])
+        assert digit["upload_posts"] == 0 and digit["predict_posts"] > 0
+    assert 0 < browser["replay"]["server_cpu_ms_per_prediction"] < 1000
+    assert browser["replay"]["request_bytes"] < 64 * 1024
+    for kind in ("page", "rest"):
+        level = browser["load"][kind]
+        assert level["ok"] > 0 and level["errors"] == 0, (kind, level["error_samples"])
+        assert 0 < level["p50_ms"] <= level["p95_ms"]
 
     for model in ("model1", "model2"):
         record = sections["training"]["data"][model]

@@ -196,6 +196,31 @@ def test_predict_variants(client, predictor):
     np.testing.assert_allclose(photo.json()["probabilities"], expected.probabilities, atol=1e-6)
 
 
+@WORKERS
+def test_include_input_answers_the_28x28_input_the_models_read(client, predictor):
+    """What the Draw tab asks: "model": "all" with the model input as a small PNG data URL."""
+    for model, jpeg in (("all", False), ("model1", False), ("all", True)):
+        image = GOOD["image"]
+        if jpeg:  # not a small PNG: with workers, a worker answers it (the flag crosses the pipe)
+            buffer = io.BytesIO()
+            drawn_digit().save(buffer, format="JPEG", quality=90)
+            image = data_url(buffer.getvalue(), "image/jpeg")
+        response = client.post("/predict", json={"image": image, "model": model, "include_input": True})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        header, _, data = body["model_input"].partition(",")
+        assert header == "data:image/png;base64" and len(data) < 2000  # a few hundred bytes
+        preview = Image.open(io.BytesIO(base64.b64decode(data)))
+        assert preview.size == (28, 28) and preview.mode == "L"
+        decoded = image.partition(",")[2]
+        expected = np.round(preprocess(base64.b64decode(decoded))[:, :, 0] * 255).astype(np.uint8)
+        np.testing.assert_array_equal(np.asarray(preview), expected)  # exactly the models' input
+    # Off by default and when false: the answer stays what REST clients know.
+    assert "model_input" not in client.post("/predict", json=GOOD).json()
+    assert "model_input" not in client.post("/predict", json={**GOOD, "include_input": False}).json()
+    assert "model_input" not in client.post("/predict", json={**GOOD, "model": "all"}).json()
+
+
 def test_predict_with_an_untrained_model_is_503_with_the_reason(client, exports):
     (exports / "model2.onnx").unlink()
     response = client.post("/predict", json={**GOOD, "model": "model2"})
@@ -222,6 +247,14 @@ BAD_INPUTS = [
     ("missing-image", {"json": {"model": "model1"}}, 422, "'image' is missing"),
     ("image-not-a-string", {"json": {"image": 12345}}, 422, "'image'"),
     ("invert-not-a-bool", {"json": {**GOOD, "invert": "sideways"}}, 422, "'invert'"),
+    # include_input is strict: only JSON true or false (the page sends true).
+    ("include-input-a-string", {"json": {**GOOD, "include_input": "yes"}}, 422, "'include_input'"),
+    ("include-input-a-quoted-bool", {"json": {**GOOD, "include_input": "true"}}, 422, "'include_input'"),
+    ("include-input-a-number", {"json": {**GOOD, "include_input": 1}}, 422, "'include_input'"),
+    ("include-input-a-list", {"json": {**GOOD, "include_input": [True]}}, 422, "'include_input'"),
+    ("include-input-null", {"json": {**GOOD, "include_input": None}}, 422, "'include_input'"),
+    ("include-input-blank-canvas", {"json": {"image": BLANK, "model": "all", "include_input": True}}, 422,
+     "draw a digit first"),
     ("unknown-model", {"json": {**GOOD, "model": "model9"}}, 422, "unknown model 'model9'"),
     ("bad-base64", {"json": {"image": "data:image/png;base64,@@not base64@@"}}, 400, "base64"),
     ("not-an-image", {"json": {"image": data_url(b"hello, this is text")}}, 400, "not an image"),

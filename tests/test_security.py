@@ -163,25 +163,32 @@ def test_no_event_copies_a_server_file_named_in_its_payload(target):
         assert not any(secret.encode() in content for secret in secrets_of(target)), f"{path} is a server file"
 
 
-def test_predict_drawing_by_fn_index_and_by_name_refuses_server_files(target):
-    """The reproduction of issue 9: predict_drawing with a FileData composite; then the quoted path."""
+def test_the_upload_and_api_events_refuse_server_files_by_fn_index_and_by_name(target):
+    """The reproduction of issue 9 on the events that take a file (the Draw tab's upload, the client
+    API's predict): a FileData path to a server file; then the path itself from /gradio_api/file=."""
     base = target["url"]
-    fn_index = next(dep["fn_index"] for dep in dependencies(base) if dep["api_name"] == "predict_drawing")
+    fn_index = fn_index_of(base, "predict_upload")
     for path in server_files(target):
-        messages, raw = queue_event(base, fn_index, [editor_value(path), False, "both"])
+        messages, raw = queue_event(base, fn_index, [file_data(path)])
         completed = [m for m in messages if m.get("msg") == "process_completed"]
         assert completed and not completed[-1].get("success"), raw[:400]
         assert path not in raw and "gradio-cache" not in raw, f"the error quotes a path: {raw[:400]}"
         # By name, on the direct (non-queued) route and the documented client API.
-        for route in ("gradio_api/run/predict_drawing", "gradio_api/call/predict_drawing"):
-            status, body = request(base + route, {"data": [editor_value(path), False, "both"]})
-            assert path not in body.decode(errors="replace"), (route, body[:300])
-            assert not any(secret in body.decode(errors="replace") for secret in secrets_of(target))
-        status, body = request(base + "gradio_api/run/predict", {"data": [file_data(path), "model1", False]})
-        assert status != 200 and path not in body.decode(errors="replace"), body[:300]
+        for route, data in (("gradio_api/run/predict_upload", [file_data(path)]),
+                            ("gradio_api/call/predict_upload", [file_data(path)]),
+                            ("gradio_api/run/predict", [file_data(path), "model1", False]),
+                            ("gradio_api/call/predict", [file_data(path), "model1", False])):
+            status, body = request(base + route, {"data": data})
+            text = body.decode(errors="replace")
+            assert path not in text and not any(secret in text for secret in secrets_of(target)), (route, text[:300])
         # The path itself is never served.
         status, body = request(base + "gradio_api/file=" + path)
         assert status == 403, (path, status)
+    # A path that climbs out of Gradio's upload folder is refused too.
+    climbing = str(target["cache"]) + "/../secret.txt"
+    messages, raw = queue_event(base, fn_index, [file_data(climbing)])
+    assert not [m for m in messages if m.get("msg") == "process_completed"][-1].get("success")
+    assert target["secret"].read_text() not in raw
 
 
 def test_a_file_gradio_cached_for_someone_else_is_accepted_only_from_its_cache(target):
@@ -189,8 +196,8 @@ def test_a_file_gradio_cached_for_someone_else_is_accepted_only_from_its_cache(t
     base = target["url"]
     upload = upload_file(base, b"not an image at all")
     assert upload.startswith(str(target["cache"])), upload
-    fn_index = next(dep["fn_index"] for dep in dependencies(base) if dep["api_name"] == "predict_upload")
-    messages, raw = queue_event(base, fn_index, [file_data(upload), False, "both"])
+    fn_index = fn_index_of(base, "predict_upload")
+    messages, raw = queue_event(base, fn_index, [file_data(upload)])
     assert "Cannot read that image" in raw, raw[:400]  # our check ran: the upload reached the handler
     assert upload not in raw
 
@@ -209,13 +216,13 @@ def upload_file(base: str, content: bytes, name: str = "digit.png") -> str:
 
 def test_dev_zero_neither_hangs_the_event_nor_stops_other_clients(target):
     base = target["url"]
-    fn_index = next(dep["fn_index"] for dep in dependencies(base) if dep["api_name"] == "predict_drawing")
+    fn_index = fn_index_of(base, "predict_upload")
     result: dict[str, Any] = {}
 
     def attack():
         started = time.monotonic()
         try:
-            result["messages"], _ = queue_event(base, fn_index, [editor_value("/dev/zero"), False, "both"], timeout=15)
+            result["messages"], _ = queue_event(base, fn_index, [file_data("/dev/zero")], timeout=15)
         except Exception as error:  # noqa: BLE001 - recorded and asserted below
             result["error"] = repr(error)
         result["seconds"] = time.monotonic() - started
@@ -387,9 +394,8 @@ def test_the_app_looks_up_no_outside_host(tmp_path, exports_copy):
         status, page = request(app.url)
         assert status == 200 and b"Digit Studio" in page
         assert request(app.url + "predict", {"image": drawing_data_url(), "model": "model1"})[0] == 200
-        fn_index = next(dep["fn_index"] for dep in dependencies(app.url) if dep["api_name"] == "predict_drawing")
-        messages, raw = queue_event(app.url, fn_index, [{"background": None, "layers": [], "composite": None},
-                                                        False, "both"])
+        messages, raw = queue_event(app.url, fn_index_of(app.url, "predict"),
+                                    [file_data(drawing_upload(app.url)), "model1", False])
         assert any(m.get("msg") == "process_completed" and m.get("success") for m in messages), raw[:300]
         time.sleep(2)  # analytics and version checks run in background threads
     lines = [line.split(" ", 1) for line in lookups.read_text().splitlines()]

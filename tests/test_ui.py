@@ -24,7 +24,9 @@ from training.registry import MODELS, ModelSpec
 from ui import draw, plots, training, views
 
 PUBLIC_ENDPOINTS = {"/predict", "/train_model1", "/train_model2", "/cancel_model1", "/cancel_model2",
-                    "/model_status", "/env"}
+                    "/model_status", "/env",
+                    # issue 12: corrections, fine-tuning, model versions
+                    "/save_drawing", "/fine_tune_model1", "/fine_tune_model2", "/serve_version"}
 
 
 def stroke_image(points: list[tuple[int, int]], size: int = 280, width: int = 22) -> Image.Image:
@@ -32,13 +34,6 @@ def stroke_image(points: list[tuple[int, int]], size: int = 280, width: int = 22
     image = Image.new("RGB", (size, size), "white")
     ImageDraw.Draw(image).line(points, fill="black", width=width, joint="curve")
     return image
-
-
-def sketchpad_value(image: Image.Image | None) -> dict:
-    """What gr.Sketchpad(type="numpy") hands a handler: RGBA arrays, composite None when untouched."""
-    background = np.full((280, 280, 4), 255, np.uint8)
-    composite = None if image is None else np.asarray(image.convert("RGBA"))
-    return {"background": background, "layers": [] if image is None else [composite], "composite": composite}
 
 
 def collect(updates) -> list:
@@ -112,35 +107,74 @@ def tiny_predictor(empty_exports):
     return Predictor(empty_exports)
 
 
-def test_empty_canvas_gets_a_hint_not_an_error(tiny_predictor):
-    for value in (None, sketchpad_value(None), sketchpad_value(Image.new("RGB", (280, 280), "white"))):
-        verdict, *per_model, preview = draw.prediction_outputs(tiny_predictor, value, False, draw.BOTH, "Draw!")
-        assert verdict == "Draw!"
-        assert per_model == [None, ""] * len(MODELS) and preview is None
+def test_cleared_upload_gets_the_hint_not_an_answer(tiny_predictor):
+    assert draw.upload_answer(tiny_predictor, None) == {"status": 0, "answer": None}
 
 
-def test_drawing_shows_each_models_answer_and_the_input_it_saw(tiny_predictor):
-    verdict, label1, caption1, label2, caption2, preview = draw.prediction_outputs(
-        tiny_predictor, sketchpad_value(stroke_image(ONE)), False, draw.BOTH, "hint")
-    assert "Model 1 reads **7**" in verdict
-    assert max(label1, key=label1.get) == "7" and sum(label1.values()) == pytest.approx(1, abs=1e-5)
-    assert caption1.startswith("Reads **7**") and caption1.endswith(" ms")
-    assert label2 is None and "Not available" in caption2 and "train it" in caption2
-    # The 28x28 input, enlarged without smoothing: every 10x10 block is one flat input pixel.
+def test_upload_gets_the_same_answer_as_the_canvas_with_the_input_it_saw(tiny_predictor, tmp_path):
+    import base64
+    import io
+
+    from inference.answer import predict_answer
+
+    picture = tmp_path / "one.png"
+    stroke_image(ONE).save(picture)
+    value = draw.upload_answer(tiny_predictor, picture)
+    assert value["status"] == 200
+    answer = value["answer"]
+    # Exactly what the page's canvas gets from POST /predict {"model": "all", "include_input": true}.
+    _, rest = predict_answer(tiny_predictor, picture, "all", include_input=True)
+    for payload in (answer, rest):
+        payload.pop("latency_ms")
+        for prediction in payload["predictions"].values():
+            prediction.pop("latency_ms")
+    assert answer == rest
+    assert answer["predictions"]["model1"]["prediction"] == 7  # the tiny model always answers 7
+    assert "model2" in answer["unavailable"] and "train it" in answer["unavailable"]["model2"]
+    header, _, data = answer["model_input"].partition(",")
+    assert header == "data:image/png;base64"
+    preview = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert preview.size == (28, 28) and preview.mode == "L"
     pixels = np.asarray(preview)
-    assert preview.size == (280, 280) and preview.mode == "L"
-    assert (pixels.reshape(28, 10, 28, 10) == pixels[::10, ::10][:, None, :, None]).all()
     assert pixels.max() == 255 and pixels[0, 0] == 0  # white ink on black, like MNIST
 
-    only_model2 = draw.prediction_outputs(tiny_predictor, sketchpad_value(stroke_image(ONE)), False, "model2", "h")
-    assert only_model2[1] is None and only_model2[2] == ""  # model1 was not asked
+
+@pytest.mark.parametrize("content, words", [
+    (b"this is not a picture", "That file is not a picture we can read: it is not a PNG, JPEG"),
+    (b"\x89PNG\r\n\x1a\n but not really", "That file is not a picture we can read: it is not a PNG"),
+])
+def test_unreadable_upload_is_said_in_the_pages_words(tiny_predictor, tmp_path, content, words):
+    path = tmp_path / "broken.png"
+    path.write_bytes(content)
+    value = draw.upload_answer(tiny_predictor, path)
+    assert value["status"] == 400
+    message = value["answer"]["error"]
+    assert message.startswith(words), message
+    assert "data URL" not in message and "base64" not in message  # REST callers' words, not the page's
 
 
-def test_unreadable_image_is_a_warning_with_the_fix(tiny_predictor, tmp_path):
-    with pytest.warns(UserWarning, match="not an image"):
-        verdict, *per_model, preview = draw.prediction_outputs(
-            tiny_predictor, b"this is not a picture", False, draw.BOTH, "hint")
-    assert verdict.startswith("**Cannot read that image.**") and preview is None
+def test_blank_upload_says_no_digit_was_found(tiny_predictor, tmp_path):
+    path = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), "white").save(path)
+    value = draw.upload_answer(tiny_predictor, path)
+    assert value["status"] == 422 and value["answer"]["error"].startswith("That picture shows no digit we can find")
+
+
+def test_draw_tab_templates_keep_the_ids_and_nothing_gradio_would_evaluate():
+    from ui import draw_tab
+
+    canvas = draw_tab.template(draw_tab.static_text("canvas.html"))
+    for element_id in ("brush-size", "eraser", "undo", "clear", "invert", "predict"):
+        assert f'id="{element_id}"' in canvas
+    assert canvas.count("<canvas") == 1
+    answers = draw_tab.answers_template()
+    for element_id in ("verdict", "model-input", *[f"{kind}-{name}" for name in MODELS
+                                                   for kind in ("caption", "probabilities")]):
+        assert f'id="{element_id}"' in answers
+    for bad in ("<b>${value}</b>", "{{value}}", "`x`"):
+        with pytest.raises(ValueError, match="Gradio would evaluate"):
+            draw_tab.template(bad)
+    assert "touch-action: none" in draw_tab.static_text("canvas.css")
 
 
 def test_upload_outside_gradios_folder_is_refused(tmp_path):
@@ -215,9 +249,11 @@ def test_events_have_stable_api_names_and_queue_limits():
         # (the job manager allows one per model) instead of waiting to start another run.
         assert functions[f"train_{name}"].concurrency_limit is None
         assert functions[f"watch_{name}"].concurrency_limit is None
-    for name in ("predict", "predict_drawing", "predict_upload"):
+    for name in ("predict", "predict_upload"):
         assert functions[name].concurrency_limit > 1 and functions[name].concurrency_id == "predict"
-    assert functions["predict_drawing"].trigger_mode == "always_last"
+    # Every event has a name of its own (the canvas itself asks REST /predict, not an event).
+    assert all(fn.api_name for fn in app.demo.fns.values())
+    assert "predict_drawing" not in functions
 
 
 def test_train_token_is_required_when_the_server_sets_one(monkeypatch):
@@ -349,7 +385,7 @@ def test_use_via_api_lists_the_documented_endpoints(client):
     assert set(named) == PUBLIC_ENDPOINTS  # UI plumbing (drawing, timers, buttons) stays private
     assert [p["parameter_name"] for p in named["/predict"]["parameters"]] == ["image", "model", "invert"]
     assert [p["parameter_name"] for p in named["/train_model1"]["parameters"]] == [
-        "epochs", "batch_size", "learning_rate", "limit", "token"]
+        "epochs", "batch_size", "learning_rate", "limit", "token", "include_drawings"]
 
 
 @pytest.mark.slow

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, help="initial step size")
     parser.add_argument("--limit", type=int, help="use only the first N training images")
     parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--include-drawings", action="store_true", default=None,
+                        help="mix the corrected drawings ($DRAWINGS_DB) into the training data (issue 12)")
+    parser.add_argument("--fine-tune", action="store_true", default=None,
+                        help="continue from the serving model on the drawings and an MNIST sample (with --include-drawings)")
     parser.add_argument("--exports-dir", help="where to write the model files (default: $EXPORTS_DIR or ./exports)")
     parser.add_argument("--mnist-dir", help="folder (or .npz) holding MNIST (default: $MNIST_DIR, then the cache)")
     return parser
@@ -87,7 +91,8 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     try:
         options = base.updated(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                               limit=args.limit, seed=args.seed).validate()
+                               limit=args.limit, seed=args.seed, include_drawings=args.include_drawings,
+                               fine_tune=args.fine_tune).validate()
     except ValueError as error:
         _fail(f"error: {error}")
         return EXIT_USAGE

@@ -27,6 +27,7 @@ import numpy as np
 
 from training.events import Progress, Result
 from training.options import TrainOptions, resolve_options
+from training.personal import PersonalRun
 
 NAME = "model1"
 NATIVE_FORMAT = "joblib"
@@ -69,6 +70,8 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     options = resolve_options(options, DEFAULTS)
     if data is None:
         data = load_mnist()
+    run = PersonalRun.start(NAME, NATIVE_FORMAT, options, data, exports_dir)  # issue 12: drawings, fine-tune
+    options = run.options  # issue 12
     clock = _ActiveClock()
 
     # ---- data: limited subset, validation split, features in [0, 1] (deskewed)
@@ -77,6 +80,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
         x_all, y_all = x_all[: options.limit], y_all[: options.limit]
     val_size = min(VALIDATION_SIZE, len(x_all) // 10)
     x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
+    x_train, y_train = run.training_data(x_train, y_train)  # issue 12: the drawings mixed in
     y_train, y_val = y_train.astype(np.int64), y_val.astype(np.int64)  # skl2onnx rejects uint8 classes
 
     features = yield from _features(x_train, clock, "Preparing training images")
@@ -88,6 +92,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
         average=max(2, int(AVERAGE_AFTER * len(features))),  # an int: samples seen before averaging starts
         n_jobs=N_JOBS, random_state=options.seed,
     )
+    run.warm_start_sgd(classifier, features, y_train)  # issue 12: fine_tune starts from the serving model
     classes = np.arange(10)
     rng = np.random.default_rng(options.seed)
     batches = math.ceil(len(features) / options.batch_size)
@@ -166,6 +171,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
                  "train_images": int(len(x_train)), "validation_images": int(len(x_val)),
                  "test_images": int(len(data.x_test))},
         "native_input": "float [N, 784] in [0, 1] (flattened 28x28, white digit on black)",
+        **run.report(onnx_model, test_accuracy),  # issue 12: before/after on MNIST test and held-out drawings
     }, exports_dir)
     yield Progress(progress=100, status=f"Done: test accuracy {test_accuracy:.2%} in {train_seconds:.1f} s",
                    epoch=options.epochs, epochs=options.epochs, val_accuracy=history[-1]["val_accuracy"],

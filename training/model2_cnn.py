@@ -34,6 +34,7 @@ import numpy as np
 from training.augment import Augmentation
 from training.events import Progress, Result
 from training.options import TrainOptions, resolve_options
+from training.personal import PersonalRun
 
 NAME = "model2"
 NATIVE_FORMAT = "keras"
@@ -90,6 +91,8 @@ def train(
     timings["import_tensorflow"] = time.perf_counter() - began
     if data is None:
         data = load_mnist()
+    run = PersonalRun.start(NAME, NATIVE_FORMAT, options, data, exports_dir)  # issue 12: drawings, fine-tune
+    options = run.options  # issue 12
 
     # ---- data: limited subset, validation split, tf.data pipeline
     prepared = time.perf_counter()
@@ -98,13 +101,15 @@ def train(
         x_all, y_all = x_all[: options.limit], y_all[: options.limit]
     val_size = min(VALIDATION_SIZE, len(x_all) // 10)
     x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
+    x_train, y_train = run.training_data(x_train, y_train)  # issue 12: the drawings mixed in
     dataset = training_dataset(x_train, y_train, options, augmentation)
     validation = (to_model_input(x_val), np.asarray(y_val, dtype=np.int64))
     batches = -(-len(x_train) // options.batch_size)
     total_steps = options.epochs * batches
 
     keras.utils.set_random_seed(options.seed)  # weights and dropout; data order and augmentation have their own seeds
-    model = build_model()
+    model = run.serving_model()  # issue 12: fine_tune continues from the serving model
+    model = build_model() if model is None else model
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate_schedule(options, total_steps)),
         loss="sparse_categorical_crossentropy",
@@ -178,6 +183,7 @@ def train(
                  "test_images": int(len(data.x_test))},
         "machine": _machine(),
         "native_input": "float32 [N, 28, 28, 1] in [0, 1] (white digit on black), as the ONNX input",
+        **run.report(onnx_model, test_accuracy),  # issue 12: before/after on MNIST test and held-out drawings
     }, exports_dir)
     yield Progress(progress=100, status=f"Done: test accuracy {test_accuracy:.2%} in {train_seconds:.1f} s",
                    epoch=options.epochs, epochs=options.epochs,

@@ -16,6 +16,11 @@ class TrainOptions:
     learning_rate: float = 1e-3  # initial step size (the schedule is the model's own)
     limit: int | None = None  # use only the first N training images (quick runs); None = all
     seed: int = 0  # makes data order, augmentation and initialisation repeatable
+    # Issue 12 (training/personal.py): mix the corrected drawings (DRAWINGS_DB) into the training data,
+    # weighted so a few dozen count against 60,000 MNIST digits; fine_tune continues from the serving
+    # model on the drawings and an MNIST sample, in seconds.
+    include_drawings: bool = False
+    fine_tune: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,6 +39,9 @@ class TrainOptions:
             raise ValueError(f"learning_rate must be in (0, 10], got {self.learning_rate}")
         if self.limit is not None and not 100 <= self.limit <= 60_000:
             raise ValueError(f"limit must be between 100 and 60000 (or empty for all), got {self.limit}")
+        if self.fine_tune and not self.include_drawings:
+            raise ValueError("fine_tune continues the serving model on your drawings: "
+                             "set include_drawings too ({\"include_drawings\": true, \"fine_tune\": true})")
         return self
 
     @classmethod

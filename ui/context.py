@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drawings.limits import RateLimiter
+from drawings.store import DrawingStore
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from training.jobs import JobManager
+from training.model_versions import ModelVersions
 from ui.confusion import ConfusionMatrices
 
 
@@ -15,10 +18,16 @@ class AppContext:
     jobs: JobManager
     pool: PredictionPool | None = None
     train_token: str | None = None  # when set, training (UI and REST) needs it
+    drawings: DrawingStore | None = None  # issue 12: the corrections database (drawings/store.py)
+    versions: ModelVersions | None = None  # issue 12: kept model versions (training/model_versions.py)
     confusions: ConfusionMatrices = field(init=False)
+    # Issue 12: with TRAIN_TOKEN set (a public server), anonymous corrections from the page are rate-limited:
+    # save_correction(ctx.drawings, ctx.predictor, image, label, client_id, limiter=ctx.correction_limiter)
+    correction_limiter: RateLimiter | None = field(init=False)
 
     def __post_init__(self):
         self.confusions = ConfusionMatrices(self.predictor)
+        self.correction_limiter = RateLimiter.shared() if self.train_token else None  # the one REST uses too
 
 
 # Gradio event options shared by the tabs.

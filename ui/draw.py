@@ -1,64 +1,56 @@
-"""The Draw tab's work: one image in, what the page shows out."""
+"""The Draw tab's Python side: an upload in, the same answer the page's canvas gets from /predict.
+
+The canvas asks REST /predict itself (ui/static/canvas.js); an uploaded file can only reach
+the server through Gradio's upload route, so its answer is made here, with the same
+inference/answer.py call, and shown by the same page code (ui/static/answers.js).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
+from inference.answer import ALL_MODELS, predict_answer
+from inference.image_io import ImageInputError, gradio_upload_folder
+from inference.predictor import Predictor
 
-from inference.image_io import EmptyImageError, ImageInputError, gradio_upload_folder
-from inference.predictor import ModelUnavailableError, Predictor
-from inference.preprocess import preprocess
-from training.registry import MODELS
-from ui import views
-
-BOTH = "both"  # the model choice that shows every model side by side
+UNREADABLE = "That file is not a picture we can read: "
+NO_DIGIT = "That picture shows no digit we can find: "
 
 
-def chosen_models(choice: str) -> list[str]:
-    return list(MODELS) if choice == BOTH else [choice]
+def upload_answer(predictor: Predictor, path: Path | None) -> dict[str, Any]:
+    """The #answers value for an uploaded file: {"status": HTTP-like status, "answer": /predict JSON}.
 
-
-def empty_outputs(hint: str) -> list[Any]:
-    """[verdict, (probabilities, caption) per model, model input] with nothing predicted."""
-    return [hint, *[None, ""] * len(MODELS), None]
-
-
-def prediction_outputs(predictor: Predictor, image: Any, invert: bool, choice: str, empty_hint: str) -> list[Any]:
-    """[verdict, (probabilities, caption) per model, model input preview] for one image.
-
-    A blank canvas gets `empty_hint` (a hint, not an error); an unusable image gets a
-    gr.Warning saying how to fix it; an untrained model says why it cannot answer.
+    Errors are worded for the page (the REST words tell API callers how to send a data URL).
+    No file (the upload was cleared) is status 0 with no answer: the page shows its hint.
     """
-    try:
-        x = preprocess(image, invert=bool(invert))
-    except EmptyImageError:
-        return empty_outputs(empty_hint)
-    except ImageInputError as error:
-        gr.Warning(str(error))
-        return empty_outputs(f"**Cannot read that image.** {error}")
-    outputs, digits = [], {}
-    for name in MODELS:
-        if name not in chosen_models(choice):
-            outputs += [None, ""]
-            continue
-        try:
-            result = predictor.predict(x, name)
-        except ModelUnavailableError as error:
-            outputs += [None, f"Not available: {error.reason}"]
-            continue
-        digits[name] = result.digit
-        outputs += [views.probabilities_label(result.probabilities),
-                    views.prediction_caption(result.digit, result.probabilities, result.latency_ms)]
-    titles = {name: spec.title for name, spec in MODELS.items()}
-    return [views.verdict(digits, titles), *outputs, views.model_input_preview(x)]
+    if path is None:
+        return {"status": 0, "answer": None}
+    status, payload = predict_answer(predictor, path, ALL_MODELS, include_input=True)
+    if "error" in payload:
+        payload = {**payload, "error": in_page_words(status, payload["error"])}
+    return {"status": status, "answer": payload}
+
+
+def in_page_words(status: int, message: str) -> str:
+    """A prediction error as the page says it about an uploaded file."""
+    if status == 422:  # found no ink: a blank or speck-only picture
+        return NO_DIGIT + "upload a picture of one dark or light digit on a plain background."
+    if status != 400:  # a model cannot answer (503): its reason is already in plain words
+        return message
+    if "not an image this app can read" in message:
+        reason = "it is not a PNG, JPEG, WebP, GIF or BMP image (or it is damaged)."
+    elif "damaged or truncated" in message:
+        reason = "the file is damaged or cut short; upload the complete file."
+    else:
+        reason = message[0].lower() + message[1:] if message else "unknown problem."
+    return UNREADABLE + reason
 
 
 def uploaded_path(upload: Any) -> Path | None:
     """The file behind a raw (not preprocessed) gr.Image / FileData payload, or None.
 
     Upload events skip Gradio's own image decoding so that a broken file reaches
-    preprocess() and becomes a warning instead of an error. Gradio accepts only paths
+    preprocess() and becomes a message instead of an error. Gradio accepts only paths
     it uploaded itself; checking its upload folder again costs nothing.
     """
     if not upload:

@@ -9,7 +9,7 @@ import gradio as gr
 from inference.predictor import ModelUnavailableError
 from inference.rest import environment, model_status_report
 from training.registry import MODELS, ModelSpec
-from ui import plots, views
+from ui import plots, versions_panel, views
 from ui.context import PRIVATE, AppContext
 
 
@@ -59,4 +59,6 @@ def build(ctx: AppContext) -> ModelsTab:
                       api_name="refresh_models", **PRIVATE)
         for (name, spec), outputs in zip(MODELS.items(), confusion_outputs):
             shown.then(make_confusion(spec, ctx), None, outputs, api_name=f"confusion_{name}", **PRIVATE)
+        if ctx.versions is not None:  # issue 12: each model's kept versions, a Serve button per version
+            versions_panel.build_models_section(ctx, models_tab, refresh_btn, cards)
     return ModelsTab(tab=models_tab)

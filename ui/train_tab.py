@@ -16,7 +16,7 @@ import gradio as gr
 
 from training.jobs import JobAlreadyRunningError, TrainingUnavailableError
 from training.registry import MODELS, ModelSpec
-from ui import plots, training, views
+from ui import plots, train_personal, training, views
 from ui.context import PRIVATE, AppContext
 
 FOLLOW_HEARTBEAT = 20.0  # s: an idle follower sends an empty update this often; Gradio ends it there once the page is gone
@@ -53,14 +53,15 @@ class TrainTab:
 def make_trainer(spec: ModelSpec, ctx: AppContext):
     # A coroutine generator: it streams on the event loop and holds no worker thread for the run.
     async def train(epochs: float | None, batch_size: float | None, learning_rate: float | None,
-                    limit: float | None, token: str | None = ""):
+                    limit: float | None, token: str | None = "", include_drawings: bool = False):
         blocked = training.training_blocked(spec, token, ctx.train_token)
         if blocked:
             gr.Warning(blocked)
             yield training.training_view(ctx.jobs.status(spec.name), f"**Not started.** {blocked}")
             return
         try:
-            ctx.jobs.start(spec.name, training.options_from_fields(epochs, batch_size, learning_rate, limit))
+            options = training.options_from_fields(epochs, batch_size, learning_rate, limit)
+            ctx.jobs.start(spec.name, {**options, "include_drawings": True} if include_drawings else options)
         except JobAlreadyRunningError as error:
             # Started on another page (or by REST) a moment ago: follow that run; never queue another.
             gr.Info(f"{error}. Showing its progress.")
@@ -72,7 +73,8 @@ def make_trainer(spec: ModelSpec, ctx: AppContext):
             yield view
 
     train.__doc__ = (f"Train {spec.title} on MNIST and stream its progress: each update is (progress 0-100, "
-                     f"status, accuracy curve, loss curve, summary). limit 0 trains on all 60,000 images.")
+                     f"status, accuracy curve, loss curve, summary). limit 0 trains on all 60,000 images; "
+                     f"include_drawings mixes in the saved corrections.")
     return train
 
 
@@ -152,7 +154,7 @@ def build(ctx: AppContext) -> TrainTab:
         train_buttons, train_views = [], []
         with gr.Row(equal_height=False):
             for name, spec in MODELS.items():
-                train_buttons.append(_model_panel(ctx, name, spec, token, train_views))
+                train_buttons.append(_model_panel(ctx, name, spec, token, train_views, train_tab))
         token.input(lambda tok: [gr.Button(interactive=training.can_train(s, tok, ctx.train_token))
                                  for s in MODELS.values()],
                     token, train_buttons, api_name="token_entered", queue=False, **PRIVATE)
@@ -160,7 +162,7 @@ def build(ctx: AppContext) -> TrainTab:
 
 
 def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
-                 train_views: list[Any]) -> gr.Button:
+                 train_views: list[Any], tab: gr.Tab) -> gr.Button:
     """One model's options, buttons, progress and curves; returns its Train button."""
     defaults, quick = spec.defaults(), spec.quick()
     with gr.Column(variant="panel", min_width=360):
@@ -183,6 +185,8 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                                   interactive=training.can_train(spec, None, ctx.train_token),
                                   elem_id=f"train-{name}")
             cancel_btn = gr.Button("Cancel", variant="stop", elem_id=f"cancel-{name}")
+        # Issue 12: "Include my drawings (N)", Fine-tune, what a run replaces, restore (ui/train_personal.py).
+        personal = train_personal.build(ctx, name) if ctx.versions is not None else None
         view = [
             gr.Slider(0, 100, value=0, step=0.1, label="Progress", interactive=False, buttons=[],
                       elem_id=f"progress-{name}"),
@@ -203,16 +207,24 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                     api_name=f"quick_settings_{name}", **PRIVATE)
     defaults_btn.click(lambda d=defaults: training.option_values(d), None, fields, queue=False,
                        api_name=f"default_settings_{name}", **PRIVATE)
+    busy = gr.State(False)  # this page streams a run it started (read by train_personal's Fine-tune)
     # Lock the button, stream the run, then unlock. Only the middle step is the public `train_<model>`
     # endpoint. No concurrency limit: the job manager runs one job per model, and a click while the
     # model trains (another page, REST) follows that job at once. A limit of 1 queued such a click
     # behind the running stream, and it started a second, unwanted run when the first ended.
     # The stream is a coroutine generator: it holds no worker thread.
-    train_btn.click(lambda: gr.Button(interactive=False), None, train_btn,
-                    queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
-        make_trainer(spec, ctx), [*fields, token], view, api_name=f"train_{name}",
-        concurrency_limit=None, show_progress="hidden").then(
-        lambda tok, s=spec: train_button(s, ctx, ctx.jobs.status(s.name), tok),
-        token, train_btn, queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
+    run = train_btn.click(lambda: (gr.Button(interactive=False), True), None, [train_btn, busy],
+                          queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
+        make_trainer(spec, ctx), [*fields, token, *([personal.include] if personal else [])], view,
+        api_name=f"train_{name}", concurrency_limit=None, show_progress="hidden").then(
+        lambda tok, s=spec: (train_button(s, ctx, ctx.jobs.status(s.name), tok), False),
+        token, [train_btn, busy], queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
+    if personal is not None:
+        train_btn.click(lambda: train_personal.remember_serving(ctx, name), None, personal.previous, queue=False,
+                        api_name=f"remember_version_{name}", **PRIVATE)
+        run.then(lambda previous: train_personal.after_run(ctx, name, previous), personal.previous,
+                 [personal.restore, personal.include, personal.replaces], api_name=f"after_train_{name}",
+                 show_progress="hidden", **PRIVATE)
+        train_personal.wire(ctx, spec, personal, token, view, train_btn, busy, tab)
     cancel_btn.click(make_canceller(spec, ctx), token, view[1], api_name=f"cancel_{name}")
     return train_btn

@@ -111,6 +111,9 @@ def model_card(status: dict[str, Any]) -> str:
         state,
         "",
         f"- **Test accuracy:** {format_percent(status.get('accuracy'))}",
+        *([f"- **Version:** {status['version']} (see Versions below)"] if status.get("version") else []),
+        *([f"- **Held-out drawings:** {format_percent(status['drawings_accuracy'], 0)} when it was trained"]
+          if status.get("drawings_accuracy") is not None else []),
         f"- **Trained:** {format_when(status.get('trained_at'))}, in {format_seconds(status.get('train_seconds'))}",
         f"- **Settings:** {settings or '–'}",
         f"- **ONNX export vs native model:** {parity_text(status.get('onnx_parity'))}",
@@ -135,9 +138,22 @@ def training_summary(job: dict[str, Any]) -> str:
     if job.get("state") == "succeeded" and result:
         return (f"**Test accuracy {result['test_accuracy']:.2%}** on the 10,000 MNIST test images · "
                 f"trained in {format_seconds(result['train_seconds'])} · "
-                f"the Draw tab uses the new model now.")
+                f"the Draw tab uses the new model now." + personal_summary(result.get("metadata") or {}))
     if job.get("state") == "cancelled":
         return "Cancelled: the previous model is still in use."
     if job.get("state") == "failed":
         return "Training failed: the previous model is still in use."
     return ""
+
+
+def personal_summary(metadata: dict[str, Any]) -> str:
+    """Issue 12: before/after on MNIST test and on the held-out drawings, from a run's metadata."""
+    personal = metadata.get("personal") or {}
+    before, after = personal.get("before") or {}, personal.get("after") or {}
+    if not personal or (after.get("drawings") is None and not personal.get("drawings_trained_on")):
+        return ""
+    held = personal.get("drawings_held_out", 0)
+    return (f"\n\n**Your drawings:** trained on {personal.get('drawings_trained_on', 0)}"
+            f"{' (fine-tune)' if personal.get('fine_tune') else ''}; on the {held} held out: "
+            f"{format_percent(before.get('drawings'), 0)} before → **{format_percent(after.get('drawings'), 0)}** "
+            f"after · MNIST test {format_percent(before.get('mnist_test'))} → {format_percent(after.get('mnist_test'))}")

@@ -1,0 +1,1 @@
+"""The drawings people correct: an SQLite store, the correction entry point, and its limits."""

@@ -1,0 +1,51 @@
+"""REST routes of the model versions (issue 12), included by inference/rest.py: create_api.
+
+    GET  /models/{model}/versions                  -> [{"version", "accuracy", "drawings_accuracy",
+                                                        "trained_at", "options", "serving", ...}]
+    POST /models/{model}/versions/{version}/serve  -> 200 the version, now serving (token rule: like training)
+
+Serving copies the version's files over EXPORTS_DIR/<model>.* atomically
+(training/model_versions.py); the predictor and the prediction workers reload by file
+signature, so requests keep being answered during the switch.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inference.predictor import Predictor
+from training.model_versions import ModelVersions, VersionError
+
+
+def versions_router(versions: ModelVersions, predictor: Predictor, require_token: Callable[..., None]) -> APIRouter:
+    from inference.rest import BodyLimitRoute, ErrorResponse  # rest.py includes this router: import late
+
+    router = APIRouter(route_class=BodyLimitRoute, tags=["versions"])
+    errors = {code: {"model": ErrorResponse} for code in (401, 403, 404)}
+
+    def model_or_404(name: str) -> str:
+        if name not in versions.models:
+            raise StarletteHTTPException(404, f"Unknown model {name[:40]!r}; choose one of: {', '.join(versions.models)}")
+        return name
+
+    @router.get("/models/{model}/versions", summary="The kept versions of a model, newest first", responses=errors)
+    def list_versions(model: str) -> list[dict[str, Any]]:
+        return versions.list(model_or_404(model))
+
+    @router.post("/models/{model}/versions/{version}/serve", summary="Serve a kept version (atomic, hot)",
+                 responses=errors, dependencies=[Depends(require_token)])
+    def serve_version(model: str, version: str) -> dict[str, Any]:
+        name = model_or_404(model)
+        if not version.isdigit() or len(version) > 9:
+            raise StarletteHTTPException(404, f"No version {version[:20]!r} of {name}: versions are whole numbers; "
+                                              f"GET /models/{name}/versions lists them")
+        try:
+            served = versions.serve(name, int(version))
+        except VersionError as error:
+            raise StarletteHTTPException(404, str(error)) from None
+        predictor.reload(name)  # now rather than at the next request (which would also see the new file)
+        return served
+
+    return router
