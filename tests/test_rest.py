@@ -415,7 +415,7 @@ class RecordingPool:
     def describe(self):
         return {"configured": 3, "ready": 3, "answered": 0}
 
-    async def answer(self, image, model, invert):
+    async def answer(self, image, model, invert, *, include_input=False):
         import asyncio
         self.busy += 1
         self.most = max(self.most, self.busy)
