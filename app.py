@@ -10,8 +10,13 @@ import logging
 import os
 from pathlib import Path
 
-import gradio as gr
+from inference import privacy
 
+privacy.apply()  # before Gradio is imported: no analytics, no telemetry (see inference/privacy.py)
+
+import gradio as gr  # noqa: E402
+
+import server
 from drawings.store import DrawingStore
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
@@ -61,19 +66,13 @@ with gr.Blocks(title="Digit Studio") as demo:
 
 demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 
-# The REST routes first, then Gradio at "/" (routes registered before the mount win).
-# Gradio 6 takes theme and css when mounting (or launching), not in gr.Blocks().
+# The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
+# checks and limits of a public server (server.py). Gradio 6 takes theme and css when mounting.
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
                  drawings=drawing_store, versions=versions)
-app = gr.mount_gradio_app(app, demo, path="/", theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"),
-                          css_paths=[STATIC / "app.css"], mcp_server=True)
+app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, mcp_server=True,
+                      theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"), css_paths=[STATIC / "app.css"])
 mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST
 
 if __name__ == "__main__":
-    import uvicorn
-
-    # No access log: one line per request would cost more than a prediction. An open browser
-    # tab keeps a connection alive; Ctrl+C waits at most 5 s for it instead of forever.
-    uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), access_log=False,
-                timeout_graceful_shutdown=5)
+    server.serve(app)

@@ -36,6 +36,15 @@ except ImportError:  # pragma: no cover - depends on the platform
 
 MAX_ENCODED_BYTES = 5 * 1024 * 1024  # an encoded image; a 280x280 drawing is ~10 kB as PNG
 MAX_PIXELS = 4096 * 4096  # width * height, checked from the header before decoding
+# Decoding costs what the header declares, not what the file weighs: a 706-byte WebP declaring
+# 4096x4096 took 1.3 s and +235 MB to decode (measured here under load 11; 655 ms on an idle
+# machine). JPEG decodes at a reduced scale (Pillow's draft: the DCT scales by 1/2, 1/4, 1/8), so a
+# phone photo stays allowed up to MAX_PIXELS at a fraction of the cost; the other formats decode
+# every pixel and are limited to MAX_UNSCALED_PIXELS (a phone screenshot, ~3 MP, fits).
+MAX_UNSCALED_PIXELS = 2048 * 2048
+DRAFT_SIDE = 1024  # px: a large JPEG is decoded at the smallest scale still this large on its longer side
+LARGE_PIXELS = 1024 * 1024  # above this a decode takes tens of ms: inference/rest.py runs few at once
+DECLARED_SIZE_CHARS = 64 * 1024  # base64 read to find a non-PNG image's declared size (declared_size)
 # Formats a client may send. Others (EPS would start Ghostscript, for one) are refused unread.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 # Modes preprocessing understands; everything else is converted to one of them.
@@ -149,6 +158,7 @@ def decode_bytes(data: bytes, *, from_text: bool = False) -> Image.Image:
             f"supported formats are {', '.join(ALLOWED_FORMATS)}.{hint}"
         ) from None
     _check_pixels(*image.size)
+    _bound_decoding(image)
     fast = _decode_png_fast(image, data)
     if fast is not None:
         return fast
@@ -161,6 +171,43 @@ def decode_bytes(data: bytes, *, from_text: bool = False) -> Image.Image:
     if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         image = ImageOps.exif_transpose(image)  # a phone photo, upright as its camera app shows it
     return image
+
+
+def _bound_decoding(image: Image.Image) -> None:
+    """Decode a large JPEG at a reduced scale; refuse other formats that declare over MAX_UNSCALED_PIXELS."""
+    width, height = image.size
+    if width * height <= MAX_UNSCALED_PIXELS:
+        return
+    if image.format == "JPEG":
+        # The digit is found and scaled down to 20x20 anyway; 1024 px on the longer side keeps its strokes.
+        scale = DRAFT_SIDE / max(width, height)
+        image.draft(image.mode, (max(1, int(width * scale)), max(1, int(height * scale))))
+        return
+    side = int(MAX_UNSCALED_PIXELS ** 0.5)
+    raise ImageInputError(
+        f"The {image.format or 'image'} is {width}x{height} pixels; {image.format or 'this format'} images are "
+        f"limited to {side}x{side} ({MAX_UNSCALED_PIXELS:,} pixels; JPEG photos to {int(MAX_PIXELS ** 0.5)}x"
+        f"{int(MAX_PIXELS ** 0.5)}): resize it (a 280x280 drawing is plenty).")
+
+
+def declared_size(text: str) -> tuple[int, int] | None:
+    """(width, height) a base64 image (data URL or bare) declares in its header, reading at most
+    DECLARED_SIZE_CHARS of it; None when that does not tell (not an image, or a header further in)."""
+    size = png_size(text)
+    if size is not None:
+        return size
+    text = text.lstrip()
+    if text[:5].lower() == "data:":
+        text = text.partition(",")[2]
+    prefix = "".join(text[:DECLARED_SIZE_CHARS].split())
+    try:
+        header = base64.b64decode(prefix[:len(prefix) // 4 * 4], validate=True)
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Image.open(io.BytesIO(header), formats=ALLOWED_FORMATS).size
+    except (binascii.Error, ValueError, OSError, SyntaxError, EOFError, UnidentifiedImageError,
+            Image.DecompressionBombError):
+        return None
 
 
 def _decode_png_fast(image: Image.Image, data: bytes) -> Image.Image | None:
@@ -213,17 +260,19 @@ def _too_large(size: int) -> ImageInputError:
 
 
 def _read_file(path: Path) -> bytes:
+    # Messages name the file, never its folder: they can reach a web page, and a server path is
+    # not for visitors to see.
     try:
         size = path.stat().st_size
         if not path.is_file():
-            raise ImageInputError(f"{path} is not a file: pass the path of an image file.")
+            raise ImageInputError(f"{path.name!r} is not a file: pass the path of an image file.")
         if size > MAX_ENCODED_BYTES:
             raise _too_large(size)
         return path.read_bytes()
     except FileNotFoundError:
-        raise ImageInputError(f"No such image file: {path}.") from None
+        raise ImageInputError(f"No such image file: {path.name!r}.") from None
     except PermissionError:
-        raise ImageInputError(f"The image file {path} cannot be read (permission denied).") from None
+        raise ImageInputError(f"The image file {path.name!r} cannot be read (permission denied).") from None
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

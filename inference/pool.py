@@ -32,12 +32,22 @@ START_TIMEOUT = 120.0  # s: importing numpy, scipy, Pillow and onnxruntime on a 
 STOP_TIMEOUT = 2.0  # s: a worker exits at once when its stdin closes; after this it is killed
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" in microseconds, or "max <period>"
 MAX_DEFAULT_WORKERS = 4  # the server process's own HTTP work (~0.7 ms a request) caps what more would add
-MAX_QUICK_FAILURES = 3  # workers that die this many times in a row within QUICK_FAILURE s are not restarted
+# A slot whose worker fails to start, or dies within QUICK_FAILURE s of starting, waits before the
+# next start: RESTART_DELAY, doubling with each failure in a row, at most MAX_RESTART_DELAY. It never
+# gives up (a slot left empty for good cost a third of the throughput until a restart); meanwhile the
+# other workers, or the server process when none is ready, answer.
 QUICK_FAILURE = 10.0  # s
+RESTART_DELAY = 0.5  # s
+MAX_RESTART_DELAY = 30.0  # s
+REPORT_FAILURES = 3  # failures in a row after which the log says /predict runs in the server process
+RETRIES = 1  # a request whose worker died is tried once more, on another worker (or in the server process)
 REQUEST_TIMEOUT = 30.0  # s: the largest image allowed takes well under 1 s; a worker this slow is stuck
 STUCK_MESSAGE = f"The prediction took longer than {REQUEST_TIMEOUT:.0f} s and was stopped; try again"
-CRASHED_MESSAGE = ("The prediction worker stopped while reading this image (it is being restarted); "
-                   "try again, and if this image keeps failing, send it as a PNG")
+# A worker dies when something outside kills it (the OOM killer, an operator): the server failed,
+# not the client. (A bad image is a 400 from the worker; it does not end it.)
+CRASHED_MESSAGE = ("The server failed while predicting (its prediction worker stopped and is being "
+                   "restarted); this was not a problem with your image: try again")
+_CRASHED = object()  # _exchange's answer when the worker died mid-request (retried once)
 
 
 def default_workers() -> int:
@@ -57,6 +67,11 @@ def default_workers() -> int:
             log.warning("PREDICT_WORKERS=%r is not a number; using the default", configured)
     cores = usable_cores()
     return min(cores + 1, MAX_DEFAULT_WORKERS) if cores >= 2 else 0
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds a slot waits before its next start after `failures` quick failures in a row."""
+    return min(MAX_RESTART_DELAY, RESTART_DELAY * 2 ** (failures - 1))
 
 
 def usable_cores() -> int:
@@ -140,39 +155,39 @@ class PredictionPool:
                 await worker.process.wait()
 
     def _spawn_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._run_worker())
+        task = asyncio.get_running_loop().create_task(self._run_slot())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_worker(self) -> None:
-        """Start one worker, hand it out while it lives, and replace it if it dies."""
-        worker = await self._start_worker()
-        if worker is None:
-            self._after_failure(quick=True)
-            return
-        self._ready.add(worker)
-        self._idle.put_nowait(worker)
-        await worker.process.wait()
-        worker.healthy = False
-        self._ready.discard(worker)
-        if not self._closing:
-            log.warning("prediction worker %d exited with code %s; starting a new one",
-                        worker.process.pid, worker.process.returncode)
-            self._after_failure(quick=time.monotonic() - worker.started < QUICK_FAILURE)
-
-    def _after_failure(self, quick: bool) -> None:
-        self._quick_failures = self._quick_failures + 1 if quick else 0
-        if self._closing:
-            return
-        if self._quick_failures >= MAX_QUICK_FAILURES:
-            log.error("prediction workers keep failing at start; /predict is answered in the server process")
+    async def _run_slot(self) -> None:
+        """One worker slot: start a worker, hand it out while it lives, start another when it dies,
+        waiting longer after each quick failure in a row (see RESTART_DELAY)."""
+        failures = 0
+        while not self._closing:
+            worker = await self._start_worker()
+            if worker is not None:
+                self._ready.add(worker)
+                self._idle.put_nowait(worker)
+                await worker.process.wait()
+                worker.healthy = False
+                self._ready.discard(worker)
+                if self._closing:
+                    return
+                log.warning("prediction worker %d exited with code %s; starting a new one",
+                            worker.process.pid, worker.process.returncode)
+            quick = worker is None or time.monotonic() - worker.started < QUICK_FAILURE
+            failures = failures + 1 if quick else 0
             if not self._ready:
-                self._wake_waiters()
-            return
-        self._spawn_soon()
+                self._wake_waiters()  # requests queued for a worker are answered in the server process
+            if failures:
+                delay = restart_delay(failures)
+                if failures == REPORT_FAILURES:
+                    log.error("prediction workers keep failing; retrying every %.0f s at most, and /predict is "
+                              "answered by the other workers or the server process meanwhile", MAX_RESTART_DELAY)
+                await asyncio.sleep(delay)
 
     def _wake_waiters(self) -> None:
-        """No worker will come: each queued request gets None from the queue and is answered in-process."""
+        """No worker is ready: each queued request gets None from the queue and is answered in-process."""
         for _ in range(self.waiting):
             self._idle.put_nowait(None)
 
@@ -213,25 +228,32 @@ class PredictionPool:
         if not self._ready:
             return None
         frame = request_frame(image, model, invert, include_input)
+        crashes = 0
         self.waiting += 1
         try:
             while self._ready:
                 worker = await self._idle.get()
                 if worker is None:
-                    break  # the pool gave up on its workers (see _wake_waiters)
+                    break  # no worker is ready any more (see _wake_waiters)
                 if not worker.healthy:
-                    continue  # it died while idle; its watcher is replacing it
+                    continue  # it died while idle; its slot is replacing it
                 # Shielded: if the client goes away mid-request, the exchange still completes,
                 # so the worker's answer is read and the pipe stays in step for the next request.
                 result = await asyncio.shield(self._exchange(worker, frame))
+                if result is _CRASHED:
+                    crashes += 1
+                    if crashes > RETRIES:
+                        return 503, json.dumps({"error": CRASHED_MESSAGE}).encode()
+                    continue  # once more: on another worker, or (none ready) in the server process
                 if result is not None:
                     return result
             return None
         finally:
             self.waiting -= 1
 
-    async def _exchange(self, worker: _Worker, frame: bytes) -> tuple[int, bytes] | None:
-        """Send one request and read its answer. None if the worker was already gone (try another)."""
+    async def _exchange(self, worker: _Worker, frame: bytes) -> tuple[int, bytes] | object | None:
+        """Send one request and read its answer. None if the worker was already gone (try another),
+        _CRASHED if it died during the request."""
         stdin = worker.process.stdin
         try:
             stdin.write(frame)
@@ -248,7 +270,9 @@ class PredictionPool:
                       f"gave no answer in {REQUEST_TIMEOUT:.0f} s" if stuck else "stopped during a request")
             if worker.process.returncode is None:
                 worker.process.kill()  # no or half an answer: its pipe is out of step, it cannot be used again
-            return 503, json.dumps({"error": STUCK_MESSAGE if stuck else CRASHED_MESSAGE}).encode()
+            if stuck:  # not retried: the image that took 30 s would take as long again elsewhere
+                return 503, json.dumps({"error": STUCK_MESSAGE}).encode()
+            return _CRASHED
         self._idle.put_nowait(worker)
         self.answered += 1
         return answer

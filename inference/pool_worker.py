@@ -79,6 +79,9 @@ def main() -> None:
     # Each worker does one request at a time on one core: extra math threads would only compete.
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
+    from inference import privacy
+
+    privacy.apply()  # no telemetry from this process either (it inherits the server's environment too)
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr  # stdout carries frames only: a stray print() must not corrupt them
     serve(sys.argv[1], sys.stdin.buffer, answers)

@@ -42,11 +42,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
 from inference.answer import ALL_MODELS, encode, predict_answer
-from inference.image_io import png_size
+from inference.image_io import LARGE_PIXELS, declared_size, png_size
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.rest_drawings import drawings_router
 from inference.rest_versions import versions_router
+from training.artifacts import exports_dir, remove_staged_files
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
 from training.versions import package_versions
 
@@ -58,9 +59,12 @@ PREDICT_THREADS = 2  # /predict requests at once in threads when there is no poo
 # An idle server answers a PNG this small on the event loop (see _fits_inline).
 INLINE_MAX_IMAGE_CHARS = 64 * 1024
 INLINE_MAX_PIXELS = 640 * 640
+LARGE_AT_ONCE = 1  # /predict requests with a large image decoded at once (see predict() in create_api)
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
 JSON_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "model": "model2"}'
 TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
+_TRAINED_MODEL_FIELDS = ("accuracy", "trained_at", "train_seconds", "onnx_parity", "options")
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _VERSIONED_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnx", "scikit-learn", "skl2onnx", "tensorflow", "keras",
                        "tf2onnx", "fastapi", "uvicorn", "pydantic", "gradio")
 
@@ -71,8 +75,8 @@ class PredictRequest(BaseModel):
     image: str = Field(description="The drawing as a data URL (data:image/png;base64,...) or bare base64 "
                                    "of a PNG, JPEG or WebP file", examples=["data:image/png;base64,iVBORw0KGgo..."])
     model: str = Field(DEFAULT_MODEL, description='"model1", "model2" or "all"', examples=[DEFAULT_MODEL])
-    invert: bool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
-    # Strict: true or false only ("yes", 1 or "true" are refused), like every new field.
+    # Strict: JSON true or false only ("yes", 1 or "true" are a 422, not a guess at what the client meant).
+    invert: StrictBool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
     include_input: StrictBool = Field(False, description='Also answer "model_input": the 28x28 image the models '
                                                          'read, as a PNG data URL (the Draw tab shows it)')
 
@@ -162,6 +166,9 @@ def model_status_report(predictor: Predictor, jobs: JobManager) -> dict[str, Any
     the UI's Models tab and its `model_status` client endpoint show the same)."""
     status = predictor.status()
     for name, entry in status.items():
+        if not entry["trained"]:
+            # The ONNX file is gone: a sidecar JSON left behind describes a model that no longer serves.
+            entry.update({key: None for key in _TRAINED_MODEL_FIELDS})
         spec = jobs.models.get(name)
         reason = spec.unavailable_reason() if spec else "not in the registry"
         entry["training"] = jobs.is_running(name)
@@ -180,6 +187,11 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # A run killed with kill -9 leaves its staged files behind; nothing is staging at start.
+        removed = remove_staged_files(exports_dir(jobs.exports_dir))
+        if removed:
+            log.warning("removed %d staged file(s) of an interrupted training run: %s", len(removed),
+                        ", ".join(path.name for path in removed))
         if pool is not None:
             await pool.start()
         try:
@@ -196,6 +208,7 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     )
     app.router.route_class = BodyLimitRoute  # every API route; Gradio's mount keeps its own limits
     predict_limiter = anyio.CapacityLimiter(PREDICT_THREADS)
+    large_lane = asyncio.Semaphore(LARGE_AT_ONCE)  # see predict()
     predicts_in_threads = 0  # these two are only touched on the event loop: no lock needed
     requests_in_flight = 0
     bearer = HTTPBearer(auto_error=False, description="Needed only when the server sets TRAIN_TOKEN")
@@ -274,9 +287,14 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     def cancel_training(model: str) -> dict[str, Any]:
         name = model_or_404(model)
         cancelled = jobs.cancel(name)
-        return {"cancelled": cancelled, "model": name,
-                "message": "Cancelling: the previous model stays in place" if cancelled else f"{name} is not training",
-                **_without_history(jobs.status(name))}
+        status = _without_history(jobs.status(name))
+        if cancelled:
+            message = "Cancelling: the previous model stays in place"
+        elif status["running"]:  # the run had already saved its files: they are in place
+            message = f"Too late to cancel: {name}'s new model is already saved and in use; the job is finishing"
+        else:
+            message = f"{name} is not training (its last job: {status['status']})"
+        return {"cancelled": cancelled, "model": name, "message": message, **status}
 
     app.add_api_route("/train/{model}", cancel_training, methods=["DELETE"], summary="Cancel a running training job",
                       tags=["training"], responses=error_responses, dependencies=[Depends(require_train_token)])
@@ -301,36 +319,73 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         #   PREDICT_THREADS threads, so a big upload never stalls the loop (which also serves the UI).
         #   Two, not anyio's default 40: the work keeps retaking the GIL, and more threads only add
         #   handoffs (all requests in threads, 8 clients: 40 threads 305 req/s, 2 threads 380).
-        nonlocal predicts_in_threads, requests_in_flight
+        # - An image that declares over LARGE_PIXELS (tens of ms to decode, up to a few hundred MB
+        #   for the largest allowed), or whose size the first 64 KB do not tell, waits its turn in
+        #   `large_lane`: LARGE_AT_ONCE at a time, so large uploads never hold more than that share
+        #   of the workers and canvas-sized requests keep their latency.
+        nonlocal requests_in_flight
         requests_in_flight += 1
         try:
             if request.model != ALL_MODELS and request.model not in predictor.models:
                 return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
-            small = predicts_in_threads == 0 and _fits_inline(request.image)
-            if pool is not None and pool.ready_workers:
-                await asyncio.sleep(0)
-                if not small or requests_in_flight > 1 or pool.waiting:
-                    answered = await pool.answer(request.image, request.model, request.invert,
-                                                 include_input=request.include_input)
-                    if answered is not None:
-                        return _json_response(*answered)
-            if small:
-                return _json_response(*_predict(predictor, request))
-            predicts_in_threads += 1
-            try:
-                answered = await anyio.to_thread.run_sync(_predict, predictor, request, limiter=predict_limiter)
-            finally:
-                predicts_in_threads -= 1
-            return _json_response(*answered)
+            if not _fits_inline(request.image) and _is_large(request.image):
+                async with large_lane:
+                    return await answer(request)
+            return await answer(request)
         finally:
             requests_in_flight -= 1
+
+    async def answer(request: PredictRequest) -> Response:
+        """Where the work runs, as explained in predict()."""
+        nonlocal predicts_in_threads
+        small = predicts_in_threads == 0 and _fits_inline(request.image)
+        if pool is not None and pool.ready_workers:
+            await asyncio.sleep(0)
+            if not small or requests_in_flight > 1 or pool.waiting:
+                answered = await pool.answer(request.image, request.model, request.invert,
+                                             include_input=request.include_input)
+                if answered is not None:
+                    return _json_response(*answered)
+        if small:
+            return _json_response(*_predict(predictor, request))
+        predicts_in_threads += 1
+        try:
+            answered = await anyio.to_thread.run_sync(_predict, predictor, request, limiter=predict_limiter)
+        finally:
+            predicts_in_threads -= 1
+        return _json_response(*answered)
 
     # Issue 12: the drawings database and model versions (inference/rest_drawings.py, rest_versions.py).
     if drawings is not None:
         app.include_router(drawings_router(drawings, predictor, require_train_token))
     if versions is not None:
         app.include_router(versions_router(versions, predictor, require_train_token))
+    _refuse_other_methods(app)
     return app
+
+
+def _refuse_other_methods(app: FastAPI) -> None:
+    """A JSON 405 for every REST path's other methods. Without these routes a request such as
+    GET /predict matches no route of ours by method and falls through to the Gradio app
+    mounted at "/", which answers 404 {"detail": "Not Found"}."""
+    allowed: dict[str, set[str]] = {}
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            allowed.setdefault(route.path, set()).update(route.methods)
+    for path, methods in allowed.items():
+        if "GET" in methods:
+            methods.add("HEAD")
+        others = [method for method in ALL_METHODS if method not in methods]
+        app.add_api_route(path, _method_not_allowed(", ".join(sorted(methods))), methods=others,
+                          include_in_schema=False)
+
+
+def _method_not_allowed(allow: str):
+    async def wrong_method(request: Request) -> JSONResponse:
+        return error_response(405, f"{request.method} is not allowed on {request.url.path}; use {allow} "
+                                   "(see /docs)", headers={"Allow": allow})
+
+    return wrong_method
 
 
 def _fits_inline(image: str) -> bool:
@@ -340,6 +395,12 @@ def _fits_inline(image: str) -> bool:
         return False
     size = png_size(image)
     return size is not None and size[0] * size[1] <= INLINE_MAX_PIXELS
+
+
+def _is_large(image: str) -> bool:
+    """Whether the image declares more than LARGE_PIXELS, or does not say in its first 64 KB."""
+    size = declared_size(image)
+    return size is None or size[0] * size[1] > LARGE_PIXELS
 
 
 def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:
@@ -361,7 +422,7 @@ def _describe_validation_errors(errors: list[dict[str, Any]], example: str = JSO
     for error in errors:
         if error.get("type") == "json_invalid":
             detail = (error.get("ctx") or {}).get("error", "syntax error")
-            return 400, f"Request body is not valid JSON ({detail}); send a JSON object like {example}"
+            return 400, f"The body is not valid JSON: {detail}; send a JSON object like {example}"
     problems = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ()) if part != "body"]

@@ -53,8 +53,9 @@ class RunningApp(NamedTuple):
 
 
 @contextlib.contextmanager
-def running_app(exports_dir: Path, log_path: Path, **env: str) -> Iterator[RunningApp]:
-    """Run app.py until the block ends; yields its base URL and process id."""
+def running_app(exports_dir: Path, log_path: Path, **env: str | None) -> Iterator[RunningApp]:
+    """Run app.py until the block ends; yields its base URL and process id. An `env` value of
+    None removes that variable (to test the app's own defaults)."""
     port = free_port()
     # TRAIN_TOKEN only when the test asks for it: a developer's own setting must not leak in.
     environment = {
@@ -67,6 +68,7 @@ def running_app(exports_dir: Path, log_path: Path, **env: str) -> Iterator[Runni
         "PYTHONUNBUFFERED": "1",
         **env,
     }
+    environment = {key: value for key, value in environment.items() if value is not None}
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,

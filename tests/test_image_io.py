@@ -4,12 +4,13 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import time
 import warnings
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image, ImageDraw, features
 
 from inference import image_io
 from inference.image_io import EmptyImageError, ImageInputError, load_image
@@ -328,10 +329,12 @@ def test_oversize_payloads_are_refused_before_decoding(tmp_path):
 
 
 def test_missing_file_and_folder_paths(tmp_path):
-    with pytest.raises(ImageInputError, match="No such image file"):
+    with pytest.raises(ImageInputError, match="No such image file") as error:
         load_image(tmp_path / "missing.png")
-    with pytest.raises(ImageInputError, match="is not a file"):
+    assert "'missing.png'" in str(error.value) and str(tmp_path) not in str(error.value)  # no server path
+    with pytest.raises(ImageInputError, match="is not a file") as error:
         load_image(tmp_path)
+    assert str(tmp_path.parent) not in str(error.value)
 
 
 @pytest.mark.parametrize("array, expected", [
@@ -360,3 +363,44 @@ def test_unsupported_types_say_what_to_send(value):
 def test_every_error_is_a_value_error_with_a_user_facing_message():
     assert issubclass(ImageInputError, ValueError) and issubclass(EmptyImageError, ImageInputError)
     assert "draw a digit first" in str(EmptyImageError())
+
+
+# -- decoding cost is bounded by what the header declares (issue 9) --------------------------
+
+def tiny_file_declaring(width: int, height: int, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(buffer, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG", "GIF", "BMP"])
+def test_a_small_file_declaring_a_huge_image_is_refused_before_decoding(fmt):
+    data = tiny_file_declaring(4096, 4096, fmt) if fmt != "BMP" else bmp_header_only(4096, 4096)
+    assert image_io.declared_size(base64.b64encode(data).decode()) == (4096, 4096)
+    started = time.perf_counter()
+    with pytest.raises(ImageInputError, match="limited to 2048x2048"):
+        load_image(data)
+    assert time.perf_counter() - started < 0.05  # refused from the header (decoding took 0.6-1.3 s)
+
+
+def bmp_header_only(width: int, height: int) -> bytes:
+    """A BMP header declaring width x height, without the pixels (a BMP is never small)."""
+    import struct
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54 + width * height * 3, 0, 0, 54) + info
+
+
+def test_a_large_jpeg_photo_is_decoded_at_a_reduced_scale_and_still_read():
+    photo = Image.new("RGB", (4000, 3000), "white")
+    ImageDraw.Draw(photo).line([(1500, 500), (2500, 500), (1800, 2500)], fill="black", width=200)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90)
+    loaded = load_image(buffer.getvalue())
+    assert max(loaded.size) <= 2000 and loaded.size[0] / loaded.size[1] == pytest.approx(4 / 3)
+    assert np.asarray(loaded.convert("L")).min() < 50  # the stroke survived
+
+
+def test_declared_size_reads_only_the_header():
+    jpeg = base64.b64encode(encode(checkerboard(), "JPEG")).decode()
+    assert image_io.declared_size(jpeg) == (checkerboard().shape[1], checkerboard().shape[0])
+    assert image_io.declared_size("not base64!") is None and image_io.declared_size("") is None

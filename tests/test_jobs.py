@@ -270,3 +270,162 @@ def test_real_quick_model1_job_is_served_at_once(mnist_dir, empty_exports, monke
     served = predictor.model_status("model1")
     assert served["available"] and served["accuracy"] == pytest.approx(status["accuracy"], abs=1e-5)
     assert Path(status["result"]["paths"]["onnx"]).parent == empty_exports
+
+
+# -- a cancel at every point of a run tells the truth about the files (issue 9, item 5) --------
+
+CANCEL_POINTS = ["before-first-event", "mid-training", "evaluating", "exporting", "while-renaming",
+                 "after-saving", "after-done-event"]
+
+
+def exported_files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+@pytest.mark.parametrize("point", CANCEL_POINTS)
+def test_a_cancel_at_any_point_either_keeps_the_old_files_or_says_it_came_too_late(point, monkeypatch,
+                                                                                    empty_exports):
+    """A scripted trainer that writes real files through the real ArtifactWriter, as both trainers
+    do: events, "exporting", the atomic save, a last "Done" event, the Result. A cancel at each point:
+    answered True -> the job is cancelled and the folder is byte-identical to before; answered False
+    -> the job succeeded, the new files are in place, and its status says the cancel came too late."""
+    from tests.fakes import write_tiny_model
+    from training import artifacts
+    from training.events import Progress
+
+    write_tiny_model(empty_exports, "model1", digit=1, accuracy=0.95)  # the good model in use
+    before = exported_files(empty_exports)
+    fake = FakeTrainer(monkeypatch, "model1")
+    jobs = JobManager(models={"model1": fake.spec}, exports_dir=str(empty_exports))
+    answers: list[bool] = []
+
+    def cancel_here(here: str) -> None:
+        if here == point:
+            answers.append(jobs.cancel("model1"))
+
+    if point == "while-renaming":
+        real_replace = artifacts.os.replace
+        raced = []
+
+        def replace_with_a_cancel_racing(source, target):
+            if not raced:  # the first rename: another thread (a Cancel click) cancels now
+                raced.append(True)
+                racer = threading.Thread(target=lambda: answers.append(jobs.cancel("model1")))
+                racer.start()
+                racer.join(0.3)  # it blocks until the renames are done
+            real_replace(source, target)
+
+        monkeypatch.setattr(artifacts.os, "replace", replace_with_a_cancel_racing)
+
+    def script(options):
+        cancel_here("before-first-event")
+        yield progress(1)
+        cancel_here("mid-training")
+        yield progress(2)
+        cancel_here("evaluating")
+        yield Progress(progress=98, status="Test accuracy 92.68%; exporting")
+        cancel_here("exporting")
+        write_tiny_model(empty_exports, "model1", digit=2, accuracy=0.9268)  # the new, worse model
+        while point == "while-renaming" and not answers:  # the racing cancel gets the lock once the renames end
+            threading.Event().wait(0.01)
+        cancel_here("after-saving")
+        yield Progress(progress=100, status="Done: test accuracy 92.68% in 1.0 s")
+        cancel_here("after-done-event")
+        yield fake_result("model1", 0.9268)
+
+    fake.script = script
+    jobs.start("model1")
+    assert jobs.join("model1", WAIT)
+    status = jobs.status("model1")
+    after = exported_files(empty_exports)
+    assert len(answers) == 1, answers
+    assert not [name for name in after if ".tmp-" in name]  # no staged file left behind either way
+    if answers[0]:
+        assert status["state"] == "cancelled", status["status"]
+        assert "previous model is unchanged" in status["status"]
+        assert after == before
+    else:
+        assert point in ("while-renaming", "after-saving", "after-done-event")
+        assert status["state"] == "succeeded" and status["saved"], status["status"]
+        assert "the cancel came after the new model was saved" in status["status"]
+        assert after != before and b"0.9268" in after["model1.json"]
+    if point in ("before-first-event", "mid-training", "evaluating", "exporting"):
+        assert answers == [True]  # before the renames a cancel always takes effect
+
+
+def test_a_late_cancel_of_a_real_model1_run_matches_the_files(mnist_dir, monkeypatch, empty_exports):
+    """The issue's case with the real trainer: Cancel at "exporting" (~98%) keeps the previous
+    files byte-identical; Cancel once the files are saved is refused and the new model is in place."""
+    from tests.fakes import write_tiny_model
+    from training import artifacts
+
+    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
+    write_tiny_model(empty_exports, "model1", digit=1, accuracy=0.9515)
+    before = exported_files(empty_exports)
+    jobs = JobManager(exports_dir=str(empty_exports))
+
+    def run_and_cancel(when) -> tuple[bool, dict]:
+        jobs.start("model1", {"preset": "quick"})
+        seen, answer = 0, None
+        while answer is None:
+            events, seen = jobs.wait_for_update("model1", seen, timeout=60)
+            assert events or jobs.is_running("model1"), "the run ended before the cancel point"
+            if any(when(event) for event in events):
+                answer = jobs.cancel("model1")
+        assert jobs.join("model1", 120)
+        return answer, jobs.status("model1")
+
+    answer, status = run_and_cancel(lambda event: "exporting" in event.get("status", ""))
+    assert answer is True and status["state"] == "cancelled", status["status"]
+    assert exported_files(empty_exports) == before
+
+    # Hold the run right after its renames (inside the commit gate's lock), then cancel from here.
+    saved = threading.Event()
+    real_replace = artifacts.os.replace
+
+    def replace_and_report(source, target):
+        real_replace(source, target)
+        if str(target).endswith(".json"):
+            saved.set()
+
+    monkeypatch.setattr(artifacts.os, "replace", replace_and_report)
+    jobs.start("model1", {"preset": "quick"})
+    assert saved.wait(120)
+    answer = jobs.cancel("model1")  # waits for the gate, then sees the files saved
+    assert jobs.join("model1", 120)
+    status = jobs.status("model1")
+    # Refused: too late (the note in the status), or the job had even finished by the time the
+    # cancel got the lock. Either way the job succeeded and its new files are in place.
+    assert answer is False and status["state"] == "succeeded", status["status"]
+    assert exported_files(empty_exports) != before
+
+
+def test_training_without_mnist_logs_one_line_but_a_bug_keeps_its_traceback(monkeypatch, caplog):
+    from training.mnist import MnistNotFoundError
+
+    fake = FakeTrainer(monkeypatch)
+    jobs = JobManager(models={"fake": fake.spec})
+
+    def no_mnist(options):
+        raise MnistNotFoundError("MNIST was not found in /nowhere; set MNIST_DIR\nor allow the download")
+        yield  # a generator, like every trainer
+
+    def bug(options):
+        raise ZeroDivisionError("a real bug")
+        yield
+
+    with caplog.at_level("WARNING", logger="training.jobs"):
+        for script in (no_mnist, bug):
+            fake.script = script
+            caplog.clear()
+            jobs.start("fake")
+            assert jobs.join("fake", WAIT)
+            records = [record for record in caplog.records if record.name == "training.jobs"]
+            assert len(records) == 1
+            if script is no_mnist:
+                assert records[0].levelname == "WARNING" and records[0].exc_info is None
+                assert "MNIST was not found in /nowhere; set MNIST_DIR or allow" in records[0].getMessage()
+                assert "\n" not in records[0].getMessage()
+                assert "MnistNotFoundError" in jobs.status("fake")["error"]
+            else:
+                assert records[0].levelname == "ERROR" and records[0].exc_info is not None

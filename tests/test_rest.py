@@ -395,3 +395,61 @@ def test_train_token_protects_start_and_cancel(predictor, jobs, fakes):
         # Reading status and predicting stay open.
         assert client.get("/train_status/model1").status_code == 200
         assert_good_request_works(client)
+
+
+class RecordingPool:
+    """A stand-in pool that is always ready and records how many requests it works on at once."""
+
+    ready_workers = 3
+    waiting = 0
+
+    def __init__(self):
+        self.busy = self.most = 0
+
+    async def start(self):
+        pass
+
+    async def close(self):
+        pass
+
+    def describe(self):
+        return {"configured": 3, "ready": 3, "answered": 0}
+
+    async def answer(self, image, model, invert, *, include_input=False):
+        import asyncio
+        self.busy += 1
+        self.most = max(self.most, self.busy)
+        await asyncio.sleep(0.05)
+        self.busy -= 1
+        return 200, b'{"prediction":1}'
+
+
+def test_large_images_take_at_most_one_worker_at_a_time(predictor, jobs):
+    """Four clients sending images that declare 2000x2000 (allowed, ~100 ms each to decode) share one
+    lane; normal-sized JPEGs beside them are not held up by it."""
+    import asyncio
+
+    import httpx
+
+    pool = RecordingPool()
+    app = create_api(predictor, jobs, pool=pool)
+    big = Image.new("L", (2000, 2000), 255)
+    large = {"image": data_url(png_bytes(big)), "model": "model1"}
+    buffer = io.BytesIO()
+    drawn_digit().save(buffer, format="JPEG")
+    normal = {"image": data_url(buffer.getvalue(), "image/jpeg"), "model": "model1"}
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            large_calls = [client.post("/predict", json=large) for _ in range(4)]
+            answers = await asyncio.gather(*large_calls)
+            most_large = pool.most
+            pool.most = 0
+            mixed = await asyncio.gather(*[client.post("/predict", json=large) for _ in range(2)],
+                                         *[client.post("/predict", json=normal) for _ in range(4)])
+            return answers + list(mixed), most_large, pool.most
+
+    answers, most_large, most_mixed = asyncio.run(scenario())
+    assert all(answer.status_code == 200 for answer in answers)
+    assert most_large == 1  # the four large ones one after another
+    assert most_mixed >= 3  # the normal ones ran beside the large one

@@ -5,6 +5,7 @@ the session's exports (training here must not change the models other tests see)
 """
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -34,6 +35,14 @@ def stroke_image(points: list[tuple[int, int]], size: int = 280, width: int = 22
     image = Image.new("RGB", (size, size), "white")
     ImageDraw.Draw(image).line(points, fill="black", width=width, joint="curve")
     return image
+
+
+def collect(updates) -> list:
+    """Every update of a coroutine generator handler (the Train tab's streams)."""
+    async def gather():
+        return [update async for update in updates]
+
+    return asyncio.run(gather())
 
 
 ONE = [(140, 40), (140, 240)]
@@ -214,10 +223,14 @@ def test_stream_follows_a_job_to_its_end(monkeypatch):
     jobs = JobManager(models={"fake": fake.spec})
     jobs.start("fake")
     views_seen = []
-    for view in training.stream_job(jobs, "fake"):
-        views_seen.append(view)
-        if view[0] > 0:
-            release.set()
+
+    async def follow():
+        async for view in training.stream_job(jobs, "fake"):
+            views_seen.append(view)
+            if view[0] > 0:
+                release.set()
+
+    asyncio.run(follow())
     progress = [view[0] for view in views_seen]
     assert progress == sorted(progress) and progress[-1] == 100.0
     assert any(0 < p < 100 for p in progress)  # updates arrived while it ran
@@ -233,9 +246,10 @@ def test_events_have_stable_api_names_and_queue_limits():
     public = {name for name, fn in functions.items() if fn.api_visibility == "public"}
     assert public == {name.lstrip("/") for name in PUBLIC_ENDPOINTS}
     for name in MODELS:
-        train = functions[f"train_{name}"]
-        # At most one training per model at a time, each model in its own queue.
-        assert (train.concurrency_limit, train.concurrency_id) == (1, f"train_{name}")
+        # No queue behind a running stream: a second page's click follows the running job
+        # (the job manager allows one per model) instead of waiting to start another run.
+        assert functions[f"train_{name}"].concurrency_limit is None
+        assert functions[f"watch_{name}"].concurrency_limit is None
     for name in ("predict", "predict_upload"):
         assert functions[name].concurrency_limit > 1 and functions[name].concurrency_id == "predict"
     # Every event has a name of its own (the canvas itself asks REST /predict, not an event).
@@ -252,7 +266,7 @@ def test_train_token_is_required_when_the_server_sets_one(monkeypatch):
     spec = MODELS["model1"]
     for token, problem in (("", "enter the training token"), ("guess", "Wrong training token")):
         with pytest.warns(UserWarning, match=problem):
-            updates = list(train_tab.make_trainer(spec, app.ctx)(1, 200, 0.1, 1000, token))
+            updates = collect(train_tab.make_trainer(spec, app.ctx)(1, 200, 0.1, 1000, token))
         assert len(updates) == 1 and updates[0][1].startswith("**Not started.**") and problem in updates[0][1]
         with pytest.warns(UserWarning, match=problem):
             assert train_tab.make_canceller(spec, app.ctx)(token).startswith("**Not cancelled.**")
@@ -262,11 +276,13 @@ def test_train_token_is_required_when_the_server_sets_one(monkeypatch):
 
 
 INSPECT_UI = """
-import json, sys, warnings
+import asyncio, json, sys, warnings
 import app
 from training.registry import MODELS
 from ui.train_tab import make_trainer
 from gradio.components import Button, Markdown
+async def collect(updates):
+    return [update async for update in updates]
 buttons = {b.elem_id: b.interactive for b in app.demo.blocks.values() if isinstance(b, Button)}
 notes = [b.value for b in app.demo.blocks.values() if isinstance(b, Markdown) and "Training is off" in (b.value or "")]
 tensorflow = sys.modules.get("tensorflow") is not None
@@ -274,7 +290,7 @@ status, caught = None, []
 if MODELS["model2"].unavailable_reason():  # only then: otherwise this would really train
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        status = list(make_trainer(MODELS["model2"], app.ctx)(1, 128, 0.001, 1000, ""))[-1][1]
+        status = asyncio.run(collect(make_trainer(MODELS["model2"], app.ctx)(1, 128, 0.001, 1000, "")))[-1][1]
 print(json.dumps({"buttons": buttons, "notes": notes, "status": status, "tensorflow": tensorflow,
                   "warnings": [str(w.message) for w in caught]}))
 """

@@ -13,6 +13,7 @@ model, bad option), 1 when training cannot run or fails (TensorFlow or MNIST mis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -99,22 +100,35 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _train(spec, options, args) -> int:
+    from training.artifacts import commit_gate
     from training.mnist import load_mnist
 
     trainer = None
+    saved = []  # the run's files were renamed into place (training/artifacts.py's commit gate)
+
+    @contextlib.contextmanager
+    def note_saved():
+        yield
+        saved.append(True)
+
     try:
         data = load_mnist(args.mnist_dir)
         trainer = spec.trainer()(options, data=data, exports_dir=args.exports_dir)
-        for event in trainer:
-            if isinstance(event, Progress):
-                _emit("PROGRESS", event.to_dict())
-            elif isinstance(event, Result):
-                _emit("RESULT", event.to_dict())
+        with commit_gate(note_saved):
+            for event in trainer:
+                if isinstance(event, Progress):
+                    _emit("PROGRESS", event.to_dict())
+                elif isinstance(event, Result):
+                    _emit("RESULT", event.to_dict())
         return 0
     except KeyboardInterrupt:
         if trainer is not None:
-            trainer.close()  # cancels: the previous model files stay in place
-        _fail(f"error: training {spec.name} interrupted; the previous model files are unchanged")
+            trainer.close()  # cancels: before the save, the previous model files stay in place
+        if saved:  # Ctrl+C came after the renames (they are never interrupted midway)
+            _fail(f"error: training {spec.name} interrupted after its new model files were saved; "
+                  "they are in place")
+        else:
+            _fail(f"error: training {spec.name} interrupted; the previous model files are unchanged")
         return EXIT_INTERRUPTED
     except FileNotFoundError as error:  # MNIST not found: its message lists the places and the fixes
         _fail(f"error: {error}")

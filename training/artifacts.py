@@ -8,14 +8,23 @@ Files per model, in `exports/` (or `$EXPORTS_DIR`):
 A run stages every file as a temporary next to its target and renames them all
 into place only at the end, so a reader never sees a half-written file and a
 failed or cancelled run leaves the previous model untouched.
+
+Whoever runs a trainer may install a commit gate (`commit_gate`): the renames happen
+inside it, so a job manager can refuse them (the run was cancelled) or learn that they
+happened (a cancel came too late), with no race between the two.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
+import re
 import secrets
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Iterator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EXPORTS_DIR = PROJECT_ROOT / "exports"
@@ -33,6 +42,39 @@ def artifact_paths(name: str, native_format: str, directory: str | os.PathLike |
         "onnx": folder / f"{name}.onnx",
         "metadata": folder / f"{name}.json",
     }
+
+
+# A callable returning the context manager every ArtifactWriter.commit() in this context renames
+# inside; it may raise (e.g. CommitCancelled) to refuse the commit before anything is renamed.
+CommitGate = Callable[[], ContextManager[None]]
+_COMMIT_GATE: contextvars.ContextVar[CommitGate | None] = contextvars.ContextVar("commit_gate", default=None)
+
+
+class CommitCancelled(Exception):
+    """A commit gate refused the renames: the run was cancelled before its files were put in place."""
+
+
+@contextlib.contextmanager
+def commit_gate(gate: CommitGate) -> Iterator[None]:
+    """Make every commit in this thread (the trainer runs in it) go through `gate`."""
+    token = _COMMIT_GATE.set(gate)
+    try:
+        yield
+    finally:
+        _COMMIT_GATE.reset(token)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl+C (SIGINT) waits until the renames are done: a run is never half in place."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -75,11 +117,16 @@ class ArtifactWriter:
         return self.stage(kind, lambda temp: temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
     def commit(self) -> dict[str, str]:
+        """Rename every staged file into place (inside the commit gate, if one is installed).
+        Raises CommitCancelled, with nothing renamed, when the gate refuses."""
         # Metadata last: when it names a new accuracy, the model files it describes are in place.
         order = sorted(self._staged, key=lambda kind: kind == "metadata")
-        for kind in order:
-            os.replace(self._staged[kind], self.paths[kind])
-        self._committed = True
+        gate = _COMMIT_GATE.get()
+        # Signals outermost: a Ctrl+C during the renames is raised after the gate has seen them complete.
+        with _signals_deferred(), gate() if gate is not None else contextlib.nullcontext():
+            for kind in order:
+                os.replace(self._staged[kind], self.paths[kind])
+            self._committed = True
         return {kind: str(self.paths[kind]) for kind in order}
 
     def discard(self) -> None:
@@ -100,3 +147,29 @@ def _fsync(path: Path) -> None:
     if path.is_file():
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+# What ArtifactWriter.stage names its temporaries: ".<stem>.tmp-<8 hex digits><suffix>".
+STAGED_PATTERN = re.compile(r"\.model[0-9A-Za-z_-]*\.tmp-[0-9a-f]{8}(\.[0-9A-Za-z]+)?")
+
+
+def remove_staged_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete the staged files a run killed mid-write left in `directory` (only ours: ".model*.tmp-*"
+    by ArtifactWriter's exact pattern, only files, only directly in the folder); returns them.
+
+    Called when the server starts, when no run of this process is staging. A live run in another
+    process staging into the same folder is not expected (one server per exports folder)."""
+    folder = Path(directory)
+    removed = []
+    try:
+        candidates = list(folder.iterdir())
+    except OSError:
+        return removed  # no exports folder yet
+    for path in candidates:
+        if STAGED_PATTERN.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass  # read-only or gone: harmless, retried at the next start
+    return removed

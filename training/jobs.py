@@ -7,15 +7,24 @@ model at a time; different models may train side by side.
 
 Cancel sets a flag; the worker closes the generator at its next event, and the
 trainer stops on GeneratorExit without writing anything (writes are atomic and
-happen only at the end), so the previous model stays in place.
+happen only at the end), so the previous model stays in place. The renames that put
+a run's files in place happen inside this manager's commit gate (training/artifacts.py),
+under the same lock as cancel(): a cancel that comes first stops the commit (nothing
+is renamed); once the files are renamed, cancel() answers False (too late) and the job
+ends as succeeded, saying so. Either way, what the job reports is what is on disk.
 
 Streaming consumers call `wait_for_update(name, seen, timeout)`, which blocks on
-a Condition (no polling) until events past `seen` exist or the job finishes.
+a Condition (no polling) until events past `seen` exist or the job finishes, or,
+on an event loop, `await wait_for_change_async(...)`, which waits the same way
+without holding a thread (a hundred open Train tabs must not take the web
+server's worker threads from predictions).
 Every job ends with one terminal event carrying `"state"` ("succeeded",
 "failed" or "cancelled"), so a consumer's loop can stop on it.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -25,6 +34,7 @@ from typing import Any, Callable, Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
+from training.artifacts import CommitCancelled, commit_gate
 from training.events import Progress, Result
 from training.options import TrainOptions
 from training.registry import MODELS, ModelSpec
@@ -64,6 +74,8 @@ class _Job:
     finished_at: float | None = None
     history: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    saved: bool = False  # its files are renamed into place: too late to cancel
+    late_cancel: bool = False  # a cancel came after that
     thread: threading.Thread | None = None
 
 
@@ -80,6 +92,7 @@ class JobManager:
         # Event numbers keep counting across a model's jobs, so a consumer's `seen` stays valid.
         self._seq: dict[str, int] = {name: 0 for name in self.models}
         self._changed = threading.Condition()
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()  # under _changed
 
     # -- starting and stopping -------------------------------------------
 
@@ -116,11 +129,15 @@ class JobManager:
             return self._status_locked(name)
 
     def cancel(self, name: str) -> bool:
-        """Ask the running job for `name` to stop; False when nothing is running."""
+        """Ask the running job for `name` to stop; False when nothing is running, or when the run has
+        already saved its files (too late: it ends as succeeded; its status has "saved": True)."""
         self._spec(name)
         with self._changed:
             job = self._jobs.get(name)
             if job is None or job.state != RUNNING:
+                return False
+            if job.saved:
+                job.late_cancel = True
                 return False
             job.cancel_requested.set()
             job.status = "Cancelling"
@@ -173,6 +190,36 @@ class JobManager:
                     return [], self._seq[name]
                 self._changed.wait(remaining)
 
+    def seq(self, name: str) -> int:
+        """The number of `name`'s latest event (it counts across jobs): cheap, for "anything new?"."""
+        with self._changed:
+            return self._seq[name]
+
+    async def wait_for_change_async(self, name: str, seen: int, timeout: float, *, while_idle: bool = False) -> int:
+        """For coroutines: the latest event number, as soon as it differs from `seen` or no job runs
+        (with `while_idle`: also while none runs, until one starts), else after `timeout` s.
+        Awaited on the event loop, holding no thread; no history is copied."""
+        self._spec(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            woken = asyncio.Event()
+            with self._changed:
+                if self._seq[name] != seen or (not while_idle and not self.is_running(name)):
+                    return self._seq[name]
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return self._seq[name]
+                waiter = (loop, woken)
+                self._async_waiters.add(waiter)
+            try:
+                await asyncio.wait_for(woken.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                with self._changed:
+                    self._async_waiters.discard(waiter)
+
     # -- options ------------------------------------------------------------
 
     def parse_options(self, spec: ModelSpec, options: Mapping[str, Any] | None) -> TrainOptions:
@@ -219,20 +266,9 @@ class JobManager:
         """The worker thread: consume the trainer, record events, end in a terminal state."""
         generator = None
         try:
-            generator = trainer(job.options, exports_dir=self.exports_dir)
-            result = None
-            for event in generator:
-                if isinstance(event, Result):
-                    result = event  # the last item; keep iterating so the trainer ends normally
-                    continue
-                if job.cancel_requested.is_set():
-                    break
-                if isinstance(event, Progress):
-                    with self._changed:
-                        job.progress = max(job.progress, float(event.progress))
-                        job.status = event.status
-                        job.accuracy = _first_not_none(event.val_accuracy, event.accuracy, job.accuracy)
-                        self._record(job, event.to_dict())
+            with commit_gate(lambda: self._saving(job)):
+                generator = trainer(job.options, exports_dir=self.exports_dir)
+                result = self._consume(job, generator)
             if result is not None:
                 self._succeed(job, result)  # files are written: a late cancel cannot undo that
             elif job.cancel_requested.is_set():
@@ -240,8 +276,14 @@ class JobManager:
                 self._finish(job, CANCELLED, f"Cancelled at {job.progress:.0f}%; the previous model is unchanged")
             else:
                 self._finish(job, FAILED, "Training failed", error="the trainer ended without a result")
+        except CommitCancelled:  # the cancel came while the trainer was exporting: nothing was renamed
+            self._finish(job, CANCELLED, f"Cancelled at {job.progress:.0f}%, before the new model was saved; "
+                                         "the previous model is unchanged")
         except Exception as error:  # any trainer failure becomes the job's status, never a lost thread
-            log.exception("training %s failed", job.name)
+            if _expected_failure(error):  # e.g. no MNIST: one line with the reason; no traceback
+                log.warning("training %s cannot run: %s", job.name, " ".join(str(error).split()))
+            else:  # a bug: the traceback is what finds it
+                log.exception("training %s failed", job.name)
             self._finish(job, FAILED, "Training failed", error=f"{type(error).__name__}: {error}")
         finally:
             if generator is not None and hasattr(generator, "close"):
@@ -249,6 +291,33 @@ class JobManager:
                     generator.close()
                 except Exception:
                     log.exception("closing the %s trainer failed", job.name)
+
+    def _consume(self, job: _Job, generator) -> Result | None:
+        """Record the trainer's events until it ends (its Result) or a cancel is seen (None)."""
+        result = None
+        for event in generator:
+            if isinstance(event, Result):
+                result = event  # the last item; keep iterating so the trainer ends normally
+                continue
+            if job.cancel_requested.is_set():
+                break
+            if isinstance(event, Progress):
+                with self._changed:
+                    job.progress = max(job.progress, float(event.progress))
+                    job.status = event.status
+                    job.accuracy = _first_not_none(event.val_accuracy, event.accuracy, job.accuracy)
+                    self._record(job, event.to_dict())
+        return result
+
+    @contextlib.contextmanager
+    def _saving(self, job: _Job):
+        """The commit gate of `job`'s trainer: refuse the renames if a cancel came first; otherwise
+        rename under the lock cancel() takes, and mark the job saved."""
+        with self._changed:
+            if job.cancel_requested.is_set():
+                raise CommitCancelled
+            yield
+            job.saved = True
 
     def _succeed(self, job: _Job, result: Result) -> None:
         summary = result.to_dict()
@@ -264,6 +333,8 @@ class JobManager:
             job.accuracy = result.test_accuracy
         status = (f"Done: test accuracy {result.test_accuracy:.2%} in {result.train_seconds:.1f} s"
                   if error is None else "Trained, but the new model could not be loaded")
+        if job.late_cancel:
+            status += " (the cancel came after the new model was saved: it is in use)"
         self._finish(job, SUCCEEDED if error is None else FAILED, status, error=error, progress=100.0)
 
     def _finish(self, job: _Job, state: str, status: str, *, error: str | None = None,
@@ -287,6 +358,11 @@ class JobManager:
         self._seq[job.name] += 1
         job.history.append((self._seq[job.name], event))
         self._changed.notify_all()
+        for loop, woken in self._async_waiters:
+            try:
+                loop.call_soon_threadsafe(woken.set)
+            except RuntimeError:  # that loop has closed; its waiter is gone with it
+                pass
 
     def _events_after(self, name: str, seen: int) -> list[dict[str, Any]]:
         job = self._jobs.get(name)
@@ -298,7 +374,7 @@ class JobManager:
         job = self._jobs.get(name)
         if job is None:
             return {"model": name, "state": IDLE, "running": False, "progress": 0.0, "status": "Not started",
-                    "accuracy": None, "error": None, "result": None, "history": [], "seq": self._seq[name],
+                    "accuracy": None, "error": None, "result": None, "saved": False, "history": [], "seq": self._seq[name],
                     "options": None, "started_at": None, "finished_at": None, "elapsed": None}
         end = job.finished_at or time.time()
         return {
@@ -310,6 +386,7 @@ class JobManager:
             "accuracy": job.accuracy,
             "error": job.error,
             "result": job.result,
+            "saved": job.saved,
             "history": _last([event for _, event in job.history], history),
             "seq": self._seq[name],
             "options": job.options.to_dict(),
@@ -317,6 +394,13 @@ class JobManager:
             "finished_at": job.finished_at,
             "elapsed": round(end - job.started_at, 2),
         }
+
+
+def _expected_failure(error: Exception) -> bool:
+    """A condition of the machine, not a bug: MNIST missing, damaged or not downloadable."""
+    from training.mnist import MnistError
+
+    return isinstance(error, MnistError)
 
 
 def _last(items: list, count: int | None) -> list:

@@ -74,7 +74,7 @@ def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, v
     name = spec.name
     panel = [controls.include, controls.replaces]
 
-    def fine_tune_run(tok: str | None):
+    async def fine_tune_run(tok: str | None):  # a coroutine generator, like train_<model>: no thread held
         blocked = training.training_blocked(spec, tok, ctx.train_token)
         if blocked:
             gr.Warning(blocked)
@@ -86,7 +86,8 @@ def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, v
             gr.Warning(str(error))
             yield training.training_view(ctx.jobs.status(name), f"**Not started.** {error}")
             return
-        yield from training.stream_job(ctx.jobs, name)
+        async for view in training.stream_job(ctx.jobs, name):
+            yield view
 
     fine_tune_run.__doc__ = (f"Fine-tune the serving {spec.title} on the saved drawings (and an MNIST sample) "
                              "and stream its progress, like train_<model>.")
@@ -94,8 +95,8 @@ def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, v
         lambda: (gr.Button(interactive=False), gr.Button(interactive=False), True, remember_serving(ctx, name)),
         None, [controls.fine_tune, train_btn, busy, controls.previous], queue=False, show_progress="hidden",
         api_name=f"lock_fine_tune_{name}", **PRIVATE).then(
-        fine_tune_run, token, view, api_name=f"fine_tune_{name}", concurrency_limit=1,
-        concurrency_id=f"train_{name}", show_progress="hidden").then(
+        fine_tune_run, token, view, api_name=f"fine_tune_{name}", concurrency_limit=None,
+        show_progress="hidden").then(
         lambda tok: (gr.Button(interactive=True), gr.Button(interactive=training.can_train(spec, tok, ctx.train_token)),
                      False), token, [controls.fine_tune, train_btn, busy], queue=False, show_progress="hidden",
         api_name=f"unlock_fine_tune_{name}", **PRIVATE).then(

@@ -1,10 +1,14 @@
 """The Train tab: per model, options, a Train button streaming the run, Cancel, live curves.
 
-Thin handlers over the shared job manager; the work they do is in ui/training.py. A job
-started elsewhere (REST, another page) is followed while the tab is open.
+Thin handlers over the shared job manager; the work they do is in ui/training.py. While the
+tab is open, one long-lived coroutine per model (`watch_<model>`) follows the job manager: a
+run started anywhere (this page, another page, REST) is streamed and the Train button follows
+it. It is woken by the job manager only, never by a timer: a hundred open tabs cost nothing
+while nothing trains.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,26 +19,41 @@ from training.registry import MODELS, ModelSpec
 from ui import plots, train_personal, training, views
 from ui.context import PRIVATE, AppContext
 
-WATCH_EVERY = 2.0  # s: how often an open Train tab looks for a job started elsewhere (REST, another page)
+FOLLOW_HEARTBEAT = 20.0  # s: an idle follower sends an empty update this often; Gradio ends it there once the page is gone
+# A tab following a run gets its progress and status every WATCH_STREAM_INTERVAL s and its curves
+# and summary every WATCH_CURVES_EVERY s (and at the end). Gradio postprocesses and sends every
+# update of every open tab: full views every 0.3 s (what the Train click's own stream sends) to a
+# hundred tabs kept the server busy.
+WATCH_STREAM_INTERVAL = 2.0  # s
+WATCH_CURVES_EVERY = 10.0  # s
 
 
 @dataclass
 class TrainTab:
     tab: gr.Tab
-    watch_timer: gr.Timer
     views: list[Any]  # (progress, status, accuracy, loss, summary) per model, in registry order
+    buttons: list[gr.Button]  # each model's Train button, in registry order
+    token: gr.Textbox
 
     def follow_while_open(self, ctx: AppContext, other_tabs: list[gr.Tab]) -> None:
-        """Following jobs started elsewhere costs a request every WATCH_EVERY s: only while this tab is open."""
-        self.tab.select(lambda: open_train_tab(ctx), None, [self.watch_timer, *self.views], api_name="open_train",
-                        show_progress="hidden", **PRIVATE)
-        gr.on([tab.select for tab in other_tabs], lambda: gr.Timer(active=False), None, self.watch_timer,
-              api_name="close_train", queue=False, **PRIVATE)
+        """Show every model's job when this tab opens and follow it until another tab is selected
+        (or the page closes)."""
+        per_model = [[*self.views[5 * i:5 * i + 5], button] for i, button in enumerate(self.buttons)]
+        opened = self.tab.select(lambda tok: open_train_tab(ctx, tok), self.token,
+                                 [output for outputs in per_model for output in outputs],
+                                 api_name="open_train", show_progress="hidden", **PRIVATE)
+        # No concurrency limit: coroutines holding no thread (server.py lets the queue run many).
+        followers = [opened.then(make_follower(spec, ctx), self.token, outputs, api_name=f"watch_{name}",
+                                 concurrency_limit=None, show_progress="hidden", **PRIVATE)
+                     for (name, spec), outputs in zip(MODELS.items(), per_model)]
+        gr.on([tab.select for tab in other_tabs], None, None, None, cancels=followers, api_name="close_train",
+              queue=False, **PRIVATE)
 
 
 def make_trainer(spec: ModelSpec, ctx: AppContext):
-    def train(epochs: float | None, batch_size: float | None, learning_rate: float | None, limit: float | None,
-              token: str | None = "", include_drawings: bool = False):
+    # A coroutine generator: it streams on the event loop and holds no worker thread for the run.
+    async def train(epochs: float | None, batch_size: float | None, learning_rate: float | None,
+                    limit: float | None, token: str | None = "", include_drawings: bool = False):
         blocked = training.training_blocked(spec, token, ctx.train_token)
         if blocked:
             gr.Warning(blocked)
@@ -44,12 +63,14 @@ def make_trainer(spec: ModelSpec, ctx: AppContext):
             options = training.options_from_fields(epochs, batch_size, learning_rate, limit)
             ctx.jobs.start(spec.name, {**options, "include_drawings": True} if include_drawings else options)
         except JobAlreadyRunningError as error:
+            # Started on another page (or by REST) a moment ago: follow that run; never queue another.
             gr.Info(f"{error}. Showing its progress.")
         except (TrainingUnavailableError, ValueError) as error:
             gr.Warning(str(error))
             yield training.training_view(ctx.jobs.status(spec.name), f"**Not started.** {error}")
             return
-        yield from training.stream_job(ctx.jobs, spec.name)
+        async for view in training.stream_job(ctx.jobs, spec.name):
+            yield view
 
     train.__doc__ = (f"Train {spec.title} on MNIST and stream its progress: each update is (progress 0-100, "
                      f"status, accuracy curve, loss curve, summary). limit 0 trains on all 60,000 images; "
@@ -65,36 +86,60 @@ def make_canceller(spec: ModelSpec, ctx: AppContext):
             return f"**Not cancelled.** {blocked}"
         if ctx.jobs.cancel(spec.name):
             return "Cancelling: the previous model stays in use."
+        job = ctx.jobs.status(spec.name)
+        if job["running"]:  # its files are already saved (training/jobs.py): the cancel came too late
+            gr.Info("Too late to cancel: the new model is already saved and in use.")
+            return "**Too late to cancel:** the new model is already saved and in use."
         gr.Info(f"{views.short_title(spec.title)} is not training.")
-        return training.training_view(ctx.jobs.status(spec.name))[1]
+        return training.training_view(job)[1]
 
     cancel.__doc__ = f"Cancel the running training of {spec.title}; returns a status message."
     return cancel
 
 
-def make_watcher(spec: ModelSpec, ctx: AppContext):
-    def watch(busy: bool, shown: int):
-        """Follow a job started elsewhere (REST, another page) unless this page streams it already.
-        `shown`: the job manager's event count this page last showed; a run that started and
-        ended between two ticks still gets its final state shown."""
+def train_button(spec: ModelSpec, ctx: AppContext, job: dict[str, Any], token: str | None) -> gr.Button:
+    """The Train button as the job manager says: off while this model trains (from any page or REST)."""
+    return gr.Button(interactive=not job["running"] and training.can_train(spec, token, ctx.train_token))
+
+
+def make_follower(spec: ModelSpec, ctx: AppContext):
+    async def follow(token: str | None = ""):
+        """While the Train tab is open: stream this model's runs (started anywhere) and keep the Train
+        button in step with the job manager. Outputs: the five views and the Train button."""
         nothing = [gr.skip()] * 5
-        job = ctx.jobs.status(spec.name)
-        if busy or (not job["running"] and job["seq"] == shown):
-            yield (*nothing, busy, shown)
-        elif not job["running"]:
-            yield (*training.training_view(job), False, job["seq"])
-        else:
-            for view in training.stream_job(ctx.jobs, spec.name):
-                yield (*view, True, shown)
-            yield (*nothing, False, ctx.jobs.status(spec.name)["seq"])
+        shown = ctx.jobs.seq(spec.name)  # open_train_tab has just shown this state
+        while True:
+            if ctx.jobs.is_running(spec.name):
+                yield (*nothing, gr.Button(interactive=False))
+                curves_shown = 0.0
+                async for view in training.stream_job(ctx.jobs, spec.name, WATCH_STREAM_INTERVAL):
+                    now = time.monotonic()
+                    if now - curves_shown >= WATCH_CURVES_EVERY or not ctx.jobs.is_running(spec.name):
+                        curves_shown = now
+                        yield (*view, gr.skip())
+                    else:  # progress and status only: a slider value and a line of text
+                        yield (*view[:2], *nothing[2:], gr.skip())
+                job = ctx.jobs.status(spec.name)
+                yield (*nothing, train_button(spec, ctx, job, token))
+                shown = job["seq"]
+            latest = await ctx.jobs.wait_for_change_async(spec.name, shown, FOLLOW_HEARTBEAT, while_idle=True)
+            if latest == shown:
+                yield (*nothing, gr.skip())  # the heartbeat: where Gradio stops this once the page is gone
+            elif not ctx.jobs.is_running(spec.name):  # a run started and ended between two looks
+                job = ctx.jobs.status(spec.name)
+                yield (*training.training_view(job), train_button(spec, ctx, job, token))
+                shown = job["seq"]
 
-    return watch
+    return follow
 
 
-def open_train_tab(ctx: AppContext) -> list[Any]:
-    """Show each model's current or last job, and start following jobs started elsewhere."""
-    return [gr.Timer(active=True),
-            *[value for name in MODELS for value in training.training_view(ctx.jobs.status(name))]]
+def open_train_tab(ctx: AppContext, token: str | None = "") -> list[Any]:
+    """Show each model's current or last job and its Train button's state (the followers go on from here)."""
+    outputs: list[Any] = []
+    for name, spec in MODELS.items():
+        job = ctx.jobs.status(name)
+        outputs += [*training.training_view(job), train_button(spec, ctx, job, token)]
+    return outputs
 
 
 def build(ctx: AppContext) -> TrainTab:
@@ -106,18 +151,17 @@ def build(ctx: AppContext) -> TrainTab:
         token = gr.Textbox("", label="Training token", type="password", visible=bool(ctx.train_token),
                            info="This server protects training: enter its TRAIN_TOKEN to train or cancel.",
                            elem_id="train-token")
-        watch_timer = gr.Timer(WATCH_EVERY, active=False)
         train_buttons, train_views = [], []
         with gr.Row(equal_height=False):
             for name, spec in MODELS.items():
-                train_buttons.append(_model_panel(ctx, name, spec, token, watch_timer, train_views, train_tab))
+                train_buttons.append(_model_panel(ctx, name, spec, token, train_views, train_tab))
         token.input(lambda tok: [gr.Button(interactive=training.can_train(s, tok, ctx.train_token))
                                  for s in MODELS.values()],
                     token, train_buttons, api_name="token_entered", queue=False, **PRIVATE)
-    return TrainTab(tab=train_tab, watch_timer=watch_timer, views=train_views)
+    return TrainTab(tab=train_tab, views=train_views, buttons=train_buttons, token=token)
 
 
-def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox, watch_timer: gr.Timer,
+def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                  train_views: list[Any], tab: gr.Tab) -> gr.Button:
     """One model's options, buttons, progress and curves; returns its Train button."""
     defaults, quick = spec.defaults(), spec.quick()
@@ -157,21 +201,23 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                         show_label=False, elem_id=f"loss-{name}"),
             gr.Markdown("", label="Summary", elem_id=f"summary-{name}"),
         ]
-    busy = gr.State(False)  # this page already streams this model's job
-    shown = gr.State(0)  # the job manager's event count this page last showed
     train_views += view
 
     quick_btn.click(lambda q=quick: training.option_values(q), None, fields, queue=False,
                     api_name=f"quick_settings_{name}", **PRIVATE)
     defaults_btn.click(lambda d=defaults: training.option_values(d), None, fields, queue=False,
                        api_name=f"default_settings_{name}", **PRIVATE)
-    # Lock the button, stream the run (at most one per model: concurrency 1 per model),
-    # then unlock. Only the middle step is the public `train_<model>` endpoint.
+    busy = gr.State(False)  # this page streams a run it started (read by train_personal's Fine-tune)
+    # Lock the button, stream the run, then unlock. Only the middle step is the public `train_<model>`
+    # endpoint. No concurrency limit: the job manager runs one job per model, and a click while the
+    # model trains (another page, REST) follows that job at once. A limit of 1 queued such a click
+    # behind the running stream, and it started a second, unwanted run when the first ended.
+    # The stream is a coroutine generator: it holds no worker thread.
     run = train_btn.click(lambda: (gr.Button(interactive=False), True), None, [train_btn, busy],
                           queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
         make_trainer(spec, ctx), [*fields, token, *([personal.include] if personal else [])], view,
-        api_name=f"train_{name}", concurrency_limit=1, concurrency_id=f"train_{name}", show_progress="hidden").then(
-        lambda tok, s=spec: (gr.Button(interactive=training.can_train(s, tok, ctx.train_token)), False),
+        api_name=f"train_{name}", concurrency_limit=None, show_progress="hidden").then(
+        lambda tok, s=spec: (train_button(s, ctx, ctx.jobs.status(s.name), tok), False),
         token, [train_btn, busy], queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
     if personal is not None:
         train_btn.click(lambda: train_personal.remember_serving(ctx, name), None, personal.previous, queue=False,
@@ -181,6 +227,4 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                  show_progress="hidden", **PRIVATE)
         train_personal.wire(ctx, spec, personal, token, view, train_btn, busy, tab)
     cancel_btn.click(make_canceller(spec, ctx), token, view[1], api_name=f"cancel_{name}")
-    watch_timer.tick(make_watcher(spec, ctx), [busy, shown], [*view, busy, shown], api_name=f"watch_{name}",
-                     concurrency_limit=None, show_progress="hidden", **PRIVATE)
     return train_btn

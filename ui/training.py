@@ -1,9 +1,10 @@
 """The Train tab's work: who may train, and a running job as a stream of page updates."""
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
 from training.jobs import JobManager
 from training.options import TrainOptions
@@ -58,21 +59,43 @@ def training_view(job: dict[str, Any], status: str | None = None) -> tuple:
             views.training_summary(job))
 
 
-def stream_job(jobs: JobManager, name: str) -> Iterator[tuple]:
+async def stream_job(jobs: JobManager, name: str, interval: float = STREAM_INTERVAL) -> AsyncIterator[tuple]:
     """Views of `name`'s job while it runs, ending with its final state.
 
-    Blocks on the job manager's condition (wait_for_update) instead of sleeping, and
-    sends at most one update per STREAM_INTERVAL: a trainer may report every batch.
+    Awaits the job manager's changes (wait_for_change_async) instead of polling or holding a
+    thread: every open Train tab follows a run this way, and a blocked thread per tab took
+    Gradio's worker threads from predictions (60 tabs: a prediction took 11.8 s). At most one
+    update per `interval` s however fast the trainer reports (it may report every batch),
+    and the view of one job state is computed once for all the tabs that show it.
     """
-    seen, last_shown, pending = 0, 0.0, False
+    shown, last_shown = -1, 0.0
     while True:
-        wait = max(0.05, STREAM_INTERVAL - (time.monotonic() - last_shown)) if pending else STREAM_WAIT
-        events, seen = jobs.wait_for_update(name, seen, wait)
-        pending = pending or bool(events)
-        job = jobs.status(name)
-        finished = not job["running"]
-        if finished or (pending and time.monotonic() - last_shown >= STREAM_INTERVAL):
-            yield training_view(job)
-            last_shown, pending = time.monotonic(), False
+        latest = await jobs.wait_for_change_async(name, shown, STREAM_WAIT)
+        finished = not jobs.is_running(name)
+        if latest == shown and not finished:
+            continue  # nothing new within STREAM_WAIT: keep waiting
+        pause = interval - (time.monotonic() - last_shown)
+        if pause > 0 and not finished:
+            await asyncio.sleep(pause)
+            finished = not jobs.is_running(name)
+        view, shown = shared_view(jobs, name)
+        yield view
+        last_shown = time.monotonic()
         if finished:
             return
+
+
+# (job manager, model) -> (event number, view): one entry per model, replaced as the job moves on.
+_shared_views: dict[tuple[int, str], tuple[int, tuple]] = {}
+
+
+def shared_view(jobs: JobManager, name: str) -> tuple[tuple, int]:
+    """(training_view of `name`'s job, its event number), computed once per job state for every tab."""
+    key = (id(jobs), name)
+    cached = _shared_views.get(key)
+    if cached is not None and cached[0] == jobs.seq(name):
+        return cached[1], cached[0]
+    job = jobs.status(name)
+    view = training_view(job)
+    _shared_views[key] = (job["seq"], view)
+    return view, job["seq"]

@@ -1,0 +1,167 @@
+"""Serving Digit Studio in public: the Gradio UI mounted with its own file checks and limits
+on, and uvicorn with a bound on request headers. `python app.py` calls `serve(app)`.
+
+What each setting stops (each attack is in tests/test_security.py, run against `python app.py`):
+- `demo.has_launched`: an event payload's FileData path naming a server file (/etc/passwd,
+  /proc/self/environ, exports/model1.json, /dev/zero) is refused instead of copied into the
+  Gradio cache and served (or hashed forever on the event loop).
+- `show_error=False`: an unexpected exception reaches the page as "Error", not as its text
+  (which quoted the payload's paths); our own messages are gr.Warning / gr.Error and still show.
+- `max_file_size`: the 5 MB of a REST body, for /gradio_api/upload too.
+- `delete_cache`: uploads and outputs older than CACHE_MAX_AGE are deleted on a schedule.
+- `MAX_RUNNING_EVENTS`: a hundred open Train tabs do not take every queue slot from predictions.
+- `HeaderLimitedProtocol`: a request whose line and headers exceed MAX_HEADER_BYTES is answered
+  431 at once, before the parser has to hold it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent
+# Request line + headers. h11 refuses past 16 KB too; nginx's default allows 4 x 8 KB lines.
+# A browser's request to this app is ~1 KB (its largest header, Cookie, is a few hundred bytes).
+MAX_HEADER_BYTES = 16 * 1024
+# After a 431 the connection reads (and drops) what the client still sends for this long, so the
+# client gets the answer instead of a connection reset, then closes.
+REFUSED_LINGER = 1.0  # s
+# The Gradio cache (uploads, drawings, output images): files older than this are deleted, checked
+# every CACHE_MAX_AGE / 4. A drawing is read within milliseconds of its upload; an hour is generous.
+CACHE_MAX_AGE = 3600  # s; $GRADIO_CACHE_MAX_AGE overrides it
+# Gradio's queue runs at most this many events at once, in all (launch()'s max_threads, 40 by default,
+# sizes both this and the thread pool). An open Train tab following a run holds one event for the
+# whole run: 40 open tabs took every slot, and predictions waited (60 tabs: 11.8 s; 100 tabs: over
+# 120 s, measured here). The streams are coroutines (ui/train_tab.py) that hold no thread, so the
+# queue may run many more of them; threads stay at 40 and each event's own concurrency_limit holds.
+MAX_RUNNING_EVENTS = 1000
+GRACEFUL_SHUTDOWN = 5  # s: an open browser tab keeps a connection alive; Ctrl+C waits at most this long
+
+_TOO_LARGE_BODY = (b'{"error":"The request line and headers are larger than %d KB: send fewer or smaller '
+                   b'headers (a browser sends about 1 KB)"}' % (MAX_HEADER_BYTES // 1024))
+TOO_LARGE_RESPONSE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                      b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_TOO_LARGE_BODY)) + _TOO_LARGE_BODY
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback to stop parsing an oversized request head."""
+
+
+class HeaderLimitedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a total limit on a request's line and headers.
+
+    httptools has no such limit: it accumulates a header of any size (an 80 MB header
+    took 13 s and 7 s of CPU, and other clients waited 5-6 s). Two checks, both cheap:
+    - the bytes received while a request's head is incomplete, checked after each chunk is
+      parsed (one huge header reaches on_header only when it ends, so this catches it early;
+      a chunk that also holds the start of a body completes the head and is not held against it);
+    - the URL and headers themselves once the head is complete, for one that arrived whole in
+      one chunk (a chunk is at most 256 KB: the loop's read size).
+    Past the limit the request is answered 431 and nothing more of it is parsed.
+    """
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self._received = 0  # bytes received while the current head is incomplete
+        self._in_head = True
+        self._too_large = False
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._too_large:
+            return  # drop the rest of an oversized head until the connection closes
+        if self._in_head:
+            self._received += len(data)
+        super().data_received(data)
+        if self._in_head and self._received > MAX_HEADER_BYTES and not self._too_large:
+            self._refuse()
+
+    def on_headers_complete(self) -> None:
+        # A head that arrived whole in one chunk is measured here, in one pass (counting in on_header
+        # instead cost a Python call per header: ~5 us more per request, measured).
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEADER_BYTES:
+            self._too_large = True
+            raise _HeadTooLarge  # httptools turns it into a parser error: see send_400_response
+        self._in_head = False
+        self._received = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True  # a keep-alive connection's next request starts its head
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:  # the parser stopped on _HeadTooLarge: answer 431, not 400
+            self._refuse()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse(self) -> None:
+        self._too_large = True
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a pipelined request is still being answered: no clean 431 possible
+            return
+        log.warning("refused a request whose line and headers exceed %d bytes", MAX_HEADER_BYTES)
+        self.transport.write(TOO_LARGE_RESPONSE)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(REFUSED_LINGER, self.transport.close)
+
+
+def cache_max_age() -> int:
+    configured = os.environ.get("GRADIO_CACHE_MAX_AGE", "").strip()
+    try:
+        return max(1, int(configured)) if configured else CACHE_MAX_AGE
+    except ValueError:
+        log.warning("GRADIO_CACHE_MAX_AGE=%r is not a number of seconds; using %d", configured, CACHE_MAX_AGE)
+        return CACHE_MAX_AGE
+
+
+def private_paths(*folders: str | os.PathLike) -> list[str]:
+    """Folders Gradio must never serve or accept (the exports, the source tree), except one that
+    holds Gradio's own upload folder (a GRADIO_TEMP_DIR inside the project)."""
+    from inference.image_io import gradio_upload_folder
+
+    uploads = gradio_upload_folder()
+    paths = []
+    for folder in folders:
+        path = Path(folder).resolve()
+        if path != uploads and path not in uploads.parents:
+            paths.append(str(path))
+    return paths
+
+
+def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, **options: Any) -> Any:
+    """Mount the Gradio `demo` at "/" of the FastAPI `api` with the checks and limits of a public server."""
+    import gradio as gr
+
+    from inference.rest import MAX_BODY_BYTES
+
+    age = cache_max_age()
+    demo.delete_cache = (max(1, age // 4), age)  # read by the mount; (every, older than) in seconds
+    app = gr.mount_gradio_app(api, demo, path="/", max_file_size=MAX_BODY_BYTES, show_error=False,
+                              blocked_paths=private_paths(exports_dir, ROOT), **options)
+    # launch() sets has_launched; mount_gradio_app does not, and Gradio's check of the files an event
+    # payload names (processing_utils._check_allowed) returns early while it is False. True makes
+    # every event, public or private, by api name or fn_index, accept only files in Gradio's
+    # upload folder (what its /upload route wrote), as under launch().
+    demo.has_launched = True
+    demo._queue.max_thread_count = MAX_RUNNING_EVENTS  # what launch(max_threads=) sets; read when the queue starts
+    return app
+
+
+def serve(app: Any) -> None:
+    """Run `app` on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860) until Ctrl+C / SIGTERM."""
+    import uvicorn
+
+    # httptools (uvicorn[standard]) parses fastest, which is why it serves /predict; it only needs the limit.
+    # No access log: one line per request would cost more than a prediction.
+    uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), http=HeaderLimitedProtocol,
+                access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
