@@ -4,7 +4,7 @@
     python -m benchmarks --quick --out /tmp/b # a miniature run in well under a minute
     python -m benchmarks --only rest,cold_start
 
-Sections: accuracy, robustness, inference, rest, training, cold_start.
+Sections: accuracy, robustness, drawn, inference, rest, training, cold_start.
 A partial run (--only) is merged into the results already in --out.
 MNIST comes from $MNIST_DIR (or the loader's cache); the models from exports/ ($EXPORTS_DIR).
 Exits 1 when a section failed to run (a missed target is reported, not an error).
