@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.context import Context, as_model_input, onnx_probabilities, onnx_session
-from benchmarks.outcome import SectionResult, pct
+from benchmarks.outcome import INFO, SectionResult, pct, status
 from training.artifacts import read_metadata
 from training.registry import MODELS
 
@@ -57,8 +57,10 @@ def run(ctx: Context) -> SectionResult:
                  "flagged": 1.0 - verdict_rates(calibrated, thresholds)["digit"],
                  "images": int(len(mnist_y))}
         data["mnist_test"] = mnist
+        mnist_ok = mnist["ece_after"] <= MAX_ECE and mnist["flagged"] <= MAX_MNIST_FLAGGED
         digit_rows.append([spec.title, "MNIST test (reference)", f"{len(mnist_y):,}", pct(mnist["accuracy"]),
-                           pct(mnist["ece_before"]), pct(mnist["ece_after"]), pct(mnist["flagged"]), "—"])
+                           pct(mnist["ece_before"]), pct(mnist["ece_after"]), pct(mnist["flagged"]) + " of all",
+                           f"ECE <= {pct(MAX_ECE, 1)}, flagged <= {pct(MAX_MNIST_FLAGGED, 0)}", status(mnist_ok)])
         pooled = {"calibrated": [], "before": [], "labels": []}
         for set_name, drawn in sets.items():
             x = as_input(drawn.x)
@@ -72,14 +74,17 @@ def run(ctx: Context) -> SectionResult:
                 for key, value in (("calibrated", calibrated), ("before", before), ("labels", drawn.y)):
                     pooled[key].append(value)
                 digit_rows.append([spec.title, drawn.description, f"{len(drawn.y):,}", pct(figures["accuracy"]),
-                                   pct(figures["ece_before"]), pct(figures["ece_after"]), "—",
-                                   pct(figures["correct_flagged"])])
+                                   pct(figures["ece_before"]), pct(figures["ece_after"]),
+                                   pct(figures["correct_flagged"]) + " of correct", INFO, INFO])
             else:
                 calibrated = onnx_probabilities(session, x)
                 rates = verdict_rates(calibrated, thresholds)
                 figures = {"images": int(len(drawn.y)), **rates, "flagged": rates["unsure"] + rates["not_a_digit"]}
+                targeted = set_name in TARGET_NON_DIGITS
                 other_rows.append([spec.title, drawn.description, f"{len(drawn.y):,}", pct(rates["not_a_digit"], 1),
-                                   pct(rates["unsure"], 1), pct(rates["digit"], 1)])
+                                   pct(rates["unsure"], 1), pct(rates["digit"], 1),
+                                   f"flagged >= {pct(MIN_NON_DIGIT_FLAGGED, 0)}" if targeted else INFO,
+                                   status(figures["flagged"] >= MIN_NON_DIGIT_FLAGGED) if targeted else INFO])
             data["sets"][set_name] = figures
         labels = np.concatenate(pooled["labels"])
         calibrated, before = np.concatenate(pooled["calibrated"]), np.concatenate(pooled["before"])
@@ -89,12 +94,16 @@ def run(ctx: Context) -> SectionResult:
                      "ece_after": expected_calibration_error(calibrated, labels),
                      "correct_flagged": 1.0 - verdict_rates(calibrated[correct], thresholds)["digit"]}
         data["drawn_digits"] = drawn_all
+        target = DRAWN_TARGETS.get(name)
+        drawn_ok = (drawn_all["accuracy"] >= target and drawn_all["ece_after"] <= MAX_ECE
+                    and drawn_all["correct_flagged"] <= MAX_DRAWN_FLAGGED)
         digit_rows.append([spec.title, f"all {len(DIGIT_SETS)} drawn digit sets", f"{len(labels):,}",
                            pct(drawn_all["accuracy"]), pct(drawn_all["ece_before"]), pct(drawn_all["ece_after"]),
-                           "—", pct(drawn_all["correct_flagged"])])
+                           pct(drawn_all["correct_flagged"]) + " of correct",
+                           f"accuracy >= {pct(target, 1)}, ECE <= {pct(MAX_ECE, 1)}, "
+                           f"flagged <= {pct(MAX_DRAWN_FLAGGED, 0)}", status(drawn_ok)])
         result.data[name] = data
 
-        target = DRAWN_TARGETS.get(name)
         result.check(f"{spec.title}: drawn digits read correctly", f">= {pct(target, 1)}", pct(drawn_all["accuracy"]),
                      drawn_all["accuracy"], drawn_all["accuracy"] >= target if target else None,
                      why=f"{pct(drawn_all['accuracy'])} on {len(labels):,} drawn digits")
@@ -113,13 +122,15 @@ def run(ctx: Context) -> SectionResult:
                      f"<= {pct(MAX_DRAWN_FLAGGED, 0)}", pct(drawn_all["correct_flagged"]), drawn_all["correct_flagged"],
                      drawn_all["correct_flagged"] <= MAX_DRAWN_FLAGGED)
         summary_rows.append([spec.title, f"{temperature:.3f}", f"{thresholds['digit_at_least']:.3f}",
-                             f"{thresholds['pair_at_least']:.3f}"])
+                             f"{thresholds['pair_at_least']:.3f}", INFO, INFO])
     result.table("Digits: accuracy, calibration error before/after temperature scaling, share flagged",
-                 ["Model", "Set", "Images", "Accuracy", "ECE before", "ECE after", "Flagged (all)",
-                  "Flagged (correct)"], digit_rows)
-    result.table("Non-digits: verdicts", ["Model", "Set", "Images", "not_a_digit", "unsure", "digit"], other_rows)
+                 ["Model", "Set", "Images", "Accuracy", "ECE before", "ECE after", "Flagged unsure / not a digit",
+                  "Target", "Status"], digit_rows)
+    result.table("Non-digits: verdicts", ["Model", "Set", "Images", "not_a_digit", "unsure", "digit", "Target",
+                                          "Status"], other_rows)
     result.table("Fitted at training time (validation split)", ["Model", "Temperature", "digit at least",
-                                                                 "top two at least"], summary_rows)
+                                                                 "top two at least", "Target", "Status"],
+                 summary_rows)
     if ctx.config.quick:
         result.note("Quick run: small drawn sets, figures not representative.")
     return result

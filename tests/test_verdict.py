@@ -117,3 +117,17 @@ def test_views_word_the_verdict():
     assert views.verdict_words("not_a_digit", 8, []) == "That doesn't look like a digit"
     assert views.verdict_words("digit", 7, [7]) == "Reads **7**"
     assert views.prediction_caption(4, [0.0] * 4 + [0.6] + [0.0] * 5, 1.5, "unsure", [4, 9]).startswith("Not sure")
+
+
+def test_the_model_card_shows_calibration_and_drawn_digit_accuracy():
+    from ui import views
+
+    card = views.model_card({
+        "title": "Model 2: CNN", "description": "", "available": True, "accuracy": 0.994,
+        "calibration": {"mnist_test": {"before": 0.012, "after": 0.004}, "drawn_test": {"before": 0.05, "after": 0.011}},
+        "drawn_digits": {"all_digit_sets": {"accuracy": 0.987, "images": 10197},
+                         "sets": {"sklearn_digits": {"accuracy": 0.95}, "lines": {"verdict": {}}}},
+    })
+    assert "MNIST test 1.2% → 0.4%" in card and "drawn digits 5.0% → 1.1%" in card
+    assert "98.70% of 10,197" in card and "sklearn digits 95.0%" in card
+    assert "not calibrated" in views.model_card({"title": "Model 1", "available": True})

@@ -3,8 +3,8 @@
 Fitted at training time on the held-out validation split (MNIST validation digits,
 the same digits redrawn on the canvas, conventions), never on the test set:
 
-- `fit_temperature`: one scalar T minimising the validation log loss of
-  softmax(log p / T). For a softmax model that is exactly classic temperature
+- `fit_temperature`: one scalar T for softmax(log p / T), minimising the validation
+  log loss, or the worse of the MNIST and drawn validation digits' ECE. For a softmax model that is exactly classic temperature
   scaling of the logits (log p differs from the logits by a constant per row); for
   Model 1's normalised one-vs-rest scores it is the same one-parameter sharpening.
   `add_temperature` appends it to the ONNX graph (Log -> Mul(1/T) -> Softmax), so
@@ -28,7 +28,7 @@ LOG_FLOOR = 1e-12  # probabilities are floored before the log: an exact 0 would 
 # Share of correctly read validation digits the verdict may flag (unsure or not_a_digit), per
 # group. Below the targets (1% of MNIST test, 2% of drawn digits) to leave room for the
 # difference between validation and test drawings.
-FLAG_BUDGET = {"mnist": 0.004, "drawn": 0.008}
+FLAG_BUDGET = {"mnist": 0.006, "drawn": 0.012}
 # Of the correctly read digits, the share the verdict may call not_a_digit (a worse mistake
 # than "unsure"): bounds the pair threshold.
 NOT_A_DIGIT_BUDGET = 0.002
@@ -47,14 +47,31 @@ def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.maximum(picked, LOG_FLOOR))))
 
 
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The T in [0.05, 20] minimising the log loss of temper(probabilities, T) on `labels`."""
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """The T in [0.05, 20] for temper(probabilities, T).
+
+    Without `groups`: the T minimising the log loss (classic temperature scaling).
+    With `groups` (e.g. "mnist" / "drawn" per row): the T minimising the worst group's
+    ECE, because one temperature must serve both MNIST-like and canvas-like inputs and
+    the log loss of the larger, harder group would otherwise decide alone (Model 1:
+    fitted by log loss on the mixed validation split, MNIST test ECE went 1.8% -> 4.3%).
+    """
     from scipy.optimize import minimize_scalar
 
     labels = np.asarray(labels, np.int64)
     found = minimize_scalar(lambda log_t: log_loss(temper(probabilities, float(np.exp(log_t))), labels),
                             bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-4})
-    return float(np.exp(found.x))
+    if groups is None:
+        return float(np.exp(found.x))
+    names = [name for name in np.unique(groups)]
+
+    def worst(temperature: float) -> float:
+        tempered = temper(probabilities, temperature)
+        return max(expected_calibration_error(tempered[groups == name], labels[groups == name]) for name in names)
+
+    # ECE is piecewise constant in T: a grid around the log-loss optimum, not a derivative-based search.
+    grid = np.exp(found.x) * np.exp(np.linspace(np.log(0.25), np.log(4.0), 81))
+    return float(min(grid, key=worst))
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -144,11 +161,11 @@ def calibrate(predict_raw, canvas, test_images: np.ndarray, test_labels: np.ndar
         return (np.asarray(images, np.float32) / 255.0)[..., None]
 
     val_raw = predict_raw(as_input(canvas.x_val))
-    temperature = fit_temperature(val_raw, canvas.y_val)
+    groups = np.where(canvas.val_kind == "mnist", "mnist", "drawn")
+    temperature = fit_temperature(val_raw, canvas.y_val, groups)
     val = temper(val_raw, temperature)
     other = temper(predict_raw(as_input(canvas.x_val_other)), temperature) if len(canvas.x_val_other) else \
         np.zeros((0, 10))
-    groups = np.where(canvas.val_kind == "mnist", "mnist", "drawn")
     verdict = fit_verdict(val, canvas.y_val, groups, other)
     thresholds = {key: verdict[key] for key in ("digit_at_least", "pair_at_least")}
 
@@ -156,7 +173,8 @@ def calibrate(predict_raw, canvas, test_images: np.ndarray, test_labels: np.ndar
     test = temper(test_raw, temperature)
     drawn_val = groups == "drawn"
     calibration = {
-        "method": "temperature scaling of log-probabilities, fitted on the validation split, inside the ONNX graph",
+        "method": "temperature scaling of log-probabilities inside the ONNX graph; T minimises the worse ECE "
+                  "of the validation split's MNIST and drawn digits",
         "ece_bins": ECE_BINS,
         "mnist_test": _ece_pair(test_raw, test, test_labels),
         "validation_drawn": _ece_pair(val_raw[drawn_val], val[drawn_val], canvas.y_val[drawn_val]),

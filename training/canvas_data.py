@@ -13,13 +13,14 @@ benchmarks evaluate on (benchmarks/drawn_sets.py):
   of the training stroke fonts;
 - non-digits with label NOT_A_DIGIT (trained towards a uniform output: outlier
   exposure): letters and symbols of the training fonts, random-walk scribbles,
-  near-horizontal lines, two training digits side by side.
+  smooth random curves, near-horizontal lines, two training digits side by side.
 
 The validation split (the same MNIST images the trainers always held out) gets the
 same treatment with its own seeds: it fits the temperature and the verdict
 thresholds (training/calibration.py). Rendering ~70,000 drawings takes ~1.5 min
 on 2 cores, so the result is cached under .cache/canvas-data/ (git-ignored), keyed
-by the MNIST copy, the options and the source of the modules that draw it.
+by the MNIST copy, the options, the recipe, strokes.RENDER_VERSION and the source of
+inference/preprocess.py.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class Recipe:
         "one_flag": 3000, "seven_bar": 2000, "zero_slash": 1500, "open_four": 2500})
     font_digits: int = 3000  # digits drawn from TRAIN_FONTS
     non_digits: dict = field(default_factory=lambda: {
-        "font": 3500, "scribble": 3000, "line": 1000, "pair": 3000})
+        "font": 6000, "scribble": 3000, "curves": 2500, "line": 1000, "pair": 3000})
     validation_share: float = 0.2  # validation counts relative to the training counts above
 
     def to_dict(self) -> dict:
@@ -199,10 +200,7 @@ def _combine(x_train, y_train, x_val, y_val, arrays: dict[str, np.ndarray], reci
 def render_cached(description: dict, groups: list[tuple[str, "strokes.Task"]]):
     """Render tasks grouped by name, through the cache: a generator yielding (done, total),
     returning {group: uint8 [N, 28, 28]} (drawings preprocessing refused are left out)."""
-    from inference import preprocess
-
-    sources = b"".join(Path(module.__file__).read_bytes() for module in (strokes, preprocess))
-    key = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode() + sources).hexdigest()[:24]
+    key = _key({"kind": "render_cached", **description})
     cached = _read_cache(key)
     if cached is not None:
         return cached
@@ -224,12 +222,17 @@ def _cache_dir() -> Path | None:
 
 def _cache_key(data, options, recipe: Recipe) -> str:
     """Changes whenever the drawings would: the data, the options that select it, the drawing code."""
+    return _key({"mnist": data.sha256, "limit": options.limit, "seed": options.seed, "recipe": recipe.to_dict(),
+                 "version": MIX_VERSION})
+
+
+def _key(description: dict) -> str:
+    """A cache key: the description, the renderer's version and the app's preprocessing (its source:
+    a change there changes every model input)."""
     from inference import preprocess
 
-    sources = b"".join(Path(module.__file__).read_bytes() for module in (strokes, preprocess))
-    description = json.dumps({"mnist": data.sha256, "limit": options.limit, "seed": options.seed,
-                              "recipe": recipe.to_dict(), "version": MIX_VERSION}, sort_keys=True).encode()
-    return hashlib.sha256(description + sources).hexdigest()[:24]
+    text = json.dumps({**description, "renderer": strokes.RENDER_VERSION}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(text + Path(preprocess.__file__).read_bytes()).hexdigest()[:24]
 
 
 def _read_cache(key: str) -> dict[str, np.ndarray] | None:
