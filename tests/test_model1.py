@@ -119,7 +119,8 @@ def test_onnx_matches_the_native_model_and_the_recorded_accuracy(quick_run, mnis
 
 @pytest.mark.slow
 def test_progress_is_throttled_and_close_cancels(mnist, tmp_path):
-    # 180 mini-batches per epoch must not become 180 events.
+    # ~400 mini-batches per epoch (1,800 MNIST digits, their redrawn copies, conventions) must not
+    # become ~400 events.
     options = SMALL.updated(limit=2000, batch_size=10, epochs=2)
     trainer = model1_logreg.train(options, data=mnist, exports_dir=tmp_path)
     first_epoch = []
@@ -129,7 +130,7 @@ def test_progress_is_throttled_and_close_cancels(mnist, tmp_path):
             break
     trainer.close()
     batch_events = [event for event in first_epoch if event.batch is not None]
-    assert batch_events[-1].batches == 180
+    assert batch_events[-1].batches >= 2 * 180
     assert 5 <= len(batch_events) <= model1_logreg.REPORTS_PER_EPOCH + 2
     assert list(tmp_path.iterdir()) == []  # cancelled: nothing written
 

@@ -65,6 +65,7 @@ def drawings(mnist):
 # the miss); its bound asserts that it still flags non-digits far more often than digits.
 MAX_CORRECT_FLAGGED = {"model1": 0.03, "model2": 0.03}
 MIN_NON_DIGITS_FLAGGED = {"model1": 0.04, "model2": 0.8}
+MIN_ACCURACY = {"model1": 0.85, "model2": 0.94}  # on redrawn MNIST test digits (measured 91.6% and 97.3%)
 
 
 @pytest.mark.parametrize("name", ["model1", "model2"])
@@ -76,7 +77,7 @@ def test_shipped_models_judge_drawn_digits_letters_and_scribbles(name, drawings)
     x, labels = drawings["digits"]
     predictions = predictor.predict_batch(x, name)
     correct = [p for p, label in zip(predictions, labels) if p.digit == label]
-    assert len(correct) >= 0.9 * len(labels)
+    assert len(correct) >= MIN_ACCURACY[name] * len(labels)
     flagged = np.mean([p.verdict != "digit" for p in correct])
     assert flagged <= MAX_CORRECT_FLAGGED[name], flagged
     for p in predictions:

@@ -96,6 +96,7 @@ def assemble_training_data(data, options, recipe: Recipe = RECIPE):
     val_size = min(5000, len(x_all) // 10)
     x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
 
+    yield "Preparing the canvas drawings", 0.0
     key = _cache_key(data, options, recipe)
     cached = _read_cache(key)
     if cached is not None:

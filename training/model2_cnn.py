@@ -47,11 +47,12 @@ NATIVE_FORMAT = "keras"
 TITLE = "Model 2: CNN"
 
 # Full training. On MNIST alone (2 shared cores, load 5-7) 8 epochs of 55,000 took 120-130 s.
-# The canvas mix is 137,500 images per epoch: 5 epochs are ~690,000 images, inside the
-# 4-minute budget on that machine (measured here only under load 9-16: fit 617 s).
+# The canvas mix is 137,500 images per epoch: 6 epochs are 825,000 images, ~1.9x that work
+# (measured here only under load 12-14: fit 589 s; on the machine above it would be ~4 min).
 DEFAULTS = TrainOptions(
-    epochs=5,  # over ~132,500 images (MNIST + canvas drawings + non-digits)
-    batch_size=128,  # 430 steps per epoch on 55,000 training images
+    epochs=6,  # over 137,500 images (MNIST + canvas drawings + non-digits); 5 measured 99.17% on MNIST test
+    # (below the 99.2% the shipped model must keep), 6 measured 99.24%
+    batch_size=128,  # 1,075 steps per epoch on the 137,500 images of the mix
     learning_rate=2e-3,  # Adam's peak step size, reached at the end of the warm-up
     limit=None,
     seed=0,
