@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 SECTIONS = {
     "accuracy": "benchmarks.accuracy",
     "robustness": "benchmarks.robustness",
+    "drawn": "benchmarks.drawn",
     "inference": "benchmarks.inference_speed",
     "rest": "benchmarks.rest_load",
     "browser": "benchmarks.browser",

@@ -27,7 +27,8 @@ def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = 
                    include_input: bool = False) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON payload) for one prediction request: decode, preprocess, infer.
 
-    Success is 200 with {"prediction", "probabilities", "model", "latency_ms"} (or, for
+    Success is 200 with {"prediction", "probabilities", "verdict", "model", "latency_ms"}
+    ("candidates" too when the verdict is "unsure"; inference/verdict.py) (or, for
     "all", {"predictions": {...}, "unavailable": {...}}); a problem with the input or a
     model is a 4xx/503 with {"error": "<what is wrong and how to fix it>"}.
     With `include_input`, a success also carries "model_input": the 28x28 image the
@@ -50,8 +51,8 @@ def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = 
             result = predictor.predict(x, model)
         except ModelUnavailableError as exc:
             return 503, {"error": f"{model} cannot predict: {exc.reason}", "model": model, "reason": exc.reason}
-        status, payload = 200, {"prediction": result.digit, "probabilities": result.probabilities, "model": model,
-                                "latency_ms": _elapsed_ms(start)}
+        status, payload = 200, {"prediction": result.digit, "probabilities": result.probabilities,
+                                **_verdict(result), "model": model, "latency_ms": _elapsed_ms(start)}
     if include_input and status == 200:
         payload["model_input"] = model_input_png(x)
     return status, payload
@@ -78,11 +79,18 @@ def _answer_all(predictor: Predictor, x, start: float) -> tuple[int, dict[str, A
                      "unavailable": unavailable}
     return 200, {
         "model": ALL_MODELS,
-        "predictions": {name: {"prediction": r.digit, "probabilities": r.probabilities, "model": name,
-                               "latency_ms": round(r.latency_ms, 3)} for name, r in results.items()},
+        "predictions": {name: {"prediction": r.digit, "probabilities": r.probabilities, **_verdict(r),
+                               "model": name, "latency_ms": round(r.latency_ms, 3)} for name, r in results.items()},
         "unavailable": unavailable,
         "latency_ms": _elapsed_ms(start),
     }
+
+
+def _verdict(result) -> dict[str, Any]:
+    """"verdict" ("digit", "unsure", "not_a_digit") and, when unsure, the two "candidates"."""
+    if result.verdict == "unsure":
+        return {"verdict": result.verdict, "candidates": result.candidates}
+    return {"verdict": result.verdict}
 
 
 def _elapsed_ms(start: float) -> float:

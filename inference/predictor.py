@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
+from inference.verdict import judge, thresholds_from
 from training.artifacts import artifact_paths, exports_dir as resolve_exports_dir, read_metadata
 from training.onnx_contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from training.registry import MODELS, ModelSpec
@@ -53,8 +54,11 @@ class ModelUnavailableError(RuntimeError):
 class Prediction:
     model: str
     digit: int
-    probabilities: list[float]  # 10 floats summing to 1
+    probabilities: list[float]  # 10 floats summing to 1 (calibrated, when the export is)
     latency_ms: float  # time inside the predictor (validation + onnxruntime)
+    # "digit", "unsure" or "not_a_digit" (inference/verdict.py, thresholds from the export's metadata)
+    verdict: str = "digit"
+    candidates: list[int] = field(default_factory=list)  # [digit]; [top, second] when unsure; [] for not_a_digit
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +72,7 @@ class _Loaded:
     session: ort.InferenceSession | None = None
     reason: str | None = None  # why there is no session
     onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the export's metadata_props
+    verdict_thresholds: dict[str, float] = field(default_factory=lambda: thresholds_from(None))
     loaded_at: str | None = None  # ISO time (UTC) the session was built
 
 
@@ -130,14 +135,14 @@ class Predictor:
         batch = _as_batch(x)
         if batch.shape[0] != 1:
             raise ValueError(f"predict() takes one image, got a batch of {batch.shape[0]}; use predict_batch()")
-        probabilities = self._run(model, batch)[0]
-        return _prediction(model, probabilities, start)
+        probabilities, thresholds = self._run(model, batch)
+        return _prediction(model, probabilities[0], start, thresholds)
 
     def predict_batch(self, x: np.ndarray, model: str) -> list[Prediction]:
         """Classify a batch [N, 28, 28, 1]; each Prediction carries the batch's latency."""
         start = time.perf_counter()
-        rows = self._run(model, _as_batch(x))
-        return [_prediction(model, row, start) for row in rows]
+        rows, thresholds = self._run(model, _as_batch(x))
+        return [_prediction(model, row, start, thresholds) for row in rows]
 
     def predict_all(self, x: np.ndarray) -> dict[str, Prediction]:
         """The same image through every available model (unavailable ones are left out)."""
@@ -146,18 +151,19 @@ class Predictor:
         for name in self.models:
             start = time.perf_counter()
             try:
-                probabilities = self._run(name, batch)[0]
+                probabilities, thresholds = self._run(name, batch)
             except ModelUnavailableError:
                 continue
-            results[name] = _prediction(name, probabilities, start)
+            results[name] = _prediction(name, probabilities[0], start, thresholds)
         return results
 
-    def _run(self, name: str, batch: np.ndarray) -> np.ndarray:
+    def _run(self, name: str, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """(probabilities [N, 10], the verdict thresholds of the same export)."""
         loaded = self._current(name)
         if loaded.session is None:
             raise ModelUnavailableError(name, loaded.reason or NO_EXPORT_REASON)
         # The local reference keeps this session alive even if a reload swaps it meanwhile.
-        return loaded.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        return loaded.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], loaded.verdict_thresholds
 
     # -- loading and hot reload -------------------------------------------
 
@@ -225,7 +231,8 @@ class Predictor:
                            reason=f"{shown} does not follow the ONNX contract: {problem}; retrain it to replace it")
         metadata = _decode_metadata_props(session.get_modelmeta().custom_metadata_map)
         loaded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        return _Loaded(signature=signature, session=session, onnx_metadata=metadata, loaded_at=loaded_at)
+        return _Loaded(signature=signature, session=session, onnx_metadata=metadata, loaded_at=loaded_at,
+                       verdict_thresholds=thresholds_from(metadata))
 
     def _display_path(self, path: Path) -> str:
         # Short and free of the machine's absolute paths: "exports/model2.onnx".
@@ -268,6 +275,8 @@ class Predictor:
             "trained_at": metadata.get("trained_at"),
             "train_seconds": _first(metadata, "train_seconds"),
             "onnx_parity": metadata.get("onnx_parity"),
+            "calibration": metadata.get("calibration"),
+            "drawn_digits": metadata.get("drawn_digits"),
             "options": metadata.get("options"),
             "version": metadata.get("version"),  # its number in training/model_versions.py, when kept
             "drawings_accuracy": metadata.get("drawings_accuracy"),  # on the held-out corrections (issue 12)
@@ -311,10 +320,14 @@ def _as_batch(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _prediction(model: str, probabilities: np.ndarray, start: float) -> Prediction:
+def _prediction(model: str, probabilities: np.ndarray, start: float, thresholds: Mapping[str, float]) -> Prediction:
+    values = [float(p) for p in probabilities]
+    verdict, candidates = judge(values, thresholds)
     return Prediction(
         model=model,
         digit=int(np.argmax(probabilities)),
-        probabilities=[float(p) for p in probabilities],
+        probabilities=values,
         latency_ms=(time.perf_counter() - start) * 1000.0,
+        verdict=verdict,
+        candidates=candidates,
     )

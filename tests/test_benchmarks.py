@@ -21,7 +21,7 @@ import pytest
 from benchmarks.load import run_load, summarize
 from benchmarks.servers import ServerProcess, free_port, request, server_env
 from tests.app_server import ROOT
-SECTIONS = ("accuracy", "robustness", "inference", "rest", "browser", "training", "cold_start")
+SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
          "training_curves.png")
 
@@ -153,6 +153,14 @@ def test_quick_run_numbers_are_sane(quick_run):
 
     for model in ("model1", "model2"):
         assert 0.5 < sections["accuracy"]["data"][model]["accuracy"] <= 1.0
+
+    drawn = sections["drawn"]["data"]
+    for model in ("model1", "model2"):
+        assert 0.3 < drawn[model]["drawn_digits"]["accuracy"] <= 1.0
+        assert 0.0 <= drawn[model]["drawn_digits"]["ece_after"] <= 1.0
+        for name in ("letters_symbols", "scribbles", "lines", "two_digits"):
+            rates = drawn[model]["sets"][name]
+            assert abs(rates["digit"] + rates["unsure"] + rates["not_a_digit"] - 1.0) < 1e-6
 
     robustness = sections["robustness"]["data"]
     assert 0.5 < robustness["plain"]["model2"] <= 1.0

@@ -6,7 +6,6 @@ TensorFlow and the QUICK run with its ONNX export).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -93,8 +92,12 @@ def test_quick_training_streams_progress_and_writes_all_files(quick_run):
     metadata = json.loads((folder / "model2.json").read_text())
     assert metadata["test_accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
     assert metadata["options"] == options.to_dict()
-    assert metadata["data"]["sha256"] and metadata["data"]["train_images"] + metadata["data"]["validation_images"] \
-        == options.limit
+    counts = metadata["data"]["canvas"]["counts"]
+    assert metadata["data"]["sha256"] and counts["train"]["mnist"] + counts["val"]["mnist"] == options.limit
+    assert counts["train"]["redrawn"] >= 0.99 * counts["train"]["mnist"]  # every training digit, also redrawn
+    assert metadata["data"]["train_images"] == sum(counts["train"].values())
+    assert 0.05 < metadata["temperature"] < 20 and {"mnist_test", "validation_drawn"} <= set(metadata["calibration"])
+    assert 0 < metadata["verdict"]["digit_at_least"] <= 1 and 0 < metadata["verdict"]["pair_at_least"] <= 1
     assert metadata["hyperparameters"]["augmentation"] == model2_cnn.AUGMENTATION.to_dict()
     assert len(metadata["history"]) == options.epochs
     assert metadata["onnx_parity"]["samples"] == PARITY_SAMPLES
@@ -117,8 +120,12 @@ def test_onnx_export_follows_the_contract_and_matches_the_keras_model(quick_run,
     assert onnx_out.shape == (len(images), 10) and onnx_out.dtype == np.float32
     np.testing.assert_allclose(onnx_out.sum(axis=1), 1.0, atol=1e-5)
 
+    from training.calibration import temper
+
     native = keras.models.load_model(folder / "model2.keras")
-    native_out = native.predict(images[:PARITY_SAMPLES], batch_size=500, verbose=0)
+    # The .keras file is the uncalibrated network; the ONNX graph applies the recorded temperature.
+    temperature = json.loads((folder / "model2.json").read_text())["temperature"]
+    native_out = temper(native.predict(images[:PARITY_SAMPLES], batch_size=500, verbose=0), temperature)
     assert np.max(np.abs(onnx_out[:PARITY_SAMPLES] - native_out)) <= PARITY_MAX_ABS_DIFF
     assert np.array_equal(onnx_out[:PARITY_SAMPLES].argmax(1), native_out.argmax(1))
 
@@ -154,12 +161,19 @@ def test_closing_the_generator_stops_fit_promptly_and_keeps_the_previous_model(t
 
 
 @pytest.mark.slow
-def test_an_exception_inside_fit_reaches_the_caller_and_writes_nothing(tensorflow, mnist, empty_exports):
+def test_an_exception_inside_fit_reaches_the_caller_and_writes_nothing(tensorflow, mnist, empty_exports,
+                                                                       monkeypatch):
     from training import model2_cnn
 
-    # Labels outside 0-9 pass the data preparation but make the loss op fail inside fit.
-    bad = dataclasses.replace(mnist, y_train=np.full_like(mnist.y_train, 12))
-    run = model2_cnn.train(model2_cnn.QUICK.updated(limit=1000, epochs=1), data=bad, exports_dir=empty_exports)
+    tf = tensorflow
+
+    def failing_targets(labels):  # a data op that fails only when fit pulls a batch
+        check = tf.debugging.assert_less(labels, tf.cast(-100, labels.dtype), message="bad label in a batch")
+        with tf.control_dependencies([check]):
+            return tf.one_hot(tf.maximum(labels, 0), 10)
+
+    monkeypatch.setattr(model2_cnn, "_tf_targets", failing_targets)
+    run = model2_cnn.train(model2_cnn.QUICK.updated(limit=1000, epochs=1), data=mnist, exports_dir=empty_exports)
     seen = []
     with pytest.raises(tensorflow.errors.InvalidArgumentError, match="label"):
         for event in run:

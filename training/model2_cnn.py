@@ -8,6 +8,13 @@ Architecture (as in the original app):
 Its input already is the ONNX contract (float32 in [0, 1], white digit on black), so
 the model needs no scaling layer and the ONNX export is the model as it is.
 
+Data: training/canvas_data.py's mix (MNIST + MNIST redrawn as canvas pen strokes +
+writers' conventions + stroke-font digits + non-digits trained towards a uniform output,
+i.e. outlier exposure: categorical cross-entropy on soft targets, Dense10 unchanged).
+Calibration (a temperature inside the ONNX graph) and the verdict thresholds are fitted
+on the validation split (training/calibration.py); the .keras file is the uncalibrated
+network.
+
 Training: Adam with a one-cycle-like schedule (linear warm-up over the first
 WARMUP_SHARE of the steps, then cosine decay to zero), which reaches a given accuracy
 in fewer epochs than a constant step; light augmentation (training/augment.py) in a
@@ -40,12 +47,13 @@ NAME = "model2"
 NATIVE_FORMAT = "keras"
 TITLE = "Model 2: CNN"
 
-# Full training. Measured on the 2 shared CPU cores (load average 5-7): 8 epochs take
-# 120-130 s and score 99.36-99.38% (seeds 0 and 1); 10 epochs score 99.45% but take
-# 150-190 s on a busy machine, too close to the 3-minute budget.
+# Full training. On MNIST alone (2 shared cores, load 5-7) 8 epochs of 55,000 took 120-130 s.
+# The canvas mix is 137,500 images per epoch: 6 epochs are 825,000 images, ~1.9x that work
+# (measured here only under load 12-14: fit 589 s; on the machine above it would be ~4 min).
 DEFAULTS = TrainOptions(
-    epochs=8,  # ~15 CPU-seconds each (augmentation included), ~11-16 s wall
-    batch_size=128,  # 430 steps per epoch on 55,000 training images
+    epochs=6,  # over 137,500 images (MNIST + canvas drawings + non-digits); 5 measured 99.17% on MNIST test
+    # (below the 99.2% the shipped model must keep), 6 measured 99.24%
+    batch_size=128,  # 1,075 steps per epoch on the 137,500 images of the mix
     learning_rate=2e-3,  # Adam's peak step size, reached at the end of the warm-up
     limit=None,
     seed=0,
@@ -55,12 +63,11 @@ QUICK = TrainOptions(epochs=2, batch_size=64, learning_rate=2e-3, limit=3000, se
 
 AUGMENTATION: Augmentation | None = Augmentation()  # None trains on the plain MNIST images
 WARMUP_SHARE = 0.2  # share of all steps spent warming the step size up from learning_rate / 10
-VALIDATION_SIZE = 5000  # held out from training for progress reports (10% of a limited set)
 REPORT_EVERY = 20  # training batches between two progress events
 PREDICT_BATCH = 1000  # images per step when evaluating
 
 # Share of the progress bar per phase: import TensorFlow + prepare data, training, test + export.
-_PREPARE_END, _TRAIN_END = 3.0, 95.0
+_PREPARE_END, _TRAIN_END = 10.0, 95.0  # drawing the canvas data takes ~1.5 min unless cached
 
 
 def train(
@@ -77,9 +84,9 @@ def train(
     Closing the generator cancels the run: `fit` stops at the next batch and nothing
     is written, because all files are written together only after training and evaluation.
     """
-    from training import onnx_contract
+    from training import calibration, onnx_contract
     from training.keras_bridge import stream_fit
-    from training.mnist import load_mnist, split_validation
+    from training.mnist import load_mnist
 
     options = resolve_options(options, DEFAULTS)
     began = time.perf_counter()
@@ -94,16 +101,12 @@ def train(
     run = PersonalRun.start(NAME, NATIVE_FORMAT, options, data, exports_dir)  # issue 12: drawings, fine-tune
     options = run.options  # issue 12
 
-    # ---- data: limited subset, validation split, tf.data pipeline
+    # ---- data: MNIST + canvas drawings + non-digits (training/canvas_data.py), tf.data pipeline
     prepared = time.perf_counter()
-    x_all, y_all = data.x_train, data.y_train
-    if options.limit is not None:
-        x_all, y_all = x_all[: options.limit], y_all[: options.limit]
-    val_size = min(VALIDATION_SIZE, len(x_all) // 10)
-    x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
-    x_train, y_train = run.training_data(x_train, y_train)  # issue 12: the drawings mixed in
+    canvas = yield from _assemble(data, options, began)
+    x_train, y_train = run.training_data(canvas.x_train, canvas.y_train)  # issue 12: the drawings mixed in
     dataset = training_dataset(x_train, y_train, options, augmentation)
-    validation = (to_model_input(x_val), np.asarray(y_val, dtype=np.int64))
+    validation = (to_model_input(canvas.x_val), targets(canvas.y_val))
     batches = -(-len(x_train) // options.batch_size)
     total_steps = options.epochs * batches
 
@@ -112,8 +115,9 @@ def train(
     model = build_model() if model is None else model
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate_schedule(options, total_steps)),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        # Soft targets: one-hot for digits, uniform for non-digits (outlier exposure).
+        loss="categorical_crossentropy",
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     timings["prepare_data"] = time.perf_counter() - prepared
     yield Progress(progress=_PREPARE_END, status=f"Training on {len(x_train):,} images "
@@ -144,24 +148,28 @@ def train(
                 last_epoch_end = event.elapsed
     train_seconds = timings["fit"]
 
-    # ---- test accuracy (the test set is used only here), ONNX export, atomic save
-    yield Progress(progress=96, status="Evaluating on the 10,000 test images", epoch=options.epochs,
-                   epochs=options.epochs, elapsed=time.perf_counter() - began)
+    # ---- calibration and verdict thresholds (validation split), test figures, ONNX export, atomic save
+    yield Progress(progress=96, status="Calibrating; evaluating on the 10,000 test images and drawn sets",
+                   epoch=options.epochs, epochs=options.epochs, elapsed=time.perf_counter() - began)
     evaluated = time.perf_counter()
     test_images = to_model_input(data.x_test)
-    test_probabilities = predict(model, test_images)
+    reading = calibration.calibrate(lambda images: predict(model, images), canvas, test_images, data.y_test,
+                                    quick=options.limit is not None)
+    temperature = reading["temperature"]
+    test_probabilities = calibration.temper(predict(model, test_images), temperature)
     test_accuracy = float(np.mean(test_probabilities.argmax(1) == data.y_test))
     timings["evaluate"] = time.perf_counter() - evaluated
 
     yield Progress(progress=98, status=f"Test accuracy {test_accuracy:.2%}; exporting", epoch=options.epochs,
                    epochs=options.epochs, elapsed=time.perf_counter() - began)
     converted = time.perf_counter()
-    onnx_model, probabilities_output = to_onnx(model)
+    onnx_model, raw_output = to_onnx(model)
+    probabilities_output = calibration.add_temperature(onnx_model, raw_output, temperature)
     onnx_accuracy = onnx_contract.accuracy(onnx_model, test_images, data.y_test)
     timings["onnx_export"] = time.perf_counter() - converted
     timings["total_before_save"] = time.perf_counter() - began
 
-    paths, metadata = _save(model, onnx_model, probabilities_output, test_images, {
+    paths, metadata = _save(model, temperature, onnx_model, probabilities_output, test_images, {
         "title": TITLE,
         "test_accuracy": round(test_accuracy, 6),
         "onnx_test_accuracy": round(onnx_accuracy, 6),
@@ -175,12 +183,14 @@ def train(
             "schedule": f"linear warm-up from learning_rate/10 over {WARMUP_SHARE:.0%} of the steps, "
                         "then cosine decay to 0",
             "augmentation": augmentation.to_dict() if augmentation else None,
+            "loss": "categorical cross-entropy; non-digits target the uniform distribution (outlier exposure)",
         },
+        **reading,
         "history": history,
         "data": {"source": data.source, "sha256": data.sha256,
                  "official_mnist": bool(getattr(data, "is_official", False)),
-                 "train_images": int(len(x_train)), "validation_images": int(len(x_val)),
-                 "test_images": int(len(data.x_test))},
+                 "train_images": int(len(x_train)), "validation_images": int(len(canvas.x_val)),
+                 "test_images": int(len(data.x_test)), "canvas": canvas.summary},
         "machine": _machine(),
         "native_input": "float32 [N, 28, 28, 1] in [0, 1] (white digit on black), as the ONNX input",
         **run.report(onnx_model, test_accuracy),  # issue 12: before/after on MNIST test and held-out drawings
@@ -242,7 +252,7 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: TrainOptio
     dataset = tf.data.Dataset.from_tensor_slices((np.asarray(images, np.uint8), np.asarray(labels, np.int64)))
     dataset = dataset.shuffle(len(images), seed=options.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(options.batch_size)
-    scale = lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, y)  # noqa: E731
+    scale = lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, _tf_targets(y))  # noqa: E731
     dataset = dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
     if augmentation is not None:
         # One stateless seed per batch, different in every epoch and repeatable.
@@ -253,6 +263,35 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: TrainOptio
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def targets(labels: np.ndarray) -> np.ndarray:
+    """Training targets [N, 10]: one-hot for digits, uniform for NOT_A_DIGIT (-1)."""
+    labels = np.asarray(labels, np.int64)
+    out = np.zeros((len(labels), 10), np.float32)
+    out[labels < 0] = 0.1
+    out[np.flatnonzero(labels >= 0), labels[labels >= 0]] = 1.0
+    return out
+
+
+def _tf_targets(labels):
+    import tensorflow as tf
+
+    uniform = tf.fill([tf.shape(labels)[0], 10], 0.1)
+    return tf.where(labels[:, None] < 0, uniform, tf.one_hot(tf.maximum(labels, 0), 10))
+
+
+def _assemble(data, options: TrainOptions, began: float):
+    """training.canvas_data.assemble_training_data, its progress as Progress events (sub-generator)."""
+    from training.canvas_data import assemble_training_data
+
+    assembly = assemble_training_data(data, options)
+    while True:
+        try:
+            status, fraction = next(assembly)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(progress=_PREPARE_END * fraction, status=status, elapsed=time.perf_counter() - began)
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
@@ -285,8 +324,9 @@ def to_onnx(model):
     return onnx_model, outputs[0]
 
 
-def _save(model, onnx_model, probabilities_output: str, test_images: np.ndarray, metadata: dict[str, Any],
-          exports_dir):
+def _save(model, temperature: float, onnx_model, probabilities_output: str, test_images: np.ndarray,
+          metadata: dict[str, Any], exports_dir):
+    from training.calibration import temper
     from training.export import save_model
     from training.onnx_contract import PARITY_SAMPLES
 
@@ -296,7 +336,8 @@ def _save(model, onnx_model, probabilities_output: str, test_images: np.ndarray,
         write_native=lambda path: model.save(path),
         onnx_model=onnx_model,
         probabilities_output=probabilities_output,
-        native_predict=lambda images: predict(model, images),
+        # The .keras file is the uncalibrated network; the ONNX graph adds the temperature.
+        native_predict=lambda images: temper(predict(model, images), temperature),
         parity_images=test_images[:PARITY_SAMPLES],
         metadata=metadata,
         exports_dir=exports_dir,

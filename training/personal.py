@@ -38,6 +38,9 @@ DRAWINGS_SHARE = 0.05  # of a full run's training examples, after repeating the 
 FINE_TUNE_SHARE = 0.25  # of a fine-tune's examples: it is about the drawings, with MNIST to keep what it knows
 FINE_TUNE_MNIST = 4000  # MNIST training images beside the drawings in a fine-tune
 FINE_TUNE_EPOCHS = 3  # at most, in a fine-tune
+# MNIST training images a fine-tune builds its canvas mix from (training/canvas_data.py): the full
+# mix takes minutes to render on a machine without its cache, a fine-tune must finish in a minute.
+FINE_TUNE_LIMIT = 5000
 FINE_TUNE_LR_SCALE = 0.1  # a fine-tune's step size, relative to the option's: small steps from a good model
 MAX_REPEAT = 500  # one drawing is never repeated more than this (a single drawing must not swamp a run)
 
@@ -80,7 +83,8 @@ class PersonalRun:
             if not artifact_paths(name, native_format, exports_dir)["native"].is_file():
                 raise PersonalTrainingError(f"There is no serving {name} to fine-tune: train it in full first")
             options = replace(options, epochs=min(options.epochs, FINE_TUNE_EPOCHS),
-                              learning_rate=options.learning_rate * FINE_TUNE_LR_SCALE)
+                              learning_rate=options.learning_rate * FINE_TUNE_LR_SCALE,
+                              limit=min(options.limit or FINE_TUNE_LIMIT, FINE_TUNE_LIMIT))
         run = cls(name, native_format, options, exports_dir, trained, held_out)
         run.before = run._measure_serving(data)
         return run
@@ -90,18 +94,26 @@ class PersonalRun:
     def training_data(self, x_train: np.ndarray, y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The training split with the drawings mixed in (unchanged when the run does not include them);
         a fine-tune keeps a seeded FINE_TUNE_MNIST sample of MNIST beside them."""
+        x, y, _ = self.weighted_training_data(x_train, y_train, np.ones(len(x_train)))
+        return x, y
+
+    def weighted_training_data(self, x_train: np.ndarray, y_train: np.ndarray,
+                               weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """training_data() with a per-example weight carried along; the drawings get weight 1."""
         if not self.options.include_drawings:
-            return x_train, y_train
+            return x_train, y_train, weights
         if self.options.fine_tune and len(x_train) > FINE_TUNE_MNIST:
-            keep = np.random.default_rng(self.options.seed).choice(len(x_train), FINE_TUNE_MNIST, replace=False)
-            x_train, y_train = x_train[np.sort(keep)], y_train[np.sort(keep)]
+            keep = np.sort(np.random.default_rng(self.options.seed).choice(len(x_train), FINE_TUNE_MNIST,
+                                                                           replace=False))
+            x_train, y_train, weights = x_train[keep], y_train[keep], weights[keep]
         share = FINE_TUNE_SHARE if self.options.fine_tune else DRAWINGS_SHARE
         self.repeat = repeats_for(len(x_train), len(self.trained), share)
         images = np.concatenate([x_train, np.repeat(self.trained.images, self.repeat, axis=0)])
         labels = np.concatenate([np.asarray(y_train), np.repeat(self.trained.labels, self.repeat).astype(y_train.dtype)])
+        weights = np.concatenate([weights, np.ones(len(self.trained) * self.repeat)])
         # Shuffled once here too: a trainer that batches in order must not see the drawings only at the end.
         order = np.random.default_rng(self.options.seed).permutation(len(images))
-        return images[order], labels[order]
+        return images[order], labels[order], weights[order]
 
     # -- starting point ----------------------------------------------------------
 

@@ -21,9 +21,21 @@ def model_input_preview(x: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels, mode="L").resize((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.NEAREST)
 
 
-def prediction_caption(digit: int, probabilities: list[float], latency_ms: float) -> str:
+def verdict_words(verdict: str, digit: int, candidates: list[int] | None = None) -> str:
+    """A prediction's verdict (inference/verdict.py) in words: "Reads **4**", "Not sure: 4 or 9?",
+    "That doesn't look like a digit"."""
+    if verdict == "not_a_digit":
+        return "That doesn't look like a digit"
+    if verdict == "unsure":
+        first, second = (list(candidates or []) + [digit, digit])[:2]
+        return f"Not sure: **{first}** or **{second}**?"
+    return f"Reads **{digit}**"
+
+
+def prediction_caption(digit: int, probabilities: list[float], latency_ms: float, verdict: str = "digit",
+                       candidates: list[int] | None = None) -> str:
     latency = f"{latency_ms:.2f}" if latency_ms < 1 else f"{latency_ms:.1f}"
-    return f"Reads **{digit}** · {probabilities[digit]:.0%} sure · {latency} ms"
+    return f"{verdict_words(verdict, digit, candidates)} · {probabilities[digit]:.0%} sure · {latency} ms"
 
 
 def verdict(digits: dict[str, int], titles: dict[str, str]) -> str:
@@ -89,6 +101,28 @@ def parity_text(parity: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def calibration_text(calibration: dict[str, Any] | None) -> str:
+    """ECE before -> after temperature scaling, on MNIST test and on the drawn digits."""
+    if not calibration:
+        return "not calibrated"
+    parts = []
+    for key, label in (("mnist_test", "MNIST test"), ("drawn_test", "drawn digits")):
+        ece = calibration.get(key) or {}
+        if ece.get("before") is not None and ece.get("after") is not None:
+            parts.append(f"{label} {ece['before']:.1%} → {ece['after']:.1%}")
+    return ("expected calibration error " + ", ".join(parts)) if parts else "calibrated (no figures recorded)"
+
+
+def drawn_digits_text(drawn: dict[str, Any] | None) -> str:
+    """Accuracy on the canvas-drawn evaluation digits, pooled and per set."""
+    pooled = (drawn or {}).get("all_digit_sets")
+    if not pooled:
+        return "not measured"
+    sets = ", ".join(f"{name.replace('_', ' ')} {figures['accuracy']:.1%}"
+                     for name, figures in drawn.get("sets", {}).items() if "accuracy" in figures)
+    return f"{pooled['accuracy']:.2%} of {pooled['images']:,}" + (f" ({sets})" if sets else "")
+
+
 def model_card(status: dict[str, Any]) -> str:
     """Markdown for one model on the Models tab, from model_status() (Predictor.status() plus training keys)."""
     if status.get("available"):
@@ -114,6 +148,8 @@ def model_card(status: dict[str, Any]) -> str:
         *([f"- **Version:** {status['version']} (see Versions below)"] if status.get("version") else []),
         *([f"- **Held-out drawings:** {format_percent(status['drawings_accuracy'], 0)} when it was trained"]
           if status.get("drawings_accuracy") is not None else []),
+        f"- **Drawn digits:** {drawn_digits_text(status.get('drawn_digits'))}",
+        f"- **Calibration:** {calibration_text(status.get('calibration'))}",
         f"- **Trained:** {format_when(status.get('trained_at'))}, in {format_seconds(status.get('train_seconds'))}",
         f"- **Settings:** {settings or '–'}",
         f"- **ONNX export vs native model:** {parity_text(status.get('onnx_parity'))}",

@@ -1,0 +1,67 @@
+"""Is it a digit, which two it might be, or no digit at all: from calibrated probabilities alone.
+
+    verdict, candidates = judge(probabilities, thresholds)
+
+- "digit":       the top probability reaches `digit_at_least`; candidates = [top]
+- "unsure":      it does not, but the top two together reach `pair_at_least`
+                 (the model hesitates between two digits: "4 or 9?"); candidates = [top, second]
+- "not_a_digit": the probability is spread over many digits; candidates = []
+
+Both models are trained to spread their output evenly over the ten digits for
+letters, scribbles, lines and several digits (outlier exposure, training/canvas_data.py)
+and their probabilities are temperature-calibrated, so the top probability says how
+sure the model is and the top-two mass says whether it hesitates or does not
+recognise a digit at all. The thresholds are fitted per model at training time
+(training/calibration.py) and carried in the export's metadata ("verdict"), so
+this module has no per-model code. Costs ~2 us per prediction (a partial sort of 10).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+DIGIT, UNSURE, NOT_A_DIGIT = "digit", "unsure", "not_a_digit"
+VERDICTS = (DIGIT, UNSURE, NOT_A_DIGIT)
+
+# For an export that carries no fitted thresholds (trained before verdicts existed):
+# plain softmax models are over-confident, so these only flag clear cases.
+DEFAULT_THRESHOLDS = {"digit_at_least": 0.6, "pair_at_least": 0.8}
+
+
+def thresholds_from(metadata: Mapping[str, Any] | None) -> dict[str, float]:
+    """The verdict thresholds a model's metadata carries, else DEFAULT_THRESHOLDS."""
+    fitted = (metadata or {}).get("verdict")
+    if isinstance(fitted, Mapping):
+        try:
+            return {key: float(fitted[key]) for key in DEFAULT_THRESHOLDS}
+        except (KeyError, TypeError, ValueError):
+            pass
+    return dict(DEFAULT_THRESHOLDS)
+
+
+def judge(probabilities: Sequence[float], thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS
+          ) -> tuple[str, list[int]]:
+    """(verdict, candidate digits) for one row of ten probabilities."""
+    first = second = -1
+    p_first = p_second = -1.0
+    for digit, p in enumerate(probabilities):
+        if p > p_first:
+            second, p_second = first, p_first
+            first, p_first = digit, p
+        elif p > p_second:
+            second, p_second = digit, p
+    if p_first >= thresholds["digit_at_least"]:
+        return DIGIT, [first]
+    if p_first + p_second >= thresholds["pair_at_least"]:
+        return UNSURE, [first, second]
+    return NOT_A_DIGIT, []
+
+
+def judge_many(probabilities, thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS) -> list[str]:
+    """Verdicts for a batch [N, 10] (numpy), vectorised: benchmarks and threshold fitting."""
+    import numpy as np
+
+    ordered = np.sort(np.asarray(probabilities, dtype=np.float64), axis=1)
+    top, pair = ordered[:, -1], ordered[:, -1] + ordered[:, -2]
+    out = np.where(top >= thresholds["digit_at_least"], DIGIT,
+                   np.where(pair >= thresholds["pair_at_least"], UNSURE, NOT_A_DIGIT))
+    return out.tolist()

@@ -1,0 +1,106 @@
+"""The canvas renderers (training/strokes.py) and the data they make: deterministic and canvas-like."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import strokes
+
+
+def a_digit(mnist, label: int) -> np.ndarray:
+    return mnist.x_train[int(np.flatnonzero(mnist.y_train == label)[0])]
+
+
+def test_a_canvas_is_black_antialiased_pen_on_white_280px(mnist):
+    canvas = strokes.draw_canvas(strokes.mnist_shape(a_digit(mnist, 3)), np.random.default_rng(0))
+    assert canvas.shape == (280, 280) and canvas.dtype == np.uint8
+    border = np.concatenate([canvas[0], canvas[-1], canvas[:, 0], canvas[:, -1]])
+    assert (border == 255).all()  # white canvas
+    assert canvas.min() == 0  # solid black ink
+    edge = (canvas > 0) & (canvas < 255)
+    assert 0 < edge.sum() < (canvas < 255).sum()  # an antialiased rim, not a blur
+
+
+def test_the_pen_has_the_width_asked_for():
+    # A horizontal line drawn 200 px long with a 12 px pen: ~12 px of ink across it, everywhere along it.
+    shape = strokes.strokes_shape([[(0.0, 0.0), (1.0, 0.0)]])
+    alpha = strokes.pen_alpha(strokes.skeleton(shape), 200, 12.0)
+    middle = alpha[:, alpha.shape[1] // 4: 3 * alpha.shape[1] // 4]
+    widths = middle.sum(axis=0)
+    assert np.allclose(widths, 12.0, atol=1.0)
+    assert alpha.shape[1] == pytest.approx(200 + 12, abs=4)  # the centre line, plus a round cap at each end
+
+
+def test_rendering_is_deterministic_per_seed_and_varies_between_seeds(mnist):
+    digits = list(mnist.x_train[:6])
+    first, ok_first = strokes.render_task(strokes.Task("mnist", digits, (1, 2)))
+    again, _ = strokes.render_task(strokes.Task("mnist", digits, (1, 2)))
+    other, _ = strokes.render_task(strokes.Task("mnist", digits, (1, 3)))
+    assert ok_first.all()
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_canvas_input_is_the_apps_preprocessing_of_the_canvas(mnist):
+    from inference.preprocess import preprocess
+
+    shape = strokes.mnist_shape(a_digit(mnist, 5))
+    x = strokes.canvas_input(shape, np.random.default_rng(7))
+    canvas = strokes.draw_canvas(shape, np.random.default_rng(7))
+    expected = np.round(preprocess(canvas)[:, :, 0] * 255).astype(np.uint8)
+    assert np.array_equal(x, expected)
+    # MNIST's layout: white digit on black, nothing in the 4 px frame around the 20x20 box.
+    assert x.max() == 255 and x[:2].max() == 0 and x[-2:].max() == 0
+
+
+@pytest.mark.parametrize("edit,label", [(strokes.add_flag_and_foot, 1), (strokes.cross_seven, 7),
+                                        (strokes.slash_zero, 0)])
+def test_convention_edits_add_strokes_to_the_digit(mnist, edit, label):
+    shape = strokes.mnist_shape(a_digit(mnist, label))
+    edited = edit(shape, np.random.default_rng(0))
+    assert (edited > 0.5).sum() >= (shape > 0.5).sum() + 15  # a new stroke, not a speck
+    assert ((shape > 0.5) & ~(edited > 0.5)).sum() == 0  # the digit itself is kept
+
+
+def test_an_open_four_is_open_at_the_top():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        shape = strokes.strokes_shape(strokes.open_four(rng))
+        ink = shape > 0.5
+        top = np.flatnonzero(ink.any(axis=1))[0]
+        # The top row of ink holds separate strokes (arm and stem) or one, never a closed roof across.
+        band = ink[top:top + 3].any(axis=0)
+        assert band.sum() < 0.6 * np.flatnonzero(ink.any(axis=0)).size
+
+
+def test_training_and_evaluation_fonts_are_disjoint_and_draw_every_digit():
+    from training.canvas_data import EVAL_FONTS, TRAIN_FONTS
+
+    assert not set(TRAIN_FONTS) & set(EVAL_FONTS)
+    for font in TRAIN_FONTS + EVAL_FONTS:
+        for digit in "0123456789":
+            assert strokes.hershey_strokes(font, digit), (font, digit)
+
+
+def test_the_training_mix_has_digits_conventions_and_non_digits(mnist, monkeypatch):
+    from training.canvas_data import NOT_A_DIGIT, assemble_training_data
+    from training.options import TrainOptions
+
+    monkeypatch.setenv("CANVAS_DATA_CACHE", "0")
+
+    def run():
+        progress = assemble_training_data(mnist, TrainOptions(limit=1000, seed=3))
+        while True:
+            try:
+                next(progress)
+            except StopIteration as stop:
+                return stop.value
+
+    data = run()
+    counts = data.summary["counts"]["train"]
+    assert counts["mnist"] == 900 and counts["redrawn"] >= 890  # every training digit, redrawn once
+    assert {"one_flag", "seven_bar", "zero_slash", "open_four", "font"} <= set(counts)
+    assert (data.y_train == NOT_A_DIGIT).sum() > 0 and set(np.unique(data.y_train)) <= set(range(-1, 10))
+    assert len(data.x_val_other) > 0 and (data.y_val >= 0).all()
+    again = run()
+    assert np.array_equal(data.x_train, again.x_train) and np.array_equal(data.y_train, again.y_train)

@@ -1,0 +1,136 @@
+"""The verdict: digit, unsure (with two candidates) or not_a_digit, from the shipped models and in /predict."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.verdict import DEFAULT_THRESHOLDS, judge, judge_many, thresholds_from
+
+THRESHOLDS = {"digit_at_least": 0.8, "pair_at_least": 0.9}
+
+
+def row(**probabilities) -> list[float]:
+    out = np.zeros(10)
+    for digit, p in probabilities.items():
+        out[int(digit[1:])] = p
+    rest = (1 - out.sum()) / np.count_nonzero(out == 0)
+    out[out == 0] = rest
+    return out.tolist()
+
+
+def test_judge_says_digit_unsure_with_the_two_candidates_or_not_a_digit():
+    assert judge(row(d4=0.95), THRESHOLDS) == ("digit", [4])
+    assert judge(row(d4=0.55, d9=0.42), THRESHOLDS) == ("unsure", [4, 9])
+    assert judge(row(d9=0.6, d4=0.35), THRESHOLDS) == ("unsure", [9, 4])
+    assert judge([0.1] * 10, THRESHOLDS) == ("not_a_digit", [])
+    assert judge(row(d2=0.5, d3=0.2, d8=0.2), THRESHOLDS) == ("not_a_digit", [])
+
+
+def test_judge_many_agrees_with_judge():
+    rng = np.random.default_rng(0)
+    rows = rng.dirichlet(np.full(10, 0.3), 500)
+    assert judge_many(rows, THRESHOLDS) == [judge(r.tolist(), THRESHOLDS)[0] for r in rows]
+
+
+def test_thresholds_come_from_the_metadata_or_the_defaults():
+    assert thresholds_from({"verdict": {"digit_at_least": 0.7, "pair_at_least": 0.95, "other": 1}}) == \
+        {"digit_at_least": 0.7, "pair_at_least": 0.95}
+    assert thresholds_from({}) == DEFAULT_THRESHOLDS
+    assert thresholds_from({"verdict": {"digit_at_least": "x"}}) == DEFAULT_THRESHOLDS
+
+
+# ---------------------------------------------------------------- through the shipped models
+
+
+@pytest.fixture(scope="module")
+def drawings(mnist):
+    """Evaluation drawings made like benchmarks/drawn_sets.py (test digits, eval fonts, other scribbles)."""
+    from training import strokes
+    from training.canvas_data import EVAL_FONTS, LETTERS
+
+    rng = np.random.default_rng(5)
+    picked = rng.choice(len(mnist.x_test), 150, replace=False)
+    digits, ok = strokes.render_task(strokes.Task("mnist", list(mnist.x_test[picked]), (91, 1)))
+    letters = [(EVAL_FONTS[i % len(EVAL_FONTS)], LETTERS[i % len(LETTERS)]) for i in range(100)]
+    drawn_letters, _ = strokes.render_task(strokes.Task("font", letters, (91, 2)))
+    scribbles, _ = strokes.render_task(strokes.Task("loops", [None] * 100, (91, 3)))
+    as_input = lambda images: (images.astype(np.float32) / 255.0)[..., None]  # noqa: E731
+    return {"digits": (as_input(digits[ok]), np.asarray(mnist.y_test[picked])[ok]),
+            "letters": as_input(drawn_letters), "scribbles": as_input(scribbles)}
+
+
+# Bounds for these small samples, a little looser than the benchmark targets (drawn: <= 2% of the
+# correctly read flagged, >= 90% of letters and scribbles flagged) to leave room for sampling noise.
+# Model 1 is linear: it flags only ~8% of letters and ~29% of scribbles (benchmarks/drawn.py reports
+# the miss); its bound asserts that it still flags non-digits far more often than digits.
+MAX_CORRECT_FLAGGED = {"model1": 0.03, "model2": 0.03}
+MIN_NON_DIGITS_FLAGGED = {"model1": 0.04, "model2": 0.8}
+MIN_ACCURACY = {"model1": 0.85, "model2": 0.94}  # on redrawn MNIST test digits (measured 91.6% and 97.3%)
+
+
+@pytest.mark.parametrize("name", ["model1", "model2"])
+def test_shipped_models_judge_drawn_digits_letters_and_scribbles(name, drawings):
+    from inference.predictor import Predictor
+    from training.artifacts import DEFAULT_EXPORTS_DIR
+
+    predictor = Predictor(DEFAULT_EXPORTS_DIR)
+    x, labels = drawings["digits"]
+    predictions = predictor.predict_batch(x, name)
+    correct = [p for p, label in zip(predictions, labels) if p.digit == label]
+    assert len(correct) >= MIN_ACCURACY[name] * len(labels)
+    flagged = np.mean([p.verdict != "digit" for p in correct])
+    assert flagged <= MAX_CORRECT_FLAGGED[name], flagged
+    for p in predictions:
+        assert p.verdict in ("digit", "unsure", "not_a_digit")
+        assert p.candidates == {"digit": [p.digit], "unsure": p.candidates[:2], "not_a_digit": []}[p.verdict]
+        if p.verdict == "unsure":
+            assert len(p.candidates) == 2 and p.candidates[0] == p.digit
+    for kind in ("letters", "scribbles"):
+        verdicts = [p.verdict for p in predictor.predict_batch(drawings[kind], name)]
+        share = np.mean([v != "digit" for v in verdicts])
+        assert share >= MIN_NON_DIGITS_FLAGGED[name], (kind, share)
+
+
+def test_predict_answer_carries_the_verdict_for_one_model_and_for_all(drawings):
+    from PIL import Image
+
+    from inference.answer import predict_answer
+    from inference.predictor import Predictor
+    from training.artifacts import DEFAULT_EXPORTS_DIR
+    from training import strokes
+
+    predictor = Predictor(DEFAULT_EXPORTS_DIR)
+    scribble = strokes.draw_canvas(strokes.strokes_shape(strokes.loops_scribble(np.random.default_rng(3))),
+                                   np.random.default_rng(3))
+    status, body = predict_answer(predictor, Image.fromarray(scribble), "model2")
+    assert status == 200 and body["verdict"] in ("unsure", "not_a_digit")
+    assert isinstance(body["prediction"], int) and len(body["probabilities"]) == 10  # the original contract
+    if body["verdict"] == "unsure":
+        assert len(body["candidates"]) == 2
+    status, body = predict_answer(predictor, Image.fromarray(scribble), "all")
+    assert status == 200
+    for name, entry in body["predictions"].items():
+        assert entry["verdict"] in ("digit", "unsure", "not_a_digit") and len(entry["probabilities"]) == 10
+
+
+def test_views_word_the_verdict():
+    from ui import views
+
+    assert views.verdict_words("unsure", 4, [4, 9]) == "Not sure: **4** or **9**?"
+    assert views.verdict_words("not_a_digit", 8, []) == "That doesn't look like a digit"
+    assert views.verdict_words("digit", 7, [7]) == "Reads **7**"
+    assert views.prediction_caption(4, [0.0] * 4 + [0.6] + [0.0] * 5, 1.5, "unsure", [4, 9]).startswith("Not sure")
+
+
+def test_the_model_card_shows_calibration_and_drawn_digit_accuracy():
+    from ui import views
+
+    card = views.model_card({
+        "title": "Model 2: CNN", "description": "", "available": True, "accuracy": 0.994,
+        "calibration": {"mnist_test": {"before": 0.012, "after": 0.004}, "drawn_test": {"before": 0.05, "after": 0.011}},
+        "drawn_digits": {"all_digit_sets": {"accuracy": 0.987, "images": 10197},
+                         "sets": {"sklearn_digits": {"accuracy": 0.95}, "lines": {"verdict": {}}}},
+    })
+    assert "MNIST test 1.2% → 0.4%" in card and "drawn digits 5.0% → 1.1%" in card
+    assert "98.70% of 10,197" in card and "sklearn digits 95.0%" in card
+    assert "not calibrated" in views.model_card({"title": "Model 1", "available": True})
