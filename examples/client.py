@@ -10,7 +10,7 @@ examples/digit.png is a 3 drawn on the app's canvas (examples/make_digit.py draw
     top 3: 3 100.0%, 5 0.0%, 2 0.0%
 
 With gradio_client, `api_name="/predict"` takes (image, model, invert) and returns
-(digit, probabilities of 0-9). The Train tab is scriptable the same way, streaming
+(digit, probabilities of 0-9, verdict: "digit", "unsure" or "not_a_digit"). The Train tab is scriptable the same way, streaming
 (progress, status, accuracy curve, loss curve, summary) updates:
 
     job = Client(url).submit(2, 200, 0.1, 2000, api_name="/train_model1")  # epochs, batch, lr, images
@@ -39,7 +39,7 @@ def predict_with_gradio_client(url: str, image: Path, model: str, invert: bool) 
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
-    digit, probabilities = client.predict(handle_file(str(image)), model, invert, api_name="/predict")
+    digit, probabilities, _verdict = client.predict(handle_file(str(image)), model, invert, api_name="/predict")
     return int(digit), [float(p) for p in probabilities]
 
 

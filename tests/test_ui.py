@@ -412,7 +412,8 @@ def test_train_model1_streams_progress_to_100(ui_server, client, mnist_dir):
 def test_predict_returns_the_digit_and_probabilities(client, served_model1, one_png):
     from gradio_client import handle_file
 
-    digit, probabilities = client.predict(handle_file(str(one_png)), "model1", False, api_name="/predict")
+    digit, probabilities, verdict = client.predict(handle_file(str(one_png)), "model1", False, api_name="/predict")
+    assert verdict == "digit"
     assert digit == 1
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1, abs=1e-4)
     assert max(range(10), key=probabilities.__getitem__) == 1

@@ -20,9 +20,10 @@ from ui.context import PREDICT_QUEUE, AppContext
 def register(ctx: AppContext) -> None:
     """Add the endpoints to the Blocks being built (listed first on the "Use via API" page)."""
 
-    def predict(image: FileData, model: str = "model2", invert: bool = False) -> tuple[int, list[float]]:
+    def predict(image: FileData, model: str = "model2", invert: bool = False) -> tuple[int, list[float], str]:
         """Classify a picture of one handwritten digit with "model1" or "model2".
-        Returns (digit, probabilities of the digits 0-9)."""
+        Returns (digit, probabilities of the digits 0-9, verdict): the verdict is "digit", "unsure"
+        (the top two are close: look at the probabilities) or "not_a_digit" (letters, scribbles, lines)."""
         if model not in MODELS:
             raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(MODELS)}.")
         try:
@@ -31,7 +32,7 @@ def register(ctx: AppContext) -> None:
             raise gr.Error(str(error)) from None
         except ModelUnavailableError as error:
             raise gr.Error(f"{model} cannot predict: {error.reason}") from None
-        return result.digit, result.probabilities
+        return result.digit, result.probabilities, result.verdict
 
     def model_status() -> dict[str, Any]:
         """Every model: trained, serving, test accuracy, when and how long it trained, file sizes, ONNX parity,
