@@ -52,6 +52,7 @@ def test_the_snippet_sections_have_their_blocks():
     text = README.read_text()
     assert [lang for lang, _ in blocks(text, "### REST")] == ["bash"]
     assert [lang for lang, _ in blocks(text, "### gradio_client")] == ["python", "bash"]
+    assert [lang for lang, _ in blocks(text, "### Drawings, corrections and versions")] == ["bash"]
     assert [lang for lang, _ in blocks(text, "### MCP (Model Context Protocol)")] == ["json", "json", "python"]
     assert "digit.png" in section(text, "## Quick start") and (ROOT / "examples" / "digit.png").is_file()
 
@@ -150,6 +151,7 @@ def test_readme_examples_run_as_written(live):
     env, status, prediction, started, training, cancelled = lines
     assert "tf_available" in env and status["model2"]["available"] is True
     assert prediction["prediction"] == 3 and prediction["model"] == "model2" and len(prediction["probabilities"]) == 10
+    assert prediction["verdict"] == "digit"
     assert started["started"] is True and started["status_url"] == "/train_status/model1"
     assert training["model"] == "model1" and "state" in training
     assert cancelled["model"] == "model1" and ("cancelled" in cancelled or "error" in cancelled)
@@ -157,11 +159,19 @@ def test_readme_examples_run_as_written(live):
 
     (lang, gradio_snippet), (cli_lang, cli) = blocks(text, "### gradio_client")
     out = run_snippet(lang, gradio_snippet, port)
-    assert re.search(r"^3 \(\d+\.\d% sure\)$", out, re.M), out
+    assert re.search(r"^3 \(\d+\.\d% sure, verdict: digit\)$", out, re.M), out
     assert re.search(r"100\.0%  Done: test accuracy \d+\.\d+% in ", out), out
     wait_until_idle(port)
     out = run_snippet(cli_lang, cli, port)
     assert re.search(r"^digit\.png: 3 \(model2, .*\n(.*\n)?digit\.png: 3 \(model1, ", out, re.M), out
+
+    (lang, drawings), = blocks(text, "### Drawings, corrections and versions")
+    lines = [json.loads(line) for line in run_snippet(lang, drawings, port).strip().splitlines()]
+    assert len(lines) == 3, lines
+    saved, listed, versions = lines
+    assert isinstance(saved["id"], int) and listed["total"] >= 1
+    assert saved["id"] in [drawing["id"] for drawing in listed["drawings"] if drawing["label"] == 3]
+    assert [entry["version"] for entry in versions if entry["serving"]], versions
 
     (lang, mcp_snippet), = [(lang, code) for lang, code in blocks(text, "### MCP (Model Context Protocol)")
                             if lang == "python"]
