@@ -107,3 +107,10 @@ def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
             pass
         time.sleep(0.5)
     raise RuntimeError(f"app.py did not answer within {STARTUP_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
+
+
+def shipped_accuracy(name: str) -> float:
+    """The MNIST test accuracy the shipped export of `name` records (exports/<name>.json)."""
+    import json
+
+    return json.loads((ROOT / "exports" / f"{name}.json").read_text())["test_accuracy"]

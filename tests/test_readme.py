@@ -90,7 +90,10 @@ def test_readme_generator_refuses_a_quick_run_and_a_missing_region():
 
 def test_readme_generator_check_reports_a_stale_readme(tmp_path):
     stale = tmp_path / "README.md"
-    stale.write_text(README.read_text().replace("**95.15%**", "**12.34%**", 1))
+    shipped = json.loads(generator.RESULTS.read_text())["sections"]["accuracy"]["data"]["model1"]["accuracy"]
+    figure = f"**{generator.pct(shipped)}**"
+    assert figure in README.read_text()
+    stale.write_text(README.read_text().replace(figure, "**12.34%**", 1))
     result = subprocess.run([sys.executable, "-m", "benchmarks.readme", "--check", "--readme", str(stale)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "-| MNIST test accuracy (shipped models) | **12.34%**" in result.stdout
