@@ -32,7 +32,7 @@ CANVAS_PREFIX = "data:image/png;base64,"  # what canvas.toDataURL("image/png") a
 # The canvas is 280x280: its PNG is at most ~315 KB even for pure noise (~420 KB as base64), a
 # drawing ~5-20 KB. 1 MB refuses a forged value long before image_io's 5 MB limit for any image.
 MAX_SKETCH_CHARS = 1024 * 1024
-PUBLIC_NOTE = "Your answers are saved to improve this app's models."
+PUBLIC_NOTE = "Answers are saved to improve this app's models."
 HINT = "Draw a digit, then tell the models whether they read it right."
 
 # What the page says (gr.Info / gr.Warning, and the line beside the buttons).
