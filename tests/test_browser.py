@@ -137,6 +137,18 @@ def clear(page) -> None:
     page.wait_for_function("() => document.querySelector('#verdict').innerText.includes('Draw a digit')")
 
 
+def wait_for_text(page, selector: str, predicate, timeout: float = WAIT) -> str:
+    """The text of `selector` once `predicate(text)` holds (used by the other browser tests too)."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = page.inner_text(selector)
+        if predicate(text):
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"{selector} never matched; last text: {text!r}")
+
+
 def box(page, selector: str) -> dict:
     return page.locator(selector).first.bounding_box()
 

@@ -14,8 +14,8 @@ Components and their values (what Python events get as input):
   from the browser: a handler must treat it as untrusted input (inference/image_io.py).
 - `answers` (gr.HTML #answers): {"status": HTTP-like status, "answer": /predict JSON}; an
   event that outputs this shape (the upload does) is shown like a canvas answer.
-- `corrections` (gr.Row #corrections): empty, right under the answers, for the
-  "Right" / "Wrong? It's a ..." buttons (they take `sketch` as input).
+- `corrections` (gr.Row #corrections): right under the answers, the "Right" / "Wrong? It's a ..."
+  buttons (ui/corrections.py), whose event saves `sketch` with its label.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import gradio as gr
 
 from inference.image_io import ImageInputError
 from training.registry import MODELS
+from ui import corrections as corrections_ui
 from ui import draw
 from ui.context import PREDICT_QUEUE, PRIVATE, AppContext
 
@@ -102,7 +103,7 @@ def build(ctx: AppContext) -> DrawTab:
                 answers = gr.HTML(None, html_template=answers_template(), js_on_load=static_text("answers.js"),
                                   apply_default_css=False, elem_id="answers")
                 with gr.Row(elem_id="corrections") as corrections:
-                    pass  # the correction buttons go here (wired by the app after the merge)
+                    corrections_ui.build(ctx, sketch)  # "Right" / "Wrong? It's a ...": ui/corrections.py
                 with gr.Accordion("Or upload a picture of one digit", open=False, elem_id="upload-panel"):
                     upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                       label="A picture of one digit (PNG, JPEG, WebP, GIF or BMP)", height=240,

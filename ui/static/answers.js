@@ -110,8 +110,11 @@
   // An upload's answer comes from Python as this component's value.
   watch("value", () => {
     const value = props.value;
-    if (value && typeof value === "object") render({version: value.version || 0, answer: value.answer,
-                                                    status: value.status || 0, hint: !value.answer});
+    if (value && typeof value === "object") {
+      render({version: value.version || 0, answer: value.answer, status: value.status || 0, hint: !value.answer});
+      // corrections.js: the answer shown is an upload's, not the canvas's (a cleared upload shows none).
+      if (value.answer) document.dispatchEvent(new CustomEvent("digit-studio:upload-answer"));
+    }
   });
   render({hint: true});
 })();
