@@ -10,6 +10,8 @@ What each setting stops (each attack is in tests/test_security.py, run against `
 - `max_file_size`: the 5 MB of a REST body, for /gradio_api/upload too.
 - `delete_cache`: uploads and outputs older than CACHE_MAX_AGE are deleted on a schedule.
 - `MAX_RUNNING_EVENTS`: a hundred open Train tabs do not take every queue slot from predictions.
+- `GradioBodyLimit`: a request body to any Gradio route (queue/join, MCP, upload, ...) over the
+  REST limit is a 413 before it is read whole: Gradio and the MCP library read bodies into memory.
 - `HeaderLimitedProtocol`: a request whose line and headers exceed MAX_HEADER_BYTES is answered
   431 at once, before the parser has to hold it.
 """
@@ -152,8 +154,75 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, **options: 
     # every event, public or private, by api name or fn_index, accept only files in Gradio's
     # upload folder (what its /upload route wrote), as under launch().
     demo.has_launched = True
+    app.add_middleware(GradioBodyLimit)
     demo._queue.max_thread_count = MAX_RUNNING_EVENTS  # what launch(max_threads=) sets; read when the queue starts
     return app
+
+
+class GradioBodyLimit:
+    """ASGI middleware: a request to a Gradio route (/gradio_api/..., MCP included) whose body is larger
+    than MAX_BODY_BYTES plus a multipart envelope gets a JSON 413: by its Content-Length before
+    anything is read, and by counting while a chunked body streams in. (REST routes have their own
+    limit, inference/rest.py BodyLimitRoute; uploads are also held to max_file_size by Gradio.)"""
+
+    ENVELOPE = 64 * 1024  # multipart boundaries and part headers around an upload of the full size
+
+    def __init__(self, app: Any, prefix: str = "/gradio_api/"):
+        from inference.rest import MAX_BODY_BYTES
+
+        self.app = app
+        self.prefix = prefix
+        self.upload = prefix + "upload"  # Gradio streams uploads to disk and stops them at max_file_size itself
+        self.limit = MAX_BODY_BYTES + self.ENVELOPE
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(self.prefix) or path.startswith(self.upload):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await _body_too_large(send)
+            return
+        received = 0
+        started = refused = False
+
+        # Past the limit, answer the 413 here and tell the app the client left: raising instead
+        # would reach the route's own body parsing, which words it as a 400 (Gradio) or a 500.
+        async def limited_receive():
+            nonlocal received, started, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                refused = True
+                if not started:
+                    started = True
+                    await _body_too_large(send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 is the answer
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited_receive, tracking_send)
+
+
+async def _body_too_large(send) -> None:
+    import json
+
+    from inference.rest import MAX_BODY_BYTES
+
+    body = json.dumps({"error": f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a "
+                                f"smaller image (a 280x280 PNG drawing is about 5-20 KB)"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def serve(app: Any) -> None:

@@ -336,6 +336,28 @@ def test_an_upload_over_5_mb_is_refused_and_not_kept(target):
     assert not any(path.stat().st_size >= len(content) for path in after if path not in before)
 
 
+def test_a_huge_gradio_event_body_is_refused_before_it_is_read(target):
+    """Gradio parses a queue/join body whole in memory: bodies over the REST limit are a 413 at once,
+    by Content-Length and while a chunked body streams in."""
+    import httpx
+
+    url = target["url"] + "gradio_api/queue/join"
+    body = json.dumps({"fn_index": 0, "data": ["A" * (6 * 1024 * 1024)], "session_hash": "huge"}).encode()
+    started = time.monotonic()
+    response = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413 and "larger than 5 MB" in response.json()["error"], response.text[:200]
+    assert time.monotonic() - started < 5
+
+    def chunks():  # no Content-Length: counted as it streams in
+        for start in range(0, len(body), 1 << 20):
+            yield body[start:start + (1 << 20)]
+
+    response = httpx.post(url, content=chunks(), headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+    status, _ = request(target["url"] + "predict", {"image": drawing_data_url(), "model": "model1"})
+    assert status == 200  # the server goes on serving
+
+
 # -- 8. REST methods and bodies ---------------------------------------------------
 
 @pytest.mark.parametrize("method,path", [("GET", "predict"), ("PUT", "predict"), ("DELETE", "env"),

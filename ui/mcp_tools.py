@@ -18,12 +18,11 @@ from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference.image_io import HOW_TO_SEND, EmptyImageError, ImageInputError
 from inference.predictor import ModelUnavailableError
 from inference.preprocess import preprocess
-from inference.rest import MAX_BODY_BYTES, model_status_report
+from inference.rest import model_status_report
 from training.registry import MODELS
 from ui.context import AppContext
 
@@ -108,62 +107,9 @@ def _jsonable(value: Any) -> Any:
 
 def serve_only(demo: gr.Blocks, app: FastAPI) -> None:
     """After gr.mount_gradio_app(app, demo, ..., mcp_server=True): make TOOLS the MCP server's only
-    tools, and refuse MCP request bodies over the REST API's limit."""
+    tools (their request bodies are limited with every Gradio route's: server.GradioBodyLimit)."""
     server = getattr(demo, "mcp_server_obj", None)
     if server is None:  # mounted without mcp_server=True, or Gradio could not start it (demo.mcp_error)
         return
     # The map both list_tools and call_tool use: a name not in it is "Unknown tool", listed or not.
     server.tool_to_endpoint = {server.tool_prefix + name: endpoint for name, endpoint in TOOLS.items()}
-    app.add_middleware(McpBodyLimit)
-
-
-class McpBodyLimit:
-    """ASGI middleware: a request to the MCP endpoint with a body over MAX_BODY_BYTES gets a 413.
-
-    The MCP library reads a whole request body into memory before parsing it; the image inside
-    is limited to 5 MB (inference/image_io.py) and the body gets the same limit as REST's."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope.get("path", "").startswith(MCP_PATH):
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            await _too_large(send)
-            return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES:
-                raise _BodyTooLarge()
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _too_large(send)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _too_large(send: Send) -> None:
-    body = json.dumps({"error": f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a "
-                                f"smaller image"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
