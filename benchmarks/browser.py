@@ -33,7 +33,7 @@ from benchmarks.machine import group_pids
 from benchmarks.outcome import SectionResult
 from benchmarks.paced_load import paced_load
 from benchmarks.pen import DIGIT_STROKES, draw_mouse
-from benchmarks.servers import ROOT, ServerProcess, free_port, request, server_env, workers_ready
+from benchmarks.servers import ROOT, ServerProcess, free_port, server_env, workers_ready
 
 NAME = "browser"
 TITLE = "The Draw tab in headless Chromium: pen-up to answers, requests, server CPU, 100 drawing users"

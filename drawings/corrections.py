@@ -19,7 +19,7 @@ from PIL import Image
 
 from drawings.limits import RateLimiter
 from drawings.store import DrawingStore
-from inference.image_io import ImageInputError, decode_base64, load_image
+from inference.image_io import decode_base64, load_image
 from inference.predictor import Predictor, file_signature
 from inference.preprocess import preprocess
 from training.artifacts import read_metadata

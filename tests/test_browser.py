@@ -205,6 +205,47 @@ def test_ten_digits_are_read_while_drawing_and_after_the_pen_lifts(page, tmp_pat
     assert len(previews) == 10  # the 28x28 preview followed every drawing
 
 
+# What people draw that is no digit (the issue's "A" read as "4 · 100% sure", a line as "2", a scribble as "8").
+NON_DIGIT_STROKES = {
+    "A": [[(-0.45, 0.6), (0.0, -0.6), (0.45, 0.6)], [(-0.25, 0.1), (0.25, 0.1)]],
+    "line": [[(-0.6, 0.0), (0.6, 0.0)]],
+    "scribble": [[(-0.5, -0.4), (0.4, -0.2), (-0.4, 0.0), (0.5, 0.1), (-0.3, 0.3), (0.4, 0.5), (-0.5, 0.5),
+                  (0.2, -0.5), (0.5, -0.5)]],
+    "M": [[(-0.5, 0.55), (-0.45, -0.55), (0.0, 0.2), (0.45, -0.55), (0.5, 0.55)]],
+}
+
+
+@pytest.mark.parametrize("shape", NON_DIGIT_STROKES)
+def test_the_page_says_so_when_a_drawing_is_no_digit(page, shape):
+    clear(page)
+    draw_mouse(page, NON_DIGIT_STROKES[shape])
+    wait_for_answer(page)
+    caption = page.inner_text("#caption-model2")
+    assert caption == "That doesn't look like a digit" or caption.startswith("Not sure:"), (shape, caption)
+    verdict = page.inner_text("#verdict")
+    assert "Model 2 sees no digit" in verdict or "not sure" in verdict or "doesn't look like a digit" in verdict, verdict
+    # The probabilities stay visible beside the words.
+    assert page.locator("#probabilities-model2 .ds-bar").count() == 10
+
+
+def test_an_unsure_answer_names_both_candidates(page):
+    clear(page)
+    draw_mouse(page, DIGIT_STROKES[4])
+    wait_for_answer(page)
+    # An "unsure" answer as /predict sends it (which drawings are unsure is the models' business).
+    page.evaluate("""() => {
+        const version = Number(document.querySelector('#sketchpad canvas').dataset.version) + 1;
+        document.querySelector('#sketchpad canvas').dataset.version = String(version);
+        const p = (probabilities, extra) => ({prediction: 4, probabilities, latency_ms: 1, ...extra});
+        const unsure = p([0, 0, 0, 0, 0.48, 0, 0, 0, 0, 0.47].map((v) => v || 0.05 / 8), {verdict: 'unsure', candidates: [4, 9]});
+        document.dispatchEvent(new CustomEvent('digit-studio:answer', {detail: {version, image: 'data:image/png;base64,',
+            answer: {predictions: {model1: unsure, model2: unsure}}, status: 200}}));
+    }""")
+    assert page.inner_text("#caption-model2") == "Not sure: 4 or 9?"
+    assert page.inner_text("#verdict") == "Both models are not sure: 4 or 9?"
+    assert page.locator("#probabilities-model2 .ds-bar").count() == 10
+
+
 def test_brush_size_is_the_stroke_width_in_canvas_pixels(page):
     for size in (6, 16, 30):
         clear(page)

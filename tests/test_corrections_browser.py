@@ -21,7 +21,7 @@ import pytest
 from benchmarks.pen import DIGIT_STROKES, draw_mouse, draw_touch
 from tests.app_server import copy_exports, running_app
 from tests.segments import segment_digit
-from tests.test_browser import (CHROMIUM, CHROMIUM_ARGS, PHONE, WAIT, box, clear, open_page, overlaps,
+from tests.test_browser import (CHROMIUM, CHROMIUM_ARGS, PHONE, box, clear, open_page, overlaps,
                                 wait_for_answer, wait_for_text)
 from ui import corrections
 

@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import statistics
-import sys
 import threading
 import time
 import urllib.error

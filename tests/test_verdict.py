@@ -113,15 +113,6 @@ def test_predict_answer_carries_the_verdict_for_one_model_and_for_all(drawings):
         assert entry["verdict"] in ("digit", "unsure", "not_a_digit") and len(entry["probabilities"]) == 10
 
 
-def test_views_word_the_verdict():
-    from ui import views
-
-    assert views.verdict_words("unsure", 4, [4, 9]) == "Not sure: **4** or **9**?"
-    assert views.verdict_words("not_a_digit", 8, []) == "That doesn't look like a digit"
-    assert views.verdict_words("digit", 7, [7]) == "Reads **7**"
-    assert views.prediction_caption(4, [0.0] * 4 + [0.6] + [0.0] * 5, 1.5, "unsure", [4, 9]).startswith("Not sure")
-
-
 def test_the_model_card_shows_calibration_and_drawn_digit_accuracy():
     from ui import views
 

@@ -1,51 +1,9 @@
-"""Text and images for the page: predictions, model cards, training summaries."""
+"""Text for the page: model cards and training summaries (the Draw tab's answers are worded by
+ui/static/answers.js, from the /predict JSON)."""
 from __future__ import annotations
 
 import datetime as _dt
 from typing import Any
-
-import numpy as np
-from PIL import Image
-
-PREVIEW_SIDE = 280  # px: the 28x28 model input shown 10x, one screen pixel block per input pixel
-
-
-def probabilities_label(probabilities: list[float]) -> dict[str, float]:
-    """gr.Label's value: digit (as text) -> probability."""
-    return {str(digit): float(p) for digit, p in enumerate(probabilities)}
-
-
-def model_input_preview(x: np.ndarray) -> Image.Image:
-    """The [28, 28, 1] model input enlarged with nearest-neighbour, so each input pixel stays a crisp square."""
-    pixels = np.clip(np.asarray(x, dtype=np.float32).reshape(28, 28) * 255.0, 0, 255).round().astype(np.uint8)
-    return Image.fromarray(pixels, mode="L").resize((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.NEAREST)
-
-
-def verdict_words(verdict: str, digit: int, candidates: list[int] | None = None) -> str:
-    """A prediction's verdict (inference/verdict.py) in words: "Reads **4**", "Not sure: 4 or 9?",
-    "That doesn't look like a digit"."""
-    if verdict == "not_a_digit":
-        return "That doesn't look like a digit"
-    if verdict == "unsure":
-        first, second = (list(candidates or []) + [digit, digit])[:2]
-        return f"Not sure: **{first}** or **{second}**?"
-    return f"Reads **{digit}**"
-
-
-def prediction_caption(digit: int, probabilities: list[float], latency_ms: float, verdict: str = "digit",
-                       candidates: list[int] | None = None) -> str:
-    latency = f"{latency_ms:.2f}" if latency_ms < 1 else f"{latency_ms:.1f}"
-    return f"{verdict_words(verdict, digit, candidates)} · {probabilities[digit]:.0%} sure · {latency} ms"
-
-
-def verdict(digits: dict[str, int], titles: dict[str, str]) -> str:
-    """One line over the results: what the chosen models read."""
-    if not digits:
-        return "No model could read it: see below why."
-    values = set(digits.values())
-    if len(digits) > 1 and len(values) == 1:
-        return f"Both models read **{values.pop()}**."
-    return " · ".join(f"{short_title(titles[name])} reads **{digit}**" for name, digit in digits.items())
 
 
 def short_title(title: str) -> str:
