@@ -32,14 +32,12 @@ from benchmarks.context import Context
 from benchmarks.machine import group_pids
 from benchmarks.outcome import SectionResult
 from benchmarks.paced_load import paced_load
-from benchmarks.pen import DIGIT_STROKES, draw_mouse
+from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, draw_mouse
 from benchmarks.servers import ROOT, ServerProcess, free_port, server_env, workers_ready
 
 NAME = "browser"
 TITLE = "The Draw tab in headless Chromium: pen-up to answers, requests, server CPU, 100 drawing users"
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LATENCY_TARGET_MS = 100.0  # pen lifted -> both answers shown, median
 CPU_TARGET_MS = 3.0  # server CPU per UI prediction
 BYTES_TARGET = 16 * 1024  # "a few KB" per prediction request

@@ -125,12 +125,7 @@ def drawn_sets(mnist, size: SetSize = FULL_SIZE):
 
 def load_drawn_sets(mnist, size: SetSize = FULL_SIZE) -> dict[str, DrawnSet]:
     """drawn_sets() run to the end."""
-    progress = drawn_sets(mnist, size)
-    while True:
-        try:
-            next(progress)
-        except StopIteration as stop:
-            return stop.value
+    return strokes.run_to_end(drawn_sets(mnist, size))
 
 
 def as_input(images: np.ndarray) -> np.ndarray:

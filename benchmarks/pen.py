@@ -11,6 +11,13 @@ from __future__ import annotations
 import math
 import time
 
+from pathlib import Path
+
+# Debian's Chromium, never a browser a tool downloads; without the background-networking flag it
+# keeps trying to reach Google's hosts from this machine's closed network.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
 Point = tuple[float, float]
 Stroke = list[Point]
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -91,3 +93,21 @@ def mnist(mnist_dir):
 @pytest.fixture(scope="session")
 def shipped_models_available(exports_copy) -> bool:
     return all((exports_copy / f"{name}.onnx").is_file() for name in ("model1", "model2"))
+
+
+# -- headless Chromium for the browser tests (Playwright driving Debian's /usr/bin/chromium)
+
+@pytest.fixture(scope="module")
+def sync_api():
+    if not CHROMIUM.is_file():
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
+                                                              "(pip install -r requirements-dev.txt)")
+
+
+@pytest.fixture(scope="module")
+def browser(sync_api):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

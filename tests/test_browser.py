@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -25,20 +24,11 @@ from tests.app_server import ROOT, copy_exports, running_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 WAIT = 90  # s: generous, the test machine may be busy
 PHONE = {"width": 390, "height": 844}
 HORIZONTAL = [[(-0.6, 0.0), (0.6, 0.0)]]  # a straight stroke through the centre, for widths
 
-
-@pytest.fixture(scope="module")
-def sync_api():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                                                              "(pip install -r requirements-dev.txt)")
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +46,6 @@ def server(sync_api, exports_copy, tmp_path_factory, request):
             client.close()
         yield url
 
-
-@pytest.fixture(scope="module")
-def browser(sync_api):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, server, answers: bool = True, **context_options):

@@ -21,7 +21,7 @@ import pytest
 from benchmarks.pen import DIGIT_STROKES, draw_mouse, draw_touch
 from tests.app_server import copy_exports, running_app
 from tests.segments import segment_digit
-from tests.test_browser import (CHROMIUM, CHROMIUM_ARGS, PHONE, box, clear, open_page, overlaps,
+from tests.test_browser import (PHONE, box, clear, open_page, overlaps,
                                 wait_for_answer, wait_for_text)
 from ui import corrections
 
@@ -31,19 +31,6 @@ RATE = 4  # corrections per minute for one anonymous client on the TRAIN_TOKEN s
 PICKS = ".ds-pick"
 
 
-@pytest.fixture(scope="module")
-def sync_api():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser(sync_api):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def start(exports_copy, tmp_path_factory, name: str, **env: str):

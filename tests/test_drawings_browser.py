@@ -10,16 +10,10 @@ import pytest
 
 from tests.app_server import copy_exports, running_app
 from tests.segments import segment_digit
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT, wait_for_text
+from tests.test_browser import WAIT, wait_for_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def sync_api():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +28,13 @@ def server(sync_api, exports_copy, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(sync_api, server):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1200})
-        page.set_default_timeout(WAIT * 1000)
-        page.goto(server[0])
-        page.wait_for_selector("#sketchpad canvas")
-        yield page
-        browser.close()
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1200})
+    page.set_default_timeout(WAIT * 1000)
+    page.goto(server[0])
+    page.wait_for_selector("#sketchpad canvas")
+    yield page
+    page.close()
 
 
 def test_drawings_tab_gallery_and_delete(page, server):

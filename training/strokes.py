@@ -465,7 +465,11 @@ PARALLEL_FROM = 1500  # drawings: fewer are rendered in this process (starting w
 
 def render_tasks(tasks: Sequence[Task], workers: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every task rendered, in order (see iter_render)."""
-    progress = iter_render(tasks, workers)
+    return run_to_end(iter_render(tasks, workers))
+
+
+def run_to_end(progress):
+    """The return value of a generator that yields progress, its progress ignored."""
     while True:
         try:
             next(progress)
