@@ -55,7 +55,8 @@ ctx = AppContext(predictor, jobs, pool, train_token=os.environ.get("TRAIN_TOKEN"
 with gr.Blocks(title="Digit Studio") as demo:
     gr.Markdown("# Digit Studio\n"
                 "Draw a digit and two models read it as you draw: a logistic regression and a small CNN. "
-                "Train them yourself in **Train**, and compare them in **Models**.")
+                "Tell them when they are wrong, train them on your handwriting in **Train**, and compare "
+                "them in **Models**.")
     client_api.register(ctx)
     with gr.Tabs():
         draw = draw_tab.build(ctx)

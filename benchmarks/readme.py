@@ -51,7 +51,12 @@ def run_line(document: dict[str, Any]) -> str:
     load = machine.get("load_average_at_start")
     busiest = max((section.get("other_cpu_share") or 0) for section in document["sections"].values())
     others = "under 1%" if busiest < 0.01 else f"at most {100 * busiest:.0f}%"
-    return (f"`{document['command']}` on {when} ({document['seconds'] / 60:.1f} minutes), {machine['cores']}-core "
+    # A partial rerun (--only) merges its sections into the document: name every command behind it.
+    commands = sorted({section.get("command", document["command"]) for section in document["sections"].values()},
+                      key=len)
+    run = (f"`{commands[0]}` on {when} ({document['seconds'] / 60:.1f} minutes)" if len(commands) == 1 else
+           f"`{commands[0]}` on {when}, sections rerun by " + ", ".join(f"`{c}`" for c in commands[1:]))
+    return (f"{run}, {machine['cores']}-core "
             f"{machine['cpu']}, {machine['memory_gib']} GiB, Python {machine['python']}; load average at start "
             f"{load[0]:.2f}, other processes used {others} of the CPU during any section "
             f"([`benchmarks/results.json`](benchmarks/results.json)).")

@@ -20,8 +20,10 @@ from training.registry import MODELS
 NAME = "training"
 TITLE = "Training time and accuracy per epoch"
 
-# Targets on this machine: (minimum test accuracy, maximum training seconds).
-TARGETS = {"model1": (0.920, 30.0), "model2": (0.992, 180.0)}
+# Targets on this machine: (minimum test accuracy, maximum training seconds). Model 2 learns from
+# the canvas mix (training/canvas_data.py, about 2.5x MNIST's images) since issue 10, whose budget
+# for its full training is 4 minutes on 2 cores (it was 3 minutes on MNIST alone).
+TARGETS = {"model1": (0.920, 30.0), "model2": (0.992, 240.0)}
 # The original app's published training times (seconds), on an Apple M1 Pro (Model 2 on its GPU).
 ORIGINAL_SECONDS = {"model1": (120.0, 180.0), "model2": (300.0, 420.0)}
 
