@@ -82,6 +82,19 @@ class CanvasData:
     summary: dict  # counts per kind, for the metadata
 
 
+def assemble_with_events(data, options, events):
+    """assemble_training_data() as a trainer's sub-generator: each (status, fraction) it yields
+    becomes the trainer's own progress events, `events(status, fraction)` (an iterable of them);
+    returns the CanvasData."""
+    assembly = assemble_training_data(data, options)
+    while True:
+        try:
+            status, fraction = next(assembly)
+        except StopIteration as stop:
+            return stop.value
+        yield from events(status, fraction)
+
+
 def assemble_training_data(data, options, recipe: Recipe = RECIPE):
     """The training mix for `data` (MnistData) and `options` (limit, seed): a generator.
 

@@ -83,7 +83,10 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     clock = _ActiveClock()
 
     # ---- data: MNIST + canvas drawings + non-digits (training/canvas_data.py), deskewed features
-    canvas = yield from _assemble(data, options, clock)
+    from training.canvas_data import assemble_with_events  # here: importing the trainer stays cheap
+
+    canvas = yield from assemble_with_events(data, options, lambda status, fraction: clock.emit(
+        Progress(progress=_DRAW_END * fraction, status=status, elapsed=clock.elapsed())))
     # The MNIST images come first in the mix; the canvas drawings after them get DRAWN_WEIGHT
     # (a user's own drawings, mixed in by issue 12's training_data, keep their full weight).
     mnist_rows = canvas.summary["counts"]["train"]["mnist"]
@@ -336,19 +339,6 @@ def outlier_exposure_rows(labels: np.ndarray, exposure: bool = True) -> tuple[np
     classes = np.concatenate([labels[digits], np.tile(np.arange(10), len(others))])
     weights = np.concatenate([np.ones(len(digits)), np.full(10 * len(others), 0.1)])
     return rows, classes, weights
-
-
-def _assemble(data, options: TrainOptions, clock: "_ActiveClock"):
-    """training.canvas_data.assemble_training_data, its progress as Progress events (sub-generator)."""
-    from training.canvas_data import assemble_training_data
-
-    assembly = assemble_training_data(data, options)
-    while True:
-        try:
-            status, fraction = next(assembly)
-        except StopIteration as stop:
-            return stop.value
-        yield from clock.emit(Progress(progress=_DRAW_END * fraction, status=status, elapsed=clock.elapsed()))
 
 
 def _score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, int]:

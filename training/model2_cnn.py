@@ -103,7 +103,10 @@ def train(
 
     # ---- data: MNIST + canvas drawings + non-digits (training/canvas_data.py), tf.data pipeline
     prepared = time.perf_counter()
-    canvas = yield from _assemble(data, options, began)
+    from training.canvas_data import assemble_with_events  # here: importing the trainer stays cheap
+
+    canvas = yield from assemble_with_events(data, options, lambda status, fraction: [
+        Progress(progress=_PREPARE_END * fraction, status=status, elapsed=time.perf_counter() - began)])
     x_train, y_train = run.training_data(canvas.x_train, canvas.y_train)  # issue 12: the drawings mixed in
     dataset = training_dataset(x_train, y_train, options, augmentation)
     validation = (to_model_input(canvas.x_val), targets(canvas.y_val))
@@ -279,19 +282,6 @@ def _tf_targets(labels):
 
     uniform = tf.fill([tf.shape(labels)[0], 10], 0.1)
     return tf.where(labels[:, None] < 0, uniform, tf.one_hot(tf.maximum(labels, 0), 10))
-
-
-def _assemble(data, options: TrainOptions, began: float):
-    """training.canvas_data.assemble_training_data, its progress as Progress events (sub-generator)."""
-    from training.canvas_data import assemble_training_data
-
-    assembly = assemble_training_data(data, options)
-    while True:
-        try:
-            status, fraction = next(assembly)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(progress=_PREPARE_END * fraction, status=status, elapsed=time.perf_counter() - began)
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
