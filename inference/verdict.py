@@ -7,11 +7,12 @@
                  (the model hesitates between two digits: "4 or 9?"); candidates = [top, second]
 - "not_a_digit": the probability is spread over many digits; candidates = []
 
-Both models are trained to spread their output evenly over the ten digits for
-letters, scribbles, lines and several digits (outlier exposure, training/canvas_data.py)
-and their probabilities are temperature-calibrated, so the top probability says how
-sure the model is and the top-two mass says whether it hesitates or does not
-recognise a digit at all. The thresholds are fitted per model at training time
+Model 2 is trained to spread its output evenly over the ten digits for letters,
+scribbles, lines and several digits (outlier exposure, training/canvas_data.py); Model 1,
+a linear model, gained nothing from that and is not (so its verdict is weak on
+non-digits). Both models' probabilities are temperature-calibrated, so the top
+probability says how sure the model is and the top-two mass says whether it hesitates
+or does not recognise a digit at all. The thresholds are fitted per model at training time
 (training/calibration.py) and carried in the export's metadata ("verdict"), so
 this module has no per-model code. Costs ~2 us per prediction (a partial sort of 10).
 """

@@ -215,6 +215,7 @@ def test_an_unsure_answer_names_both_candidates(page):
     clear(page)
     draw_mouse(page, DIGIT_STROKES[4])
     wait_for_answer(page)
+    time.sleep(0.5)  # let a throttled request of the finished stroke land first: it would replace the answer
     # An "unsure" answer as /predict sends it (which drawings are unsure is the models' business).
     page.evaluate("""() => {
         const version = Number(document.querySelector('#sketchpad canvas').dataset.version) + 1;
@@ -224,7 +225,7 @@ def test_an_unsure_answer_names_both_candidates(page):
         document.dispatchEvent(new CustomEvent('digit-studio:answer', {detail: {version, image: 'data:image/png;base64,',
             answer: {predictions: {model1: unsure, model2: unsure}}, status: 200}}));
     }""")
-    assert page.inner_text("#caption-model2") == "Not sure: 4 or 9?"
+    wait_for_text(page, "#caption-model2", lambda text: text == "Not sure: 4 or 9?", timeout=5)
     assert page.inner_text("#verdict") == "Both models are not sure: 4 or 9?"
     assert page.locator("#probabilities-model2 .ds-bar").count() == 10
 
