@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnxruntime as ort
 
-from inference.verdict import judge, thresholds_from
+from inference.verdict import judge, judge_many, thresholds_from, with_second_opinion
 from training.artifacts import artifact_paths, exports_dir as resolve_exports_dir, read_metadata
 from training.onnx_contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from training.registry import MODELS, ModelSpec
@@ -136,26 +136,47 @@ class Predictor:
         if batch.shape[0] != 1:
             raise ValueError(f"predict() takes one image, got a batch of {batch.shape[0]}; use predict_batch()")
         probabilities, thresholds = self._run(model, batch)
-        return _prediction(model, probabilities[0], start, thresholds)
+        second = self._second_opinion(model, batch)
+        return _prediction(model, probabilities[0], start, thresholds, second[0] if second else None)
 
     def predict_batch(self, x: np.ndarray, model: str) -> list[Prediction]:
         """Classify a batch [N, 28, 28, 1]; each Prediction carries the batch's latency."""
         start = time.perf_counter()
-        rows, thresholds = self._run(model, _as_batch(x))
-        return [_prediction(model, row, start, thresholds) for row in rows]
+        batch = _as_batch(x)
+        rows, thresholds = self._run(model, batch)
+        second = self._second_opinion(model, batch) or [None] * len(rows)
+        return [_prediction(model, row, start, thresholds, other) for row, other in zip(rows, second)]
 
     def predict_all(self, x: np.ndarray) -> dict[str, Prediction]:
         """The same image through every available model (unavailable ones are left out)."""
         batch = _as_batch(x)
-        results = {}
+        runs = {}
         for name in self.models:
             start = time.perf_counter()
             try:
                 probabilities, thresholds = self._run(name, batch)
             except ModelUnavailableError:
                 continue
-            results[name] = _prediction(name, probabilities[0], start, thresholds)
+            runs[name] = (probabilities[0], thresholds, time.perf_counter() - start)
+        results = {}
+        for name, (probabilities, thresholds, seconds) in runs.items():
+            partner = self.models[name].second_opinion
+            # The partner's own verdict (never its second-opinion one: no chains), already computed.
+            other = judge(runs[partner][0], runs[partner][1])[0] if partner in runs else None
+            results[name] = _prediction(name, probabilities, time.perf_counter() - seconds, thresholds, other)
         return results
+
+    def _second_opinion(self, model: str, batch: np.ndarray) -> list[str] | None:
+        """The own verdicts of the model `model` asks for a second opinion (registry), or None when it
+        asks none or that model cannot predict (then the model's verdict is its own alone)."""
+        partner = self.models[model].second_opinion
+        if partner is None or partner not in self.models:
+            return None
+        try:
+            probabilities, thresholds = self._run(partner, batch)
+        except ModelUnavailableError:
+            return None
+        return judge_many(probabilities, thresholds)
 
     def _run(self, name: str, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         """(probabilities [N, 10], the verdict thresholds of the same export)."""
@@ -277,6 +298,8 @@ class Predictor:
             "onnx_parity": metadata.get("onnx_parity"),
             "calibration": metadata.get("calibration"),
             "drawn_digits": metadata.get("drawn_digits"),
+            "verdict_thresholds": dict(loaded.verdict_thresholds),
+            "second_opinion": spec.second_opinion,  # another model's verdict this one's takes into account
             "options": metadata.get("options"),
             "version": metadata.get("version"),  # its number in training/model_versions.py, when kept
             "drawings_accuracy": metadata.get("drawings_accuracy"),  # on the held-out corrections (issue 12)
@@ -320,9 +343,10 @@ def _as_batch(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _prediction(model: str, probabilities: np.ndarray, start: float, thresholds: Mapping[str, float]) -> Prediction:
+def _prediction(model: str, probabilities: np.ndarray, start: float, thresholds: Mapping[str, float],
+                second_opinion: str | None = None) -> Prediction:
     values = [float(p) for p in probabilities]
-    verdict, candidates = judge(values, thresholds)
+    verdict, candidates = with_second_opinion(judge(values, thresholds), values, second_opinion)
     return Prediction(
         model=model,
         digit=int(np.argmax(probabilities)),

@@ -100,7 +100,57 @@ def test_the_training_mix_has_digits_conventions_and_non_digits(mnist, monkeypat
     counts = data.summary["counts"]["train"]
     assert counts["mnist"] == 900 and counts["redrawn"] >= 890  # every training digit, redrawn once
     assert {"one_flag", "seven_bar", "zero_slash", "open_four", "font"} <= set(counts)
+    assert {f"not_a_digit:{kind}" for kind in ("font", "scribble", "curves", "doodle", "line", "pair")} <= set(counts)
     assert (data.y_train == NOT_A_DIGIT).sum() > 0 and set(np.unique(data.y_train)) <= set(range(-1, 10))
     assert len(data.x_val_other) > 0 and (data.y_val >= 0).all()
     again = run()
     assert np.array_equal(data.x_train, again.x_train) and np.array_equal(data.y_train, again.y_train)
+
+
+def _ring_with_a_faint_stretch(faint: float) -> np.ndarray:
+    """A ring (a drawn 0) whose right quarter has intensity `faint`, as a light pen stroke scans."""
+    shape = strokes.strokes_shape([[(np.cos(a), np.sin(a)) for a in np.linspace(0, 2 * np.pi, 60)]])
+    rows, cols = np.mgrid[0:shape.shape[0], 0:shape.shape[1]]
+    right = cols > 0.75 * shape.shape[1]
+    shape[right] *= faint
+    return shape
+
+
+def test_a_faint_stretch_is_traced_not_broken_into_pieces():
+    # At SKELETON_LEVEL the faint quarter vanishes and the 0 would be redrawn as a "C";
+    # the skeleton goes down the retry levels until it is one piece, as the writer drew it.
+    shape = _ring_with_a_faint_stretch(0.4)
+    line_ = strokes.skeleton(shape)
+    assert strokes._pieces(line_) == 1 and strokes._loops(line_) == 1
+    assert line_[:, int(0.8 * shape.shape[1]):].any()  # the faint side is part of the line
+
+
+def test_a_redraw_that_stays_in_pieces_is_refused_and_left_out():
+    shape = _ring_with_a_faint_stretch(0.22)  # above TRACE_LEVEL, below every retry level
+    with pytest.raises(strokes.BrokenDrawing):
+        strokes.skeleton(shape)
+    # Two strokes apart are two pieces in the shape too: allowed.
+    apart = strokes.strokes_shape([[(0.0, 0.0), (0.0, 1.0)], [(1.0, 0.0), (1.0, 1.0)]])
+    assert strokes._pieces(strokes.skeleton(apart)) == 2
+
+
+def test_flags_of_generated_ones_fall_steeply():
+    # A long, flat flag makes a 7: the flag's drop is 0.6-1.3 times its reach (31-52 degrees).
+    rng = np.random.default_rng(0)
+    stem = strokes.strokes_shape([[(0.5, 0.0), (0.5, 1.0)]])
+    for _ in range(20):
+        flagged = strokes.add_flag_and_foot(stem, rng, foot_share=0.0)
+        added = (flagged > 0.5) & ~(stem > 0.5)
+        rows, cols = np.nonzero(added)
+        reach, drop = cols.max() - cols.min(), rows.max() - rows.min()
+        assert 0.45 * reach <= drop <= 1.5 * reach + 4, (reach, drop)
+
+
+def test_doodles_draw_shapes_not_specks_and_training_keeps_them_apart_from_the_evaluation_scribbles():
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        drawn = strokes.doodle(rng)
+        assert drawn and all(len(stroke) >= 2 for stroke in drawn)
+        shape = strokes.strokes_shape(drawn)
+        assert (shape > 0.5).sum() > 100  # a drawing, not a speck
+    assert "doodle" in strokes.KINDS and "loops" in strokes.KINDS  # training draws doodles, the benchmark loops

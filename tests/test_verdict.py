@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.verdict import DEFAULT_THRESHOLDS, judge, judge_many, thresholds_from
+from inference.verdict import DEFAULT_THRESHOLDS, combine_many, judge, judge_many, thresholds_from, with_second_opinion
 
 THRESHOLDS = {"digit_at_least": 0.8, "pair_at_least": 0.9}
 
@@ -39,6 +39,51 @@ def test_thresholds_come_from_the_metadata_or_the_defaults():
     assert thresholds_from({"verdict": {"digit_at_least": "x"}}) == DEFAULT_THRESHOLDS
 
 
+def test_a_second_opinion_can_only_add_doubt_and_the_candidates_stay_the_models_own():
+    sure_four = row(d4=0.9, d9=0.06)
+    own = judge(sure_four, THRESHOLDS)
+    assert with_second_opinion(own, sure_four, None) == ("digit", [4])
+    assert with_second_opinion(own, sure_four, "digit") == ("digit", [4])
+    assert with_second_opinion(own, sure_four, "unsure") == ("unsure", [4, 9])
+    assert with_second_opinion(own, sure_four, "not_a_digit") == ("not_a_digit", [])
+    unsure = row(d4=0.55, d9=0.42)
+    assert with_second_opinion(judge(unsure, THRESHOLDS), unsure, "digit") == ("unsure", [4, 9])
+    spread = [0.1] * 10
+    assert with_second_opinion(judge(spread, THRESHOLDS), spread, "digit") == ("not_a_digit", [])
+    assert combine_many(["digit", "digit", "unsure", "not_a_digit"], ["digit", "not_a_digit", "digit", "unsure"]) \
+        == ["digit", "not_a_digit", "unsure", "not_a_digit"]
+    assert combine_many(["digit"], None) == ["digit"]
+
+
+def test_model1_asks_model2_for_a_second_opinion_and_serves_alone_without_it(tmp_path, drawings):
+    """Model 1 (linear) takes Model 2's doubt on the same drawing; with no Model 2 its verdict is its own."""
+    import shutil
+
+    from inference.predictor import Predictor
+    from training.artifacts import DEFAULT_EXPORTS_DIR
+    from training.registry import MODELS
+
+    assert MODELS["model1"].second_opinion == "model2" and MODELS["model2"].second_opinion is None
+    both = Predictor(DEFAULT_EXPORTS_DIR)
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    for path in DEFAULT_EXPORTS_DIR.glob("model1.*"):
+        shutil.copy2(path, alone_dir / path.name)
+    alone = Predictor(alone_dir)
+    letters = drawings["letters"]
+    with_partner = [p.verdict for p in both.predict_batch(letters, "model1")]
+    own = [p.verdict for p in alone.predict_batch(letters, "model1")]
+    partner = [p.verdict for p in both.predict_batch(letters, "model2")]
+    assert with_partner == combine_many(own, partner)
+    assert np.mean([v != "digit" for v in with_partner]) > np.mean([v != "digit" for v in own]) + 0.3
+    # One image: predict(), predict_batch() and predict_all() give Model 1 the same verdict.
+    for x in letters[:20]:
+        single = both.predict(x, "model1")
+        assert single.verdict == both.predict_batch(x[None], "model1")[0].verdict
+        assert both.predict_all(x)["model1"].verdict == single.verdict
+        assert alone.predict(x, "model1").verdict == judge(single.probabilities, alone._current("model1").verdict_thresholds)[0]
+
+
 # ---------------------------------------------------------------- through the shipped models
 
 
@@ -61,10 +106,10 @@ def drawings(mnist):
 
 # Bounds for these small samples, a little looser than the benchmark targets (drawn: <= 2% of the
 # correctly read flagged, >= 90% of letters and scribbles flagged) to leave room for sampling noise.
-# Model 1 is linear: it flags only ~8% of letters and ~29% of scribbles (benchmarks/drawn.py reports
-# the miss); its bound asserts that it still flags non-digits far more often than digits.
+# Model 1 is linear: alone it flags only ~8% of letters; with Model 2's second opinion (as served) it
+# flags what Model 2 flags at least.
 MAX_CORRECT_FLAGGED = {"model1": 0.03, "model2": 0.03}
-MIN_NON_DIGITS_FLAGGED = {"model1": 0.04, "model2": 0.8}
+MIN_NON_DIGITS_FLAGGED = {"model1": 0.8, "model2": 0.8}
 MIN_ACCURACY = {"model1": 0.85, "model2": 0.94}  # on redrawn MNIST test digits (measured 91.6% and 97.3%)
 
 
@@ -125,3 +170,7 @@ def test_the_model_card_shows_calibration_and_drawn_digit_accuracy():
     assert "MNIST test 1.2% → 0.4%" in card and "drawn digits 5.0% → 1.1%" in card
     assert "98.70% of 10,197" in card and "sklearn digits 95.0%" in card
     assert "not calibrated" in views.model_card({"title": "Model 1", "available": True})
+    card = views.model_card({"title": "Model 1", "available": True, "second_opinion": "model2",
+                             "verdict_thresholds": {"digit_at_least": 0.5, "pair_at_least": 0.75}})
+    assert "from 50% on the top answer" in card and "from 75% on the top two" in card
+    assert "whenever model2 says so" in card

@@ -13,7 +13,8 @@ benchmarks evaluate on (benchmarks/drawn_sets.py):
   of the training stroke fonts;
 - non-digits with label NOT_A_DIGIT (trained towards a uniform output: outlier
   exposure): letters and symbols of the training fonts, random-walk scribbles,
-  smooth random curves, near-horizontal lines, two training digits side by side.
+  smooth random curves, doodles (triangles, stars, spirals, hatching, a crossed-out
+  circle), near-horizontal lines, two training digits side by side.
 
 The validation split (the same MNIST images the trainers always held out) gets the
 same treatment with its own seeds: it fits the temperature and the verdict
@@ -46,7 +47,7 @@ LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS
 SYMBOLS = "+*=#%&?@<>~^-"
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "canvas-data"
 CACHE_ENV = "CANVAS_DATA_CACHE"  # "0" turns the cache off; a path moves it
-MIX_VERSION = 1  # part of the cache key: raise it when _tasks() changes what is drawn
+MIX_VERSION = 2  # part of the cache key: raise it when _tasks() changes what is drawn
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Recipe:
         "one_flag": 3000, "seven_bar": 2000, "zero_slash": 1500, "open_four": 2500})
     font_digits: int = 3000  # digits drawn from TRAIN_FONTS
     non_digits: dict = field(default_factory=lambda: {
-        "font": 6000, "scribble": 3000, "curves": 2500, "line": 1000, "pair": 3000})
+        "font": 6000, "scribble": 3000, "curves": 2500, "doodle": 2500, "line": 1000, "pair": 3000})
     validation_share: float = 0.2  # validation counts relative to the training counts above
 
     def to_dict(self) -> dict:

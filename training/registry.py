@@ -25,6 +25,10 @@ class ModelSpec:
     module: str  # module exposing train(), DEFAULTS and QUICK
     native_format: str  # file extension of the native save ("joblib", "keras")
     requires: tuple[str, ...] = ()  # importable packages training needs
+    # Another model whose verdict on the same drawing this one's verdict takes into account
+    # (the more doubtful of the two; inference/verdict.with_second_opinion): a linear model
+    # cannot tell a letter from a digit, the CNN trained on non-digits can.
+    second_opinion: str | None = None
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be trained here, or None when it can."""
@@ -67,6 +71,7 @@ MODELS: dict[str, ModelSpec] = {
             description="scikit-learn logistic regression trained by mini-batch SGD",
             module="training.model1_logreg",
             native_format="joblib",
+            second_opinion="model2",
         ),
         ModelSpec(
             name="model2",

@@ -81,6 +81,19 @@ def drawn_digits_text(drawn: dict[str, Any] | None) -> str:
     return f"{pooled['accuracy']:.2%} of {pooled['images']:,}" + (f" ({sets})" if sets else "")
 
 
+def verdict_text(status: dict[str, Any]) -> str:
+    """How the model's verdict is made: its thresholds, and whose second opinion it takes."""
+    thresholds = status.get("verdict_thresholds") or {}
+    if not thresholds:
+        return "not fitted"
+    text = (f"a digit from {thresholds['digit_at_least']:.0%} on the top answer, \"not sure\" from "
+            f"{thresholds['pair_at_least']:.0%} on the top two, else \"not a digit\"")
+    if status.get("second_opinion"):
+        text += (f"; also unsure or not a digit whenever {status['second_opinion']} says so "
+                 "(a linear model cannot tell a letter from a digit)")
+    return text
+
+
 def model_card(status: dict[str, Any]) -> str:
     """Markdown for one model on the Models tab, from model_status() (Predictor.status() plus training keys)."""
     if status.get("available"):
@@ -108,6 +121,7 @@ def model_card(status: dict[str, Any]) -> str:
           if status.get("drawings_accuracy") is not None else []),
         f"- **Drawn digits:** {drawn_digits_text(status.get('drawn_digits'))}",
         f"- **Calibration:** {calibration_text(status.get('calibration'))}",
+        f"- **Verdict:** {verdict_text(status)}",
         f"- **Trained:** {format_when(status.get('trained_at'))}, in {format_seconds(status.get('train_seconds'))}",
         f"- **Settings:** {settings or '–'}",
         f"- **ONNX export vs native model:** {parity_text(status.get('onnx_parity'))}",
