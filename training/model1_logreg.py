@@ -172,7 +172,12 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     def predict_raw(images):
         return pipeline.predict_proba(images.reshape(len(images), -1))
 
-    reading = calibration.calibrate(predict_raw, canvas, test_images, data.y_test, quick=options.limit is not None)
+    from training.registry import MODELS
+
+    # Model 2's verdict is a second opinion on Model 1's (training/registry.py): half the flag budget each.
+    share = calibration.SECOND_OPINION_BUDGET_SHARE if MODELS[NAME].second_opinion else 1.0
+    reading = calibration.calibrate(predict_raw, canvas, test_images, data.y_test, quick=options.limit is not None,
+                                    budget_share=share)
     temperature = reading["temperature"]
     test_probabilities = calibration.temper(predict_raw(test_images), temperature)
     test_accuracy = float(np.mean(test_probabilities.argmax(1) == data.y_test))
