@@ -55,8 +55,7 @@ def run(ctx: Context) -> SectionResult:
                     for key, v in own[name].items()}
         data: dict = {"temperature": temperature, "thresholds": thresholds, "second_opinion": partner, "sets": {}}
         if partner:
-            data["own_verdict_flagged"] = {key: float(np.mean(v != "digit")) for key, v in own[name].items()
-                                           if key not in DIGIT_SETS and key != "mnist_test"}
+            data["own_verdict_flagged"] = {key: float(np.mean(v != "digit")) for key, v in own[name].items()}
 
         def score(key, y):
             calibrated = served[name][key]
@@ -98,6 +97,11 @@ def run(ctx: Context) -> SectionResult:
                                    pct(rates["unsure"], 1), pct(rates["digit"], 1),
                                    f"flagged >= {pct(MIN_NON_DIGIT_FLAGGED, 0)}" if targeted else INFO,
                                    status(figures["flagged"] >= MIN_NON_DIGIT_FLAGGED) if targeted else INFO])
+                if partner:  # what the model's own verdict alone would say (not served)
+                    alone = _rates(own[name][set_name])
+                    other_rows.append([f"{spec.title}, alone (without {MODELS[partner].title}'s second opinion)",
+                                       drawn.description, f"{len(drawn.y):,}", pct(alone["not_a_digit"], 1),
+                                       pct(alone["unsure"], 1), pct(alone["digit"], 1), INFO, INFO])
             data["sets"][set_name] = figures
         labels = np.concatenate(pooled["labels"])
         calibrated, before = np.concatenate(pooled["calibrated"]), np.concatenate(pooled["before"])
@@ -144,12 +148,6 @@ def run(ctx: Context) -> SectionResult:
     result.table("Fitted at training time (validation split)", ["Model", "Temperature", "digit at least",
                                                                  "top two at least", "Target", "Status"],
                  summary_rows)
-    for name, data in result.data.items():
-        if data.get("second_opinion"):
-            alone = ", ".join(f"{key.replace('_', ' ')} {pct(value, 1)}" for key, value in
-                              data["own_verdict_flagged"].items())
-            result.note(f"{MODELS[name].title}'s verdicts are as served, with {MODELS[data['second_opinion']].title}'s "
-                        f"second opinion (training/registry.py); alone it flags: {alone}.")
     if ctx.config.quick:
         result.note("Quick run: small drawn sets, figures not representative.")
     return result

@@ -163,6 +163,7 @@ class Predictor:
             partner = self.models[name].second_opinion
             # The partner's own verdict (never its second-opinion one: no chains), already computed.
             other = judge(runs[partner][0], runs[partner][1])[0] if partner in runs else None
+            # Each model's latency is its own run's (a start that far back), not the other models'.
             results[name] = _prediction(name, probabilities, time.perf_counter() - seconds, thresholds, other)
         return results
 

@@ -161,6 +161,10 @@ def test_quick_run_numbers_are_sane(quick_run):
         for name in ("letters_symbols", "scribbles", "lines", "two_digits"):
             rates = drawn[model]["sets"][name]
             assert abs(rates["digit"] + rates["unsure"] + rates["not_a_digit"] - 1.0) < 1e-6
+    # Model 1's verdicts are measured as served, with Model 2's second opinion: never less doubtful than alone.
+    assert drawn["model1"]["second_opinion"] == "model2" and drawn["model2"]["second_opinion"] is None
+    for name in ("letters_symbols", "scribbles"):
+        assert drawn["model1"]["sets"][name]["flagged"] >= drawn["model1"]["own_verdict_flagged"][name]
 
     robustness = sections["robustness"]["data"]
     assert 0.5 < robustness["plain"]["model2"] <= 1.0
