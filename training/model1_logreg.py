@@ -174,7 +174,8 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
 
     from training.registry import MODELS
 
-    # Model 2's verdict is a second opinion on Model 1's (training/registry.py): half the flag budget each.
+    # Model 2's verdict is a second opinion on Model 1's (training/registry.py), which flags too: Model 1's
+    # own thresholds get SECOND_OPINION_BUDGET_SHARE of the flag budget.
     share = calibration.SECOND_OPINION_BUDGET_SHARE if MODELS[NAME].second_opinion else 1.0
     reading = calibration.calibrate(predict_raw, canvas, test_images, data.y_test, quick=options.limit is not None,
                                     budget_share=share)

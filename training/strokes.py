@@ -46,6 +46,9 @@ SKELETON_LEVEL = 0.5  # of the shape's intensity: what counts as ink when skelet
 # and on scikit-learn's digits from 197 to 173 (its 0s: 87% -> 96% read right).
 TRACE_LEVEL = 0.2
 RETRY_LEVELS = (0.35, 0.25)
+# px of a 64x64 work frame (1.5%): smaller enclosed regions are a skeleton's corners or the gaps
+# between close strokes, not loops a writer drew.
+LOOP_AREA = 60
 SOURCE_BLUR = 0.6  # MNIST px: smooths the pixel steps before upscaling (else every edge is a staircase)
 
 Stroke = Sequence[tuple[float, float]]  # (x, y) points, y down
@@ -370,9 +373,6 @@ def _pieces(mask: np.ndarray) -> int:
     return int(ndimage.label(mask, structure=_EIGHT_CONNECTED)[1])
 
 
-LOOP_AREA = 60  # px of a 64x64 work frame (1.5%): smaller enclosed regions are the corners of a skeleton or the gaps between close strokes, not loops a writer drew
-
-
 def _loops(mask: np.ndarray) -> int:
     """Closed loops: background regions (4-connected, the dual of 8-connected ink) not touching the
     border, of at least LOOP_AREA pixels."""
@@ -383,8 +383,8 @@ def _loops(mask: np.ndarray) -> int:
 
 
 def skeleton(shape: np.ndarray) -> np.ndarray:
-    """The one-pixel centre line of a shape (scikit-image), as bool [H, W]; BrokenDrawing if it
-    cannot be traced in as many pieces as the shape has."""
+    """The one-pixel centre line of a shape (scikit-image), as bool [H, W]; BrokenDrawing if no
+    level traces it with the pieces and loops the shape has at TRACE_LEVEL."""
     from skimage.morphology import skeletonize
 
     traced = shape > TRACE_LEVEL
