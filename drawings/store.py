@@ -376,12 +376,9 @@ def _is_damage(error: sqlite3.DatabaseError) -> bool:
 
 def _input_bytes(model_input: np.ndarray) -> bytes:
     """The [28, 28(, 1)] model input as 784 uint8 bytes (floats in [0, 1] are scaled by 255)."""
-    array = np.asarray(model_input)
-    if array.size != 784:
-        raise ValueError(f"model_input must be a 28x28 image, got shape {list(array.shape)}")
-    if array.dtype != np.uint8:
-        array = np.clip(np.round(array.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-    return array.reshape(INPUT_SHAPE).tobytes()
+    from training.onnx_contract import to_pixels
+
+    return to_pixels(model_input).reshape(INPUT_SHAPE).tobytes()
 
 
 def _row_dict(row: tuple) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from PIL import Image
 from inference.image_io import EmptyImageError, ImageInputError
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
+from training.onnx_contract import to_pixels
 
 ALL_MODELS = "all"  # "model": "all" runs every model on the same preprocessed image
 
@@ -64,7 +65,7 @@ def model_input_png(x: np.ndarray) -> str:
     ~0.4 KB and ~60 us: small enough to send with every live prediction, so the page can
     show what the models saw without a second request; the page enlarges it pixelated.
     """
-    pixels = np.clip(np.asarray(x, dtype=np.float32).reshape(28, 28) * 255.0, 0, 255).round().astype(np.uint8)
+    pixels = to_pixels(x)
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

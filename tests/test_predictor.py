@@ -175,3 +175,17 @@ def test_predictor_never_imports_tensorflow(empty_exports):
     out = run_python(code, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_model_inputs_become_the_same_pixels_wherever_they_are_kept():
+    """training/onnx_contract.to_pixels: the one float -> uint8 conversion (store, page image, renderers)."""
+    from training.onnx_contract import to_pixels
+
+    x = np.linspace(0.0, 1.0, 784, dtype=np.float32).reshape(28, 28, 1)
+    pixels = to_pixels(x)
+    assert pixels.dtype == np.uint8 and pixels.shape == (28, 28)
+    assert pixels[0, 0] == 0 and pixels[-1, -1] == 255 and np.all(np.diff(pixels.ravel().astype(int)) >= 0)
+    assert np.array_equal(to_pixels(pixels), pixels)  # already pixels: unchanged
+    assert to_pixels(np.full((28, 28), 1.7))[0, 0] == 255 and to_pixels(np.full((28, 28), -0.3))[0, 0] == 0
+    with pytest.raises(ValueError, match="28x28"):
+        to_pixels(np.zeros((27, 28)))

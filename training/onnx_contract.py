@@ -27,6 +27,18 @@ PARITY_MAX_ABS_DIFF = 1e-4
 PARITY_SAMPLES = 1000
 
 
+def to_pixels(model_input: np.ndarray) -> np.ndarray:
+    """A model input ([28, 28] or [28, 28, 1] floats in [0, 1]) as uint8 [28, 28] pixels, white on
+    black (MNIST's layout): what the drawings store keeps, the page shows and the renderers cache.
+    uint8 input is returned as it is."""
+    array = np.asarray(model_input)
+    if array.size != 28 * 28:
+        raise ValueError(f"a model input is a 28x28 image, got shape {list(array.shape)}")
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return array.reshape(28, 28)
+
+
 def rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
     """Rename a value (graph input/output or intermediate) everywhere it is referenced."""
     if old == new:

@@ -456,8 +456,9 @@ def canvas_input(shape: np.ndarray, rng: np.random.Generator, distortion: Distor
     """The model input the app makes of this drawing: uint8 [28, 28], white on black (MNIST's layout)."""
     from inference.preprocess import preprocess
 
-    x = preprocess(draw_canvas(shape, rng, distortion, pen))
-    return np.round(x[:, :, 0] * 255.0).astype(np.uint8)
+    from training.onnx_contract import to_pixels
+
+    return to_pixels(preprocess(draw_canvas(shape, rng, distortion, pen)))
 
 
 # --------------------------------------------------------------------------- many drawings at once
