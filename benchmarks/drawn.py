@@ -6,7 +6,8 @@ digits of 43 writers; letters, scribbles, lines, two digits) go through each shi
 ONNX model. The served probabilities are the calibrated ones; the uncalibrated ones
 are recovered exactly from them with the temperature in the model's metadata
 (softmax(T log p)), for the ECE before/after. Verdicts use the thresholds in the
-metadata, through inference/verdict.py as the predictor does.
+metadata, through inference/verdict.py as the predictor does, with the registry's second
+opinion (Model 1 takes Model 2's); rows of their own show Model 1's verdict alone.
 """
 from __future__ import annotations
 
