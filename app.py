@@ -8,7 +8,6 @@ prediction pool shared by the UI's tabs (ui/*_tab.py) and the REST API (inferenc
 """
 import logging
 import os
-from pathlib import Path
 
 from inference import privacy
 
@@ -25,8 +24,6 @@ from training.jobs import JobManager
 from training.model_versions import ModelVersions
 from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab
 from ui.context import PREDICT_CONCURRENCY, AppContext
-
-STATIC = Path(__file__).resolve().parent / "ui" / "static"
 
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
@@ -72,7 +69,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
                  drawings=drawing_store, versions=versions)
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, mcp_server=True,
-                      theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"), css_paths=[STATIC / "app.css"])
+                      theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"))
 mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST
 
 if __name__ == "__main__":

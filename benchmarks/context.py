@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmarks.config import BenchConfig
 from training.artifacts import exports_dir
+from training.onnx_contract import to_model_input
 
 # The MNIST test digit drawn into every /predict request (a "7").
 REQUEST_DIGIT_INDEX = 0
@@ -89,6 +90,4 @@ def onnx_probabilities(session, images: np.ndarray, batch: int = 1000) -> np.nda
     return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
 
 
-def as_model_input(digits: np.ndarray) -> np.ndarray:
-    """uint8 MNIST digits [N, 28, 28] -> the ONNX contract's float32 [N, 28, 28, 1] in [0, 1]."""
-    return (np.asarray(digits, dtype=np.float32) / 255.0)[..., None]
+as_model_input = to_model_input  # uint8 digits [N, 28, 28] -> the ONNX contract's float32 [N, 28, 28, 1]

@@ -162,7 +162,7 @@ def _personal_run(model: str, mode: str, work: Path, per_digit: int, fresh: np.n
 
     def unseen_accuracy() -> float:
         predictor.reload(model)
-        return round(float(np.mean(np.array([p.digit for p in predictor.predict_batch(fresh, model)]) == labels)), 4)
+        return round(float(np.mean(predictor.predict_digits(fresh, model) == labels)), 4)
 
     before = unseen_accuracy()
     options = {"include_drawings": True, "fine_tune": mode == "fine_tune"}

@@ -30,25 +30,26 @@ TARGET_NON_DIGITS = ("letters_symbols", "scribbles")
 
 
 def run(ctx: Context) -> SectionResult:
-    from benchmarks.drawn_sets import DIGIT_SETS, FULL_SIZE, QUICK_SIZE, as_input, load_drawn_sets
+    from benchmarks.drawn_sets import DIGIT_SETS, FULL_SIZE, QUICK_SIZE, load_drawn_sets
     from inference.verdict import combine_many, judge_many, thresholds_from
     from training.calibration import expected_calibration_error, temper
 
     result = SectionResult(NAME, TITLE)
     sets = load_drawn_sets(ctx.mnist, QUICK_SIZE if ctx.config.quick else FULL_SIZE)
     mnist_x, mnist_y = as_model_input(ctx.mnist.x_test), np.asarray(ctx.mnist.y_test)
-    inputs = {"mnist_test": mnist_x, **{set_name: as_input(drawn.x) for set_name, drawn in sets.items()}}
+    inputs = {"mnist_test": mnist_x, **{set_name: as_model_input(drawn.x) for set_name, drawn in sets.items()}}
     # Every model's served probabilities and own verdicts first: a model's verdict as served may
     # take another model's into account (registry second_opinion, as inference/predictor.py does).
-    served, own = {}, {}
+    served, own, metadatas = {}, {}, {}
     for name in MODELS:
         session = onnx_session(ctx.exports / f"{name}.onnx")
-        thresholds = thresholds_from(read_metadata(ctx.exports / f"{name}.json") or {})
+        metadatas[name] = read_metadata(ctx.exports / f"{name}.json") or {}
+        thresholds = thresholds_from(metadatas[name])
         served[name] = {key: onnx_probabilities(session, x) for key, x in inputs.items()}
         own[name] = {key: np.asarray(judge_many(p, thresholds)) for key, p in served[name].items()}
     digit_rows, other_rows, summary_rows = [], [], []
     for name, spec in MODELS.items():
-        metadata = read_metadata(ctx.exports / f"{name}.json") or {}
+        metadata = metadatas[name]
         temperature = float(metadata.get("temperature") or 1.0)
         thresholds = thresholds_from(metadata)
         partner = spec.second_opinion if spec.second_opinion in own else None

@@ -127,7 +127,3 @@ def load_drawn_sets(mnist, size: SetSize = FULL_SIZE) -> dict[str, DrawnSet]:
     """drawn_sets() run to the end."""
     return strokes.run_to_end(drawn_sets(mnist, size))
 
-
-def as_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] in [0, 1] (the ONNX contract)."""
-    return (np.asarray(images, np.float32) / 255.0)[..., None]

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 
-from benchmarks.load import LoadRun, summarize
+from benchmarks.load import LoadRun, _error, summarize
 from benchmarks.servers import HOST
 
 CONNECT_TIMEOUT = 10.0
@@ -41,7 +41,6 @@ class _PacedRun(LoadRun):
 
 async def _run(port, path, bodies, users, interval, seconds, expect, rng) -> _PacedRun:
     run = _PacedRun(users, 0.0)
-    run.late_starts = 0
     began = time.perf_counter()
     deadline = began + seconds
     # Users start spread over one interval, as visitors do not all lift the pen at once.
@@ -107,9 +106,3 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     if length is None:
         raise ValueError("answer without Content-Length")
     return status, await reader.readexactly(length)
-
-
-def _error(run: LoadRun, message: str) -> None:
-    run.errors += 1
-    if len(run.error_samples) < 3:
-        run.error_samples.append(message)

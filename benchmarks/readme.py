@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from benchmarks import report
 from benchmarks.outcome import pct
+from training.registry import MODELS as REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -36,7 +37,7 @@ WHAT = {
 }
 # The original app's published full-training times (the benchmark's training section compares with them).
 ORIGINAL = {"model1": "original app: 2–3 min on an M1 Pro", "model2": "original: 5–7 min on an M1 Pro GPU"}
-MODELS = ("model1", "model2")
+MODELS = tuple(REGISTRY)
 
 
 class ReadmeError(Exception):
@@ -73,7 +74,7 @@ def model_table(document: dict[str, Any]) -> list[str]:
                 f"and export; {ORIGINAL[name]})")
 
     def files(name: str) -> str:
-        native = "joblib" if name == "model1" else "keras"
+        native = REGISTRY[name].native_format
         return f"`exports/{name}.{native}` / `exports/{name}.onnx` ({accuracy[name]['onnx_bytes'] / 1024:.0f} KiB)"
 
     rows = [("What", WHAT),

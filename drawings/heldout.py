@@ -37,7 +37,7 @@ def _measure(store: DrawingStore, predictor: Predictor) -> dict[str, Any]:
             models[name] = None
             continue
         try:
-            digits = np.array([p.digit for p in predictor.predict_batch(images, name)])
+            digits = predictor.predict_digits(images, name)
         except ModelUnavailableError:
             models[name] = None
             continue

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 
 from training.artifacts import PROJECT_ROOT
+from training.onnx_contract import to_pixels
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -376,9 +377,7 @@ def _is_damage(error: sqlite3.DatabaseError) -> bool:
 
 def _input_bytes(model_input: np.ndarray) -> bytes:
     """The [28, 28(, 1)] model input as 784 uint8 bytes (floats in [0, 1] are scaled by 255)."""
-    from training.onnx_contract import to_pixels
-
-    return to_pixels(model_input).reshape(INPUT_SHAPE).tobytes()
+    return to_pixels(model_input).tobytes()
 
 
 def _row_dict(row: tuple) -> dict[str, Any]:

@@ -110,7 +110,6 @@ class PredictionPool:
         self._idle: asyncio.Queue[_Worker | None] | None = None  # created on the event loop, in start()
         self._ready: set[_Worker] = set()
         self._tasks: set[asyncio.Task] = set()  # starting and watching workers
-        self._quick_failures = 0
         self._closing = False
         self.waiting = 0  # requests handed to the pool and not yet answered (queued or running)
 

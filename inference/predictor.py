@@ -141,7 +141,7 @@ class Predictor:
             raise ValueError(f"predict() takes one image, got a batch of {batch.shape[0]}; use predict_batch()")
         probabilities, thresholds = self._run(model, batch)
         second = self._second_opinion(model, batch)
-        return _prediction(model, probabilities[0], start, thresholds, second[0] if second else None)
+        return _prediction(model, probabilities[0], _elapsed_ms(start), thresholds, second[0] if second else None)
 
     def predict_batch(self, x: np.ndarray, model: str) -> list[Prediction]:
         """Classify a batch [N, 28, 28, 1]; each Prediction carries the batch's latency."""
@@ -149,7 +149,14 @@ class Predictor:
         batch = _as_batch(x)
         rows, thresholds = self._run(model, batch)
         second = self._second_opinion(model, batch) or [None] * len(rows)
-        return [_prediction(model, row, start, thresholds, other) for row, other in zip(rows, second)]
+        latency_ms = _elapsed_ms(start)
+        return [_prediction(model, row, latency_ms, thresholds, other) for row, other in zip(rows, second)]
+
+    def predict_digits(self, x: np.ndarray, model: str) -> np.ndarray:
+        """The top digit of each image of a batch [N, 28, 28, 1], int64 [N]: for accuracy counts, which
+        need neither verdicts nor a second opinion (confusion matrices, held-out drawings)."""
+        probabilities, _ = self._run(model, _as_batch(x))
+        return np.argmax(probabilities, axis=1)
 
     def predict_all(self, x: np.ndarray) -> dict[str, Prediction]:
         """The same image through every available model (unavailable ones are left out)."""
@@ -161,15 +168,12 @@ class Predictor:
                 probabilities, thresholds = self._run(name, batch)
             except ModelUnavailableError:
                 continue
-            runs[name] = (probabilities[0], thresholds, time.perf_counter() - start)
-        results = {}
-        for name, (probabilities, thresholds, seconds) in runs.items():
-            partner = self.models[name].second_opinion
-            # The partner's own verdict (never its second-opinion one: no chains), already computed.
-            other = judge(runs[partner][0], runs[partner][1])[0] if partner in runs else None
-            # Each model's latency is its own run's (a start that far back), not the other models'.
-            results[name] = _prediction(name, probabilities, time.perf_counter() - seconds, thresholds, other)
-        return results
+            # Each model's latency is its own run's, not the other models'.
+            runs[name] = (probabilities[0], thresholds, _elapsed_ms(start))
+        own = {name: judge(probabilities, thresholds)[0] for name, (probabilities, thresholds, _) in runs.items()}
+        # A partner's own verdict (never its second-opinion one: no chains), already computed.
+        return {name: _prediction(name, probabilities, latency_ms, thresholds, own.get(self.models[name].second_opinion))
+                for name, (probabilities, thresholds, latency_ms) in runs.items()}
 
     def _second_opinion(self, model: str, batch: np.ndarray) -> list[str] | None:
         """The own verdicts of the model `model` asks for a second opinion (registry), or None when it
@@ -286,10 +290,11 @@ class Predictor:
         spec = self._spec(name)
         loaded = self._current(name)
         paths = self.paths(name)
-        # The JSON sidecar is the trainer's full record; the ONNX metadata_props carry the
-        # same keys, so a model exported without a sidecar still reports its numbers.
-        metadata = {**loaded.onnx_metadata, **(read_metadata(paths["metadata"]) or {})}
         file_sizes = {kind: path.stat().st_size for kind, path in paths.items() if path.is_file()}
+        # The JSON sidecar is the trainer's full record; the ONNX metadata_props carry the
+        # same keys, so a model exported without a sidecar still reports its numbers. Without
+        # the ONNX file a sidecar left behind describes a model that no longer serves: unread.
+        metadata = {**loaded.onnx_metadata, **(read_metadata(paths["metadata"]) or {})} if "onnx" in file_sizes else {}
         return {
             "name": name,
             "title": spec.title,
@@ -348,7 +353,11 @@ def _as_batch(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _prediction(model: str, probabilities: np.ndarray, start: float, thresholds: Mapping[str, float],
+def _elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _prediction(model: str, probabilities: np.ndarray, latency_ms: float, thresholds: Mapping[str, float],
                 second_opinion: str | None = None) -> Prediction:
     values = [float(p) for p in probabilities]
     verdict, candidates = with_second_opinion(judge(values, thresholds), values, second_opinion)
@@ -356,7 +365,7 @@ def _prediction(model: str, probabilities: np.ndarray, start: float, thresholds:
         model=model,
         digit=int(np.argmax(probabilities)),
         probabilities=values,
-        latency_ms=(time.perf_counter() - start) * 1000.0,
+        latency_ms=latency_ms,
         verdict=verdict,
         candidates=candidates,
     )

@@ -63,7 +63,6 @@ LARGE_AT_ONCE = 1  # /predict requests with a large image decoded at once (see p
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
 JSON_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "model": "model2"}'
 TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
-_TRAINED_MODEL_FIELDS = ("accuracy", "trained_at", "train_seconds", "onnx_parity", "options")
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _VERSIONED_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnx", "scikit-learn", "skl2onnx", "tensorflow", "keras",
                        "tf2onnx", "fastapi", "uvicorn", "pydantic", "gradio")
@@ -166,9 +165,6 @@ def model_status_report(predictor: Predictor, jobs: JobManager) -> dict[str, Any
     the UI's Models tab and its `model_status` client endpoint show the same)."""
     status = predictor.status()
     for name, entry in status.items():
-        if not entry["trained"]:
-            # The ONNX file is gone: a sidecar JSON left behind describes a model that no longer serves.
-            entry.update({key: None for key in _TRAINED_MODEL_FIELDS})
         spec = jobs.models.get(name)
         reason = spec.unavailable_reason() if spec else "not in the registry"
         entry["training"] = jobs.is_running(name)
@@ -328,17 +324,18 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         try:
             if request.model != ALL_MODELS and request.model not in predictor.models:
                 return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
-            if not _fits_inline(request.image) and _is_large(request.image):
+            inline = _fits_inline(request.image)
+            if not inline and _is_large(request.image):
                 async with large_lane:
-                    return await answer(request)
-            return await answer(request)
+                    return await answer(request, inline)
+            return await answer(request, inline)
         finally:
             requests_in_flight -= 1
 
-    async def answer(request: PredictRequest) -> Response:
-        """Where the work runs, as explained in predict()."""
+    async def answer(request: PredictRequest, inline: bool) -> Response:
+        """Where the work runs, as explained in predict(); `inline`: _fits_inline(request.image)."""
         nonlocal predicts_in_threads
-        small = predicts_in_threads == 0 and _fits_inline(request.image)
+        small = predicts_in_threads == 0 and inline
         if pool is not None and pool.ready_workers:
             await asyncio.sleep(0)
             if not small or requests_in_flight > 1 or pool.waiting:

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 DIGIT, UNSURE, NOT_A_DIGIT = "digit", "unsure", "not_a_digit"
-VERDICTS = (DIGIT, UNSURE, NOT_A_DIGIT)
 
 # For an export that carries no fitted thresholds (trained before verdicts existed):
 # plain softmax models are over-confident, so these only flag clear cases.

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from inference.verdict import DIGIT, NOT_A_DIGIT, UNSURE, judge_many
+from training.onnx_contract import to_model_input
 
 ECE_BINS = 15
 LOG_FLOOR = 1e-12  # probabilities are floored before the log: an exact 0 would make it -inf
@@ -155,30 +156,31 @@ def verdict_rates(probabilities: np.ndarray, thresholds: dict[str, float]) -> di
     return {name: round(float(np.mean(verdicts == name)), 5) for name in (DIGIT, UNSURE, NOT_A_DIGIT)}
 
 
-def calibrate(predict_raw, canvas, test_images: np.ndarray, test_labels: np.ndarray, quick: bool = False,
-              budget_share: float = 1.0) -> dict[str, Any]:
+def calibrate(name: str, predict_raw, canvas, data, test_raw: np.ndarray, quick: bool = False) -> dict[str, Any]:
     """Fit the temperature and the verdict on the validation split; measure them on the test sets.
 
-    `predict_raw`: float32 [N, 28, 28, 1] -> the model's uncalibrated probabilities [N, 10].
-    `canvas`: the trainer's training.canvas_data.CanvasData. Returns the metadata keys
-    "temperature", "calibration" (ECE before/after), "verdict" (thresholds and rates) and
-    "drawn_digits" (accuracy, ECE and verdicts on benchmarks/drawn_sets.py, measured only).
-    `budget_share`: of FLAG_BUDGET, for the verdict thresholds (SECOND_OPINION_BUDGET_SHARE for a
-    model that takes a second opinion).
+    `name`: the registry model (one that takes a second opinion gets SECOND_OPINION_BUDGET_SHARE
+    of FLAG_BUDGET). `predict_raw`: float32 [N, 28, 28, 1] -> the model's uncalibrated probabilities
+    [N, 10]. `canvas`: the trainer's training.canvas_data.CanvasData; `data`: its MnistData (test
+    labels, and the copy the drawn sets are made from); `test_raw`: predict_raw of data.x_test (the
+    trainer needs it too, so it is computed once). Returns the metadata keys "temperature",
+    "calibration" (ECE before/after), "verdict" (thresholds and rates) and "drawn_digits" (accuracy,
+    ECE and verdicts on benchmarks/drawn_sets.py, measured only).
     """
-    def as_input(images):
-        return (np.asarray(images, np.float32) / 255.0)[..., None]
+    from training.registry import MODELS
 
-    val_raw = predict_raw(as_input(canvas.x_val))
+    budget_share = SECOND_OPINION_BUDGET_SHARE if MODELS[name].second_opinion else 1.0
+    test_labels = np.asarray(data.y_test)
+    val_raw = predict_raw(to_model_input(canvas.x_val))
     groups = np.where(canvas.val_kind == "mnist", "mnist", "drawn")
     temperature = fit_temperature(val_raw, canvas.y_val, groups)
     val = temper(val_raw, temperature)
-    other = temper(predict_raw(as_input(canvas.x_val_other)), temperature) if len(canvas.x_val_other) else \
+    other = temper(predict_raw(to_model_input(canvas.x_val_other)), temperature) if len(canvas.x_val_other) else \
         np.zeros((0, 10))
     verdict = fit_verdict(val, canvas.y_val, groups, other, budget_share)
     thresholds = {key: verdict[key] for key in ("digit_at_least", "pair_at_least")}
 
-    test_raw = np.asarray(predict_raw(test_images))
+    test_raw = np.asarray(test_raw)
     test = temper(test_raw, temperature)
     drawn_val = groups == "drawn"
     calibration = {
@@ -192,7 +194,7 @@ def calibrate(predict_raw, canvas, test_images: np.ndarray, test_labels: np.ndar
     verdict["mnist_test"] = {"correct_digits": verdict_rates(test[correct], thresholds),
                              "all_digits": verdict_rates(test, thresholds)}
     record = {"temperature": round(temperature, 5), "calibration": calibration, "verdict": verdict}
-    drawn = measure_drawn_sets(predict_raw, temperature, thresholds, quick=quick)
+    drawn = measure_drawn_sets(predict_raw, temperature, thresholds, data, quick=quick)
     if drawn is not None:
         record["drawn_digits"] = drawn
         calibration["drawn_test"] = drawn["all_digit_sets"]["ece"]
@@ -204,27 +206,24 @@ def _ece_pair(raw: np.ndarray, calibrated: np.ndarray, labels: np.ndarray) -> di
             "after": round(expected_calibration_error(calibrated, labels), 5), "images": int(len(labels))}
 
 
-def measure_drawn_sets(predict_raw, temperature: float, thresholds: dict[str, float], quick: bool = False,
-                       mnist=None) -> dict[str, Any] | None:
+def measure_drawn_sets(predict_raw, temperature: float, thresholds: dict[str, float], mnist, quick: bool = False
+                       ) -> dict[str, Any] | None:
     """Accuracy, ECE and verdicts on the evaluation drawings (benchmarks/drawn_sets.py), or None
     where the benchmarks package is not shipped. Measured only: nothing is fitted on these."""
     try:
-        from benchmarks.drawn_sets import FULL_SIZE, QUICK_SIZE, as_input, load_drawn_sets
+        from benchmarks.drawn_sets import FULL_SIZE, QUICK_SIZE, load_drawn_sets
     except ImportError:
         return None
-    from training.mnist import load_mnist
-
-    sets = load_drawn_sets(mnist if mnist is not None else load_mnist(), QUICK_SIZE if quick else FULL_SIZE)
-    return score_drawn_sets(predict_raw, temperature, thresholds, sets, as_input)
+    sets = load_drawn_sets(mnist, QUICK_SIZE if quick else FULL_SIZE)
+    return score_drawn_sets(predict_raw, temperature, thresholds, sets)
 
 
-def score_drawn_sets(predict_raw, temperature: float, thresholds: dict[str, float], sets, as_input
-                     ) -> dict[str, Any]:
+def score_drawn_sets(predict_raw, temperature: float, thresholds: dict[str, float], sets) -> dict[str, Any]:
     """Per set: accuracy, ECE before/after, verdict rates (digits: of the correctly read ones)."""
     out: dict[str, Any] = {"sets": {}}
     pooled_raw, pooled_labels = [], []
     for name, drawn in sets.items():
-        raw = np.asarray(predict_raw(as_input(drawn.x)))
+        raw = np.asarray(predict_raw(to_model_input(drawn.x)))
         calibrated = temper(raw, temperature)
         if drawn.is_digits:
             correct = calibrated.argmax(1) == drawn.y

@@ -145,8 +145,8 @@ def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation
     rng = np.random.default_rng(list(seed))
     tasks = []
 
-    def add(kind: str, label: int, items: list, salt: int, **task_options):
-        for task in strokes.chunked(kind, items, (*seed, salt), **task_options):
+    def add(kind: str, label: int, items: list, salt: int):
+        for task in strokes.chunked(kind, items, (*seed, salt)):
             tasks.append((f"{split}:{kind}:{label}", task))
 
     # Redrawn MNIST: grouped per label, so labels need no separate array.

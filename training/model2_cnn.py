@@ -40,6 +40,7 @@ import numpy as np
 
 from training.augment import Augmentation
 from training.events import Progress, Result
+from training.onnx_contract import to_model_input
 from training.options import TrainOptions, resolve_options
 from training.personal import PersonalRun
 
@@ -156,10 +157,11 @@ def train(
                    epoch=options.epochs, epochs=options.epochs, elapsed=time.perf_counter() - began)
     evaluated = time.perf_counter()
     test_images = to_model_input(data.x_test)
-    reading = calibration.calibrate(lambda images: predict(model, images), canvas, test_images, data.y_test,
+    test_raw = predict(model, test_images)
+    reading = calibration.calibrate(NAME, lambda images: predict(model, images), canvas, data, test_raw,
                                     quick=options.limit is not None)
     temperature = reading["temperature"]
-    test_probabilities = calibration.temper(predict(model, test_images), temperature)
+    test_probabilities = calibration.temper(test_raw, temperature)
     test_accuracy = float(np.mean(test_probabilities.argmax(1) == data.y_test))
     timings["evaluate"] = time.perf_counter() - evaluated
 
@@ -282,11 +284,6 @@ def _tf_targets(labels):
 
     uniform = tf.fill([tf.shape(labels)[0], 10], 0.1)
     return tf.where(labels[:, None] < 0, uniform, tf.one_hot(tf.maximum(labels, 0), 10))
-
-
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 28, 28] -> float32 [N, 28, 28, 1] in [0, 1] (the ONNX input contract)."""
-    return (np.asarray(images, dtype=np.float32) / 255.0)[..., None]
 
 
 def predict(model, images: np.ndarray) -> np.ndarray:

@@ -27,6 +27,11 @@ PARITY_MAX_ABS_DIFF = 1e-4
 PARITY_SAMPLES = 1000
 
 
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 images [N, 28, 28] (white on black, as MNIST) -> the input: float32 [N, 28, 28, 1] in [0, 1]."""
+    return (np.asarray(images, dtype=np.float32) / 255.0)[..., None]
+
+
 def to_pixels(model_input: np.ndarray) -> np.ndarray:
     """A model input ([28, 28] or [28, 28, 1] floats in [0, 1]) as uint8 [28, 28] pixels, white on
     black (MNIST's layout): what the drawings store keeps, the page shows and the renderers cache.

@@ -30,6 +30,7 @@ import numpy as np
 
 from drawings.store import DrawingStore, StoreError, TrainingDrawings
 from training.artifacts import artifact_paths, read_metadata
+from training.onnx_contract import to_model_input
 from training.options import TrainOptions
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class PersonalRun:
         from training import onnx_contract
 
         after = {"mnist_test": round(float(test_accuracy), 6),
-                 "drawings": (round(onnx_contract.accuracy(onnx_model, _as_input(self.held_out.images),
+                 "drawings": (round(onnx_contract.accuracy(onnx_model, to_model_input(self.held_out.images),
                                                            self.held_out.labels), 6)
                               if len(self.held_out) else None)}
         return {
@@ -187,7 +188,7 @@ class PersonalRun:
             if not len(images):
                 return None
             try:
-                return round(float(np.mean(onnx_contract.run_onnx(model_bytes, _as_input(images)).argmax(1) == labels)), 6)
+                return round(float(np.mean(onnx_contract.run_onnx(model_bytes, to_model_input(images)).argmax(1) == labels)), 6)
             except Exception as error:  # a broken serving file: nothing to compare with, the run goes on
                 log.warning("cannot measure the serving %s: %s", self.name, error)
                 return None
@@ -213,5 +214,3 @@ def repeats_for(mnist_count: int, drawing_count: int, share: float) -> int:
     return int(min(MAX_REPEAT, max(1, math.ceil(wanted / drawing_count))))
 
 
-def _as_input(images: np.ndarray) -> np.ndarray:
-    return (np.asarray(images, dtype=np.float32) / 255.0)[..., None]

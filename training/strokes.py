@@ -517,7 +517,7 @@ def shape_for(kind: str, item, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Task:
-    """Drawings of one kind, rendered with one seed: the unit of work of `render_tasks`."""
+    """Drawings of one kind, rendered with one seed: the unit of work of `iter_render`."""
 
     kind: str
     items: list  # one entry per drawing (None for generated kinds)
@@ -543,11 +543,6 @@ def render_task(task: Task) -> tuple[np.ndarray, np.ndarray]:
 
 
 PARALLEL_FROM = 1500  # drawings: fewer are rendered in this process (starting workers costs ~2 s)
-
-
-def render_tasks(tasks: Sequence[Task], workers: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every task rendered, in order (see iter_render)."""
-    return run_to_end(iter_render(tasks, workers))
 
 
 def run_to_end(progress):
@@ -596,7 +591,7 @@ def iter_render(tasks: Sequence[Task], workers: int | None = None):
     return results
 
 
-def chunked(kind: str, items: list, seed: tuple[int, ...], size: int = 500, **task_options) -> list[Task]:
+def chunked(kind: str, items: list, seed: tuple[int, ...], size: int = 500) -> list[Task]:
     """`items` split into Tasks of `size` drawings, each seeded by (seed..., chunk number)."""
-    return [Task(kind, items[start:start + size], (*seed, start // size), **task_options)
+    return [Task(kind, items[start:start + size], (*seed, start // size))
             for start in range(0, len(items), size)]

@@ -52,7 +52,7 @@ class ConfusionMatrices:
                 return cached[1]
             images, labels = self._mnist_test()
             predicted = np.concatenate([
-                [p.digit for p in self.predictor.predict_batch(images[i:i + CHUNK], name)]
+                self.predictor.predict_digits(images[i:i + CHUNK], name)
                 for i in range(0, len(images), CHUNK)
             ])
             matrix = np.zeros((10, 10), dtype=np.int64)

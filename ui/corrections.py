@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import time
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -27,7 +26,6 @@ from inference.image_io import EmptyImageError, ImageInputError
 from inference.rest import DEFAULT_MODEL
 from ui.context import PREDICT_QUEUE, PRIVATE, AppContext
 
-STATIC = Path(__file__).resolve().parent / "static"
 CANVAS_PREFIX = "data:image/png;base64,"  # what canvas.toDataURL("image/png") always starts with
 # The canvas is 280x280: its PNG is at most ~315 KB even for pure noise (~420 KB as base64), a
 # drawing ~5-20 KB. 1 MB refuses a forged value long before image_io's 5 MB limit for any image.
@@ -48,6 +46,7 @@ NO_STORE = "Not saved: this server keeps no drawings."
 
 def build(ctx: AppContext, sketch: gr.HTML) -> gr.HTML:
     """The controls inside the current layout (the Draw tab's #corrections row), wired to `sketch`."""
+    from ui.draw_tab import static_text  # draw_tab builds these controls: import late
 
     def save(value: Any, event: gr.EventData, request: gr.Request) -> dict[str, Any]:
         data = getattr(event, "_data", None)
@@ -55,8 +54,8 @@ def build(ctx: AppContext, sketch: gr.HTML) -> gr.HTML:
         return save_from_page(ctx, value, data.get("label"), data.get("version"), client_host(request))
 
     controls = gr.HTML(None, html_template=controls_template(public=bool(ctx.train_token)),
-                       js_on_load=(STATIC / "corrections.js").read_text(encoding="utf-8"), apply_default_css=False,
-                       head=f"<style>{(STATIC / 'corrections.css').read_text(encoding='utf-8')}</style>",
+                       js_on_load=static_text("corrections.js"), apply_default_css=False,
+                       head=f"<style>{static_text('corrections.css')}</style>",
                        elem_id="correction-controls")
     # The answer goes back to the controls (their line says it) and in a toast (gr.Info / gr.Warning).
     controls.click(save, sketch, controls, api_name="save_correction", show_progress="hidden", **PREDICT_QUEUE,

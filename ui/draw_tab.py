@@ -29,7 +29,7 @@ import gradio as gr
 from inference.image_io import ImageInputError
 from training.registry import MODELS
 from ui import corrections as corrections_ui
-from ui import draw
+from ui import draw, views
 from ui.context import PREDICT_QUEUE, PRIVATE, AppContext
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -41,9 +41,6 @@ PREVIEW_TEXT = ("What the models see: the 28×28 input, enlarged (white ink on b
 @dataclass
 class DrawTab:
     tab: gr.Tab
-    sketch: gr.HTML  # value: see the module docstring
-    answers: gr.HTML
-    corrections: gr.Row
 
 
 def static_text(name: str) -> str:
@@ -63,7 +60,7 @@ def answers_template() -> str:
     """The verdict line, one card per model of the registry, and the model-input preview."""
     cards = "".join(
         f'<section class="ds-card" data-model="{html.escape(name)}" '
-        f'data-short="{html.escape(spec.title.split(":", 1)[0])}">'
+        f'data-short="{html.escape(views.short_title(spec.title))}">'
         f'<header><span class="ds-digit" aria-label="top digit">–</span><h3>{html.escape(spec.title)}</h3></header>'
         f'<p id="caption-{html.escape(name)}" class="ds-caption" data-version="0"></p>'
         f'<div id="probabilities-{html.escape(name)}" class="ds-probabilities" '
@@ -102,7 +99,7 @@ def build(ctx: AppContext) -> DrawTab:
             with gr.Column(scale=6, min_width=300):
                 answers = gr.HTML(None, html_template=answers_template(), js_on_load=static_text("answers.js"),
                                   apply_default_css=False, elem_id="answers")
-                with gr.Row(elem_id="corrections") as corrections:
+                with gr.Row(elem_id="corrections"):
                     corrections_ui.build(ctx, sketch)  # "Right" / "Wrong? It's a ...": ui/corrections.py
                 with gr.Accordion("Or upload a picture of one digit", open=False, elem_id="upload-panel"):
                     upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
@@ -113,4 +110,4 @@ def build(ctx: AppContext) -> DrawTab:
                       show_progress="minimal", **PREDICT_QUEUE, **PRIVATE)
         upload.clear(lambda: {"status": 0, "answer": None}, None, answers, api_name="clear_upload", queue=False,
                      **PRIVATE)
-    return DrawTab(tab=draw_tab, sketch=sketch, answers=answers, corrections=corrections)
+    return DrawTab(tab=draw_tab)

@@ -56,15 +56,9 @@ def register(ctx: AppContext) -> None:
             raise gr.Error(str(error)) from None
         except ModelUnavailableError as error:
             raise gr.Error(f"{model} cannot predict: {error.reason}") from None
-        answer = {"digit": result.digit, "probabilities": result.probabilities,
-                  # The verdict (and candidates) come with the predictor's open-set check; until it is
-                  # there, every answer is a digit.
-                  "verdict": getattr(result, "verdict", "digit"), "model": model,
-                  "latency_ms": round(result.latency_ms, 3)}
-        candidates = getattr(result, "candidates", None)
-        if candidates is not None:
-            answer["candidates"] = candidates
-        return json.dumps(answer, default=_jsonable)
+        return json.dumps({"digit": result.digit, "probabilities": result.probabilities,
+                           "verdict": result.verdict, "model": model, "latency_ms": round(result.latency_ms, 3),
+                           "candidates": result.candidates})
 
     def model_status() -> str:
         """Which digit models this server has: for each, whether it is trained and serving, its MNIST test accuracy, when and how long it trained, its file sizes, ONNX parity, and whether it is training now.
@@ -98,11 +92,6 @@ def _preprocess(image: Any, invert: bool):
             raise ImageInputError(f"image looks like a file path ({text[:60]!r}): the server reads none of its "
                                   f"files for a client; {HOW_TO_SEND}.") from None
         raise
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy values (whatever the predictor's candidates hold) as plain JSON; anything else as text."""
-    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def serve_only(demo: gr.Blocks, app: FastAPI) -> None:

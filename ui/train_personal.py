@@ -68,7 +68,7 @@ def restore(ctx: AppContext, name: str, previous: int | None, token: str | None)
 
 
 def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, view: list[Any],
-         train_btn: gr.Button, busy: gr.State, tab: gr.Tab) -> None:
+         train_btn: gr.Button, tab: gr.Tab) -> None:
     """The Fine-tune run (streamed into the same view as Train, one run per model at a time), the
     restore offer, and the panel's refresh when the tab opens."""
     name = spec.name
@@ -92,13 +92,13 @@ def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, v
     fine_tune_run.__doc__ = (f"Fine-tune the serving {spec.title} on the saved drawings (and an MNIST sample) "
                              "and stream its progress, like train_<model>.")
     controls.fine_tune.click(
-        lambda: (gr.Button(interactive=False), gr.Button(interactive=False), True, remember_serving(ctx, name)),
-        None, [controls.fine_tune, train_btn, busy, controls.previous], queue=False, show_progress="hidden",
+        lambda: (gr.Button(interactive=False), gr.Button(interactive=False), remember_serving(ctx, name)),
+        None, [controls.fine_tune, train_btn, controls.previous], queue=False, show_progress="hidden",
         api_name=f"lock_fine_tune_{name}", **PRIVATE).then(
         fine_tune_run, token, view, api_name=f"fine_tune_{name}", concurrency_limit=None,
         show_progress="hidden").then(
-        lambda tok: (gr.Button(interactive=True), gr.Button(interactive=training.can_train(spec, tok, ctx.train_token)),
-                     False), token, [controls.fine_tune, train_btn, busy], queue=False, show_progress="hidden",
+        lambda tok: (gr.Button(interactive=True), gr.Button(interactive=training.can_train(spec, tok, ctx.train_token))),
+        token, [controls.fine_tune, train_btn], queue=False, show_progress="hidden",
         api_name=f"unlock_fine_tune_{name}", **PRIVATE).then(
         lambda previous: after_run(ctx, name, previous), controls.previous, [controls.restore, *panel],
         api_name=f"after_fine_tune_{name}", show_progress="hidden", **PRIVATE)

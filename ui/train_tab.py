@@ -207,24 +207,23 @@ def _model_panel(ctx: AppContext, name: str, spec: ModelSpec, token: gr.Textbox,
                     api_name=f"quick_settings_{name}", **PRIVATE)
     defaults_btn.click(lambda d=defaults: training.option_values(d), None, fields, queue=False,
                        api_name=f"default_settings_{name}", **PRIVATE)
-    busy = gr.State(False)  # this page streams a run it started (read by train_personal's Fine-tune)
     # Lock the button, stream the run, then unlock. Only the middle step is the public `train_<model>`
     # endpoint. No concurrency limit: the job manager runs one job per model, and a click while the
     # model trains (another page, REST) follows that job at once. A limit of 1 queued such a click
     # behind the running stream, and it started a second, unwanted run when the first ended.
     # The stream is a coroutine generator: it holds no worker thread.
-    run = train_btn.click(lambda: (gr.Button(interactive=False), True), None, [train_btn, busy],
+    run = train_btn.click(lambda: gr.Button(interactive=False), None, train_btn,
                           queue=False, show_progress="hidden", api_name=f"lock_{name}", **PRIVATE).then(
         make_trainer(spec, ctx), [*fields, token, *([personal.include] if personal else [])], view,
         api_name=f"train_{name}", concurrency_limit=None, show_progress="hidden").then(
-        lambda tok, s=spec: (train_button(s, ctx, ctx.jobs.status(s.name), tok), False),
-        token, [train_btn, busy], queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
+        lambda tok, s=spec: train_button(s, ctx, ctx.jobs.status(s.name), tok),
+        token, train_btn, queue=False, show_progress="hidden", api_name=f"unlock_{name}", **PRIVATE)
     if personal is not None:
         train_btn.click(lambda: train_personal.remember_serving(ctx, name), None, personal.previous, queue=False,
                         api_name=f"remember_version_{name}", **PRIVATE)
         run.then(lambda previous: train_personal.after_run(ctx, name, previous), personal.previous,
                  [personal.restore, personal.include, personal.replaces], api_name=f"after_train_{name}",
                  show_progress="hidden", **PRIVATE)
-        train_personal.wire(ctx, spec, personal, token, view, train_btn, busy, tab)
+        train_personal.wire(ctx, spec, personal, token, view, train_btn, tab)
     cancel_btn.click(make_canceller(spec, ctx), token, view[1], api_name=f"cancel_{name}")
     return train_btn
