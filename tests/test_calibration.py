@@ -67,25 +67,32 @@ def test_the_onnx_temperature_nodes_compute_temper():
     np.testing.assert_allclose(served, calibration.temper(probabilities, 1.7), atol=1e-5)
 
 
-# ECE on a 3,000-image sample of MNIST test, served probabilities. Model 2 meets the 1.5% target
-# (benchmarks/drawn.py checks it on all 10,000); Model 1 (linear) measures ~1.9%, so its bound says
-# only that it stays near calibrated. Sampling noise on 3,000 images is ~0.5 point.
-MAX_SAMPLE_ECE = {"model1": 0.03, "model2": 0.02}
+# ECE on the first 3,000 MNIST test images, served probabilities. Both models meet the 1.5% target
+# on all 10,000 (benchmarks/drawn.py checks it: 1.37% and 0.48%); on this sample Model 1 measures
+# 2.1% (its errors are denser in it: 6.9% against 5.1% overall) and sampling noise is ~0.5 point.
+MAX_SAMPLE_ECE = {"model1": 0.025, "model2": 0.02}
+ECE_TARGET = 0.015
 
 
 @pytest.mark.parametrize("name", ["model1", "model2"])
 def test_shipped_models_are_calibrated_on_a_sample_of_mnist_test(name, mnist):
+    import onnx
+    from onnx import numpy_helper
+
     from training.artifacts import DEFAULT_EXPORTS_DIR
     from training.onnx_contract import run_onnx
 
     metadata = json.loads((DEFAULT_EXPORTS_DIR / f"{name}.json").read_text())
     drawn = metadata["calibration"]["drawn_test"]
-    assert drawn["after"] < drawn["before"]  # temperature scaling helped where the model was off
+    # The temperature never leaves the drawn digits worse calibrated than the target, nor worse than it found them.
+    assert drawn["after"] <= max(drawn["before"], ECE_TARGET)
     images = (mnist.x_test[:3000].astype(np.float32) / 255.0)[..., None]
     served = run_onnx((DEFAULT_EXPORTS_DIR / f"{name}.onnx").read_bytes(), images)
     ece = calibration.expected_calibration_error(served, mnist.y_test[:3000])
     assert ece <= MAX_SAMPLE_ECE[name]
-    # The served probabilities are the tempered ones: undoing the temperature changes them.
+    # The served probabilities are the tempered ones: the graph ends in the metadata's temperature.
+    graph = onnx.load_from_string((DEFAULT_EXPORTS_DIR / f"{name}.onnx").read_bytes()).graph
+    scale = {init.name: numpy_helper.to_array(init) for init in graph.initializer}["calibration_inverse_temperature"]
+    assert float(scale) == pytest.approx(1.0 / metadata["temperature"], rel=1e-5)
     raw = calibration.temper(served, 1.0 / metadata["temperature"])
-    assert np.abs(raw - served).max() > 1e-3
     np.testing.assert_array_equal(raw.argmax(1), served.argmax(1))

@@ -118,6 +118,21 @@ def test_onnx_matches_the_native_model_and_the_recorded_accuracy(quick_run, mnis
 
 
 @pytest.mark.slow
+def test_the_model_is_multinomial_logistic_regression_on_deskewed_pixels(quick_run, mnist):
+    # Model 1 stays a linear classifier: one softmax over an affine map of the deskewed pixels.
+    folder, _ = quick_run
+    pipeline = joblib.load(folder / "model1.joblib")
+    classifier = pipeline.steps[-1][1]
+    assert classifier.hidden_layer_sizes == () and len(classifier.coefs_) == 1
+    assert classifier.coefs_[0].shape == (784, 10) and classifier.out_activation_ == "softmax"
+    flat = scaled_test_images(mnist, 200).reshape(200, -1)
+    logits = deskew_images(flat) @ classifier.coefs_[0] + classifier.intercepts_[0]
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    np.testing.assert_allclose(pipeline.predict_proba(flat), softmax, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_progress_is_throttled_and_close_cancels(mnist, tmp_path):
     # ~400 mini-batches per epoch (1,800 MNIST digits, their redrawn copies, conventions) must not
     # become ~400 events.

@@ -106,11 +106,11 @@ def drawings(mnist):
 
 # Bounds for these small samples, a little looser than the benchmark targets (drawn: <= 2% of the
 # correctly read flagged, >= 90% of letters and scribbles flagged) to leave room for sampling noise.
-# Model 1 is linear: alone it flags only ~8% of letters; with Model 2's second opinion (as served) it
+# Model 1 is linear: alone it flags only ~6% of letters; with Model 2's second opinion (as served) it
 # flags what Model 2 flags at least.
 MAX_CORRECT_FLAGGED = {"model1": 0.03, "model2": 0.03}
 MIN_NON_DIGITS_FLAGGED = {"model1": 0.8, "model2": 0.8}
-MIN_ACCURACY = {"model1": 0.85, "model2": 0.94}  # on redrawn MNIST test digits (measured 91.6% and 97.3%)
+MIN_ACCURACY = {"model1": 0.87, "model2": 0.94}  # on redrawn MNIST test digits (measured 92.8% and 97.5%)
 
 
 @pytest.mark.parametrize("name", ["model1", "model2"])

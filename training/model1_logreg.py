@@ -1,17 +1,22 @@
-"""Model 1: logistic regression (scikit-learn SGDClassifier, log loss) trained by mini-batch SGD.
+"""Model 1: multinomial logistic regression trained by mini-batch SGD (scikit-learn).
 
     for event in train(QUICK): print(event)
 
-The classifier is linear with log loss, one-vs-rest over the ten digits, trained by
-`partial_fit` on shuffled mini-batches with averaged SGD: after a burn-in of half an
-epoch the weights are averaged, which settles near the optimum within two epochs
-(averaging from the first step drags in the poor early weights and costs ~0.4 points).
-The step size is adaptive: divided by LR_DROP whenever an epoch does not improve the
-validation loss, as in the original app (it matters for runs longer than two epochs).
+The classifier is one softmax layer over the 784 deskewed pixels: scikit-learn's
+MLPClassifier with no hidden layer (hidden_layer_sizes=()), which is exactly
+multinomial logistic regression (a linear map, softmax, log loss, L2 penalty), trained
+by `partial_fit` on shuffled mini-batches with SGD and momentum at a constant step.
+It replaced SGDClassifier's one-vs-rest logistic regression (ten binary classifiers
+whose scores are normalised afterwards) because one softmax over the ten digits, fitted
+jointly, reads drawings better on the same data and features: with the shipped mix,
+MNIST test 94.62% -> 94.8-95.1% and the benchmarks' drawn digits 86.3% -> 88.6-89.3%
+over seeds (unseen stroke fonts 79% -> 89%), and its probabilities come out nearer
+calibrated (MNIST test ECE before temperature 0.9% -> 1.2-1.5%, drawn digits 5.2% -> 0.7-1.1%).
+Measured on this machine, 2026-12-02 (see SCHEDULE below for the step size and epochs).
 
-Its input is the deskewed image (training/deskew.py): one-vs-rest logistic regression
-on raw pixels measured 91.8-92.0% on MNIST however it was tuned, below the 92% target;
-straightening the slant first lifts it to about 95% and helps with slanted drawn digits too.
+Its input is the deskewed image (training/deskew.py): logistic regression on raw pixels
+measured 91.8-92.0% on MNIST however it was tuned, below the 92% target; straightening
+the slant first lifts it to about 95% and helps with slanted drawn digits too.
 
 Data: training/canvas_data.py's mix (MNIST + MNIST redrawn as canvas pen strokes +
 writers' conventions); the drawings weigh DRAWN_WEIGHT in SGD and the non-digits are
@@ -20,7 +25,7 @@ verdict thresholds are fitted on the validation split (training/calibration.py);
 temperature is applied inside the ONNX graph, so the joblib pipeline is the
 uncalibrated model and the ONNX file serves calibrated probabilities.
 
-Native model: a scikit-learn Pipeline (deskew -> SGDClassifier) taking float [N, 784]
+Native model: a scikit-learn Pipeline (deskew -> MLPClassifier) taking float [N, 784]
 in [0, 1], saved with joblib. ONNX: the same pipeline behind the project's contract,
 image [N, 28, 28, 1] -> (reshape, deskew inside the graph) -> probabilities [N, 10].
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -40,24 +46,28 @@ from training.personal import PersonalRun
 NAME = "model1"
 NATIVE_FORMAT = "joblib"
 
-# Full training: two passes are enough for averaged SGD (a third changes test accuracy by < 0.1 point).
+# Full training. SCHEDULE, measured on the shipped mix (MNIST test / drawn digits per epoch): the
+# accuracy levels off by epoch 8 at ~94.85% / ~88.8% and moves within +-0.2 point after that; a
+# step of 0.1 ends lower on drawings (88.3-88.9%), one decayed by 0.88 per epoch no better than
+# the constant 0.3; Adam (step 1e-3 to 2e-3) ended under the 94.5% MNIST floor.
 DEFAULTS = TrainOptions(
-    epochs=2,
-    batch_size=1000,  # ~55 partial_fit calls per epoch on 55,000 training images
-    learning_rate=0.1,  # initial SGD step size (eta0); the adaptive schedule lowers it
+    epochs=10,
+    batch_size=1000,  # ~120 partial_fit steps per epoch on the ~120,000 digits of the mix
+    learning_rate=0.3,  # SGD step size, constant
     limit=None,
     seed=0,
 )
 # Miniature run for smoke tests and demos: a few seconds.
-QUICK = TrainOptions(epochs=2, batch_size=200, learning_rate=0.1, limit=2000, seed=0)
+QUICK = TrainOptions(epochs=2, batch_size=200, learning_rate=0.3, limit=2000, seed=0)
 
-ALPHA = 1e-5  # L2 penalty (1e-6 to 3e-5 measured within 0.1 point of each other)
-DRAWN_WEIGHT = 0.5  # SGD weight of a canvas drawing relative to an MNIST image; measured (2 epochs): 1.0 -> MNIST test 94.41%, drawn digits 86.5%; 0.5 -> 94.62%, 85.7% (the MNIST target is 94.5%)
+ALPHA = 1e-4  # L2 penalty (MLPClassifier's alpha; 1e-5 measured the same to 0.01 point)
+MOMENTUM = 0.9  # SGD momentum (scikit-learn's default)
+# SGD weight of a canvas drawing relative to an MNIST image. Measured (multinomial, this mix):
+# 0.5 -> MNIST test 94.81%, drawn digits 86.8%; 1.0 -> 94.85%, 88.8%; 2.0 -> 94.65%, 89.3%
+# (the MNIST floor is 94.5%).
+DRAWN_WEIGHT = 1.0
 DESKEW = True  # see the module docstring; False trains on raw pixels (91.8% test accuracy with DEFAULTS)
-AVERAGE_AFTER = 0.5  # epochs of plain SGD before weight averaging starts (burn-in)
-LR_DROP = 5.0  # adaptive schedule: step /= LR_DROP after an epoch without validation improvement
-REPORTS_PER_EPOCH = 12  # progress events per epoch (plus one at each epoch end)
-N_JOBS = -1  # one-vs-rest fits the ten binary classifiers in parallel threads
+REPORTS_PER_EPOCH = 4  # progress events per epoch (plus one at each epoch end)
 _DESKEW_CHUNK = 5000  # images per deskew step (one progress event each, and a chance to cancel)
 
 # Share of the progress bar per phase: drawing the canvas data, preparing features, SGD epochs, test + export.
@@ -70,7 +80,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     Closing the generator (GeneratorExit) cancels the run; nothing is written then,
     because all files are written together only after training and evaluation.
     """
-    from sklearn.linear_model import SGDClassifier
+    from sklearn.neural_network import MLPClassifier
 
     from training import calibration, onnx_contract
     from training.mnist import load_mnist
@@ -101,20 +111,20 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     y_val = canvas.y_val
 
     # ---- mini-batch SGD
-    classifier = SGDClassifier(
-        loss="log_loss", penalty="l2", alpha=ALPHA, learning_rate="constant", eta0=options.learning_rate,
-        average=max(2, int(AVERAGE_AFTER * len(y_digits))),  # an int: samples seen before averaging starts
-        n_jobs=N_JOBS, random_state=options.seed,
+    classifier = MLPClassifier(
+        hidden_layer_sizes=(),  # no hidden layer: one softmax layer, i.e. multinomial logistic regression
+        solver="sgd", learning_rate="constant", learning_rate_init=options.learning_rate, momentum=MOMENTUM,
+        alpha=ALPHA, batch_size=options.batch_size, shuffle=False,  # the loop below shuffles and batches
+        random_state=options.seed,
     )
     if run.options.fine_tune:  # issue 12: fine_tune starts from the serving model (on a sample of the SGD examples)
         sample = np.random.default_rng(options.seed).choice(len(y_digits), min(len(y_digits), 1000), replace=False)
-        run.warm_start_sgd(classifier, features[sample], y_digits[sample])
+        run.warm_start_linear(classifier, features[sample], y_digits[sample])
     classes = np.arange(10)
     rng = np.random.default_rng(options.seed)
     batches = math.ceil(len(y_digits) / options.batch_size)
     report_every = max(1, batches // REPORTS_PER_EPOCH)
     total_steps = options.epochs * batches
-    best_val_loss = math.inf
     history: list[dict[str, Any]] = []
     fitted = False
 
@@ -131,7 +141,10 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
                 loss_sum += batch_loss * len(y_batch)
                 correct += batch_correct
                 seen += len(y_batch)
-            classifier.partial_fit(x_batch, y_batch, classes=classes, sample_weight=w_batch)
+            with warnings.catch_warnings():
+                # The epoch's last batch is smaller than batch_size: scikit-learn says so, and takes it whole.
+                warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger than sample size")
+                classifier.partial_fit(x_batch, y_batch, classes=classes, sample_weight=w_batch)
             fitted = True
 
             if batch % report_every == 0 and batch < batches:
@@ -146,12 +159,8 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
 
         val_loss, val_correct = _score(classifier.predict_proba(val_features), y_val)
         val_accuracy = val_correct / len(y_val)
-        history.append({"epoch": epoch, "learning_rate": classifier.eta0, "val_loss": round(val_loss, 5),
+        history.append({"epoch": epoch, "learning_rate": options.learning_rate, "val_loss": round(val_loss, 5),
                         "val_accuracy": round(val_accuracy, 5)})
-        if val_loss < best_val_loss - 1e-4:
-            best_val_loss = val_loss
-        else:
-            classifier.eta0 /= LR_DROP
         yield from clock.emit(Progress(
             progress=_PREPARE_END + (_TRAIN_END - _PREPARE_END) * epoch / options.epochs,
             status=f"Epoch {epoch}/{options.epochs}, Batch {batches}/{batches}, validation accuracy {val_accuracy:.2%}",
@@ -187,10 +196,10 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
         "onnx_test_accuracy": round(onnx_contract.accuracy(onnx_model, test_images, data.y_test), 6),
         "train_seconds": round(train_seconds, 3),
         "options": options.to_dict(),
-        "hyperparameters": {"classifier": "SGDClassifier(loss='log_loss', penalty='l2'), one-vs-rest",
-                            "alpha": ALPHA, "deskew": DESKEW, "average_after_epochs": AVERAGE_AFTER,
-                            "schedule": f"adaptive: step / {LR_DROP:g} after an epoch without "
-                                        "validation-loss improvement",
+        "hyperparameters": {"classifier": "multinomial logistic regression: MLPClassifier(hidden_layer_sizes=()), "
+                                          "softmax, log loss, L2",
+                            "solver": f"mini-batch SGD, momentum {MOMENTUM:g}, constant step",
+                            "alpha": ALPHA, "deskew": DESKEW, "drawn_weight": DRAWN_WEIGHT,
                             "outlier_exposure": "none: the mix's non-digits are left out"},
         **reading,
         "history": history,

@@ -131,24 +131,28 @@ class PersonalRun:
 
         return joblib.load(path)
 
-    def warm_start_sgd(self, classifier, features: np.ndarray, labels: np.ndarray) -> None:
-        """fine_tune for an SGDClassifier: start `classifier` from the serving pipeline's weights.
+    def warm_start_linear(self, classifier, features: np.ndarray, labels: np.ndarray) -> None:
+        """fine_tune for Model 1's MLPClassifier: start `classifier` from the serving pipeline's weights.
 
-        scikit-learn takes starting weights only in fit(coef_init=...), so the first step of the
-        fine-tune is one fit pass over a seeded batch of the training data from those weights;
-        the trainer's partial_fit loop then continues from there.
+        scikit-learn takes no starting weights for partial_fit, so one pass over a seeded batch of the
+        training data builds the classifier (its layers and SGD state), and the serving weights are then
+        copied into its arrays in place (the optimizer updates those very arrays); the trainer's
+        partial_fit loop continues from there. The only trace of the building pass is one step's
+        momentum, small beside the serving weights.
         """
         pipeline = self.serving_model()
         if pipeline is None:
             return
         serving = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+        if not hasattr(serving, "coefs_"):
+            raise PersonalTrainingError("The serving model was trained by an older version of this trainer; "
+                                        "train it in full once before fine-tuning")
         batch = np.random.default_rng(self.options.seed).choice(len(features), min(len(features), 1000), replace=False)
-        max_iter, tol = classifier.max_iter, classifier.tol
-        classifier.set_params(max_iter=1, tol=None)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning: one pass is all this step is meant to do
-            classifier.fit(features[batch], labels[batch], coef_init=serving.coef_, intercept_init=serving.intercept_)
-        classifier.set_params(max_iter=max_iter, tol=tol)
+            warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger than sample size")
+            classifier.partial_fit(features[batch], labels[batch], classes=np.arange(10))
+        for mine, theirs in zip(classifier.coefs_ + classifier.intercepts_, serving.coefs_ + serving.intercepts_):
+            mine[...] = theirs
 
     # -- the report ----------------------------------------------------------------
 
