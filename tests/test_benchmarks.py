@@ -273,3 +273,25 @@ def test_quick_run_without_out_leaves_the_tree_clean(mnist_dir, shipped_models_a
     finally:
         if out.name.startswith("digit-studio-benchmarks-quick-"):
             shutil.rmtree(out, ignore_errors=True)
+
+
+def test_ceiling_splits_every_drawn_set_in_two_and_its_oracle_learns_from_the_first_half(mnist):
+    """benchmarks/ceiling.py (the upper bound quoted in the README): disjoint halves covering each
+    digit set, and Model 1's oracles measured on the second halves beside the shipped model."""
+    from benchmarks import ceiling
+    from benchmarks.drawn_sets import QUICK_SIZE, load_drawn_sets
+
+    sets = load_drawn_sets(mnist, QUICK_SIZE)
+    split = ceiling.halves(sets)
+    assert set(split) == {name for name, drawn in sets.items() if drawn.is_digits}
+    for name, (first, second) in split.items():
+        assert not set(first) & set(second) and len(first) + len(second) == len(sets[name].y)
+    assert ceiling.halves(sets)["sklearn_digits"][0].tolist() == split["sklearn_digits"][0].tolist()  # seeded
+    rows = ceiling.measure_model1(mnist, sets, split, limit=3000)
+    assert [row["trained_on"] for row in rows][0].startswith("shipped")
+    held_out = sum(len(second) for _, second in split.values())
+    for row in rows:
+        assert row["images"] == held_out and 0.5 < row["pooled"] <= 1 and 0.8 < row["mnist_test"] <= 1
+    # Weighting the sets' first halves ten times moves the fit towards them: the drawn sets' writers
+    # and fonts are learnable, which is what makes the oracle an upper bound.
+    assert rows[-1]["pooled"] > rows[1]["pooled"]

@@ -86,6 +86,23 @@ def test_model1_full_run_and_fine_tune_learn_the_drawings(store, mnist, exports)
     assert tuned["after"]["mnist_test"] >= tuned["before"]["mnist_test"] - 0.005, tuned
 
 
+def test_fine_tuning_an_older_one_vs_rest_model1_says_to_train_it_in_full(store, mnist, exports):
+    """A model1.joblib from before Model 1 became multinomial (SGDClassifier) cannot be continued by
+    the softmax trainer: the run stops with a message, and the serving files stay as they were."""
+    import joblib
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.pipeline import Pipeline
+
+    restore_shipped(exports)
+    flat = mnist.x_train[:500].reshape(500, -1) / 255.0
+    joblib.dump(Pipeline([("logreg", SGDClassifier(loss="log_loss").fit(flat, mnist.y_train[:500]))]),
+                exports / "model1.joblib")
+    before = {path.name: path.read_bytes() for path in exports.glob("model1.*")}
+    with pytest.raises(PersonalTrainingError, match="train it in full once before fine-tuning"):
+        run_trainer("model1", {"include_drawings": True, "fine_tune": True}, mnist)
+    assert {path.name: path.read_bytes() for path in exports.glob("model1.*")} == before
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
 def test_model2_fine_tune(store, mnist, exports):
     restore_shipped(exports)
