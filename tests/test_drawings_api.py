@@ -269,6 +269,31 @@ def test_token_rules_rate_limit_and_a_corrupt_database_at_start(tmp_path, export
         assert http.get("/models/model1/versions").status_code == 200
 
 
+def test_rate_limit_behind_a_proxy_counts_each_visitor_and_ignores_forged_addresses(tmp_path, exports_copy):
+    """The limit keys on the visitor's address. Behind a proxy that address is the proxy's unless
+    FORWARDED_ALLOW_IPS (uvicorn's setting) trusts it; a visitor's own X-Forwarded-For never helps."""
+    exports = copy_exports(exports_copy, tmp_path / "exports")
+    settings = {"TRAIN_TOKEN": TOKEN, "PREDICT_WORKERS": "0", "DRAWINGS_RATE_PER_MINUTE": "2"}
+
+    def posts(http, forwarded_for):
+        return [http.post("/drawings", json=correction(digit), headers={"X-Forwarded-For": forwarded_for}).status_code
+                for digit in (1, 2)]
+
+    # This test client is the "proxy". Not trusted: every forged address lands in the one bucket of 127.0.0.1.
+    with running_app(exports, tmp_path / "untrusted.log", DATA_DIR=str(tmp_path / "a"), FORWARDED_ALLOW_IPS="192.0.2.1",
+                     **settings) as server, httpx.Client(base_url=server.url.rstrip("/"), timeout=60) as http:
+        assert posts(http, "203.0.113.5") == [201, 201]
+        assert posts(http, "198.51.100.7") == [429, 429]
+    # Trusted: each visitor the proxy names has a bucket of their own; a visitor who sends an address of
+    # their own (left of the one the proxy appends) is still counted as themselves.
+    with running_app(exports, tmp_path / "trusted.log", DATA_DIR=str(tmp_path / "b"), FORWARDED_ALLOW_IPS="127.0.0.1",
+                     **settings) as server, httpx.Client(base_url=server.url.rstrip("/"), timeout=60) as http:
+        assert posts(http, "203.0.113.5") == [201, 201]
+        assert posts(http, "198.51.100.7") == [201, 201]
+        assert posts(http, "192.0.2.99, 203.0.113.5") == [429, 429]
+        assert http.get("/drawings/stats").json()["total"] == 4
+
+
 def test_serving_an_unknown_version(open_server):
     http, _ = open_server
     assert "no version 42" in http.post("/models/model1/versions/42/serve").json()["error"]
