@@ -74,6 +74,12 @@ def _shipped(name: str):
     return lambda images: onnx_probabilities(session, to_model_input(images)).argmax(1)
 
 
+def _shipped_row(name: str, mnist, sets, split) -> dict:
+    predict = _shipped(name)
+    return {"model": name, "trained_on": "shipped model (never saw the sets)", **_scores(predict, sets, split),
+            "mnist_test": round(float(np.mean(predict(mnist.x_test) == np.asarray(mnist.y_test))), 5)}
+
+
 def _training_mix(mnist, options):
     from training.canvas_data import assemble_training_data
     from training.strokes import run_to_end
@@ -97,9 +103,7 @@ def measure_model1(mnist, sets, split, limit: int | None = None) -> list[dict]:
     x_half = np.concatenate([_scaled_features(sets[name].x[train]) for name, (train, _) in split.items()])
     y_half = np.concatenate([sets[name].y[train] for name, (train, _) in split.items()])
     x_test, y_test = _scaled_features(mnist.x_test), np.asarray(mnist.y_test)
-    rows = [{"model": "model1", "trained_on": "shipped model (never saw the sets)",
-             **_scores(_shipped("model1"), sets, split),
-             "mnist_test": round(float(np.mean(_shipped("model1")(mnist.x_test) == y_test)), 5)}]
+    rows = [_shipped_row("model1", mnist, sets, split)]
     for label, weight in (("mix only, converged", None), ("mix + first halves x1", 1.0),
                           (f"mix + first halves x{ORACLE_WEIGHT:g}", ORACLE_WEIGHT)):
         x, y = (x_mix, y_mix) if weight is None else (np.concatenate([x_mix, x_half]), np.concatenate([y_mix, y_half]))
@@ -135,8 +139,7 @@ def measure_model2(mnist, sets, split, limit: int | None = None, epochs: int | N
     fit_seconds = time.perf_counter() - began
     predict = lambda images: model2_cnn.predict(model, to_model_input(images)).argmax(1)  # noqa: E731
     y_test = np.asarray(mnist.y_test)
-    return [{"model": "model2", "trained_on": "shipped model (never saw the sets)", **_scores(_shipped("model2"), sets, split),
-             "mnist_test": round(float(np.mean(_shipped("model2")(mnist.x_test) == y_test)), 5)},
+    return [_shipped_row("model2", mnist, sets, split),
             {"model": "model2", "trained_on": f"mix + first halves x{MODEL2_REPEATS}", "fit_seconds": round(fit_seconds, 1),
              **_scores(predict, sets, split), "mnist_test": round(float(np.mean(predict(mnist.x_test) == y_test)), 5)}]
 
