@@ -68,7 +68,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="model1",
             title="Model 1: logistic regression",
-            description="scikit-learn logistic regression trained by mini-batch SGD",
+            description="scikit-learn multinomial logistic regression trained by mini-batch SGD",
             module="training.model1_logreg",
             native_format="joblib",
             second_opinion="model2",
