@@ -95,14 +95,14 @@ def measure_model1(mnist, sets, split, limit: int | None = None) -> list[dict]:
 
     from training import model1_logreg
     from training.canvas_data import NOT_A_DIGIT
-    from training.model1_logreg import _scaled_features
+    from training.model1_logreg import input_features
 
     canvas = _training_mix(mnist, model1_logreg.DEFAULTS.updated(limit=limit))
     digits = canvas.y_train != NOT_A_DIGIT
-    x_mix, y_mix = _scaled_features(canvas.x_train[digits]), canvas.y_train[digits]
-    x_half = np.concatenate([_scaled_features(sets[name].x[train]) for name, (train, _) in split.items()])
+    x_mix, y_mix = input_features(canvas.x_train[digits]), canvas.y_train[digits]
+    x_half = np.concatenate([input_features(sets[name].x[train]) for name, (train, _) in split.items()])
     y_half = np.concatenate([sets[name].y[train] for name, (train, _) in split.items()])
-    x_test, y_test = _scaled_features(mnist.x_test), np.asarray(mnist.y_test)
+    x_test, y_test = input_features(mnist.x_test), np.asarray(mnist.y_test)
     rows = [_shipped_row("model1", mnist, sets, split)]
     for label, weight in (("mix only, converged", None), ("mix + first halves x1", 1.0),
                           (f"mix + first halves x{ORACLE_WEIGHT:g}", ORACLE_WEIGHT)):
@@ -113,7 +113,7 @@ def measure_model1(mnist, sets, split, limit: int | None = None) -> list[dict]:
             warnings.simplefilter("ignore", ConvergenceWarning)  # capped iterations: an upper bound all the same
             fitted = LogisticRegression(C=MODEL1_C, max_iter=400).fit(x, y, sample_weight=w)
         rows.append({"model": "model1", "trained_on": label, "fit_seconds": round(time.perf_counter() - began, 1),
-                     **_scores(lambda images: fitted.predict(_scaled_features(images)), sets, split),
+                     **_scores(lambda images: fitted.predict(input_features(images)), sets, split),
                      "mnist_test": round(float(np.mean(fitted.predict(x_test) == y_test)), 5)})
     return rows
 
@@ -132,8 +132,7 @@ def measure_model2(mnist, sets, split, limit: int | None = None, epochs: int | N
     steps = options.epochs * -(-len(x) // options.batch_size)
     keras.utils.set_random_seed(options.seed)
     model = model2_cnn.build_model()
-    model.compile(optimizer=keras.optimizers.Adam(model2_cnn.learning_rate_schedule(options, steps)),
-                  loss="categorical_crossentropy")
+    model2_cnn.compile_for_training(model, options, steps)
     began = time.perf_counter()
     model.fit(dataset, epochs=options.epochs, verbose=0)
     fit_seconds = time.perf_counter() - began

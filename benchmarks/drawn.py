@@ -31,7 +31,7 @@ TARGET_NON_DIGITS = ("letters_symbols", "scribbles")
 
 def run(ctx: Context) -> SectionResult:
     from benchmarks.drawn_sets import DIGIT_SETS, FULL_SIZE, QUICK_SIZE, load_drawn_sets
-    from inference.verdict import combine_many, judge_many, thresholds_from
+    from inference.verdict import combine_many, judge_many, shares, thresholds_from
     from training.calibration import expected_calibration_error, temper
 
     result = SectionResult(NAME, TITLE)
@@ -80,7 +80,7 @@ def run(ctx: Context) -> SectionResult:
         for set_name, drawn in sets.items():
             if drawn.is_digits:
                 calibrated, before, correct = score(set_name, drawn.y)
-                rates = _rates(verdicts[set_name][correct])
+                rates = shares(verdicts[set_name][correct])
                 figures = {"images": int(len(drawn.y)), "accuracy": float(correct.mean()),
                            "ece_before": expected_calibration_error(before, drawn.y),
                            "ece_after": expected_calibration_error(calibrated, drawn.y),
@@ -92,7 +92,7 @@ def run(ctx: Context) -> SectionResult:
                                    pct(figures["ece_before"]), pct(figures["ece_after"]),
                                    pct(figures["correct_flagged"]) + " of correct", INFO, INFO])
             else:
-                rates = _rates(verdicts[set_name])
+                rates = shares(verdicts[set_name])
                 figures = {"images": int(len(drawn.y)), **rates, "flagged": rates["unsure"] + rates["not_a_digit"]}
                 targeted = set_name in TARGET_NON_DIGITS
                 other_rows.append([spec.title, drawn.description, f"{len(drawn.y):,}", pct(rates["not_a_digit"], 1),
@@ -100,7 +100,7 @@ def run(ctx: Context) -> SectionResult:
                                    f"flagged >= {pct(MIN_NON_DIGIT_FLAGGED, 0)}" if targeted else INFO,
                                    status(figures["flagged"] >= MIN_NON_DIGIT_FLAGGED) if targeted else INFO])
                 if partner:  # what the model's own verdict alone would say (not served)
-                    alone = _rates(own[name][set_name])
+                    alone = shares(own[name][set_name])
                     other_rows.append([f"{spec.title}, alone (without {MODELS[partner].title}'s second opinion)",
                                        drawn.description, f"{len(drawn.y):,}", pct(alone["not_a_digit"], 1),
                                        pct(alone["unsure"], 1), pct(alone["digit"], 1), INFO, INFO])
@@ -154,9 +154,3 @@ def run(ctx: Context) -> SectionResult:
         result.note("Quick run: small drawn sets, figures not representative.")
     return result
 
-
-def _rates(verdicts: np.ndarray) -> dict[str, float]:
-    """Share of each verdict."""
-    if len(verdicts) == 0:
-        return {"digit": 0.0, "unsure": 0.0, "not_a_digit": 0.0}
-    return {name: float(np.mean(verdicts == name)) for name in ("digit", "unsure", "not_a_digit")}

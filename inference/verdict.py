@@ -9,13 +9,13 @@
 
 Model 2 is trained to spread its output evenly over the ten digits for letters,
 scribbles, lines and several digits (outlier exposure, training/canvas_data.py); Model 1,
-a linear model, gained nothing from that and is not: alone it flags 5% of letters.
+a linear model, gained nothing from that and is not: alone it flags 6% of letters.
 Whether a drawing is a digit at all is a question about the drawing, so a model whose
 registry entry names a `second_opinion` (Model 1: Model 2) takes the more doubtful of
 its own verdict and that model's (`with_second_opinion`): a letter the CNN calls "not
 a digit" is not a digit for Model 1 either, while Model 1's digit and its candidates stay
-its own (measured: letters flagged 5% -> 93%, scribbles 23% -> 95%; the benchmarks'
-`drawn` section).
+its own (measured on the shipped models: letters flagged 6% -> 93%, scribbles 3% -> 95%;
+the benchmarks' `drawn` section).
 Both models' probabilities are temperature-calibrated, so the top
 probability says how sure the model is and the top-two mass says whether it hesitates
 or does not recognise a digit at all. The thresholds are fitted per model at training time
@@ -84,6 +84,16 @@ def combine_many(own: Sequence[str], other: Sequence[str] | None) -> list[str]:
     if other is None:
         return list(own)
     return [a if _DOUBT[a] >= _DOUBT[b] else b for a, b in zip(own, other)]
+
+
+def shares(verdicts) -> dict[str, float]:
+    """The share of each verdict in a batch of verdicts (a sequence or numpy array); zeros when empty."""
+    import numpy as np
+
+    verdicts = np.asarray(verdicts)
+    if len(verdicts) == 0:
+        return {DIGIT: 0.0, UNSURE: 0.0, NOT_A_DIGIT: 0.0}
+    return {name: float(np.mean(verdicts == name)) for name in (DIGIT, UNSURE, NOT_A_DIGIT)}
 
 
 def judge_many(probabilities, thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS) -> list[str]:

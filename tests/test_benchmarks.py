@@ -295,3 +295,12 @@ def test_ceiling_splits_every_drawn_set_in_two_and_its_oracle_learns_from_the_fi
     # Weighting the sets' first halves ten times moves the fit towards them: the drawn sets' writers
     # and fonts are learnable, which is what makes the oracle an upper bound.
     assert rows[-1]["pooled"] > rows[1]["pooled"]
+
+
+@pytest.mark.parametrize("shares", ["0", "0.5,2", "half"])
+def test_flag_budget_refuses_shares_outside_the_budget(shares, capsys):
+    from benchmarks import flag_budget
+
+    with pytest.raises(SystemExit) as stopped:
+        flag_budget.main(["--shares", shares])
+    assert stopped.value.code == 2 and "share" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.verdict import DIGIT, NOT_A_DIGIT, UNSURE, judge_many
+from inference.verdict import NOT_A_DIGIT, UNSURE, judge_many, shares
 from training.onnx_contract import to_model_input
 
 ECE_BINS = 15
@@ -141,9 +141,8 @@ def fit_verdict(digit_probabilities: np.ndarray, digit_labels: np.ndarray, digit
 def verdict_rates(probabilities: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
     """Share of rows given each verdict."""
     if len(probabilities) == 0:
-        return {DIGIT: 0.0, UNSURE: 0.0, NOT_A_DIGIT: 0.0}
-    verdicts = np.asarray(judge_many(probabilities, thresholds))
-    return {name: round(float(np.mean(verdicts == name)), 5) for name in (DIGIT, UNSURE, NOT_A_DIGIT)}
+        return shares([])
+    return {name: round(share, 5) for name, share in shares(judge_many(probabilities, thresholds)).items()}
 
 
 def calibrate(name: str, predict_raw, canvas, data, test_raw: np.ndarray, quick: bool = False) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     digits = y_train != NOT_A_DIGIT
     features = yield from _features(x_train[digits], clock, "Preparing training images")
     y_digits, weights = y_train[digits], base_weights[digits]
-    val_features = _scaled_features(canvas.x_val)
+    val_features = input_features(canvas.x_val)
     y_val = canvas.y_val
 
     # ---- mini-batch SGD
@@ -313,7 +313,8 @@ def _save(pipeline, temperature: float, onnx_model, probabilities_output: str, t
 # --------------------------------------------------------------------------- helpers
 
 
-def _scaled_features(images: np.ndarray) -> np.ndarray:
+def input_features(images: np.ndarray) -> np.ndarray:
+    """uint8 digits [N, 28, 28] -> what the classifier reads: float [N, 784] in [0, 1], deskewed (DESKEW)."""
     flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
     if DESKEW:
         from training.deskew import deskew_images
@@ -327,7 +328,7 @@ def _features(images: np.ndarray, clock: "_ActiveClock", label: str):
     out = np.empty((len(images), 784), dtype=np.float32)
     for start in range(0, len(images), _DESKEW_CHUNK):
         stop = min(start + _DESKEW_CHUNK, len(images))
-        out[start:stop] = _scaled_features(images[start:stop])
+        out[start:stop] = input_features(images[start:stop])
         yield from clock.emit(Progress(progress=_DRAW_END + (_PREPARE_END - _DRAW_END) * stop / len(images),
                                        status=f"{label}: {stop:,}/{len(images):,}", elapsed=clock.elapsed()))
     return out

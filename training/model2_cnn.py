@@ -117,12 +117,7 @@ def train(
     keras.utils.set_random_seed(options.seed)  # weights and dropout; data order and augmentation have their own seeds
     model = run.serving_model()  # issue 12: fine_tune continues from the serving model
     model = build_model() if model is None else model
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate_schedule(options, total_steps)),
-        # Soft targets: one-hot for digits, uniform for non-digits (outlier exposure).
-        loss="categorical_crossentropy",
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    compile_for_training(model, options, total_steps)
     timings["prepare_data"] = time.perf_counter() - prepared
     yield Progress(progress=_PREPARE_END, status=f"Training on {len(x_train):,} images "
                    f"({options.epochs} epochs of {batches} batches)", epochs=options.epochs,
@@ -226,6 +221,15 @@ def build_model():
     x = layers.Dropout(0.5)(x)
     probabilities = layers.Dense(10, activation="softmax", name="probabilities")(x)
     return keras.Model(image, probabilities, name=NAME)
+
+
+def compile_for_training(model, options: TrainOptions, total_steps: int) -> None:
+    """Adam on learning_rate_schedule(), categorical cross-entropy on the soft targets (one-hot for
+    digits, uniform for non-digits: outlier exposure)."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(options, total_steps)),
+                  loss="categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 
 
 def learning_rate_schedule(options: TrainOptions, total_steps: int):
