@@ -62,6 +62,53 @@ def data_copy(tmp_path_factory) -> Path:
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/postgres.py); skips only when its programs are missing."""
+    from tests.postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL's programs (initdb, pg_ctl) are not installed: apt-get install postgresql "
+                    "(.ci/run does), or set PG_BINDIR")
+    server = PostgresServer.start(bindir)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request, tmp_path):
+    """make_store(max_rows=...) -> a new, empty DrawingStore on SQLite (a file in tmp_path) or on the
+    session's PostgreSQL server: the drawings tests run on both."""
+    from drawings.store import MAX_ROWS, DrawingStore
+    from store import open_database
+
+    cleanups, made = [], []
+
+    def make(*, max_rows: int = MAX_ROWS) -> DrawingStore:
+        made.append(1)
+        if request.param == "sqlite":
+            return DrawingStore(tmp_path / f"db{len(made)}" / "drawings.sqlite3", max_rows=max_rows)
+        server = request.getfixturevalue("postgres_server")
+        url = server.new_database()
+        database = open_database(url)
+        cleanups.append(lambda: (database.close(), server.drop_database(url)))
+        return DrawingStore(database, max_rows=max_rows)
+
+    make.backend = request.param
+    yield make
+    for cleanup in cleanups:
+        cleanup()
+
+
 @pytest.fixture
 def empty_exports(tmp_path, monkeypatch) -> Path:
     """A fresh, empty exports folder for tests that train or corrupt models."""
