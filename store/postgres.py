@@ -54,6 +54,10 @@ class PostgresDatabase(Database):
             params = _conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as error:
             raise DatabaseConfigError(f"DATABASE_URL is not a valid PostgreSQL address ({_first_line(error)})") from None
+        port = str(params.get("port") or "5432")
+        if not all(part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
+            raise DatabaseConfigError(f"DATABASE_URL is not a valid PostgreSQL address (port {port[:20]!r} is not a "
+                                      "number from 1 to 65535)")
         self._url = url
         self.where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
         self._connect_args = {"application_name": APPLICATION_NAME, "connect_timeout": CONNECT_TIMEOUT}
@@ -167,7 +171,7 @@ class PostgresDatabase(Database):
             except psycopg.OperationalError as error:
                 if time.monotonic() >= deadline:
                     raise DatabaseConfigError(f"DATABASE_URL: cannot connect to PostgreSQL at {self.where} within "
-                                              f"{START_WAIT:.0f} s ({_first_line(error)})") from None
+                                              f"{START_WAIT:g} s ({_first_line(error)})") from None
                 time.sleep(0.5)
         try:
             with connection.transaction():

@@ -15,9 +15,15 @@ The file is guarded because people and tools touch files (issue 18 items 7 and 8
   that a repair takes alone, and a repair first checks that another one has not already
   fixed what it saw.
 - An acknowledged write is in the file that serves afterwards: a write whose file was removed,
-  replaced or truncated while it ran is reported as StoreUnavailableError (the client may try
-  again), never as done. (The app never shrinks its file - no VACUUM - so a smaller file than
-  this process last saw was truncated by someone else.)
+  replaced, truncated or overwritten while it ran is reported as StoreUnavailableError (the
+  client may try again), never as done, unless a look at the file finds it still whole.
+  To see any such change, the main file is written only by this process's own checkpoints:
+  in WAL mode commits go to the -wal file, automatic checkpoints are off, and an "anchor"
+  connection stays open so that no closing connection is the last one (which would fold the
+  log in). After each checkpoint, taken alone through the gate, the file's size and mtime are
+  noted; an operation that finds them different looks at the file before going on. Without
+  this, a checkpoint after a truncation could grow the file back and hide the damage while
+  writes were acknowledged into it.
 - A new database is built under a temporary name and linked into place only when complete,
   so no process ever opens a half-made one, and two creators cannot overwrite each other.
 """
@@ -48,6 +54,7 @@ T = TypeVar("T")
 APPLICATION_ID = int.from_bytes(b"DgSt", "big")  # PRAGMA application_id: "this file is Digit Studio's database"
 LEGACY_VERSIONS = range(1, 3)  # PRAGMA user_version of the app's files made before application_id was set
 BUSY_TIMEOUT = 10.0  # s a writer waits for another's transaction (each takes well under a millisecond)
+CHECKPOINT_BYTES = 4 * 1024 * 1024  # the -wal size that triggers a checkpoint (SQLite's own default: 1,000 pages)
 ATTEMPTS = 3  # an operation is tried again after a repair, at most this many times in all
 _MAGIC = b"SQLite format 3\x00"
 # Errors that mean "look at the file" (damaged, vanished, replaced), not "the statement is wrong".
@@ -63,7 +70,8 @@ class SQLiteDatabase(Database):
         self.path = Path(path)
         self._gate = _Gate()
         self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use, once accepted
-        self._largest = 0  # the largest size seen of that file (it only grows: see the module docstring)
+        self._seen: tuple[int, int] | None = None  # its (size, mtime) after this process last wrote it
+        self._anchor: sqlite3.Connection | None = None  # see the module docstring
         self._refused: str | None = None  # the last refusal, logged once
         self._local_locks: set[str] = set()  # advisory locks without fcntl
         self._local_locks_guard = threading.Lock()
@@ -128,11 +136,13 @@ class SQLiteDatabase(Database):
                     concern = (str(error), _identity(before))
                     continue
                 after = self._stat()
-                if self._is_current(after) and _identity(after) == _identity(before):
-                    self._largest = max(self._largest, after.st_size)
-                    return result
-                if not write:
+                unchanged = self._is_current(after) and _identity(after) == _identity(before)
+                if not unchanged and not write:
                     return result  # what was read was one consistent snapshot; the change is seen next time
+            if unchanged:
+                if write:
+                    self._checkpoint_if_due()  # outside the shared gate: it takes the gate alone
+                return result
             # The file changed under this write. It counts only if that file is still the one in use
             # after a look at it (a truncation that left the rows readable, say).
             written_to = _identity(before)
@@ -171,6 +181,7 @@ class SQLiteDatabase(Database):
                                      check_same_thread=False)
         # NORMAL is safe in WAL mode (no corruption on a crash; a power cut may lose the last commits).
         connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints are _checkpoint_if_due's alone
         return connection
 
     def _stat(self) -> os.stat_result | None:
@@ -180,7 +191,28 @@ class SQLiteDatabase(Database):
             return None
 
     def _is_current(self, status: os.stat_result | None) -> bool:
-        return (status is not None and _identity(status) == self._file and status.st_size >= self._largest)
+        """The file at the path is the one in use, as this process left it."""
+        return (status is not None and _identity(status) == self._file
+                and (status.st_size, status.st_mtime_ns) == self._seen)
+
+    def _log_is_long(self) -> bool:
+        try:
+            return os.stat(f"{self.path}-wal").st_size >= CHECKPOINT_BYTES
+        except OSError:
+            return False
+
+    def _checkpoint_if_due(self) -> None:
+        """Fold the -wal file into the database once it is CHECKPOINT_BYTES, alone (no operation runs meanwhile)."""
+        if not self._log_is_long():
+            return
+        with self._gate.exclusive():
+            if self._anchor is None or not self._is_current(self._stat()) or not self._log_is_long():
+                return  # the next operation looks at the file first; or another thread checkpointed
+            try:
+                self._anchor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.DatabaseError as error:
+                log.warning("database %s: checkpoint failed (%s)", self.path, error)
+            self._note(self._stat())
 
     # -- looking at the file, repairing it (one thread at a time) --------------------------
 
@@ -199,6 +231,9 @@ class SQLiteDatabase(Database):
             self._refused = None
 
     def _examine(self, concern: str, status: os.stat_result | None) -> None:
+        # The anchor goes first: a connection that still believes in the file as it was holds locks and a
+        # view of the log that a check of the file as it is now must not meet (it waited 10 s on them).
+        self._close_anchor()
         if status is None:
             if os.path.lexists(self.path):
                 raise StoreUnavailableError(f"The database {self.path.name} cannot be reached (a broken link, or "
@@ -256,7 +291,8 @@ class SQLiteDatabase(Database):
                 verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
                 if verdict != "ok":
                     return f"quick_check: {verdict}"
-                connection.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
+                if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    connection.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
                 self._migrate(connection)
                 present = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 missing = [table for table in schema.TABLES if table not in present]
@@ -288,6 +324,7 @@ class SQLiteDatabase(Database):
             log.info("database %s migrated to schema version %d", self.path, applied[-1])
 
     def _create(self) -> None:
+        self._close_anchor()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._set_aside_orphans()
@@ -319,12 +356,38 @@ class SQLiteDatabase(Database):
         self._accept(status)
 
     def _accept(self, status: os.stat_result | None) -> None:
+        """Use the file at the path from now on (checked, or just made)."""
         if status is None:
             raise StoreUnavailableError(f"The database {self.path.name} vanished while it was checked: try again")
         if _identity(status) != self._file:
             self.generation += 1
+        if self._anchor is None:
+            try:
+                self._anchor = self._connect(self.path, create=False)
+                # A read maps the log's index: from now on it holds the file open (fetchall: and no read
+                # transaction stays open). Its checkpoints wait for other processes' readers at most 1 s.
+                self._anchor.execute("SELECT count(*) FROM sqlite_master").fetchall()
+                self._anchor.execute("PRAGMA busy_timeout = 1000")
+            except sqlite3.DatabaseError as error:
+                self._close_anchor()
+                raise _unavailable(error, self.path) from None
+            status = self._stat() or status
         self._file = _identity(status)
-        self._largest = status.st_size
+        self._note(status)
+
+    def _note(self, status: os.stat_result | None) -> None:
+        if status is not None:
+            self._seen = (status.st_size, status.st_mtime_ns)
+
+    def _close_anchor(self) -> None:
+        if self._anchor is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._anchor.close()
+            self._anchor = None
+
+    def close(self) -> None:
+        with self._gate.exclusive():
+            self._close_anchor()
 
     def _set_aside_orphans(self) -> None:
         """A -wal or -shm left without its database would be applied to the new one: set them aside."""
@@ -335,6 +398,7 @@ class SQLiteDatabase(Database):
                 os.replace(side, side.with_name(f"{self.path.name}.orphan-{stamp}{suffix}"))
 
     def _move_aside(self, reason: str) -> None:
+        self._close_anchor()
         aside = self.path.with_name(f"{self.path.name}.corrupt-{_stamp()}")
         try:
             os.replace(self.path, aside)
