@@ -13,23 +13,36 @@ from inference import privacy
 
 privacy.apply()  # before Gradio is imported: no analytics, no telemetry (see inference/privacy.py)
 
+from drawings.store import DrawingStore  # noqa: E402
+from store import DatabaseConfigError, StoreUnavailableError  # noqa: E402
+
+# The database first (before Gradio's seconds of imports): a bad DATABASE_URL, or a PostgreSQL that
+# does not answer, stops the app at once with one line. A SQLite file that cannot be used does not:
+# predictions go on, and the drawings routes answer 503 with the reason until it is fixed.
+try:
+    drawing_store = DrawingStore.from_environment()
+    drawing_store.database.ensure_ready()  # migrations at start
+except DatabaseConfigError as error:
+    raise SystemExit(f"Digit Studio cannot start: {error}") from None
+except StoreUnavailableError as error:
+    logging.getLogger("app").warning("the drawings database is unavailable: %s", error)
+
 import gradio as gr  # noqa: E402
 
-import server
-from drawings.store import DrawingStore
-from inference.pool import PredictionPool
-from inference.predictor import Predictor
-from inference.rest import create_api
-from training.jobs import JobManager
-from training.model_versions import ModelVersions
-from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab
-from ui.context import PREDICT_CONCURRENCY, AppContext
+import server  # noqa: E402
+from inference.pool import PredictionPool  # noqa: E402
+from inference.predictor import Predictor  # noqa: E402
+from inference.rest import create_api  # noqa: E402
+from training.jobs import JobManager  # noqa: E402
+from training.model_versions import ModelVersions  # noqa: E402
+from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab  # noqa: E402
+from ui.context import PREDICT_CONCURRENCY, AppContext  # noqa: E402
 
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
 predictor = Predictor()
-# Issue 12: corrections go to the drawings database; every successful run is kept as a model version.
-drawing_store = DrawingStore.from_environment()
+# Issue 12: corrections go to the drawings database (opened above); every successful run is kept as a
+# model version.
 versions = ModelVersions(predictor.exports_dir)
 versions.ensure_initial()  # on a fresh clone: the shipped models become version 1
 

@@ -203,17 +203,20 @@ class DrawingStore:
         return TrainingDrawings.from_rows(self.database.read(
             lambda tx: tx.execute("SELECT id, label, input FROM drawings ORDER BY id").fetchall()))
 
-    def held_out_drawings(self) -> TrainingDrawings:
-        """The held-out drawings only, read BATCH rows at a time: memory for them, not for every drawing."""
-        parts, last = [], 0
-        while True:
-            rows = self.database.read(lambda tx: tx.execute(
-                "SELECT id, label, input FROM drawings WHERE id > ? ORDER BY id LIMIT ?", (last, BATCH)).fetchall())
-            if not rows:
-                break
-            parts.extend(row for row in rows if is_held_out(row[0]))
-            last = rows[-1][0]
-        return TrainingDrawings.from_rows(parts)
+    def labels(self) -> list[tuple[int, int]]:
+        """(id, label) of every drawing, in id order (two numbers a row: no pixels)."""
+        rows = self.database.read(lambda tx: tx.execute("SELECT id, label FROM drawings ORDER BY id").fetchall())
+        return [(int(drawing_id), int(label)) for drawing_id, label in rows]
+
+    def inputs(self, ids: list[int]) -> TrainingDrawings:
+        """The model inputs of these drawings (those still stored), read BATCH at a time, in id order."""
+        rows, wanted = [], sorted({int(i) for i in ids})
+        for start in range(0, len(wanted), BATCH):
+            part = wanted[start:start + BATCH]
+            rows += self.database.read(lambda tx: tx.execute(
+                f"SELECT id, label, input FROM drawings WHERE id IN ({', '.join('?' * len(part))}) ORDER BY id",
+                part).fetchall())
+        return TrainingDrawings.from_rows(rows)
 
     def iter_with_png(self, batch: int = 200) -> Iterator[tuple[dict[str, Any], bytes]]:
         """Every drawing with its PNG, oldest first, read in batches (for the export)."""

@@ -255,7 +255,10 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @app.get("/env", summary="Runtime environment", tags=["status"])
     def get_env() -> dict[str, Any]:
-        return environment(pool)
+        report = environment(pool)
+        if drawings is not None:  # which database, and its connections (no address: /env is public)
+            report["database"] = drawings.database.describe()
+        return report
 
     @app.get("/model_status", summary="Each model: trained, serving, accuracy", tags=["status"])
     def model_status() -> dict[str, Any]:

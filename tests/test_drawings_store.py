@@ -111,6 +111,31 @@ def test_held_out_accuracy_is_measured_once_for_many_callers_at_once(store, pred
     assert len(results) == 40 and len(measures) == 1 and all(result is results[0] for result in results)
 
 
+def test_held_out_measure_reads_only_what_a_model_has_not_read(store, predictor, monkeypatch, exports_copy):
+    """After a new drawing, each model reads that one drawing, not every held-out one again; a model whose
+    file changed (a version served) reads them all."""
+    import os
+
+    from drawings.heldout import held_out_accuracy
+
+    for seed in range(3):
+        for digit in range(10):
+            save_correction(store, predictor, segment_digit(digit, seed), digit)
+    first = held_out_accuracy(store, predictor)
+    read = []
+    real = predictor.predict_digits
+    monkeypatch.setattr(predictor, "predict_digits", lambda images, name: read.append(len(images)) or real(images, name))
+    while not is_held_out(add(store, label=3)):  # until one new drawing is held out
+        pass
+    again = held_out_accuracy(store, predictor)
+    assert again["held_out"] == first["held_out"] + 1 and read == [1, 1]  # one drawing, each model once
+    read.clear()
+    onnx = exports_copy / "model1.onnx"
+    os.utime(onnx, ns=(onnx.stat().st_atime_ns, onnx.stat().st_mtime_ns + 1_000_000_000))
+    held_out_accuracy(store, predictor)
+    assert read == [again["held_out"]]  # model1 reads all its held-out drawings again; model2 none
+
+
 def test_held_out_share_is_about_one_in_five_and_fixed():
     held = [i for i in range(1, 1001) if is_held_out(i)]
     assert 170 <= len(held) <= 230

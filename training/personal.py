@@ -67,7 +67,7 @@ class PersonalRun:
         """Load the drawings and measure the serving model on MNIST test and the held-out drawings."""
         store = store if store is not None else DrawingStore.from_environment()
         try:
-            if not options.include_drawings and not store.path.exists():
+            if not options.include_drawings and not store.exists():
                 raise StoreError("no drawings database yet")  # a plain run does not create one
             drawings = store.training_drawings()
         except StoreError as error:
