@@ -54,7 +54,7 @@ T = TypeVar("T")
 APPLICATION_ID = int.from_bytes(b"DgSt", "big")  # PRAGMA application_id: "this file is Digit Studio's database"
 LEGACY_VERSIONS = range(1, 3)  # PRAGMA user_version of the app's files made before application_id was set
 BUSY_TIMEOUT = 10.0  # s a writer waits for another's transaction (each takes well under a millisecond)
-CHECKPOINT_BYTES = 4 * 1024 * 1024  # the -wal size that triggers a checkpoint (SQLite's own default: 1,000 pages)
+CHECKPOINT_BYTES = 256 * 1024  # the -wal size that triggers a checkpoint (SQLite: 4 MB; a write logs ~30 KB, and a full disk holds the log)
 ATTEMPTS = 3  # an operation is tried again after a repair, at most this many times in all
 _MAGIC = b"SQLite format 3\x00"
 # Errors that mean "look at the file" (damaged, vanished, replaced), not "the statement is wrong".
@@ -119,40 +119,59 @@ class SQLiteDatabase(Database):
 
     def _run(self, work: Callable[[Any], T], *, write: bool) -> T:
         concern: tuple[str, tuple[int, int] | None] | None = ("first use", None) if self._file is None else None
+        folded = False
         for _ in range(ATTEMPTS):
             if concern is not None:
                 self._attend(*concern)
                 concern = None
-            with self._gate.shared():
-                before = self._stat()
-                if not self._is_current(before):
-                    concern = ("the file was removed, replaced or truncated", _identity(before))
-                    continue
-                try:
-                    result = self._transaction(work, write)
-                except sqlite3.DatabaseError as error:
-                    if not any(word in str(error).lower() for word in _FILE_WORDS):
-                        raise _unavailable(error, self.path) from None
-                    concern = (str(error), _identity(before))
-                    continue
-                after = self._stat()
-                unchanged = self._is_current(after) and _identity(after) == _identity(before)
-                if not unchanged and not write:
-                    return result  # what was read was one consistent snapshot; the change is seen next time
-            if unchanged:
+            outcome, value, written_to = self._attempt(work, write)
+            if outcome == "done":
                 if write:
                     self._checkpoint_if_due()  # outside the shared gate: it takes the gate alone
-                return result
+                return value
+            if outcome == "concern":
+                concern = value
+                continue
+            if outcome == "full":
+                if folded:
+                    raise value
+                # Folding the log into the database frees the room its repeated pages take (the counters'
+                # pages are in it once per write); then the write is tried once more.
+                folded = True
+                self._checkpoint_if_due(force=True)
+                continue
             # The file changed under this write. It counts only if that file is still the one in use
             # after a look at it (a truncation that left the rows readable, say).
-            written_to = _identity(before)
             self._attend("the file changed while this write ran", written_to)
             if self._file == written_to:
-                return result
+                return value
             raise StoreUnavailableError(f"The database {self.path.name} was removed or replaced while this was "
                                         "being saved, so it was not kept: try again")
         raise StoreUnavailableError(f"The database {self.path.name} keeps changing under the app "
-                                    f"({concern[0] if concern else 'unknown'}): try again in a moment")
+                                    f"({concern[0] if concern else 'a full disk'}): try again in a moment")
+
+    def _attempt(self, work: Callable[[Any], T], write: bool) -> tuple[str, Any, tuple[int, int] | None]:
+        """One try, sharing the gate: ("done", result), ("changed", result, the file written to) for a write
+        whose file changed meanwhile, ("concern", (why, the file)) when the file needs a look first, or
+        ("full", StoreDiskFullError)."""
+        with self._gate.shared():
+            before = self._stat()
+            if not self._is_current(before):
+                return "concern", ("the file was removed, replaced or truncated", _identity(before)), None
+            try:
+                result = self._transaction(work, write)
+            except sqlite3.DatabaseError as error:
+                if any(word in str(error).lower() for word in _FILE_WORDS):
+                    return "concern", (str(error), _identity(before)), None
+                problem = _unavailable(error, self.path)
+                if isinstance(problem, StoreDiskFullError):
+                    return "full", problem, None
+                raise problem from None
+            after = self._stat()
+            if not write or (self._is_current(after) and _identity(after) == _identity(before)):
+                # (A read saw one consistent snapshot; a change of the file is looked at next time.)
+                return "done", result, None
+            return "changed", result, _identity(before)
 
     def _transaction(self, work: Callable[[Any], T], write: bool) -> T:
         connection = self._connect(self.path, create=False)
@@ -201,12 +220,13 @@ class SQLiteDatabase(Database):
         except OSError:
             return False
 
-    def _checkpoint_if_due(self) -> None:
-        """Fold the -wal file into the database once it is CHECKPOINT_BYTES, alone (no operation runs meanwhile)."""
-        if not self._log_is_long():
+    def _checkpoint_if_due(self, *, force: bool = False) -> None:
+        """Fold the -wal file into the database once it is CHECKPOINT_BYTES (or now), alone (no operation
+        runs meanwhile)."""
+        if not force and not self._log_is_long():
             return
         with self._gate.exclusive():
-            if self._anchor is None or not self._is_current(self._stat()) or not self._log_is_long():
+            if self._anchor is None or not self._is_current(self._stat()) or not (force or self._log_is_long()):
                 return  # the next operation looks at the file first; or another thread checkpointed
             try:
                 self._anchor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
