@@ -83,6 +83,7 @@ def write_tiny_model(folder: Path, name: str = "model1", *, digit: int | None = 
         probabilities_output=OUTPUT_NAME,
         native_predict=lambda x: tiny_predict(weights, bias, x),
         parity_images=images,
+        test_set=(images, np.arange(len(images)) % 10),  # a few images: enough for the card's figures
         metadata={"test_accuracy": accuracy, "train_seconds": 0.01, "options": {"fixture": True},
                   **(metadata or {})},
         exports_dir=folder,

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from training import onnx_contract
+from training import evaluation, onnx_contract
 from training.artifacts import ArtifactWriter, artifact_paths
 from training.versions import package_versions
 
@@ -31,6 +31,7 @@ def save_model(
     probabilities_output: str,
     native_predict: Callable[[np.ndarray], np.ndarray],
     parity_images: np.ndarray,
+    test_set: tuple[np.ndarray, np.ndarray],
     metadata: dict[str, Any],
     exports_dir: str | Path | None = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
@@ -38,6 +39,9 @@ def save_model(
 
     `parity_images`: float32 [N, 28, 28, 1] in [0, 1] (the ONNX input contract);
     `native_predict` maps them to native probabilities [N, 10].
+    `test_set`: (images, labels) of the test set (MNIST test): the final ONNX bytes' confusion
+    matrix and most confident mistakes on it go into the metadata JSON (training/evaluation.py),
+    so every model's card is complete on a machine without MNIST.
     Returns (paths, metadata). Raises before writing anything when parity fails.
     """
     metadata = {
@@ -54,11 +58,15 @@ def save_model(
     onnx_contract.check_parity(report)
     metadata["onnx_parity"] = report
     model.metadata_props.add(key="onnx_parity", value=json.dumps(report))
+    onnx_bytes = model.SerializeToString()
+    # Measured on the very bytes written below, so it names their SHA-256; the JSON only (the ONNX
+    # file cannot hold its own hash), which is where the Models tab reads it.
+    metadata[evaluation.KEY] = evaluation.evaluate(onnx_bytes, *test_set)
 
     paths = artifact_paths(name, native_format, exports_dir)
     with ArtifactWriter(paths) as writer:
         writer.stage("native", write_native)
-        writer.stage_bytes("onnx", model.SerializeToString())
+        writer.stage_bytes("onnx", onnx_bytes)
         writer.stage_json("metadata", metadata)
         written = writer.commit()
     return written, metadata
