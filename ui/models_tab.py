@@ -55,7 +55,7 @@ def build(ctx: AppContext) -> ModelsTab:
                     ]
         with gr.Accordion("Environment (the same as GET /env)", open=False):
             environment_json = gr.JSON(show_label=False)
-        refresh_btn = gr.Button("Refresh", size="sm")
+        refresh_btn = gr.Button("Refresh", size="sm", elem_id="models-refresh")
         shown = gr.on([models_tab.select, refresh_btn.click], refresh_models, None, [*cards, environment_json],
                       api_name="refresh_models", **PRIVATE)
         refreshers = {name: (make_figures(spec, ctx), figure_outputs[name]) for name, spec in MODELS.items()}
