@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from inference.rest import environment, model_status_report
+from inference.status import environment, model_status_report
 from training.registry import MODELS, ModelSpec
 from ui import learned_view, versions_panel, views
 from ui.context import PRIVATE, AppContext

@@ -102,7 +102,7 @@ def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards
                          figures: dict[str, tuple[Callable[[], list[Any]], list[Any]]] | None = None) -> None:
     """Per model, the versions list under its card, refreshed with the tab; Serve updates list and card,
     then the model's figures (`figures[name]`: the handler and its outputs) follow the served version."""
-    from inference.rest import model_status_report
+    from inference.status import model_status_report
 
     token = gr.Textbox("", label="Training token", type="password", visible=bool(ctx.train_token),
                        info="Serving another version needs this server's TRAIN_TOKEN.", elem_id="versions-token")
