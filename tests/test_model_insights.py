@@ -323,6 +323,19 @@ def test_the_figures_follow_the_served_version(empty_exports, no_mnist):
     assert v1.results == kept[evaluation.KEY]  # the record kept with version 1, not version 2's
 
 
+def test_the_tab_draws_each_served_version_once(empty_exports, no_mnist):
+    write_tiny_model(empty_exports, "model1", seed=30)
+    rendered = learned_view.RenderedFigures(ModelInsights(Predictor(empty_exports)))
+    first = rendered.get(MODELS["model1"])
+    assert all(image.mode == "RGB" and image.width > 400 for image in (first.confusion, first.learned, first.mistakes))
+    assert rendered.get(MODELS["model1"]) is first  # the same files: nothing drawn again
+    write_tiny_model(empty_exports, "model1", seed=31)
+    second = rendered.get(MODELS["model1"])
+    assert second is not first and second.learned.tobytes() != first.learned.tobytes()
+    missing = rendered.get(MODELS["model2"])
+    assert missing.confusion is None and "no export yet" in missing.confusion_note
+
+
 def test_a_registry_model_exposing_nothing_gets_the_test_set_figures(empty_exports, no_mnist):
     """The generic fallback: any architecture has a confusion matrix and mistakes, no weight images."""
     spec = ModelSpec(name="mlp", title="Model 9: MLP", description="a hidden layer", module="unused",

@@ -4,6 +4,9 @@ its confusion matrix, what it has learned and its most confident mistakes from t
 metadata and ONNX file, and follows a version switch."""
 from __future__ import annotations
 
+import io
+from urllib.parse import urljoin
+
 import pytest
 
 from tests.app_server import copy_exports, running_app
@@ -32,11 +35,16 @@ def page(browser, server):
     page.close()
 
 
-def image_of(page, selector: str) -> str:
-    """The data URL gr.Plot shows for a matplotlib figure."""
+def image_of(page, selector: str) -> bytes:
+    """The pixels of the figure an image component shows (fetched the way the page fetched them)."""
+    from PIL import Image
+
     source = page.locator(f"{selector} img").get_attribute("src")
-    assert source and source.startswith("data:image/"), source
-    return source
+    assert source, f"no image in {selector}"
+    response = page.request.get(urljoin(page.url, source))
+    assert response.ok, response.status
+    with Image.open(io.BytesIO(response.body())) as image:
+        return image.convert("RGB").tobytes()
 
 
 def test_every_card_is_complete_without_mnist_and_follows_the_served_version(page, server):

@@ -2,6 +2,8 @@
 learned, and the test digits it gets most confidently wrong, each with a note in words."""
 from __future__ import annotations
 
+import io
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +29,60 @@ class Figures:
 
 
 def figures(spec: ModelSpec, insights: ModelInsights) -> Figures:
+    """The served version's figures as matplotlib figures."""
     try:
         insight = insights.get(spec.name)
     except ModelUnavailableError as error:
-        note = f"No figures: {error.reason}."
-        return Figures(None, note, None, "", None, "")
+        return unavailable(error)
+    return figures_of(spec, insight)
+
+
+def unavailable(error: ModelUnavailableError) -> Figures:
+    return Figures(None, f"No figures: {error.reason}.", None, "", None, "")
+
+
+def figures_of(spec: ModelSpec, insight: Insight) -> Figures:
     return Figures(*confusion(spec, insight), *learned(spec, insight), *mistakes(spec, insight))
+
+
+class RenderedFigures:
+    """The figures drawn once per served version, as images: the tab is opened far more often than a
+    model changes, and drawing them took 0.5-1.5 s of CPU per model each time (measured under load 9-14),
+    time in which the GIL-bound drawing slowed every other request of the server."""
+
+    def __init__(self, insights: ModelInsights):
+        self.insights = insights
+        self._cache: dict[str, tuple[Insight, Figures]] = {}
+        self._locks = {name: threading.Lock() for name in insights.predictor.names}
+
+    def get(self, spec: ModelSpec) -> Figures:
+        """Figures whose `confusion`, `learned` and `mistakes` are PIL images (or None)."""
+        try:
+            insight = self.insights.get(spec.name)  # cached against the files: the same object until they change
+        except ModelUnavailableError as error:
+            return unavailable(error)
+        with self._locks[spec.name]:
+            cached = self._cache.get(spec.name)
+            if cached is not None and cached[0] is insight:
+                return cached[1]
+            shown = figures_of(spec, insight)
+            rendered = Figures(to_image(shown.confusion), shown.confusion_note, to_image(shown.learned),
+                               shown.learned_note, to_image(shown.mistakes), shown.mistakes_note)
+            self._cache[spec.name] = (insight, rendered)
+            return rendered
+
+
+def to_image(figure):
+    """A matplotlib figure as an RGB PIL image (None stays None)."""
+    if figure is None:
+        return None
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return image.convert("RGB")
 
 
 def _which(spec: ModelSpec, insight: Insight) -> str:

@@ -19,14 +19,20 @@ class ModelsTab:
     tab: gr.Tab
 
 
-def make_figures(spec: ModelSpec, ctx: AppContext) -> Callable[[], list[Any]]:
+def make_figures(spec: ModelSpec, rendered: learned_view.RenderedFigures) -> Callable[[], list[Any]]:
     def model_figures() -> list[Any]:
-        shown = learned_view.figures(spec, ctx.insights)
-        return [gr.Plot(shown.confusion, visible=shown.confusion is not None), shown.confusion_note,
-                gr.Plot(shown.learned, visible=shown.learned is not None), shown.learned_note,
-                gr.Plot(shown.mistakes, visible=shown.mistakes is not None), shown.mistakes_note]
+        shown = rendered.get(spec)
+        return [gr.Image(shown.confusion, visible=shown.confusion is not None), shown.confusion_note,
+                gr.Image(shown.learned, visible=shown.learned is not None), shown.learned_note,
+                gr.Image(shown.mistakes, visible=shown.mistakes is not None), shown.mistakes_note]
 
     return model_figures
+
+
+def figure_image(elem_id: str) -> gr.Image:
+    """A drawn figure: PNG (its thin lines and pixel tiles stay sharp), enlarged on demand, not editable."""
+    return gr.Image(show_label=False, type="pil", format="png", interactive=False,
+                    buttons=["download", "fullscreen"], elem_id=elem_id)
 
 
 def build(ctx: AppContext) -> ModelsTab:
@@ -38,27 +44,25 @@ def build(ctx: AppContext) -> ModelsTab:
 
     with gr.Tab("Models", id="models") as models_tab:
         gr.Markdown("How each model was trained, how well it does and what it has learned, for the version being "
-                    "served. The confusion matrices and mistakes are the same ONNX files that serve the Draw tab, "
-                    "run on the 10,000 MNIST test images.")
+                    "served. The confusion matrices and mistakes come from running the ONNX files that serve the "
+                    "Draw tab on the 10,000 MNIST test images.")
         cards, figure_outputs = [], {}
         with gr.Row(equal_height=False):
             for name, spec in MODELS.items():
                 with gr.Column(variant="panel", min_width=360):
                     cards.append(gr.Markdown(elem_id=f"card-{name}"))
                     figure_outputs[name] = [
-                        gr.Plot(show_label=False, elem_id=f"confusion-{name}"),
-                        gr.Markdown(elem_id=f"confusion-note-{name}"),
-                        gr.Plot(show_label=False, elem_id=f"learned-{name}"),
-                        gr.Markdown(elem_id=f"learned-note-{name}"),
-                        gr.Plot(show_label=False, elem_id=f"mistakes-{name}"),
-                        gr.Markdown(elem_id=f"mistakes-note-{name}"),
+                        figure_image(f"confusion-{name}"), gr.Markdown(elem_id=f"confusion-note-{name}"),
+                        figure_image(f"learned-{name}"), gr.Markdown(elem_id=f"learned-note-{name}"),
+                        figure_image(f"mistakes-{name}"), gr.Markdown(elem_id=f"mistakes-note-{name}"),
                     ]
         with gr.Accordion("Environment (the same as GET /env)", open=False):
             environment_json = gr.JSON(show_label=False)
         refresh_btn = gr.Button("Refresh", size="sm", elem_id="models-refresh")
         shown = gr.on([models_tab.select, refresh_btn.click], refresh_models, None, [*cards, environment_json],
                       api_name="refresh_models", **PRIVATE)
-        refreshers = {name: (make_figures(spec, ctx), figure_outputs[name]) for name, spec in MODELS.items()}
+        rendered = learned_view.RenderedFigures(ctx.insights)
+        refreshers = {name: (make_figures(spec, rendered), figure_outputs[name]) for name, spec in MODELS.items()}
         for name, (refresh, outputs) in refreshers.items():
             shown.then(refresh, None, outputs, api_name=f"figures_{name}", **PRIVATE)
         if ctx.versions is not None:  # issue 12: each model's kept versions, a Serve button per version
