@@ -245,8 +245,9 @@ class ReplicaForwarder:
             await send_error(served_here(send, scope, set_cookie=True), 502, "The server that held this session stopped; reload the "
                              "page to continue")
             return True
-        except _Refused as refused:
-            await send_error(served_here(send, scope, set_cookie=False), refused.status, refused.message)
+        except _Refused as refused:  # the rest of the body is not read: the connection ends with the answer
+            await send_error(served_here(send, scope, set_cookie=False), refused.status, refused.message,
+                             [(b"connection", b"close")])
             return True
         except _VisitorLeft:
             return True
