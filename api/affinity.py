@@ -59,6 +59,10 @@ CONNECT_TIMEOUT = 3.0  # s to reach a peer; a peer killed with -9 refuses at onc
 IDLE_TIMEOUT = 60.0  # s
 BODY_TIMEOUT = 120.0  # s for the whole request body (5 MB at ~0.35 Mbit/s); a trickled body cannot hold a slot
 MAX_FORWARD_BODY = MAX_BODY_BYTES + 64 * 1024  # the largest upload plus its multipart envelope (api/server.py)
+BUSY = "This server is busy passing requests between its replicas; try again in a few seconds"
+PEER_GONE = "The server that held this session stopped; reload the page to continue"
+PEER_SILENT = "The server that holds this session did not answer in time; try again"
+TOO_SLOW = "The request body arrived too slowly; send it again"
 # Connection-level headers (RFC 9110 section 7.6.1), never passed on; Host is kept, so the peer
 # builds its file URLs for the address the visitor used.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
@@ -66,8 +70,10 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"p
 # The server's own: uvicorn adds this replica's, and a second copy would confuse clients.
 SERVER_SET = frozenset({b"date", b"server"})
 # Set here from what this replica concluded (uvicorn's proxy-header handling, FORWARDED_ALLOW_IPS):
-# the peer, trusting this replica's address, sees the visitor's address and scheme (rate limits, URLs).
-REWRITTEN = frozenset({b"x-forwarded-for", b"x-forwarded-proto", FORWARDED_HEADER})
+# the peer, trusting this replica's address, sees the visitor's address (the rate limits' client id),
+# never a chain the visitor wrote. X-Forwarded-Proto and -Host pass as they came: Gradio builds its
+# URLs from them whoever sent them, so the peer builds the same URLs this replica would.
+REWRITTEN = frozenset({b"x-forwarded-for", FORWARDED_HEADER})
 
 
 def install(app: Any, directory: ReplicaDirectory | None, **limits: Any) -> ReplicaForwarder | None:
@@ -114,7 +120,7 @@ class ReplicaAffinity:
             return
         headers = scope.get("headers") or []
         named = replica_cookie(headers)
-        if named != self.directory.id and named is not None and ID_PATTERN.match(named) \
+        if named != self.directory.id and named is not None and ID_PATTERN.fullmatch(named) \
                 and not any(name == FORWARDED_HEADER for name, _ in headers):
             url = self.directory.peer_url(named)
             if url is None:
@@ -192,8 +198,7 @@ class ReplicaForwarder:
         reached and nothing of the request was read yet: the caller serves it here instead."""
         if self.active >= self.max_forwards:
             log.warning("refused a forward: %d are in progress (MAX_FORWARDS)", self.active)
-            await send_error(served_here(send, scope, set_cookie=False), 503, "This server is busy passing requests between its "
-                             "replicas; try again in a few seconds")
+            await send_error(served_here(send, scope, set_cookie=False), 503, BUSY)
             return True
         self.active += 1
         try:
@@ -213,7 +218,7 @@ class ReplicaForwarder:
                     async with asyncio.timeout(min(self.idle_timeout, max(0.0, deadline - loop.time()))):
                         message = await receive()
                 except TimeoutError:
-                    raise _Refused(408, "The request body arrived too slowly; send it again") from None
+                    raise _Refused(408, TOO_SLOW) from None
                 read["any"] = True
                 if message["type"] == "http.disconnect":
                     raise _VisitorLeft
@@ -227,9 +232,9 @@ class ReplicaForwarder:
                     return
 
         headers = forwarded_headers(scope, self.replica_id)
-        has_body = any(name in (b"content-length", b"transfer-encoding") for name, _ in scope.get("headers") or [])
-        if any(name == b"content-length" for name, _ in headers) and \
-                int(dict(headers)[b"content-length"] or 0) > self.max_body:
+        declared = dict(scope.get("headers") or [])
+        has_body = b"content-length" in declared or b"transfer-encoding" in declared
+        if int(declared.get(b"content-length", b"0").strip() or 0) > self.max_body:  # uvicorn checked it is a number
             await send_error(served_here(send, scope, set_cookie=False), 413, body_too_large_message())
             return True
         target = base_url + (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
@@ -242,8 +247,7 @@ class ReplicaForwarder:
             if not read["any"]:
                 log.warning("replica at %s did not answer; serving its visitor here", base_url)
                 return False
-            await send_error(served_here(send, scope, set_cookie=True), 502, "The server that held this session stopped; reload the "
-                             "page to continue")
+            await send_error(served_here(send, scope, set_cookie=True), 502, PEER_GONE)  # the visitor moves here
             return True
         except _Refused as refused:  # the rest of the body is not read: the connection ends with the answer
             await send_error(served_here(send, scope, set_cookie=False), refused.status, refused.message,
@@ -252,13 +256,11 @@ class ReplicaForwarder:
         except _VisitorLeft:
             return True
         except httpx.TimeoutException:
-            await send_error(served_here(send, scope, set_cookie=False), 504, "The server that holds this session did not answer "
-                             "in time; try again")
+            await send_error(served_here(send, scope, set_cookie=False), 504, PEER_SILENT)
             return True
         except httpx.HTTPError as error:
             log.warning("forward to %s failed: %s: %s", base_url, type(error).__name__, error)
-            await send_error(served_here(send, scope, set_cookie=True), 502, "The server that held this session stopped; reload the "
-                             "page to continue")
+            await send_error(served_here(send, scope, set_cookie=True), 502, PEER_GONE)
             return True
         try:
             await self._relay(response, receive, send)
@@ -270,7 +272,9 @@ class ReplicaForwarder:
         """The peer's answer to the visitor, until it ends, stalls, or the visitor leaves."""
 
         async def to_visitor(message: Message) -> None:
-            async with asyncio.timeout(self.idle_timeout):  # a visitor who stops reading lets go of the slot
+            # A visitor who stops reading lets go of the slot: the forward ends unfinished (uvicorn
+            # closes the connection and logs "ASGI callable returned without completing response").
+            async with asyncio.timeout(self.idle_timeout):
                 await send(message)
 
         async def pump() -> None:
@@ -310,7 +314,8 @@ def forwarded_headers(scope: Scope, replica_id: bytes) -> list[tuple[bytes, byte
     client = scope.get("client")
     if client:
         kept.append((b"x-forwarded-for", client[0].encode("latin-1")))
-    kept.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
+    if not any(name == b"x-forwarded-proto" for name, _ in kept):
+        kept.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
     kept.append((FORWARDED_HEADER, replica_id))
     if not any(name == b"host" for name, _ in kept):  # HTTP/1.0 may omit it
         host, port = scope.get("server") or ("localhost", None)

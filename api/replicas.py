@@ -45,7 +45,7 @@ REFRESH_AT_MOST_EVERY = 0.5  # s
 SQLITE_NAME = "replicas.sqlite3"  # in DATA_DIR, when DATABASE_URL is unset
 SQLITE_BUSY_TIMEOUT = 5.0  # s
 POSTGRES_CONNECT_TIMEOUT = 5  # s
-ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")  # what new_replica_id() makes; anything else is not an id
+ID_PATTERN = re.compile(r"[0-9a-f]{16}")  # what new_replica_id() makes; anything else is not an id
 
 
 def new_replica_id() -> str:
@@ -206,8 +206,9 @@ class ReplicaDirectory:
         except SystemExit:
             raise
         except Exception as error:  # psycopg.OperationalError, sqlite3.Error, OSError: say which and why
+            first_line = (str(error).strip().splitlines() or [""])[0]
             raise SystemExit(f"REPLICA_URL is set but the replica directory's database cannot be used: "
-                             f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+                             f"{type(error).__name__}: {first_line}") from None
         return cls(table, url)
 
     # -- lifecycle (the app's lifespan: api/affinity.install) ---------------------------------

@@ -174,6 +174,9 @@ def test_a_request_is_streamed_to_the_peer_its_cookie_names_and_back(pair):
     assert seen[FORWARDED_HEADER.decode()] == pair.a.directory.id
     assert seen["host"] == pair.a.url.removeprefix("http://")
     assert "set-cookie" not in response.headers  # the cookie already names the replica that served
+    # A scheme the balancer reported passes as it came: Gradio builds its URLs from it on either replica.
+    proto = httpx.get(pair.a.url + "/echo", headers={**cookie_for(pair.b), "x-forwarded-proto": "https"}, timeout=10)
+    assert proto.json()["headers"]["x-forwarded-proto"] == "https"
 
 
 def test_the_peers_cookies_reach_its_visitor_but_are_not_kept_for_others(pair):
@@ -350,7 +353,8 @@ def test_registering_replaces_an_earlier_life_at_the_same_url_and_stopping_leave
 
 
 def test_replica_url_and_database_url_are_checked_at_start(monkeypatch, tmp_path):
-    for good, expected in (("http://10.0.0.5:7860", "http://10.0.0.5:7860"), ("https://a.internal/", "https://a.internal")):
+    for good, expected in (("http://10.0.0.5:7860", "http://10.0.0.5:7860"),
+                           ("https://a.internal/", "https://a.internal")):
         assert replica_url(good) == expected
     for bad in ("10.0.0.5:7860", "ftp://x:1", "http://x:1/app", "http://user:pw@x:1", "http://x:port", "http://"):
         with pytest.raises(SystemExit, match="REPLICA_URL"):
