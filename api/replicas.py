@@ -244,7 +244,8 @@ class ReplicaDirectory:
             # fails to connect and is served here instead), say so once, and keep beating.
             if not self._failing:
                 log.warning("replica directory: cannot reach the database (%s: %s); routing with the last "
-                            "known replicas until it is back", type(error).__name__, error)
+                            "known replicas until it is back", type(error).__name__,
+                            (str(error).strip().splitlines() or [""])[0])
             self._failing = True
             if first:
                 raise
