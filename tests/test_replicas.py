@@ -32,7 +32,7 @@ from api.affinity import COOKIE, FORWARDED_HEADER, SERVED_BY_HEADER
 from benchmarks.pen import DIGIT_STROKES, draw_mouse
 from benchmarks.replicas.proxy import RoundRobinProxy, running_proxy
 from tests.app_server import ROOT, RunningApp, copy_exports, free_port, running_apps
-from tests.test_browser import open_page, wait_for_answer, wait_for_text
+from tests.test_browser import WAIT, wait_for_answer, wait_for_text
 
 pytestmark = pytest.mark.slow
 
@@ -204,10 +204,13 @@ def test_mcp_recognize_digit_through_the_proxy(cluster):
 @pytest.mark.browser
 def test_the_page_draws_and_stores_a_correction_through_the_proxy(browser, cluster):
     served_before = list(cluster.proxy.served)
-    page = open_page(browser, cluster.proxy.url, viewport={"width": 1280, "height": 960})
-    replicas_seen = set()
+    page = browser.new_context(viewport={"width": 1280, "height": 960}).new_page()
+    replicas_seen = set()  # of every answer, the page itself included
     page.on("response", lambda response: replicas_seen.add(response.headers.get(SERVED_BY)))
+    page.set_default_timeout(WAIT * 1000)
     try:
+        page.goto(cluster.proxy.url, wait_until="load")  # never "networkidle": the page keeps a stream open
+        page.wait_for_selector("#caption-model2", state="attached")
         draw_mouse(page, DIGIT_STROKES[4])
         wait_for_answer(page)
         right = wait_for_text(page, "#correct-right", lambda text: text.startswith("Right: it's a"))
