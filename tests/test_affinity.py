@@ -378,3 +378,50 @@ def test_install_adds_nothing_for_one_replica():
     before = (list(app.user_middleware), app.router.lifespan_context)
     assert affinity.install(app, None) is None
     assert (list(app.user_middleware), app.router.lifespan_context) == before
+
+
+# -- the directory on PostgreSQL (replicas on many machines) ----------------------------------------
+
+@pytest.fixture
+def replicas_postgres(request):
+    """(the session's PostgreSQL server, a fresh database on it): conftest's postgres_server, which comes
+    with the store layer (tests/postgres.py)."""
+    try:
+        server = request.getfixturevalue("postgres_server")
+    except pytest.FixtureLookupError:
+        pytest.skip("no postgres_server fixture in this checkout: it comes with the store layer (tests/postgres.py)")
+    url = server.new_database()
+    yield server, url
+    server.drop_database(url)
+
+
+def test_the_directory_on_postgresql_uses_its_clock_and_outlives_a_restart(replicas_postgres):
+    from api.replicas import PostgresReplicaTable
+
+    server, url = replicas_postgres
+    tables: list[PostgresReplicaTable] = []
+    # Replicas starting together create the table once (an advisory lock), not racing on it.
+    threads = [threading.Thread(target=lambda: tables.append(PostgresReplicaTable(url))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    directories = [ReplicaDirectory(table, f"http://10.0.0.{i}:7860", beat_every=0.1, dead_after=1.0)
+                   for i, table in enumerate(tables)]
+    for directory in directories:
+        directory.start()
+    first, second, third = directories
+    try:
+        wait_until(lambda: first.peers == {second.id: second.url, third.id: third.url})
+        third._stop.set()  # killed: no more beats, its row stays
+        wait_until(lambda: third.id not in first.peers, timeout=5)
+        # PostgreSQL restarts: the directory keeps routing with what it knew, then beats again.
+        server.stop("immediate")
+        time.sleep(0.5)
+        assert first.peers == {second.id: second.url}
+        server.start_again()
+        wait_until(lambda: not first._failing and first.peers == {second.id: second.url}, timeout=30)
+    finally:
+        for directory in (first, second):
+            directory.stop()
+    assert list(tables[0].live(3600)) == [third.id]  # the stopped ones left; the killed one ages out
