@@ -21,8 +21,10 @@ import os
 import signal
 import socket
 import sqlite3
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
 import httpx
@@ -83,6 +85,39 @@ def get(url: str, cookie: str | None = None, **headers: str) -> httpx.Response:
 
 def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+# -- the balancer -----------------------------------------------------------------------------
+
+def test_the_proxy_alternates_per_request_and_skips_a_refused_upstream():
+    """What the tests below rely on: no stickiness at all, not even a keep-alive connection's."""
+    servers = []
+    for index in range(3):
+        class Answer(BaseHTTPRequestHandler):
+            name = str(index).encode()
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("content-length", "1")
+                self.end_headers()
+                self.wfile.write(self.name)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    refused = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    upstreams = [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
+    try:
+        with running_proxy([upstreams[0], refused, *upstreams[1:]]) as proxy, httpx.Client() as client:
+            answers = [client.get(proxy.url).text for _ in range(6)]  # one client, one keep-alive pool
+        assert answers == ["0", "1", "2", "0", "1", "2"]
+        assert proxy.served == [2, 0, 2, 2]
+    finally:
+        for server in servers:
+            server.shutdown()
 
 
 # -- the directory and the cookie -------------------------------------------------------------
