@@ -49,9 +49,9 @@ log = logging.getLogger(__name__)
 COOKIE = "ds_replica"
 FORWARDED_HEADER = b"x-ds-forwarded-by"  # set on a forwarded request (the sender's id): never forward it again
 SERVED_BY_HEADER = b"x-ds-replica"  # on every Gradio response: the id of the replica that served it
-# At most this many requests forwarded from this replica at once. A page open in a browser holds two
-# long-lived streams (the heartbeat and the queue's data stream) on its replica: with R replicas,
-# (R-1)/R of them reach a replica that forwards them; 512 covers ~700 open pages per replica with 3.
+# At most this many requests forwarded from this replica at once. A page open in a browser holds up to
+# two long-lived streams (the heartbeat and the queue's data stream); with 3 replicas each replica
+# receives a third of all streams and forwards two thirds of those: 512 covers ~1,150 open pages in all.
 MAX_FORWARDS = 512
 CONNECT_TIMEOUT = 3.0  # s to reach a peer; a peer killed with -9 refuses at once (served here instead)
 # No byte for this long, in either direction, ends a forward. Gradio's streams send a heartbeat every
