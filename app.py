@@ -15,8 +15,9 @@ privacy.apply()  # before Gradio is imported: no analytics, no telemetry (see in
 
 import gradio as gr  # noqa: E402
 
-from api import server
+from api import affinity, server
 from api.app import create_api
+from api.replicas import ReplicaDirectory
 from drawings.store import DrawingStore
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
@@ -71,6 +72,9 @@ app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, mcp_server=True,
                       theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"))
 mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST
+# Issue 20: with REPLICA_URL set, this process is one of N replicas on one database; a visitor's Gradio
+# requests reach the replica that holds their session whichever one the load balancer picks.
+affinity.install(app, ReplicaDirectory.from_environment())
 
 if __name__ == "__main__":
     server.serve(app)

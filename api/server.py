@@ -24,7 +24,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.errors import MAX_BODY_BYTES
+from api.errors import MAX_BODY_BYTES, body_too_large_message, send_error
 
 log = logging.getLogger(__name__)
 
@@ -212,13 +212,7 @@ class GradioBodyLimit:
 
 
 async def _body_too_large(send) -> None:
-    import json
-
-    body = json.dumps({"error": f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a "
-                                f"smaller image (a 280x280 PNG drawing is about 5-20 KB)"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 413, body_too_large_message())
 
 
 def serve(app: Any) -> None:

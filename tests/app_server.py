@@ -56,7 +56,31 @@ class RunningApp(NamedTuple):
 def running_app(exports_dir: Path, log_path: Path, **env: str | None) -> Iterator[RunningApp]:
     """Run app.py until the block ends; yields its base URL and process id. An `env` value of
     None removes that variable (to test the app's own defaults)."""
-    port = free_port()
+    with running_apps([(exports_dir, log_path, env)]) as (app,):
+        yield app
+
+
+@contextlib.contextmanager
+def running_apps(apps: list[tuple[Path, Path, dict[str, str | None]]], *,
+                 ports: list[int] | None = None) -> Iterator[list[RunningApp]]:
+    """Several app.py at once (exports folder, log file, env each; see running_app), started together so
+    their start-ups overlap; `ports`: the port of each (default: free ones)."""
+    ports = ports or [free_port() for _ in apps]
+    processes: list[subprocess.Popen] = []
+    try:
+        for (exports_dir, log_path, env), port in zip(apps, ports):
+            processes.append(_launch(exports_dir, log_path, port, env))
+        running = []
+        for process, (_, log_path, _), port in zip(processes, apps, ports):
+            url = f"http://127.0.0.1:{port}/"
+            _wait_until_up(url, process, log_path)
+            running.append(RunningApp(url, process.pid))
+        yield running
+    finally:
+        _stop(processes)
+
+
+def _launch(exports_dir: Path, log_path: Path, port: int, env: dict[str, str | None]) -> subprocess.Popen:
     # TRAIN_TOKEN only when the test asks for it: a developer's own setting must not leak in.
     environment = {
         **{key: value for key, value in os.environ.items() if key != "TRAIN_TOKEN"},
@@ -69,29 +93,28 @@ def running_app(exports_dir: Path, log_path: Path, **env: str | None) -> Iterato
         **env,
     }
     environment = {key: value for key, value in environment.items() if value is not None}
-    url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT)
-        try:
-            _wait_until_up(url, process, log_path)
-            yield RunningApp(url, process.pid)
-        finally:
-            _stop(process)
+        return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(processes: list[subprocess.Popen]) -> None:
     # Uvicorn first waits for open connections to close (a Gradio client's heartbeat
-    # stream can linger); a second Ctrl+C (SIGINT) makes it quit at once.
+    # stream can linger); a second Ctrl+C (SIGINT) makes it quit at once. All together.
     for wait in (3, 15):
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    process.wait(timeout=10)
+        running = [process for process in processes if process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + wait
+        for process in running:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
