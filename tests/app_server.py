@@ -47,6 +47,36 @@ def copy_exports(source: Path, target: Path) -> Path:
     return target
 
 
+def child_pids(pid: int, command_part: bytes | None = None) -> list[int] | None:
+    """The processes `pid` started (Linux /proc), those whose command line holds `command_part` when
+    given; None where /proc cannot tell.
+
+    Each thread of `pid` lists the children it started (/proc/<pid>/task/<tid>/children), and any
+    thread or child may end while we look: a listing that vanished mid-read is skipped, never an error
+    (issue 18: a FileNotFoundError on /proc/self/task/<tid>/children failed a CI run)."""
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        threads = list(tasks.iterdir())
+    except FileNotFoundError:
+        return [] if Path("/proc/self/task").exists() else None  # `pid` is gone, or this is no Linux
+    children = []
+    for task in threads:
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that thread ended while we listed them
+    if command_part is None:
+        return children
+    matching = []
+    for child in children:
+        try:
+            if command_part in Path(f"/proc/{child}/cmdline").read_bytes():
+                matching.append(child)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that child ended while we looked
+    return matching
+
+
 class RunningApp(NamedTuple):
     url: str  # "http://127.0.0.1:<port>/"
     pid: int

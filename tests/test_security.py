@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.app_server import ROOT, copy_exports, running_app, wait_for_workers
+from tests.app_server import ROOT, child_pids, copy_exports, running_app, wait_for_workers
 
 SECRET_TOKEN = "train-token-" + uuid.uuid4().hex  # in the server's environment: /proc/self/environ
 EVENT_TIMEOUT = 20.0  # s: a refused event ends in well under a second; this only keeps a broken server from hanging CI
@@ -534,8 +534,7 @@ def drawing_upload(base: str) -> str:
 # -- 10. a prediction worker killed from outside --------------------------------------
 
 def worker_pids(server_pid: int) -> list[int]:
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    return [int(pid) for pid in children if b"inference.pool_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return child_pids(server_pid, b"inference.pool_worker") or []
 
 
 def test_killed_workers_cost_no_request_and_every_slot_comes_back(target):
