@@ -83,9 +83,12 @@ class RunningApp(NamedTuple):
 
 
 @contextlib.contextmanager
-def running_app(exports_dir: Path, log_path: Path, **env: str | None) -> Iterator[RunningApp]:
+def running_app(exports_dir: Path, log_path: Path, *, wrapper: tuple[str, ...] = (),
+                **env: str | None) -> Iterator[RunningApp]:
     """Run app.py until the block ends; yields its base URL and process id. An `env` value of
-    None removes that variable (to test the app's own defaults)."""
+    None removes that variable (to test the app's own defaults). `wrapper` runs the app under
+    another command (e.g. strace ... --): then the process id is the wrapper's, and both are
+    stopped as one process group."""
     port = free_port()
     # TRAIN_TOKEN only when the test asks for it: a developer's own setting must not leak in.
     environment = {
@@ -101,26 +104,38 @@ def running_app(exports_dir: Path, log_path: Path, **env: str | None) -> Iterato
     environment = {key: value for key, value in environment.items() if value is not None}
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen([*wrapper, sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=bool(wrapper))
         try:
             _wait_until_up(url, process, log_path)
             yield RunningApp(url, process.pid)
         finally:
-            _stop(process)
+            _stop(process, group=bool(wrapper))
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen, group: bool = False) -> None:
     # Uvicorn first waits for open connections to close (a Gradio client's heartbeat
-    # stream can linger); a second Ctrl+C (SIGINT) makes it quit at once.
+    # stream can linger); a second Ctrl+C (SIGINT) makes it quit at once. A wrapper such as strace
+    # does not pass Ctrl+C on: the app gets it as a member of the group, as in a terminal.
+    def interrupt() -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
+
     for wait in (3, 15):
-        process.send_signal(signal.SIGINT)
+        interrupt()
         try:
             process.wait(timeout=wait)
             return
         except subprocess.TimeoutExpired:
             pass
-    process.kill()
+    if group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.kill()
     process.wait(timeout=10)
 
 

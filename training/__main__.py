@@ -65,6 +65,9 @@ def _emit(prefix: str, data: dict) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
+    from inference import privacy
+
+    privacy.apply_environment()  # before onnxruntime loads (the export checks parity with it): no telemetry
     try:
         args = build_parser().parse_args(argv)
         if args.list:
