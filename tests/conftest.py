@@ -53,9 +53,15 @@ def exports_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def data_copy(tmp_path_factory) -> Path:
-    """A session-wide DATA_DIR (the drawings database, issue 12): no test writes ./data."""
+    """A session-wide DATA_DIR (model versions, the drawings database, Gradio's cache): no test
+    writes the developer's data location. One cache is shared with it: the rendered canvas mix
+    (training/canvas_data.py, content-keyed), which takes minutes to draw on 2 cores; every
+    server and trainer of the session, and the next session, reuse it."""
+    import datadir
+
     folder = tmp_path_factory.mktemp("data")
-    saved = {key: os.environ.get(key) for key in ("DATA_DIR", "DRAWINGS_DB")}
+    saved = {key: os.environ.get(key) for key in ("DATA_DIR", "DRAWINGS_DB", "CANVAS_DATA_CACHE")}
+    os.environ.setdefault("CANVAS_DATA_CACHE", str(datadir.cache_dir("canvas-data")))
     os.environ["DATA_DIR"] = str(folder)
     os.environ.pop("DRAWINGS_DB", None)
     yield folder
