@@ -86,14 +86,16 @@ class RunningApp(NamedTuple):
 def running_app(exports_dir: Path, log_path: Path, *, wrapper: tuple[str, ...] = (),
                 **env: str | None) -> Iterator[RunningApp]:
     """Run app.py until the block ends; yields its base URL and process id. An `env` value of
-    None removes that variable (to test the app's own defaults). `wrapper` runs the app under
-    another command (e.g. strace ... --): then the process id is the wrapper's, and both are
-    stopped as one process group."""
+    None removes that variable (to test the app's own defaults). Each app gets a DATA_DIR of its own
+    (beside `log_path`) unless `env` names one: what it trains must not serve in other tests' apps.
+    `wrapper` runs the app under another command (e.g. strace ... --): then the process id is the
+    wrapper's, and both are stopped as one process group."""
     port = free_port()
     # TRAIN_TOKEN only when the test asks for it: a developer's own setting must not leak in.
     environment = {
         **{key: value for key, value in os.environ.items() if key != "TRAIN_TOKEN"},
         "EXPORTS_DIR": str(exports_dir),
+        "DATA_DIR": str(log_path.with_name(log_path.stem + "-data")),
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",

@@ -74,10 +74,12 @@ def data_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def empty_exports(tmp_path, monkeypatch) -> Path:
-    """A fresh, empty exports folder for tests that train or corrupt models."""
+    """A fresh, empty exports folder for tests that train or corrupt models, and a fresh DATA_DIR
+    (tmp_path/"data"), where their runs become versions, away from other tests."""
     folder = tmp_path / "exports"
     folder.mkdir()
     monkeypatch.setenv("EXPORTS_DIR", str(folder))
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     return folder
 
 

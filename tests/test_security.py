@@ -645,17 +645,26 @@ def test_killed_workers_cost_no_request_and_every_slot_comes_back(target):
 # -- model_status with a deleted export ------------------------------------------------
 
 def test_model_status_reports_no_old_accuracy_for_a_deleted_model(tmp_path, exports_copy):
+    import subprocess
+    import sys
+
     exports = copy_exports(exports_copy, tmp_path / "exports")
-    (exports / ".model1.tmp-1a2b3c4d.onnx").write_bytes(b"staged by a run killed with kill -9")
-    (exports / ".model1.tmp-not-ours.onnx").write_bytes(b"not our pattern: kept")
     (exports / "model2.onnx").unlink()
-    with running_app(exports, tmp_path / "server.log", PREDICT_WORKERS="0") as app:
+    runs = tmp_path / "data" / "versions" / "model1"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (runs / f".run-{dead}-1a2b3c4d").mkdir(parents=True)  # what a run killed with kill -9 leaves behind
+    (runs / f".run-{dead}-1a2b3c4d" / "model1.onnx").write_bytes(b"half written")
+    (runs / "notes").mkdir()  # not a run's folder: kept
+    shipped = {path.name: path.read_bytes() for path in exports.iterdir()}
+    with running_app(exports, tmp_path / "server.log", DATA_DIR=str(tmp_path / "data"), PREDICT_WORKERS="0") as app:
         status = get_json(app.url + "model_status")["model2"]
         assert status["trained"] is False and status["accuracy"] is None and status["trained_at"] is None
         assert get_json(app.url + "model_status")["model1"]["accuracy"] > 0.9
-    # 9: the staged file of a killed run is removed at start; anything else is left alone.
-    assert not (exports / ".model1.tmp-1a2b3c4d.onnx").exists()
-    assert (exports / ".model1.tmp-not-ours.onnx").exists() and (exports / "model1.onnx").exists()
+    # 9: the folder of a killed run is removed at start; anything else is left alone, and the
+    # shipped exports are only read.
+    assert not (runs / f".run-{dead}-1a2b3c4d").exists() and (runs / "notes").is_dir()
+    assert {path.name: path.read_bytes() for path in exports.iterdir()} == shipped
 
 
 def test_the_header_limit_spares_large_bodies_and_applies_to_each_keep_alive_request(target):
