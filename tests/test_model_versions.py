@@ -193,3 +193,46 @@ def test_serving_a_version_while_runs_finish_never_loses_a_run(exports, data):
         assert sha256(kept) == sha != shipped_sha
         assert versions.describe("model1", number)["onnx_sha256"] == sha
     assert len(set(written.values())) == 8
+
+
+@pytest.mark.slow
+def test_serving_version_1_in_a_loop_while_a_live_training_finishes_keeps_the_trained_model(
+        tmp_path, exports_copy, mnist_dir):
+    """Issue 18 item 6 against `python app.py`: POST .../versions/1/serve again and again while a quick
+    Model 1 training runs and finishes. Before: the new "version" was a byte copy of version 1 (3 of 3
+    trials). Now its ONNX file is the one the run wrote (the SHA-256 in the job's result), on disk and
+    in the listing, and it differs from version 1's."""
+    import time
+
+    import httpx
+
+    from tests.app_server import copy_exports, running_app
+
+    exports = copy_exports(exports_copy, tmp_path / "exports")
+    data = tmp_path / "data"
+    with running_app(exports, tmp_path / "app.log", DATA_DIR=str(data), MNIST_DIR=str(mnist_dir),
+                     PREDICT_WORKERS="0") as app, httpx.Client(base_url=app.url, timeout=60) as http:
+        shipped_sha = sha256(exports / "model1.onnx")
+        assert http.post("/train/model1", json={"preset": "quick"}).status_code == 202
+        served, answers = 0, set()
+        deadline = time.monotonic() + 600
+        while (status := http.get("/train_status/model1").json())["running"]:
+            assert time.monotonic() < deadline, "the quick training did not finish in 600 s"
+            answer = http.post("/models/model1/versions/1/serve")
+            answers.add(answer.status_code)
+            served += answer.status_code == 200
+        for _ in range(20):  # and on, right after the run committed
+            served += http.post("/models/model1/versions/1/serve").status_code == 200
+        assert status["state"] == "succeeded", status
+        assert answers == {200} and served > 20
+        wrote = status["result"]["metadata"]["onnx_sha256"]
+        number = status["result"]["metadata"]["version"]
+        listed = {entry["version"]: entry for entry in http.get("/models/model1/versions").json()}
+        assert sorted(listed) == [1, number] and number == 2
+        assert listed[number]["onnx_sha256"] == wrote != listed[1]["onnx_sha256"] == shipped_sha
+        assert sha256(data / "versions" / "model1" / str(number) / "model1.onnx") == wrote
+        assert listed[1]["serving"] and http.get("/model_status").json()["model1"]["version"] == 1
+        assert http.post(f"/models/model1/versions/{number}/serve").status_code == 200
+        trained = http.get("/model_status").json()["model1"]
+        assert trained["version"] == number and trained["accuracy"] == pytest.approx(status["accuracy"], abs=1e-6)
+    assert sha256(exports / "model1.onnx") == shipped_sha  # version 1 was never written
