@@ -77,6 +77,17 @@ def child_pids(pid: int, command_part: bytes | None = None) -> list[int] | None:
     return matching
 
 
+def git_status() -> str | None:
+    """`git status --porcelain` of the checkout (untracked files included), or None when this is
+    not a git checkout."""
+    try:
+        completed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return completed.stdout if completed.returncode == 0 else None
+
+
 class RunningApp(NamedTuple):
     url: str  # "http://127.0.0.1:<port>/"
     pid: int
