@@ -299,7 +299,6 @@ def _save(pipeline, temperature: float, onnx_model, probabilities_output: str,
 
     return save_model(
         name=NAME,
-        native_format=NATIVE_FORMAT,
         write_native=lambda path: joblib.dump(pipeline, path),
         onnx_model=onnx_model,
         probabilities_output=probabilities_output,

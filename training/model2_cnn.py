@@ -324,7 +324,6 @@ def _save(model, temperature: float, onnx_model, probabilities_output: str,
 
     return save_model(
         name=NAME,
-        native_format=NATIVE_FORMAT,
         write_native=lambda path: model.save(path),
         onnx_model=onnx_model,
         probabilities_output=probabilities_output,
