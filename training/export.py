@@ -42,15 +42,11 @@ def save_model(
 
     `parity_images`: float32 [N, 28, 28, 1] in [0, 1] (the ONNX input contract);
     `native_predict` maps them to native probabilities [N, 10].
-<<<<<<< HEAD
     `test_set`: (images, labels) of the test set (MNIST test): the final ONNX bytes' confusion
     matrix and most confident mistakes on it go into the metadata JSON (training/evaluation.py),
     so every model's card is complete on a machine without MNIST.
-    Returns (paths, metadata). Raises before writing anything when parity fails.
-=======
     Returns (paths, metadata); the metadata carries "onnx_sha256" (of the bytes written) and, for a
     version, its "version" number. Raises before writing anything when parity fails.
->>>>>>> versions
     """
     from training.model_versions import model_source
 
@@ -72,8 +68,6 @@ def save_model(
     # Measured on the very bytes written below, so it names their SHA-256; the JSON only (the ONNX
     # file cannot hold its own hash), which is where the Models tab reads it.
     metadata[evaluation.KEY] = evaluation.evaluate(onnx_bytes, *test_set)
-
-    onnx_bytes = model.SerializeToString()
     # What the run wrote, for whoever keeps or checks the files later (training/model_versions.py).
     metadata["onnx_sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
     with model_source(exports_dir).writer(name) as writer:
