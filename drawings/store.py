@@ -1,6 +1,6 @@
 """The drawings database: every corrected drawing, in the app's database (store/).
 
-    store = DrawingStore.from_environment()        # DATABASE_URL, else the SQLite file ($DRAWINGS_DB)
+    store = DrawingStore.from_environment()        # DATABASE_URL, else the SQLite file in DATA_DIR ($DRAWINGS_DB)
     new_id = store.add(label=7, png=..., model_input=...)
 
 The tables are store/schema.py's `drawings` plus two counters kept in the same transaction
@@ -28,12 +28,12 @@ import numpy as np
 
 from store import Database, shared_database
 from store.errors import StoreDiskFullError, StoreError, StoreUnavailableError
-from store.location import DB_NAME, DEFAULT_DATA_DIR, data_dir, sqlite_path as default_db_path
+from store.location import DB_NAME, LEGACY_DATA_DIR, data_dir, sqlite_path as default_db_path
 from training.onnx_contract import to_pixels
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DB_NAME", "DEFAULT_DATA_DIR", "DrawingStore", "StoreDiskFullError", "StoreError", "StoreFullError",
+__all__ = ["DB_NAME", "LEGACY_DATA_DIR", "DrawingStore", "StoreDiskFullError", "StoreError", "StoreFullError",
            "StoreUnavailableError", "TrainingDrawings", "data_dir", "default_db_path", "is_held_out", "utc_now"]
 
 MAX_ROWS = 10_000  # total drawings kept ($DRAWINGS_MAX_ROWS); ~10 KB each as canvas PNGs: ~100 MB

@@ -22,23 +22,27 @@ __all__ = ["AdvisoryLock", "Database", "DatabaseConfigError", "LockTimeout", "St
            "shared_database", "sqlite_path"]
 
 _SCHEMES = ("postgresql://", "postgres://")
+_SQLITE_SCHEME = "sqlite:///"
 _shared: dict[str, Database] = {}
 _shared_lock = threading.Lock()
 
 
 def open_database(url: str | None = None, *, sqlite_file: str | Path | None = None) -> Database:
-    """A new Database: `url` (a postgresql:// address), else `sqlite_file`, else DATABASE_URL, else the
-    SQLite file (store.location.sqlite_path). Raises DatabaseConfigError for an unusable address."""
+    """A new Database: `url` (postgresql://... or sqlite:///PATH), else `sqlite_file`, else DATABASE_URL,
+    else the SQLite file (store.location.sqlite_path). Raises DatabaseConfigError for an unusable address."""
     if url is None and sqlite_file is None:
         url = database_url()
+    if url is not None and url.startswith(_SQLITE_SCHEME):  # SQLAlchemy's form: sqlite:////absolute/path
+        sqlite_file, url = Path(url[len(_SQLITE_SCHEME):]).expanduser(), None
     if url is None:
         from store.sqlite import SQLiteDatabase
 
         return SQLiteDatabase(sqlite_file if sqlite_file is not None else sqlite_path())
     if not url.startswith(_SCHEMES):
         scheme = url.split(":", 1)[0][:20] if ":" in url else url[:12] + "..."
-        raise DatabaseConfigError(f"DATABASE_URL must be a postgresql://user:password@host:port/database address, "
-                                  f"or unset for the SQLite file in DATA_DIR; it starts with {scheme!r}")
+        raise DatabaseConfigError(f"DATABASE_URL must be a postgresql://user:password@host:port/database address "
+                                  f"or sqlite:///PATH, or unset for the SQLite file in DATA_DIR; it starts with "
+                                  f"{scheme!r}")
     try:
         from store.postgres import PostgresDatabase
     except ImportError as error:  # psycopg is in requirements-serve.txt; a hand-made install may lack it

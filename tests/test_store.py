@@ -180,7 +180,7 @@ def test_the_watcher_sees_another_views_change_within_two_seconds(opener):
 
 @pytest.mark.parametrize("url, words", [
     ("mysql://user@host/db", "must be a postgresql://"),
-    ("sqlite:///tmp/x.db", "must be a postgresql://"),
+    ("sqlite:/tmp/x.db", "must be a postgresql://"),
     ("postgresql://user@localhost:notaport/db", "not a valid PostgreSQL address"),
     ("postgresql://host/db?badparam=1", "not a valid PostgreSQL address"),
     ("postgresql://user@127.0.0.1:1/db", "cannot connect to PostgreSQL at 127.0.0.1:1/db"),
@@ -192,6 +192,15 @@ def test_a_bad_database_url_is_one_clear_error(url, words, monkeypatch):
     with pytest.raises(DatabaseConfigError, match=words) as raised:
         open_database(url)
     assert "\n" not in str(raised.value)
+
+
+def test_a_sqlite_url_names_the_file(tmp_path):
+    database = open_database(f"sqlite:///{tmp_path}/named.sqlite3")  # sqlite:////absolute/path
+    try:
+        database.ensure_ready()
+        assert (tmp_path / "named.sqlite3").is_file() and database.describe()["backend"] == "sqlite"
+    finally:
+        database.close()
 
 
 def test_postgresql_down_is_a_quick_503_and_up_again_without_reopening(postgres_server, postgres_url):

@@ -1,4 +1,4 @@
-"""REST routes of the drawings database (issue 12), included by inference/rest.py: create_api.
+"""REST routes of the drawings database (issue 12), included by api/app.py: create_api.
 
     POST   /drawings              {"image": data URL, "label": 0-9} -> 201 {"id"}   open, within limits
     GET    /drawings              ?limit=&offset=&label= -> {"drawings": [...], "total"}      token
@@ -13,7 +13,7 @@ same check as training). Posting stays open so visitors can correct the models, 
 limits: the body limit (5 MB) and image limits of /predict, the row cap, and for a
 client without the token a per-client rate (drawings/limits.py). Without TRAIN_TOKEN
 everything is open and there is no rate limit (a local user, a script measuring).
-Errors are {"error": ...} through rest.py's handlers. The store's errors map to 503 (the
+Errors are {"error": ...} through api/errors.py's handlers. The store's errors map to 503 (the
 database cannot be used right now: a PostgreSQL restart, a file the app will not touch;
 with Retry-After) and 507 (the row cap, a full disk); none is a 500.
 """
@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.errors import BodyLimitRoute, ErrorResponse
 from drawings.archive import ArchiveError, export_zip, import_zip
 from drawings.corrections import LabelError, RateLimitedError, save_correction
 from drawings.heldout import held_out_accuracy
@@ -47,7 +48,6 @@ RETRY_AFTER = "2"  # s, with a 503: a PostgreSQL restart or a repaired SQLite fi
 def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Callable[..., None],
                     limiter: RateLimiter | None = None) -> APIRouter:
     """The routes over `store`; `require_token` is create_api's training-token dependency."""
-    from inference.rest import BodyLimitRoute, ErrorResponse  # rest.py includes this router: import late
 
     limiter = limiter if limiter is not None else RateLimiter.shared()
     router = APIRouter(route_class=BodyLimitRoute, tags=["drawings"])
