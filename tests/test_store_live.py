@@ -99,7 +99,7 @@ class Writers:
 @pytest.fixture(scope="module")
 def lite(tmp_path_factory, exports_copy):
     folder = tmp_path_factory.mktemp("lite")
-    data = folder / "data"
+    data = folder / "db"  # DRAWINGS_DB's folder, alone on it (the data location holds Gradio's cache too)
     data.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(data)],
                              capture_output=True).returncode == 0
@@ -107,7 +107,8 @@ def lite(tmp_path_factory, exports_copy):
     database.mkdir()  # DRAWINGS_DB at a directory from the start (issue 18 item 8)
     (database / "keep.txt").write_text("precious")
     try:
-        with running_app(copy_exports(exports_copy, folder / "exports"), folder / "app.log", DATA_DIR=str(data),
+        with running_app(copy_exports(exports_copy, folder / "exports"), folder / "app.log",
+                         DATA_DIR=str(folder / "data"), DRAWINGS_DB=str(database),
                          PREDICT_WORKERS="0", DRAWINGS_RATE_PER_MINUTE="100000", DRAWINGS_MAX_ROWS="50000") as server:
             with httpx.Client(base_url=server.url.rstrip("/"), timeout=60) as http:
                 yield {"http": http, "url": server.url.rstrip("/"), "pid": server.pid, "data": data,
@@ -329,9 +330,10 @@ def test_the_app_runs_on_postgresql(on_postgres):
 
 
 def test_postgresql_restarted_under_writers(on_postgres):
-    """Issue 20 item 5: PostgreSQL crashes and restarts while 6 clients post. Meanwhile the answers are 503 in
-    words (never a 500 or a reset) and /env answers; afterwards 201 again from the same app process, and
-    every drawing answered 201 is in the database."""
+    """Issue 20 item 5: PostgreSQL crashes and restarts 5 s later while 6 clients post. Meanwhile the answers
+    are 503 in words (never a 500 or a reset) and /env answers; afterwards 201 again from the same app
+    process, and every drawing answered 201 is in the database. (A restart shorter than POOL_WAIT, 3 s, is
+    ridden out: the requests wait for it and answer 201.)"""
     http, server = on_postgres["http"], on_postgres["server"]
     with Writers(on_postgres["url"], 6) as writers:
         time.sleep(1.0)
@@ -339,7 +341,7 @@ def test_postgresql_restarted_under_writers(on_postgres):
         down = time.monotonic()
         time.sleep(1.0)
         env = http.get("/env", timeout=5)
-        time.sleep(1.0)
+        time.sleep(4.0)  # longer than a request waits for a connection (store/postgres.py: POOL_WAIT)
         server.start_again()
         up = time.monotonic()
         time.sleep(3.0)
@@ -356,7 +358,7 @@ def test_postgresql_restarted_under_writers(on_postgres):
 
 
 def test_the_pool_leaves_no_connection_out_after_abuse(on_postgres):
-    """Issue 20 item 5: 126 requests, 40 at a time (good, bad, oversized, zip bombs, clients that hang up), leave
+    """Issue 20 item 5: 63 requests, 30 at a time (good, bad, oversized, zip bombs, clients that hang up), leave
     the pool with every connection back and PostgreSQL with no more connections than the pool's maximum."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -380,8 +382,8 @@ def test_the_pool_leaves_no_connection_out_after_abuse(on_postgres):
         except httpx.HTTPError:
             return None
 
-    with ThreadPoolExecutor(40) as pool:
-        statuses = list(pool.map(call, range(len(calls) * 14)))
+    with ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(call, range(len(calls) * 7)))
     assert 500 not in statuses
     time.sleep(1.0)  # requests whose clients hung up finish on the server
     http, server = on_postgres["http"], on_postgres["server"]
