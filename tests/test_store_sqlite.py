@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -198,6 +199,41 @@ def test_normal_work_never_rechecks_the_file_and_checkpoints_keep_the_log_small(
     assert store.count() == 600 and len(store.training_drawings()) == 600
     assert checks == []
     assert Path(f"{store.path}-wal").stat().st_size < 2 * 256 * 1024
+
+
+WRITER = """
+import sys
+import numpy as np
+from drawings.store import DrawingStore
+from store.sqlite import SQLiteDatabase
+store = DrawingStore(SQLiteDatabase(sys.argv[1]))
+print(sum(1 for i in range(300) if store.add(label=i % 10, png=b"other" + i.to_bytes(4, "big") * 300,
+                                           model_input=np.zeros((28, 28)))), flush=True)
+"""
+
+
+def test_two_processes_on_one_file_keep_every_write_without_full_checks(tmp_path, monkeypatch):
+    """Replicas on one machine share the SQLite file (README, Deploy): the other process's checkpoints change
+    the file under this one, which takes a look without reading every page (a full check here costs ~0.5 s
+    per 100 MB, under the gate)."""
+    import store.sqlite as sqlite_module
+
+    from tests.app_server import ROOT
+
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_BYTES", 64 * 1024)  # many checkpoints in both processes
+    path = tmp_path / "shared.sqlite3"
+    store = fresh_store(path)
+    add(store)
+    full_checks = []
+    real = SQLiteDatabase._check_and_migrate
+    monkeypatch.setattr(SQLiteDatabase, "_check_and_migrate",
+                        lambda self, full=True: full_checks.append(full) or real(self, full=full))
+    other = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    mine = [add(store, png=b"mine" + i.to_bytes(4, "big") * 300) for i in range(300)]
+    assert other.communicate(timeout=120)[0].strip() == "300"
+    assert store.count() == 601 and len(set(mine)) == 300
+    assert full_checks.count(True) == 0 and full_checks  # it looked, cheaply
 
 
 def test_acknowledged_writes_survive_damage_under_eight_writers(tmp_path):
