@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import zipfile
@@ -26,6 +27,7 @@ def store(make_store) -> DrawingStore:
     return make_store()
 
 
+@functools.lru_cache(maxsize=8)  # several tests send the same bombs; each takes a second or two to make
 def compressed_bomb(method: int, size: int = 32 * 1024 * 1024, name: str = "3/bomb.png") -> bytes:
     """A zip of one entry of `size` zero bytes compressed with `method` (bzip2: ~100 bytes for 32 MB),
     written in 1 MB pieces, whose headers declare 100 bytes (as the report's attack did)."""
