@@ -28,7 +28,7 @@ import psycopg
 import psycopg_pool
 from psycopg import conninfo as _conninfo
 
-from store import schema
+import store.schema as schema  # not "from store import": the package imports this module (late)
 from store.database import AdvisoryLock, ChangeWaiter, Database, lock_key
 from store.errors import DatabaseConfigError, StoreDiskFullError, StoreUnavailableError
 

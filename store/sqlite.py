@@ -39,7 +39,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from store import schema
+import store.schema as schema  # not "from store import": the package imports this module (late)
 from store.database import AdvisoryLock, Database, lock_key
 from store.errors import StoreDiskFullError, StoreUnavailableError
 
