@@ -179,5 +179,5 @@ def test_readme_examples_run_as_written(live):
     (lang, mcp_snippet), = [(lang, code) for lang, code in blocks(text, "### MCP (Model Context Protocol)")
                             if lang == "python"]
     out = run_snippet(lang, mcp_snippet, port)
-    assert out.splitlines()[0] == "['recognize_digit', 'model_status']", out
+    assert out.splitlines()[0] == "['recognize_digit', 'explain_digit', 'model_status']", out
     assert "'digit': 3" in out and "'verdict': " in out

@@ -38,7 +38,10 @@ def gradients(info: GraphInfo, values: Mapping[str, np.ndarray], upstream: np.nd
         if step.output in wanted:
             found[step.output] = out_grad
         x = values[step.data]
-        in_grad = _BACKWARD[step.node.op_type](step, x, out_grad, constants)
+        if step.node.op_type == "MaxPool":  # the pooled output tells each window's maximum
+            in_grad = _maxpool(step, x, out_grad, constants, values.get(step.output))
+        else:
+            in_grad = _BACKWARD[step.node.op_type](step, x, out_grad, constants)
         grads[step.data] = grads[step.data] + in_grad if step.data in grads else in_grad
     for name in wanted:
         if name in grads:
@@ -113,20 +116,29 @@ def _conv(step, x, g, constants):
     return inner.transpose(0, 3, 1, 2).reshape(k, *x.shape)
 
 
-def _maxpool(step, x, g, constants):
-    """The gradient goes to the window's maximum (the first one, on ties)."""
+def _maxpool(step, x, g, constants, y=None):
+    """The gradient goes to each window's maximum: the first position holding it, on ties (a drawing's
+    flat background ties every window). Masks from comparisons with the pooled output, not argmax
+    over a stacked copy of the windows (3x faster, measured on Model 2's two pooling layers)."""
     node = step.node
     kh, kw = _attribute(node, "kernel_shape", None)
     strides = _attribute(node, "strides", [1, 1])
     height, width = g.shape[-2:]
-    windows = [x[:, :, a:a + strides[0] * height:strides[0], b:b + strides[1] * width:strides[1]]
-               for a in range(kh) for b in range(kw)]
-    winner = np.argmax(np.stack(windows), axis=0)  # [N, C, H, W]: which offset holds each window's maximum
+    if y is None:
+        y = np.max(np.stack([_window(x, a, b, strides, height, width) for a in range(kh) for b in range(kw)]), axis=0)
     out = np.zeros((g.shape[0], *x.shape), np.float32)
-    for offset in range(kh * kw):
-        a, b = divmod(offset, kw)
-        out[:, :, :, a:a + strides[0] * height:strides[0], b:b + strides[1] * width:strides[1]] += g * (winner == offset)
+    taken = np.zeros(y.shape, bool)
+    for a in range(kh):
+        for b in range(kw):
+            winner = (_window(x, a, b, strides, height, width) == y) & ~taken
+            taken |= winner
+            out[:, :, :, a:a + strides[0] * height:strides[0], b:b + strides[1] * width:strides[1]] += g * winner
     return out
+
+
+def _window(x, a, b, strides, height, width):
+    """x at offset (a, b) of every pooling window: [N, C, height, width]."""
+    return x[:, :, a:a + strides[0] * height:strides[0], b:b + strides[1] * width:strides[1]]
 
 
 def _attribute(node, name, default):

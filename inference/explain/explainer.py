@@ -234,7 +234,7 @@ class Explainer:
         if method in (INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM) and not served.info.differentiable:
             raise ValueError(f"{served.name} cannot be differentiated here: {served.info.why_no_gradient}")
         if method == INTEGRATED_GRADIENTS:
-            blank = served.score_batch(np.zeros_like(image))[0] @ directions.T
+            blank = served.cached("blank_scores", lambda: served.score_batch(np.zeros_like(image))[0]) @ directions.T
             return methods.integrated_gradients(served, x, directions), None, blank, "input", x.astype(np.float64)
         if method == GRADIENT_X_INPUT:
             return methods.gradient_x_input(served, x, directions), None, None, "input", x.astype(np.float64)

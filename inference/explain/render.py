@@ -21,7 +21,8 @@ MOSAIC_COLUMNS = 8
 
 def data_url(image: Image.Image) -> str:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    # Level 1: these images are a few hundred pixels; stronger compression saved ~5% and cost 3x the time.
+    image.save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
