@@ -4,7 +4,7 @@
 (on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT, default 127.0.0.1:7860).
 
 This module only assembles the parts: one predictor, one job manager and one
-prediction pool shared by the UI's tabs (ui/*_tab.py) and the REST API (inference/rest.py).
+prediction pool shared by the UI's tabs (ui/*_tab.py) and the REST API (api/).
 """
 import logging
 import os
@@ -15,12 +15,12 @@ privacy.apply()  # before Gradio is imported: no analytics, no telemetry (see in
 
 import gradio as gr  # noqa: E402
 
-import server
+from api import server
+from api.app import create_api
 from drawings.store import DrawingStore
 from inference.explain.lane import ExplainLane
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
-from inference.rest import create_api
 from training.jobs import JobManager
 from training.model_versions import ModelVersions
 from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab
@@ -68,7 +68,7 @@ with gr.Blocks(title="Digit Studio") as demo:
 demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 
 # The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
-# checks and limits of a public server (server.py). Gradio 6 takes theme and css when mounting.
+# checks and limits of a public server (api/server.py). Gradio 6 takes theme and css when mounting.
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
                  drawings=drawing_store, versions=versions, explain_lane=explain_lane)
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, mcp_server=True,

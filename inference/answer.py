@@ -22,8 +22,9 @@ from inference.preprocess import preprocess
 from training.onnx_contract import to_pixels
 
 if TYPE_CHECKING:  # imported by its user (a worker imports onnx only once asked to explain)
-    from inference.explain import Explainer
+    from inference.explain.explainer import Explainer
 
+DEFAULT_MODEL = "model2"  # the CNN, as in the original app: the REST default and the page's first choice
 ALL_MODELS = "all"  # "model": "all" runs every model on the same preprocessed image
 
 

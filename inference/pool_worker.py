@@ -45,7 +45,7 @@ def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO, explain: bool
     predictor = Predictor(exports_dir)
     explainer = None
     if explain:
-        from inference.explain import Explainer
+        from inference.explain.explainer import Explainer
 
         explainer = Explainer.for_predictor(predictor)
     for name in predictor.models:  # the first onnxruntime run of a session is the slow one
@@ -66,7 +66,7 @@ def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO, explain: bool
             model = payload[:model_length].decode(errors="surrogatepass")
             image = payload[model_length:].decode(errors="surrogatepass")
             if explain and explainer is None:
-                from inference.explain import Explainer
+                from inference.explain.explainer import Explainer
 
                 explainer = Explainer.for_predictor(predictor)
             status, payload = predict_answer(predictor, image, model, invert, include_input,

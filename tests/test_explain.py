@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.pen import DIGIT_STROKES, canvas_png
-from inference.explain import Explainer
+from inference.explain.explainer import Explainer
 from inference.explain.explainer import EXACT, INTEGRATED_GRADIENTS, OCCLUSION
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess

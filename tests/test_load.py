@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
-from inference.rest import create_api
+from api.app import create_api
 from tests.app_server import ROOT, free_port, running_app, wait_for_workers
 from tests.fakes import FakeTrainer, fake_progress, sample_drawings, write_tiny_model
 from training.jobs import JobManager

@@ -162,9 +162,9 @@ def test_blank_upload_says_no_digit_was_found(tiny_predictor, tmp_path):
 
 
 def test_draw_tab_templates_keep_the_ids_and_nothing_gradio_would_evaluate():
-    from ui import draw_tab
+    from ui import assets, draw_tab
 
-    canvas = draw_tab.template(draw_tab.static_text("canvas.html"))
+    canvas = assets.template(assets.static_text("canvas.html"))
     for element_id in ("brush-size", "eraser", "undo", "clear", "invert", "predict"):
         assert f'id="{element_id}"' in canvas
     assert canvas.count("<canvas") == 1
@@ -174,8 +174,8 @@ def test_draw_tab_templates_keep_the_ids_and_nothing_gradio_would_evaluate():
         assert f'id="{element_id}"' in answers
     for bad in ("<b>${value}</b>", "{{value}}", "`x`"):
         with pytest.raises(ValueError, match="Gradio would evaluate"):
-            draw_tab.template(bad)
-    assert "touch-action: none" in draw_tab.static_text("canvas.css")
+            assets.template(bad)
+    assert "touch-action: none" in assets.static_text("canvas.css")
 
 
 def test_upload_outside_gradios_folder_is_refused(tmp_path):

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from inference.predictor import ModelUnavailableError
-from inference.rest import environment, model_status_report
+from inference.status import environment, model_status_report
 from training.registry import MODELS, ModelSpec
 from ui import plots, versions_panel, views
 from ui.context import PRIVATE, AppContext

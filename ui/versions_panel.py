@@ -100,7 +100,7 @@ def list_values(ctx: AppContext, name: str, count: int) -> list[Any]:
 
 def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards: list[gr.Markdown]) -> None:
     """Per model, the versions list under its card, refreshed with the tab; Serve updates list and card."""
-    from inference.rest import model_status_report
+    from inference.status import model_status_report
 
     token = gr.Textbox("", label="Training token", type="password", visible=bool(ctx.train_token),
                        info="Serving another version needs this server's TRAIN_TOKEN.", elem_id="versions-token")

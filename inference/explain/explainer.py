@@ -31,7 +31,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from inference.explain import methods, render
+import inference.explain.methods as methods
+import inference.explain.render as render
 from inference.explain.served import ServedGraph, ServedGraphs
 
 SIDE = 28

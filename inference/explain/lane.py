@@ -126,7 +126,7 @@ class ExplainLane:
     def _in_process_answer(self, image: str, model: str, invert: bool, include_input: bool) -> tuple[int, bytes]:
         from threadpoolctl import threadpool_limits
 
-        from inference.explain import Explainer
+        from inference.explain.explainer import Explainer
 
         if self._explainer is None:
             self._explainer = Explainer.for_predictor(self.predictor)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.explain import backprop
+import inference.explain.backprop as backprop
 from inference.explain.served import ServedGraph
 from training.onnx_contract import INPUT_NAME
 

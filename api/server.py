@@ -24,9 +24,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.errors import MAX_BODY_BYTES
+
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the source tree
 # Request line + headers. h11 refuses past 16 KB too; nginx's default allows 4 x 8 KB lines.
 # A browser's request to this app is ~1 KB (its largest header, Cookie, is a few hundred bytes).
 MAX_HEADER_BYTES = 16 * 1024
@@ -143,8 +145,6 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, **options: 
     """Mount the Gradio `demo` at "/" of the FastAPI `api` with the checks and limits of a public server."""
     import gradio as gr
 
-    from inference.rest import MAX_BODY_BYTES
-
     age = cache_max_age()
     demo.delete_cache = (max(1, age // 4), age)  # read by the mount; (every, older than) in seconds
     app = gr.mount_gradio_app(api, demo, path="/", max_file_size=MAX_BODY_BYTES, show_error=False,
@@ -163,13 +163,11 @@ class GradioBodyLimit:
     """ASGI middleware: a request to a Gradio route (/gradio_api/..., MCP included) whose body is larger
     than MAX_BODY_BYTES plus a multipart envelope gets a JSON 413: by its Content-Length before
     anything is read, and by counting while a chunked body streams in. (REST routes have their own
-    limit, inference/rest.py BodyLimitRoute; uploads are also held to max_file_size by Gradio.)"""
+    limit, api/errors.py BodyLimitRoute; uploads are also held to max_file_size by Gradio.)"""
 
     ENVELOPE = 64 * 1024  # multipart boundaries and part headers around an upload of the full size
 
     def __init__(self, app: Any, prefix: str = "/gradio_api/"):
-        from inference.rest import MAX_BODY_BYTES
-
         self.app = app
         self.prefix = prefix
         self.upload = prefix + "upload"  # Gradio streams uploads to disk and stops them at max_file_size itself
@@ -215,8 +213,6 @@ class GradioBodyLimit:
 
 async def _body_too_large(send) -> None:
     import json
-
-    from inference.rest import MAX_BODY_BYTES
 
     body = json.dumps({"error": f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a "
                                 f"smaller image (a 280x280 PNG drawing is about 5-20 KB)"}).encode()
