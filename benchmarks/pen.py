@@ -121,3 +121,10 @@ def canvas_png(strokes: list[Stroke], *, width: int = 16, size: int = 280, half:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# A 4 with a closed, rounded-off top: both shipped models hesitate between 4 and 9 ("Not sure: 4 or 9?"),
+# drawn by mouse at 1280x960 and by touch at 390x844 (found by a search over such shapes, checked in
+# Chromium). Used by the Explain view's browser test.
+AMBIGUOUS_FOUR_NINE: list[Stroke] = [[(0.15, -0.45), (-0.1, -0.45), (-0.25, 0.2), (0.15, 0.2)],
+                                     [(0.15, -0.45), (0.15, 0.62)]]

@@ -9,7 +9,6 @@ import concurrent.futures
 import io
 import json
 import threading
-import time
 
 import httpx
 import numpy as np
@@ -17,7 +16,6 @@ import pytest
 from PIL import Image
 
 from benchmarks.pen import DIGIT_STROKES, canvas_png
-from tests.app_server import copy_exports, running_app, wait_for_workers
 from tests.test_rest import BAD_INPUTS, data_url
 from training.registry import MODELS
 
@@ -29,21 +27,8 @@ def seven() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(exports_copy, tmp_path_factory):
-    if not all((exports_copy / f"{name}.onnx").is_file() for name in MODELS):
-        pytest.skip("every registry model's shipped export is needed")
-    root = tmp_path_factory.mktemp("explain_api")
-    exports = copy_exports(exports_copy, root / "exports")
-    # Small, fixed bounds so that the floods below reach them: 1 worker, 1 waiting, 2 per client.
-    with running_app(exports, root / "server.log", PREDICT_WORKERS="2", EXPLAIN_WORKERS="1", EXPLAIN_WAITING="1",
-                     EXPLAIN_PER_CLIENT="2", GRADIO_TEMP_DIR=str(root / "gradio")) as app:
-        env = lambda: httpx.get(app.url + "env", timeout=WAIT).json()  # noqa: E731
-        wait_for_workers(env, 2)
-        deadline = time.monotonic() + WAIT
-        while env()["explanation_workers"]["ready"] < 1:
-            assert time.monotonic() < deadline, "the explanation worker did not start"
-            time.sleep(0.1)
-        yield app.url
+def server(explain_app) -> str:
+    return explain_app  # tests/conftest.py: 1 explanation worker, 1 waiting, 2 per client
 
 
 def post(url: str, body: dict | bytes, headers: dict | None = None, **kwargs) -> httpx.Response:

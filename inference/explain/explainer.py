@@ -36,6 +36,7 @@ import inference.explain.render as render
 from inference.explain.served import ServedGraph, ServedGraphs
 
 SIDE = 28
+SCALE_PERCENTILE = 98
 EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION = (
     "exact", "integrated_gradients", "gradient_x_input", "grad_cam", "occlusion")
 METHODS = (EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION)
@@ -118,8 +119,11 @@ class Explanation:
 
     @property
     def scale(self) -> float:
-        """One colour scale for the model's maps, so the candidates' maps compare at a glance."""
-        return float(max(np.abs(item.values).max() for item in self.maps)) or 1.0
+        """One colour scale for the model's maps, so the candidates' maps compare at a glance: the 98th
+        percentile of their non-zero |values| (the few strongest pixels saturate instead of fading the rest)."""
+        magnitudes = np.concatenate([np.abs(item.values).ravel() for item in self.maps])
+        magnitudes = magnitudes[magnitudes > 0]
+        return float(np.percentile(magnitudes, SCALE_PERCENTILE)) if magnitudes.size else 1.0
 
     def to_dict(self, images: bool = True, template_images: Mapping[int, str] | None = None) -> dict[str, Any]:
         scale = self.scale

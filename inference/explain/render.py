@@ -28,8 +28,11 @@ def data_url(image: Image.Image) -> str:
 
 def map_image(values: np.ndarray, under: np.ndarray, scale: float) -> Image.Image:
     """A signed map over `under` (the 28x28 image it explains, 0..1): blue for, orange against,
-    opacity |value| / scale (the same `scale` for maps meant to be compared)."""
-    strength = np.clip(np.abs(values) / scale, 0.0, 1.0)[..., None] if scale > 0 else np.zeros((*values.shape, 1))
+    opacity sqrt(|value| / scale), capped at 1 (the same `scale` for maps meant to be compared).
+    The square root: a map's evidence is spread over many pixels, and on a linear opacity all
+    but its few strongest pixels looked like bare ink."""
+    strength = (np.sqrt(np.clip(np.abs(values) / scale, 0.0, 1.0))[..., None] if scale > 0
+                else np.zeros((*values.shape, 1)))
     colour = np.where((values >= 0)[..., None], FOR, AGAINST)
     grey = (np.clip(under, 0.0, 1.0) * INK_GREY * 255.0)[..., None]
     pixels = grey * (1.0 - strength) + colour * strength
