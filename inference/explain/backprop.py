@@ -62,6 +62,8 @@ def _transpose(step, x, g, constants):
 
 
 def _relu(step, x, g, constants):
+    if g.flags.writeable and g.flags.owndata:  # a fresh array from the step after: no copy needed
+        return np.multiply(g, x > 0, out=g)
     return g * (x > 0)
 
 
@@ -128,11 +130,18 @@ def _maxpool(step, x, g, constants, y=None):
         y = np.max(np.stack([_window(x, a, b, strides, height, width) for a in range(kh) for b in range(kw)]), axis=0)
     out = np.zeros((g.shape[0], *x.shape), np.float32)
     taken = np.zeros(y.shape, bool)
+    # Windows that do not overlap (stride = kernel, the usual case) own their positions: each is
+    # written once, no read-modify-write.
+    apart = strides[0] >= kh and strides[1] >= kw
     for a in range(kh):
         for b in range(kw):
             winner = (_window(x, a, b, strides, height, width) == y) & ~taken
             taken |= winner
-            out[:, :, :, a:a + strides[0] * height:strides[0], b:b + strides[1] * width:strides[1]] += g * winner
+            target = out[:, :, :, a:a + strides[0] * height:strides[0], b:b + strides[1] * width:strides[1]]
+            if apart:
+                np.multiply(g, winner, out=target)
+            else:
+                target += g * winner
     return out
 
 

@@ -24,6 +24,8 @@ DEFAULT_GRADIENT_METHOD and IG's step count are the ones its deletion test and s
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +173,10 @@ class Explainer:
 
     def explain(self, x: np.ndarray, name: str, method: str | None = None, *, layers: bool = True) -> Explanation:
         """The explanation of model `name` for one preprocessed image [28, 28, 1] (or [1, 28, 28, 1])."""
+        with one_blas_thread():
+            return self._explain(x, name, method, layers)
+
+    def _explain(self, x: np.ndarray, name: str, method: str | None, layers: bool) -> Explanation:
         start = time.perf_counter()
         served = self.graphs.get(name)
         image = np.asarray(x, np.float32).reshape(1, SIDE, SIDE, 1)
@@ -223,7 +229,8 @@ class Explainer:
         """Maps [K, 28, 28] of model `name` for K directions in score space ([K, 10]; a digit is a one-hot row)."""
         served = self.graphs.get(name)
         image = np.asarray(x, np.float32).reshape(1, SIDE, SIDE, 1)
-        return self._maps(served, method or self.method_for(name), image, np.atleast_2d(directions))[0]
+        with one_blas_thread():
+            return self._maps(served, method or self.method_for(name), image, np.atleast_2d(directions))[0]
 
     def _maps(self, served: ServedGraph, method: str, image: np.ndarray, directions: np.ndarray,
               values: dict | None = None):
@@ -248,6 +255,24 @@ class Explainer:
         if method == OCCLUSION:
             return methods.occlusion(served, x, directions), None, None, "input", x.astype(np.float64)
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS on one thread while explaining. The backward pass is many small matrix products, and on
+    shared cores OpenBLAS's threads wait for each other: a [3872, 64] @ [64, 32] product took 12-38 ms
+    with 2 threads on the loaded 2-core machine, 0.3 ms with 1. The explanation workers start with one
+    thread (inference/pool_worker.py: then this changes nothing); elsewhere (the server process's
+    fallback, tests, benchmarks) the limit holds for the whole process while it lasts (~0.04 ms)."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController  # scikit-learn's dependency: in every install
+
+    return ThreadpoolController()
 
 
 def _layer_views(served: ServedGraph, values: dict) -> list[LayerView]:

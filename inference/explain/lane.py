@@ -124,12 +124,10 @@ class ExplainLane:
                 del self._by_client[key]
 
     def _in_process_answer(self, image: str, model: str, invert: bool, include_input: bool) -> tuple[int, bytes]:
-        from threadpoolctl import threadpool_limits
-
         from inference.explain.explainer import Explainer
 
         if self._explainer is None:
             self._explainer = Explainer.for_predictor(self.predictor)
-        with threadpool_limits(limits=1, user_api="blas"):  # see the module docstring
-            status, payload = predict_answer(self.predictor, image, model, invert, include_input, self._explainer)
+        # Explainer.explain holds BLAS to one thread (see the module docstring) while it computes.
+        status, payload = predict_answer(self.predictor, image, model, invert, include_input, self._explainer)
         return status, encode(payload)

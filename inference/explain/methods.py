@@ -28,7 +28,14 @@ from inference.explain.served import ServedGraph
 from training.onnx_contract import INPUT_NAME
 
 SIDE = 28
-IG_STEPS = 16  # see explainer.py: the measured completeness error and cost of 8, 16 and 32 steps
+# Integrated gradients' points along the path from the blank canvas: the midpoints of [0, 1] cut at
+# (k / IG_STEPS) ** IG_SPACING, denser near the blank end, where ReLU units switch on and the gradient
+# changes most. Measured on 40 drawings (10 pen-drawn, 30 MNIST test), |sum of the map - score change|
+# as a share of the largest change, median / worst: 8 even steps 2.8% / 13%, 16 even steps 1.1% / 4.9%,
+# 8 steps at spacing 1.5 1.2% / 6.6% (12: 0.7% / 3.8%). So 8 steps at 1.5: the accuracy of 16 even
+# steps at half the cost (the backward pass is most of an explanation's time).
+IG_STEPS = 8
+IG_SPACING = 1.5
 OCCLUSION_PATCH = 2  # 2x2 patches, stride 1: see explainer.py
 
 
@@ -49,12 +56,14 @@ def features_image(served: ServedGraph, values: dict) -> np.ndarray:
 
 
 def integrated_gradients(served: ServedGraph, x: np.ndarray, directions: np.ndarray,
-                         steps: int = IG_STEPS) -> np.ndarray:
-    """Integrated gradients from the blank canvas, midpoint rule over `steps` points."""
-    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
-    path = alphas[:, None, None, None] * x.reshape(1, SIDE, SIDE, 1).astype(np.float32)
+                         steps: int = IG_STEPS, spacing: float = IG_SPACING) -> np.ndarray:
+    """Integrated gradients from the blank canvas: the midpoint rule over `steps` intervals of the
+    path, cut at (k / steps) ** spacing (see IG_SPACING)."""
+    edges = (np.arange(steps + 1) / steps) ** spacing
+    alphas, weights = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    path = alphas.astype(np.float32)[:, None, None, None] * x.reshape(1, SIDE, SIDE, 1).astype(np.float32)
     grads = _input_gradients(served, path, directions)  # [K, steps, 28, 28]
-    return grads.mean(axis=1) * x.reshape(1, SIDE, SIDE).astype(np.float64)
+    return np.einsum("ksij,s->kij", grads, weights) * x.reshape(1, SIDE, SIDE).astype(np.float64)
 
 
 def gradient_x_input(served: ServedGraph, x: np.ndarray, directions: np.ndarray) -> np.ndarray:
