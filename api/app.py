@@ -114,10 +114,13 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
-        # A run killed with kill -9 leaves its staged files behind; nothing is staging at start.
-        removed = remove_staged_files(exports_dir(jobs.exports_dir))
+        # A run killed with kill -9 leaves its staged files behind; no run of this process stages yet.
+        # Runs write new versions into the data location; a job manager given a folder writes there.
+        removed = versions.remove_abandoned_runs() if versions is not None else []
+        if jobs.exports_dir is not None:
+            removed += remove_staged_files(exports_dir(jobs.exports_dir))
         if removed:
-            log.warning("removed %d staged file(s) of an interrupted training run: %s", len(removed),
+            log.warning("removed the staged files of %d interrupted training run(s): %s", len(removed),
                         ", ".join(path.name for path in removed))
         if pool is not None:
             await pool.start()

@@ -4,6 +4,7 @@ installs the handlers once on the app.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Send
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,20 @@ def _limited_receive(receive: Receive) -> Receive:
     return limited
 
 
+async def send_error(send: Send, status_code: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer {"error": message} straight through ASGI `send`, for middleware that answers before any route."""
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status_code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def body_too_large_message() -> str:
+    return (f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a smaller image "
+            f"(a 280x280 PNG drawing is about 5-20 KB)")
+
+
 def error_response(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
 
@@ -72,8 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 413:
-            message = (f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a smaller image "
-                       f"(a 280x280 PNG drawing is about 5-20 KB)")
+            message = body_too_large_message()
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; see /docs for the methods it accepts"
         elif exc.status_code == 404 and message == "Not Found":

@@ -4,7 +4,7 @@
                                                         "trained_at", "options", "serving", ...}]
     POST /models/{model}/versions/{version}/serve  -> 200 the version, now serving (token rule: like training)
 
-Serving copies the version's files over EXPORTS_DIR/<model>.* atomically
+Serving points the model's serving.json in the data location at the version, atomically
 (training/model_versions.py); the predictor and the prediction workers reload by file
 signature, so requests keep being answered during the switch.
 """

@@ -1,8 +1,9 @@
-"""A prediction worker process: `python -m inference.pool_worker <exports_dir>`.
+"""A prediction worker process: `python -m inference.pool_worker <exports_dir> [<data_dir>] [--explain]`.
 
 Started by inference/pool.py, never by hand. It owns one Predictor (its own
-onnxruntime sessions; hot reload works here too, because every prediction stats
-the export) and answers requests framed on stdin, one at a time, on stdout:
+onnxruntime sessions) serving what the server serves: with a data_dir, the serving
+version kept there (training/model_versions.py), else the exports as they are. Hot
+reload works here too, because every prediction checks which files serve. It answers requests framed on stdin, one at a time, on stdout:
 
     request:  header (image length: 4 bytes, model name length: 2, invert: 1, include_input: 1, explain: 1;
               big-endian),
@@ -35,14 +36,17 @@ READY_STATUS = 100  # the first frame: loaded and warm, send requests
 EXPLAIN_FLAG = "--explain"  # an explanation worker: opens the models for explaining before it says it is ready
 
 
-def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO, explain: bool = False) -> None:
+def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO, data_dir: str | None = None,
+          explain: bool = False) -> None:
     # Imported here, after main() has set the thread limits they read at import time.
     import numpy as np
 
     from inference.answer import encode, predict_answer
     from inference.predictor import Predictor
+    from training.model_versions import ModelVersions
 
-    predictor = Predictor(exports_dir)
+    source = ModelVersions(data_dir=data_dir, shipped_dir=exports_dir) if data_dir else exports_dir
+    predictor = Predictor(source)
     explainer = None
     if explain:
         from inference.explain.explainer import Explainer
@@ -93,8 +97,13 @@ def _send(answers: BinaryIO, status: int, body: bytes) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], [EXPLAIN_FLAG]):
-        sys.exit(f"usage: python -m inference.pool_worker <exports_dir> [{EXPLAIN_FLAG}] (started by inference/pool.py)")
+    arguments = sys.argv[1:]
+    explain = EXPLAIN_FLAG in arguments[-1:]
+    if explain:
+        arguments = arguments[:-1]
+    if len(arguments) not in (1, 2):
+        sys.exit(f"usage: python -m inference.pool_worker <exports_dir> [<data_dir>] [{EXPLAIN_FLAG}] "
+                 "(started by inference/pool.py)")
     # Ctrl+C in a terminal reaches the whole process group: the server decides when workers
     # stop (by closing stdin), so a worker does not die mid-request or print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -106,7 +115,7 @@ def main() -> None:
     privacy.apply()  # no telemetry from this process either (it inherits the server's environment too)
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr  # stdout carries frames only: a stray print() must not corrupt them
-    serve(sys.argv[1], sys.stdin.buffer, answers, explain=sys.argv[2:] == [EXPLAIN_FLAG])
+    serve(arguments[0], sys.stdin.buffer, answers, *arguments[1:], explain=explain)
 
 
 if __name__ == "__main__":

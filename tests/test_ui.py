@@ -322,20 +322,19 @@ def test_without_tensorflow_model2_training_is_off_and_says_why(empty_exports):
     assert any("TensorFlow is not installed" in warning for warning in ui["warnings"])  # the gr.Warning
 
 
-def test_confusion_matrix_is_cached_per_export(mnist_dir, empty_exports, monkeypatch):
+def test_models_tab_figures_are_cached_per_export(empty_exports):
     from inference.predictor import Predictor
-    from ui.confusion import ConfusionMatrices
+    from ui.model_insights import ModelInsights
 
-    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
     write_tiny_model(empty_exports, "model1", digit=7)
-    matrices = ConfusionMatrices(Predictor(empty_exports))
-    first = matrices.get("model1")
-    assert first.matrix.sum() == 10_000 and first.matrix[:, 7].sum() == 10_000  # always answers 7
-    assert first.accuracy == pytest.approx(first.matrix[7, 7] / 10_000)
-    assert matrices.get("model1") is first  # same export: no recomputation
+    insights = ModelInsights(Predictor(empty_exports))
+    first = insights.get("model1")
+    matrix = np.asarray(first.results["confusion_matrix"])
+    assert matrix.sum() == 16 and matrix[:, 7].sum() == 16  # always answers 7 (the recorded figures)
+    assert insights.get("model1") is first  # same export: nothing read or measured again
 
     write_tiny_model(empty_exports, "model1", digit=3)
-    assert matrices.get("model1").matrix[:, 3].sum() == 10_000
+    assert np.asarray(insights.get("model1").results["confusion_matrix"])[:, 3].sum() == 16
 
 
 # -- the real server, through gradio_client --------------------------------------------------------

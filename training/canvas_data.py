@@ -19,7 +19,7 @@ benchmarks evaluate on (benchmarks/drawn_sets.py):
 The validation split (the same MNIST images the trainers always held out) gets the
 same treatment with its own seeds: it fits the temperature and the verdict
 thresholds (training/calibration.py). Rendering ~70,000 drawings takes ~1.5 min
-on 2 cores, so the result is cached under .cache/canvas-data/ (git-ignored), keyed
+on 2 cores, so the result is cached under <data dir>/cache/canvas-data (datadir.py), keyed
 by the MNIST copy, the options, the recipe, strokes.RENDER_VERSION and the source of
 inference/preprocess.py.
 """
@@ -45,7 +45,7 @@ EVAL_FONTS = ("futuram", "rowmand", "rowmant", "scriptc", "timesi", "timesib", "
 DIGIT_LIKE_LETTERS = "OoQDIilJjSsZzBbGgqT"
 LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS)
 SYMBOLS = "+*=#%&?@<>~^-"
-CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "canvas-data"
+CACHE_NAME = "canvas-data"  # <data dir>/cache/canvas-data
 CACHE_ENV = "CANVAS_DATA_CACHE"  # "0" turns the cache off; a path moves it
 MIX_VERSION = 2  # part of the cache key: raise it when _tasks() changes what is drawn
 
@@ -232,7 +232,11 @@ def _cache_dir() -> Path | None:
     setting = os.environ.get(CACHE_ENV)
     if setting == "0":
         return None
-    return Path(setting) if setting else CACHE_DIR
+    if setting:
+        return Path(setting)
+    import datadir
+
+    return datadir.cache_dir(CACHE_NAME)
 
 
 def _cache_key(data, options, recipe: Recipe) -> str:

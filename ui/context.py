@@ -10,7 +10,7 @@ from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from training.jobs import JobManager
 from training.model_versions import ModelVersions
-from ui.confusion import ConfusionMatrices
+from ui.model_insights import ModelInsights
 
 
 @dataclass
@@ -22,13 +22,13 @@ class AppContext:
     drawings: DrawingStore | None = None  # issue 12: the corrections database (drawings/store.py)
     versions: ModelVersions | None = None  # issue 12: kept model versions (training/model_versions.py)
     explain_lane: ExplainLane | None = None  # issue 19: where explanations are computed (inference/explain/lane.py)
-    confusions: ConfusionMatrices = field(init=False)
+    insights: ModelInsights = field(init=False)  # the Models tab's weights and test-set figures
     # Issue 12: with TRAIN_TOKEN set (a public server), anonymous corrections from the page are rate-limited:
     # save_correction(ctx.drawings, ctx.predictor, image, label, client_id, limiter=ctx.correction_limiter)
     correction_limiter: RateLimiter | None = field(init=False)
 
     def __post_init__(self):
-        self.confusions = ConfusionMatrices(self.predictor)
+        self.insights = ModelInsights(self.predictor)
         self.correction_limiter = RateLimiter.shared() if self.train_token else None  # the one REST uses too
 
 

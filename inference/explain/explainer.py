@@ -35,7 +35,7 @@ import numpy as np
 
 import inference.explain.methods as methods
 import inference.explain.render as render
-from inference.explain.served import ServedGraph, ServedGraphs
+from inference.explain.served import OnnxLocation, ServedGraph, ServedGraphs
 
 SIDE = 28
 SCALE_PERCENTILE = 98
@@ -154,12 +154,13 @@ class Explanation:
 class Explainer:
     """Explains any model of a predictor from its served export (see the module docstring); thread-safe."""
 
-    def __init__(self, onnx_paths: Mapping[str, Path], pinned: Mapping[str, ServedGraph] | None = None):
+    def __init__(self, onnx_paths: Mapping[str, OnnxLocation], pinned: Mapping[str, ServedGraph] | None = None):
         self.graphs = ServedGraphs(onnx_paths, pinned)
 
     @classmethod
     def for_predictor(cls, predictor) -> "Explainer":
-        return cls({name: predictor.paths(name)["onnx"] for name in predictor.models})
+        """Explains what `predictor` serves: it asks the predictor for each model's ONNX file every time."""
+        return cls({name: functools.partial(_served_onnx, predictor, name) for name in predictor.models})
 
     @property
     def names(self) -> list[str]:
@@ -255,6 +256,10 @@ class Explainer:
         if method == OCCLUSION:
             return methods.occlusion(served, x, directions), None, None, "input", x.astype(np.float64)
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _served_onnx(predictor, name: str) -> Path:
+    return predictor.paths(name)["onnx"]
 
 
 @contextlib.contextmanager

@@ -62,8 +62,9 @@ def _setting(name: str, default: int) -> int:
 
 
 class ExplainLane:
-    def __init__(self, predictor, exports_dir, *, workers: int | None = None, waiting: int | None = None,
-                 per_client: int | None = None, pool: PredictionPool | None = None):
+    def __init__(self, predictor, exports_dir, *, data_dir=None, workers: int | None = None,
+                 waiting: int | None = None, per_client: int | None = None, pool: PredictionPool | None = None):
+        """`exports_dir` and `data_dir`: what the explanation workers serve, as the prediction pool's."""
         self.predictor = predictor
         self.workers = _setting("EXPLAIN_WORKERS", DEFAULT_WORKERS) if workers is None else workers
         self.waiting = _setting("EXPLAIN_WAITING", DEFAULT_WAITING) if waiting is None else waiting
@@ -71,7 +72,8 @@ class ExplainLane:
                               else per_client)
         self.pool = pool if pool is not None else PredictionPool(
             exports_dir, size=self.workers,
-            command=[sys.executable, "-m", "inference.pool_worker", str(exports_dir), EXPLAIN_FLAG])
+            command=[sys.executable, "-m", "inference.pool_worker", str(exports_dir),
+                     *([str(data_dir)] if data_dir is not None else []), EXPLAIN_FLAG])
         self.admitted = 0  # explanations being computed or waiting, server-wide
         self.answered = 0
         self.refused = 0

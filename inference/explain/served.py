@@ -2,9 +2,9 @@
 intermediate values exposed.
 
 `ServedGraphs.get(name)` returns the `ServedGraph` of the export the predictor serves now. Like
-inference/predictor.py it stats the ONNX file on every call ((mtime_ns, size, inode): a few
-microseconds) and reopens it when a training, a fine-tune or a version switch replaced it, so
-the maps always follow the served version. Opening one takes a few tens of milliseconds (parse,
+inference/predictor.py it asks where that file is (a version switch names another file) and stats
+it on every call ((path, mtime_ns, size, inode): a few microseconds), and reopens it when a
+training, a fine-tune or a version switch changed it, so the maps always follow the served version. Opening one takes a few tens of milliseconds (parse,
 analyse, build a session with extra outputs); it happens once per version, not per request.
 
 The session runs the served graph unchanged, only with more outputs: the values the explainer
@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnxruntime as ort
@@ -34,7 +34,7 @@ class ServedGraph:
     """One loaded version of one model: what its graph allows, and a session exposing its values."""
 
     name: str
-    signature: tuple[int, int, int]
+    signature: tuple  # (path, (mtime_ns, size, inode)) of the file it was opened from
     info: GraphInfo
     session: ort.InferenceSession
     outputs: list[str]  # OUTPUT_NAME first, then info.values_to_expose()
@@ -74,7 +74,7 @@ class ServedGraph:
         return version if isinstance(version, int) else None
 
 
-def open_graph(name: str, data: bytes, signature: tuple[int, int, int] = (0, 0, 0)) -> ServedGraph:
+def open_graph(name: str, data: bytes, signature: tuple = ()) -> ServedGraph:
     """A ServedGraph from an ONNX model's bytes: analysed, and run with its values exposed."""
     import onnx
 
@@ -93,10 +93,13 @@ def open_graph(name: str, data: bytes, signature: tuple[int, int, int] = (0, 0, 
                        metadata=metadata, source=data)
 
 
+OnnxLocation = Path | Callable[[], Path]  # a file, or where the served file is now (a version switch moves it)
+
+
 class ServedGraphs:
     """The ServedGraph of each model's current export (see the module docstring); thread-safe."""
 
-    def __init__(self, onnx_paths: Mapping[str, Path], pinned: Mapping[str, ServedGraph] | None = None):
+    def __init__(self, onnx_paths: Mapping[str, OnnxLocation], pinned: Mapping[str, ServedGraph] | None = None):
         self._paths = dict(onnx_paths)
         self._graphs: dict[str, ServedGraph] = {}
         self._locks = {name: threading.Lock() for name in self._paths}
@@ -111,17 +114,18 @@ class ServedGraphs:
         """The served version of `name`; ModelUnavailableError when it has no valid export; KeyError when unknown."""
         if name in self._pinned:
             return self._pinned[name]
-        path = self._paths[name]
-        signature = file_signature(path)
+        location = self._paths[name]
+        path = location() if callable(location) else location
+        signature = (path, file_signature(path))
         current = self._graphs.get(name)
         if current is not None and current.signature == signature:
             return current
         with self._locks[name]:
             current = self._graphs.get(name)
-            signature = file_signature(path)
+            signature = (path, file_signature(path))
             if current is not None and current.signature == signature:
                 return current
-            if signature is None:
+            if signature[1] is None:
                 raise ModelUnavailableError(name, NO_EXPORT_REASON)
             try:
                 loaded = open_graph(name, path.read_bytes(), signature)
