@@ -146,8 +146,8 @@ def explain_app(exports_copy, tmp_path_factory) -> str:
     with running_app(exports, root / "server.log", PREDICT_WORKERS="2", EXPLAIN_WORKERS="1", EXPLAIN_WAITING="1",
                      EXPLAIN_PER_CLIENT="2", GRADIO_TEMP_DIR=str(root / "gradio")) as app:
         env = lambda: httpx.get(app.url + "env", timeout=120).json()  # noqa: E731
-        wait_for_workers(env, 2)
-        deadline = time.monotonic() + 120
+        wait_for_workers(env, 2, timeout=300)  # a busy machine: the workers start together with the explainer
+        deadline = time.monotonic() + 300
         while env()["explanation_workers"]["ready"] < 1:
             assert time.monotonic() < deadline, "the explanation worker did not start"
             time.sleep(0.1)

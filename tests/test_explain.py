@@ -219,3 +219,38 @@ def test_a_missing_or_broken_export_is_unavailable_with_its_reason(tmp_path):
     (tmp_path / "model1.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(ModelUnavailableError, match="cannot be explained"):
         explainer.explain(np.zeros((28, 28, 1), np.float32), "model1")
+
+
+def test_maps_follow_a_version_switch(exports, tmp_path):
+    """Serving another version names another file (training/model_versions.py): the explainer asks the
+    predictor's source which file serves, as the predictor does, and explains that one."""
+    from training.artifacts import ServingFiles, artifact_paths
+
+    switched = tmp_path / "version2"
+    switched.mkdir()
+    for path in exports.glob("model*.*"):
+        shutil.copy2(path, switched / path.name)
+    model = onnx.load(switched / "model1.onnx")
+    for init in model.graph.initializer:
+        if init.name == "coefficient":  # Model 1's weights, another version's
+            init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+    onnx.save(model, switched / "model1.onnx")
+
+    class Versions:  # the part of ModelVersions the predictor uses: which files serve now
+        shipped_dir = exports
+        folder = exports
+
+        def serving_files(self, name):
+            paths = artifact_paths(name, MODELS[name].native_format, self.folder)
+            return ServingFiles(None, paths, self.folder.name)
+
+    source = Versions()
+    predictor = Predictor(source)
+    explainer = Explainer.for_predictor(predictor)
+    x = drawn(7)
+    before = explainer.explain(x, "model1")
+    source.folder = switched
+    after = explainer.explain(x, "model1")
+    assert explainer.graphs.get("model1").signature[0] == switched / "model1.onnx"
+    assert after.top == predictor.predict(x, "model1").digit != before.top
+    np.testing.assert_allclose(after.templates, -before.templates)
