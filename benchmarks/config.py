@@ -65,6 +65,7 @@ class BenchConfig:
     explain_sanity_samples: int = 40
     explain_cpu_requests: int = 100
     explain_browser_digits: int = 10
+    explain_every_method: bool = True  # False: each model's default method only (the quick run)
 
 
 FULL = BenchConfig()
@@ -91,5 +92,6 @@ QUICK = BenchConfig(
     explain_samples=6,
     explain_sanity_samples=3,
     explain_cpu_requests=5,
-    explain_browser_digits=2,
+    explain_browser_digits=1,
+    explain_every_method=False,
 )

@@ -60,7 +60,7 @@ def _deletion(explainer: Explainer, name: str, method: str, images: np.ndarray, 
         jitter = rng.random(PIXELS) * 1e-12
         orders = {"map": np.lexsort((jitter, -values)), "random": rng.permutation(PIXELS),
                   "reverse": np.lexsort((jitter, values)), "ink": np.lexsort((jitter, -under))}
-        probability = _head_probability(served) if explanation.space == "deskewed" else _graph_probability(served)
+        probability = _head_probability(served) if explanation.space == "features" else _graph_probability(served)
         for order, ranking in orders.items():
             curve = probability(_erased(under, ranking), top)
             curves[order].append(curve)
@@ -87,8 +87,8 @@ def _graph_probability(served: ServedGraph):
 
 
 def _head_probability(served: ServedGraph):
-    """The served linear head (and temperature) applied to deskewed images: what Model 1 computes
-    after its deskew, in float64."""
+    """The served linear head (and temperature) applied to images of the space it reads (Model 1's: deskewed
+    drawings): what the graph computes after its own preprocessing, in float64."""
     head, scale = served.info.linear_head, served.info.inverse_temperature
 
     def probability(batch: np.ndarray, digit: int) -> np.ndarray:

@@ -78,7 +78,7 @@ def test_model1_maps_sum_with_the_bias_to_the_served_logits(explainer, predictor
     features = np.asarray(values[head.features], np.float64).reshape(-1)
     np.testing.assert_allclose(top.values.reshape(-1), head.weights[:, top.digit] * features * info.inverse_temperature)
     np.testing.assert_allclose(explanation.under.reshape(-1), features)
-    assert explanation.space == "deskewed"
+    assert explanation.space == "features" and "deskewed 28×28 image" in explanation.space_text
     # softmax(scores) is what the predictor serves.
     served_probabilities = predictor.predict(x, "model1").probabilities
     scores = explanation.scores

@@ -9,8 +9,8 @@ runner-up (their difference); positive values argue for the digit. What a model'
 exposes decides the method (graph.py), never its name, so a new model of the registry is
 explained with no code of its own:
 
-- a linear head over 784 features (Model 1): its exact terms W x / T over the deskewed image it
-  reads; they sum with the bias to the score (tests check it to 1e-4), plus its ten weight images
+- a linear head over 784 features (Model 1): its exact terms W x / T over the image it reads (Model
+  1's graph deskews the drawing first: the registry's `input_space` names it); they sum with the bias to the score (tests check it to 1e-4), plus its ten weight images
   ("what it thinks each digit looks like") with the drawing's score against each.
 - a differentiable path (Model 2): DEFAULT_GRADIENT_METHOD, plus each conv and pooling layer's
   activations, strongest channel first.
@@ -44,7 +44,7 @@ EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION = (
 METHODS = (EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION)
 DEFAULT_GRADIENT_METHOD = INTEGRATED_GRADIENTS
 METHOD_TEXT = {
-    EXACT: "exact: the model's own terms, weight × pixel (÷ temperature), over the deskewed image it reads; "
+    EXACT: "exact: the model's own terms, weight × pixel (÷ temperature), over the image it reads; "
            "with its bias they add up to its score",
     INTEGRATED_GRADIENTS: "integrated gradients from a blank canvas: how much each pixel's ink adds to the "
                           "score on the way from nothing to the drawing",
@@ -52,8 +52,8 @@ METHOD_TEXT = {
     GRAD_CAM: "Grad-CAM: the last conv layer's maps weighted by their gradient, enlarged (coarse)",
     OCCLUSION: "occlusion: how much the score drops when each 2×2 patch of the drawing is erased",
 }
-SPACE_TEXT = {"deskewed": "the deskewed 28×28 image Model 1 reads (straightened inside its graph)",
-              "input": "the 28×28 model input"}
+INPUT_TEXT = "the 28×28 model input"
+FEATURES_TEXT = "the 28×28 image its linear layer reads, computed inside its graph"  # without a registry entry
 
 
 @dataclass
@@ -100,7 +100,8 @@ class LayerView:
 class Explanation:
     model: str
     method: str
-    space: str  # "deskewed" (a linear head's features) or "input"
+    space: str  # "features" (what a linear head reads, computed in the graph) or "input"
+    space_text: str  # the same in words, for the page
     under: np.ndarray  # float64 [28, 28]: the image the maps lie over
     probabilities: np.ndarray  # [10], from the same run
     scores: np.ndarray  # [10]: softmax(scores) = probabilities
@@ -131,7 +132,7 @@ class Explanation:
         scale = self.scale
         out: dict[str, Any] = {
             "model": self.model, "method": self.method, "method_text": METHOD_TEXT[self.method],
-            "space": self.space, "space_text": SPACE_TEXT[self.space],
+            "space": self.space, "space_text": self.space_text,
             "top": self.top, "runner_up": self.runner_up, "scale": scale,
             "scores": [round(float(value), 6) for value in self.scores],
             "maps": [item.to_dict(self.under, scale, images) for item in self.maps],
@@ -154,13 +155,17 @@ class Explanation:
 class Explainer:
     """Explains any model of a predictor from its served export (see the module docstring); thread-safe."""
 
-    def __init__(self, onnx_paths: Mapping[str, OnnxLocation], pinned: Mapping[str, ServedGraph] | None = None):
+    def __init__(self, onnx_paths: Mapping[str, OnnxLocation], pinned: Mapping[str, ServedGraph] | None = None,
+                 input_spaces: Mapping[str, str] | None = None):
+        """`input_spaces`: what each model's first layer reads, in words (the registry's `input_space`)."""
         self.graphs = ServedGraphs(onnx_paths, pinned)
+        self.input_spaces = dict(input_spaces or {})
 
     @classmethod
     def for_predictor(cls, predictor) -> "Explainer":
         """Explains what `predictor` serves: it asks the predictor for each model's ONNX file every time."""
-        return cls({name: functools.partial(_served_onnx, predictor, name) for name in predictor.models})
+        return cls({name: functools.partial(_served_onnx, predictor, name) for name in predictor.models},
+                   input_spaces={name: spec.input_space for name, spec in predictor.models.items()})
 
     @property
     def names(self) -> list[str]:
@@ -196,8 +201,10 @@ class Explainer:
             DigitMap(top, runner_up, maps[0] - maps[1], float(scores[top] - scores[runner_up]),
                      _difference(bias), _difference(baseline)),
         ]
-        explanation = Explanation(model=name, method=method, space=space, under=under, probabilities=probabilities,
-                                  scores=scores, maps=digit_maps, version=served.version)
+        space_text = (INPUT_TEXT if space == "input" else
+                      f"the {self.input_spaces[name]} it reads" if name in self.input_spaces else FEATURES_TEXT)
+        explanation = Explanation(model=name, method=method, space=space, space_text=space_text, under=under,
+                                  probabilities=probabilities, scores=scores, maps=digit_maps, version=served.version)
         head = served.info.linear_head
         if head is not None:
             scale = served.info.inverse_temperature
@@ -243,7 +250,7 @@ class Explainer:
             if served.info.linear_head is None:
                 raise ValueError(f"{served.name} has no linear head to explain exactly")
             maps, biases = methods.exact_linear(served, values, directions)
-            return maps, biases, None, "deskewed", methods.features_image(served, values)
+            return maps, biases, None, "features", methods.features_image(served, values)
         if method in (INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM) and not served.info.differentiable:
             raise ValueError(f"{served.name} cannot be differentiated here: {served.info.why_no_gradient}")
         if method == INTEGRATED_GRADIENTS:

@@ -51,7 +51,7 @@ def exact_linear(served: ServedGraph, values: dict, directions: np.ndarray) -> t
 
 
 def features_image(served: ServedGraph, values: dict) -> np.ndarray:
-    """The 28x28 image a linear head reads (Model 1: the deskewed drawing)."""
+    """The 28x28 image a linear head reads (Model 1's: the drawing deskewed inside its graph)."""
     return np.asarray(values[served.info.linear_head.features], np.float64).reshape(SIDE, SIDE)
 
 
