@@ -254,3 +254,17 @@ def test_maps_follow_a_version_switch(exports, tmp_path):
     assert explainer.graphs.get("model1").signature[0] == switched / "model1.onnx"
     assert after.top == predictor.predict(x, "model1").digit != before.top
     np.testing.assert_allclose(after.templates, -before.templates)
+
+
+def test_explaining_never_imports_tensorflow(exports):
+    """The serving-only install explains too: onnxruntime and numpy, never TensorFlow."""
+    from tests.app_server import run_python
+
+    code = (f"import sys; from inference.predictor import Predictor; from inference.explain.explainer import Explainer; "
+            f"from benchmarks.pen import DIGIT_STROKES, canvas_png; from inference.preprocess import preprocess; "
+            f"p = Predictor({str(exports)!r}); e = Explainer.for_predictor(p); x = preprocess(canvas_png(DIGIT_STROKES[7])); "
+            f"print([e.explain(x, name).top for name in p.models]); print('tensorflow' in sys.modules)")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tops, imported = result.stdout.strip().splitlines()[-2:]
+    assert tops == str([7] * len(MODELS)) and imported == "False"
