@@ -21,7 +21,7 @@ import pytest
 from benchmarks.load import run_load, summarize
 from benchmarks.servers import ServerProcess, free_port, request, server_env
 from tests.app_server import ROOT, git_status
-SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start")
+SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start", "explain")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
          "training_curves.png")
 
@@ -222,6 +222,19 @@ def test_quick_run_numbers_are_sane(quick_run):
     assert 0 < cold["rss_idle_mib"] <= cold["rss_under_load_mib"]
     assert cold["load_errors"] == 0
     assert cold["tensorflow_loaded"] is False
+
+    explain = sections["explain"]["data"]
+    for model in ("model1", "model2"):
+        faithfulness = explain["faithfulness"][model]
+        for set_name, areas in faithfulness["deletion"][faithfulness["default"]].items():
+            assert all(0.0 <= areas[order] <= 1.0 for order in ("map", "random", "reverse", "ink")), set_name
+            assert len(areas["curves"]["map"]) == 99
+        assert -1.0 <= faithfulness["sanity"][faithfulness["default"]]["median"] <= 1.0
+    assert explain["exact"]["model1"]["max_abs_error"] <= 1e-4  # exact whatever the machine's load
+    assert 0 < explain["replay"]["plain"]["server_cpu_ms"] < explain["replay"]["explained"]["server_cpu_ms"]
+    for label in ("closed", "open"):
+        assert all(ms is not None and ms > 0 for ms in explain["page"][label]["answers"]), label
+    assert all(ms is not None and ms > 0 for ms in explain["page"]["open"]["maps"])
 
 
 @pytest.mark.slow
