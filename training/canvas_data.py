@@ -18,10 +18,14 @@ benchmarks evaluate on (benchmarks/drawn_sets.py):
 
 The validation split (the same MNIST images the trainers always held out) gets the
 same treatment with its own seeds: it fits the temperature and the verdict
-thresholds (training/calibration.py). Rendering ~70,000 drawings takes ~1.5 min
-on 2 cores, so the result is cached under .cache/canvas-data/ (git-ignored), keyed
-by the MNIST copy, the options, the recipe, strokes.RENDER_VERSION and the source of
-inference/preprocess.py.
+thresholds (training/calibration.py).
+
+The drawings are made from centre lines in batches (training/centre_lines.py,
+training/fast_canvas.py), which emulate the canvas and the app's preprocessing: ~0.2 ms
+a drawing where the long way (training/strokes.py, canvas + inference.preprocess)
+took ~2.7 ms and ~130 s for the whole mix on 2 cores. The result is still cached under
+.cache/canvas-data/ (git-ignored), keyed by the MNIST copy, the options, the recipe,
+MIX_VERSION, the renderers' versions and the source of inference/preprocess.py.
 """
 from __future__ import annotations
 
@@ -29,12 +33,13 @@ import hashlib
 import json
 import os
 import string
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from training import strokes
+from training import centre_lines, fast_canvas, strokes
 
 NOT_A_DIGIT = -1  # label of a training drawing that is no digit: its target is uniform over the ten
 # Stroke fonts (Hershey, hershey-fonts package) split between training and evaluation.
@@ -47,7 +52,10 @@ LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS
 SYMBOLS = "+*=#%&?@<>~^-"
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "canvas-data"
 CACHE_ENV = "CANVAS_DATA_CACHE"  # "0" turns the cache off; a path moves it
-MIX_VERSION = 2  # part of the cache key: raise it when _tasks() changes what is drawn
+MIX_VERSION = 3  # part of the cache key: raise it when _tasks() changes what is drawn
+# Drawings: fewer are rendered in this process. Starting 2 worker processes costs ~2 s; the fast
+# renderer draws ~5,000 drawings a second on one core.
+FAST_PARALLEL_FROM = 10_000
 
 
 @dataclass(frozen=True)
@@ -110,18 +118,20 @@ def assemble_training_data(data, options, recipe: Recipe = RECIPE):
     val_size = min(5000, len(x_all) // 10)
     x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
 
+    began = time.perf_counter()
     yield "Preparing the canvas drawings", 0.0
     key = _cache_key(data, options, recipe)
     cached = _read_cache(key)
     if cached is not None:
         yield "Canvas drawings loaded from the cache", 1.0
-        return _combine(x_train, y_train, x_val, y_val, cached, recipe)
+        return _combine(x_train, y_train, x_val, y_val, cached, recipe,
+                        {"source": "cache", "seconds": round(time.perf_counter() - began, 3)})
 
     scale = len(x_train) / 55000
     train_tasks = _tasks(x_train, y_train, scale, recipe, seed=(options.seed, 1), validation=False)
     val_tasks = _tasks(x_val, y_val, scale * recipe.validation_share, recipe, seed=(options.seed, 2), validation=True)
     tasks = [task for _, task in train_tasks] + [task for _, task in val_tasks]
-    progress = strokes.iter_render(tasks)
+    progress = strokes.iter_render(tasks, render=centre_lines.render_task, parallel_from=FAST_PARALLEL_FROM)
     try:
         while True:
             done, total = next(progress)
@@ -136,7 +146,8 @@ def assemble_training_data(data, options, recipe: Recipe = RECIPE):
         parts.append(images[ok])
     arrays = {group: np.concatenate(parts) for group, parts in drawn.items()}
     _write_cache(key, arrays)
-    return _combine(x_train, y_train, x_val, y_val, arrays, recipe)
+    return _combine(x_train, y_train, x_val, y_val, arrays, recipe,
+                    {"source": "drawn", "seconds": round(time.perf_counter() - began, 3)})
 
 
 def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation: bool):
@@ -178,7 +189,8 @@ def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation
     return tasks
 
 
-def _combine(x_train, y_train, x_val, y_val, arrays: dict[str, np.ndarray], recipe: Recipe) -> CanvasData:
+def _combine(x_train, y_train, x_val, y_val, arrays: dict[str, np.ndarray], recipe: Recipe,
+             prepared: dict) -> CanvasData:
     train_x, train_y = [np.asarray(x_train)], [np.asarray(y_train, np.int64)]
     val_x, val_y, val_kind = [np.asarray(x_val)], [np.asarray(y_val, np.int64)], [np.full(len(y_val), "mnist")]
     other, counts = [], {"train": {"mnist": len(y_train)}, "val": {"mnist": len(y_val)}}
@@ -198,7 +210,8 @@ def _combine(x_train, y_train, x_val, y_val, arrays: dict[str, np.ndarray], reci
             val_x.append(images)
             val_y.append(np.full(len(images), label, np.int64))
             val_kind.append(np.full(len(images), name))
-    summary = {"recipe": recipe.to_dict(), "train_fonts": list(TRAIN_FONTS), "counts": counts,
+    # prepared: {"source": "drawn" (this run drew the mix) or "cache", "seconds": wall time}
+    summary = {"recipe": recipe.to_dict(), "train_fonts": list(TRAIN_FONTS), "counts": counts, "prepared": prepared,
                "train_images": int(sum(len(part) for part in train_x)),
                "validation_images": int(sum(len(part) for part in val_x)),
                "validation_non_digits": int(sum(len(part) for part in other))}
@@ -238,7 +251,7 @@ def _cache_dir() -> Path | None:
 def _cache_key(data, options, recipe: Recipe) -> str:
     """Changes whenever the drawings would: the data, the options that select it, the drawing code."""
     return _key({"mnist": data.sha256, "limit": options.limit, "seed": options.seed, "recipe": recipe.to_dict(),
-                 "version": MIX_VERSION})
+                 "version": MIX_VERSION, "fast_renderer": fast_canvas.RENDER_VERSION})
 
 
 def _key(description: dict) -> str:
