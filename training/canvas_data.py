@@ -10,9 +10,13 @@ benchmarks evaluate on (benchmarks/drawn_sets.py):
   canvas and passed through the app's preprocessing (training/strokes.py);
 - writers' conventions MNIST lacks: 1s with a flag and a foot, crossed 7s, slashed 0s
   (stroke edits of MNIST training digits), open one-stroke 4s (generated), and digits
-  of the training stroke fonts;
+  of the training stroke fonts; and issue 21's (training/conventions.py): cursive
+  one-stroke 4s with an open curved top, long-flag 1s, 7s with a hooked bar and a stem
+  curving left, 9s curling left like a g, open 9s, round 6s, closed 4s, every digit
+  written in one stroke, and MNIST 1s, 7s and 9s given long flags, hooks and curls;
 - non-digits with label NOT_A_DIGIT (trained towards a uniform output: outlier
-  exposure): letters and symbols of the training fonts, random-walk scribbles,
+  exposure): letters and symbols of the training fonts, the same fonts' letters
+  written stroke by stroke like a hand (training/letters.py), random-walk scribbles,
   smooth random curves, doodles (triangles, stars, spirals, hatching, a crossed-out
   circle), near-horizontal lines, two training digits side by side.
 
@@ -39,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training import centre_lines, fast_canvas, strokes
+from training import centre_lines, conventions, fast_canvas, letters, strokes
 
 NOT_A_DIGIT = -1  # label of a training drawing that is no digit: its target is uniform over the ten
 # Stroke fonts (Hershey, hershey-fonts package) split between training and evaluation.
@@ -52,7 +56,7 @@ LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS
 SYMBOLS = "+*=#%&?@<>~^-"
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "canvas-data"
 CACHE_ENV = "CANVAS_DATA_CACHE"  # "0" turns the cache off; a path moves it
-MIX_VERSION = 3  # part of the cache key: raise it when _tasks() changes what is drawn
+MIX_VERSION = 4  # part of the cache key: raise it when _tasks() changes what is drawn
 # Drawings: fewer are rendered in this process. Starting 2 worker processes costs ~2 s; the fast
 # renderer draws ~5,000 drawings a second on one core.
 FAST_PARALLEL_FROM = 10_000
@@ -63,11 +67,18 @@ class Recipe:
     """How many drawings of each kind, per 55,000 training digits (scaled down for limited runs)."""
 
     redrawn_per_digit: int = 1  # redrawn copies of every MNIST training digit
+    # Writers' conventions (training/strokes.py's edits and open 4s, training/conventions.py's issue-21
+    # variants: edits of MNIST digits and generated ones; "cursive" is spread over the ten digits).
     conventions: dict = field(default_factory=lambda: {
-        "one_flag": 3000, "seven_bar": 2000, "zero_slash": 1500, "open_four": 2500})
+        "one_flag": 3000, "seven_bar": 2000, "zero_slash": 1500, "open_four": 2500,
+        "one_long_flag_edit": 1500, "seven_hook_edit": 1500, "nine_curl_edit": 2500,
+        "four_cursive": 3000, "four_closed": 500, "one_long_flag": 1000, "seven_hook": 1500, "nine_curl": 2000,
+        "nine_open": 1000, "six_round": 1500, "cursive": 3000})
     font_digits: int = 3000  # digits drawn from TRAIN_FONTS
+    # letter_hand: the training fonts' letters written stroke by stroke like a hand (training/letters.py)
     non_digits: dict = field(default_factory=lambda: {
-        "font": 6000, "scribble": 3000, "curves": 2500, "doodle": 2500, "line": 1000, "pair": 3000})
+        "font": 6000, "letter_hand": 4000, "scribble": 3000, "curves": 2500, "doodle": 2500, "line": 1000,
+        "pair": 3000})
     validation_share: float = 0.2  # validation counts relative to the training counts above
 
     def to_dict(self) -> dict:
@@ -75,7 +86,7 @@ class Recipe:
 
 
 RECIPE = Recipe()
-CONVENTION_DIGIT = {"one_flag": 1, "seven_bar": 7, "zero_slash": 0, "open_four": 4}
+CONVENTION_DIGIT = {"one_flag": 1, "seven_bar": 7, "zero_slash": 0, "open_four": 4}  # (strokes.py's conventions)
 
 
 @dataclass
@@ -166,10 +177,14 @@ def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation
             add("mnist", digit, list(x[y == digit]), 100 * _copy + digit)
     for salt, (kind, count) in enumerate(recipe.conventions.items(), start=1000):
         count = max(1, round(count * scale))
-        digit = CONVENTION_DIGIT[kind]
         if kind == "open_four":
-            add(kind, digit, [None] * count, salt)
+            add(kind, 4, [None] * count, salt)
+        elif kind in conventions.GENERATED:  # items: the digit each drawing writes
+            digits = conventions.GENERATED[kind][0]
+            for digit in digits:
+                add(kind, digit, [digit] * max(1, round(count / len(digits))), 100 * salt + digit)
         else:
+            digit = CONVENTION_DIGIT[kind] if kind in CONVENTION_DIGIT else conventions.MNIST_EDITS[kind][0]
             pool = np.flatnonzero(y == digit)
             add(kind, digit, list(x[rng.choice(pool, count)]), salt)
     count = max(10, round(recipe.font_digits * scale))
@@ -180,6 +195,9 @@ def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation
         count = max(4, round(count * scale))
         if kind == "font":
             chars = [(font, c) for font in TRAIN_FONTS for c in LETTERS + SYMBOLS]
+            items = [chars[i] for i in rng.choice(len(chars), count)]
+        elif kind == "letter_hand":
+            chars = [(font, c) for font in TRAIN_FONTS for c in letters.hand_letters()]
             items = [chars[i] for i in rng.choice(len(chars), count)]
         elif kind == "pair":
             items = [x[rng.choice(len(x), 2)] for _ in range(count)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training import conventions, fast_canvas, strokes
+from training import conventions, fast_canvas, letters, strokes
 
 MNIST_KINDS = ("mnist", "one_flag", "seven_bar", "zero_slash", *conventions.MNIST_EDITS)
 
@@ -46,14 +46,17 @@ def centre_lines(kind: str, items: list, rng: np.random.Generator) -> list[np.nd
         return [_pair_line(lines[2 * i], lines[2 * i + 1], rng) for i in range(len(items))]
     if kind == "font":
         return [fast_canvas.polyline_points(strokes.hershey_strokes(*item)) for item in items]
-    if kind in conventions.GENERATED:
-        return [fast_canvas.polyline_points(conventions.GENERATED[kind](rng)) for _ in items]
+    if kind == "letter_hand":  # items: (training font, letter)
+        return [fast_canvas.polyline_points(letters.handwritten(font, char, rng)) for font, char in items]
+    if kind in conventions.GENERATED:  # items: the digit to write
+        draw = conventions.GENERATED[kind][1]
+        return [fast_canvas.polyline_points(draw(rng, digit)) for digit in items]
     generators = {"open_four": strokes.open_four, "scribble": strokes.scribble, "curves": strokes.curves,
                   "doodle": strokes.doodle, "line": strokes.line}
     if kind in generators:
         return [fast_canvas.polyline_points(generators[kind](rng)) for _ in items]
     raise ValueError(f"the training mix draws no {kind!r}; kinds: "
-                     f"{', '.join((*MNIST_KINDS, 'pair', 'font', *conventions.GENERATED, *generators))}")
+                     f"{', '.join((*MNIST_KINDS, 'pair', 'font', 'letter_hand', *conventions.GENERATED, *generators))}")
 
 
 _EDITS = {"one_flag": strokes.flag_and_foot_lines, "seven_bar": strokes.seven_bar_lines,
@@ -62,7 +65,7 @@ _EDITS = {"one_flag": strokes.flag_and_foot_lines, "seven_bar": strokes.seven_ba
 
 def _mnist_line(kind: str, shape: np.ndarray, line: np.ndarray | None, rng: np.random.Generator) -> np.ndarray | None:
     """An MNIST digit's skeleton, with the strokes a convention adds to it (work-frame pixels)."""
-    edit = _EDITS.get(kind) or conventions.MNIST_EDITS.get(kind)
+    edit = _EDITS.get(kind) or (conventions.MNIST_EDITS[kind][1] if kind in conventions.MNIST_EDITS else None)
     added = edit(shape, rng) if edit else []
     if line is None:
         return None

@@ -586,8 +586,9 @@ def canvas_input(shape: np.ndarray, rng: np.random.Generator, distortion: Distor
 #   "open_four":  None (generated)                      "font": (font name, character)
 #   "scribble" / "loops" / "curves" / "doodle" / "line": None (generated)     "pair": uint8 [2, 28, 28] (two digits side by side)
 #   "image":      float [H, W] in [0, 1], white on black (e.g. scikit-learn's 8x8 digits)
+#   "strokes":    polylines (x right, y down, any unit), e.g. written by the evaluation's benchmarks/motor_pen.py
 KINDS = ("mnist", "one_flag", "seven_bar", "zero_slash", "open_four", "font", "scribble", "loops", "curves",
-         "doodle", "line", "pair", "image")
+         "doodle", "line", "pair", "image", "strokes")
 
 
 def image_shape(image: np.ndarray) -> np.ndarray:
@@ -629,6 +630,8 @@ def shape_for(kind: str, item, rng: np.random.Generator) -> np.ndarray:
         return side_by_side(mnist_shape(item[0]), mnist_shape(item[1]), rng)
     if kind == "image":
         return image_shape(item)
+    if kind == "strokes":
+        return strokes_shape(item)
     raise ValueError(f"unknown drawing kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 
