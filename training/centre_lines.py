@@ -44,17 +44,19 @@ def centre_lines(kind: str, items: list, rng: np.random.Generator) -> list[np.nd
             return []
         lines = strokes.skeletons(fast_canvas.mnist_shapes(np.concatenate([np.asarray(pair) for pair in items])))
         return [_pair_line(lines[2 * i], lines[2 * i + 1], rng) for i in range(len(items))]
+    if not items:
+        return []
     if kind == "font":
-        return [fast_canvas.polyline_points(strokes.hershey_strokes(*item)) for item in items]
+        return fast_canvas.drawings_points([strokes.hershey_strokes(*item) for item in items])
     if kind == "letter_hand":  # items: (training font, letter)
-        return [fast_canvas.polyline_points(letters.handwritten(font, char, rng)) for font, char in items]
+        return fast_canvas.drawings_points([letters.handwritten(font, char, rng) for font, char in items])
     if kind in conventions.GENERATED:  # items: the digit to write
         draw = conventions.GENERATED[kind][1]
-        return [fast_canvas.polyline_points(draw(rng, digit)) for digit in items]
+        return fast_canvas.drawings_points([draw(rng, digit) for digit in items])
     generators = {"open_four": strokes.open_four, "scribble": strokes.scribble, "curves": strokes.curves,
                   "doodle": strokes.doodle, "line": strokes.line}
     if kind in generators:
-        return [fast_canvas.polyline_points(generators[kind](rng)) for _ in items]
+        return fast_canvas.drawings_points([generators[kind](rng) for _ in items])
     raise ValueError(f"the training mix draws no {kind!r}; kinds: "
                      f"{', '.join((*MNIST_KINDS, 'pair', 'font', 'letter_hand', *conventions.GENERATED, *generators))}")
 

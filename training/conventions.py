@@ -22,8 +22,8 @@ and edits of MNIST training digits (a skeleton plus strokes, like strokes.flag_a
     seven_hook_edit      an MNIST 7 whose bar starts with a hook
     nine_curl_edit       an MNIST 9 whose stem ends in a curl to the left
 
-Every generator here returns polylines (x right, y down, any unit: the renderer fits them to
-the frame) and draws every random choice from the Generator it is given. The evaluation's
+Every generator here returns polylines (float [N, 2] arrays or lists of points; x right, y
+down, any unit: the renderer fits them to the frame) and draws every random choice from the Generator it is given. The evaluation's
 drawings of the same conventions are written by a different generator with different
 proportions (benchmarks/written_conventions.py: a pen that follows via-points with inertia),
 so a model is not scored on the shapes it was trained on; tests/test_conventions.py checks
@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-Polyline = list[tuple[float, float]]
+Polyline = "list[tuple[float, float]] | np.ndarray"  # points (x, y), y down
 
 
 def _bezier(points, count: int = 16) -> np.ndarray:
@@ -53,14 +53,20 @@ def _arc(centre, radii, start: float, end: float, count: int = 24) -> np.ndarray
     return np.stack([centre[0] + radii[0] * np.cos(angle), centre[1] + radii[1] * np.sin(angle)], 1)
 
 
-def _join(*parts) -> Polyline:
-    return [tuple(map(float, point)) for part in parts for point in np.asarray(part, np.float64).reshape(-1, 2)]
+def _join(*parts) -> np.ndarray:
+    """Pieces of a path, one after the other: float [N, 2]."""
+    return np.concatenate([np.asarray(part, np.float64).reshape(-1, 2) for part in parts])
 
 
-def _slanted(strokes: list, rng: np.random.Generator, slant: float = 0.18) -> list[Polyline]:
-    """The strokes sheared by a random slant (x -= slant * y, either way): writers lean."""
+def _slanted(strokes: list, rng: np.random.Generator, slant: float = 0.18) -> list[np.ndarray]:
+    """The strokes (float [N, 2] each) sheared by a random slant (x -= slant * y, either way): writers lean."""
     shear = rng.uniform(-slant, slant)
-    return [[(x - shear * (y - 0.5), y) for x, y in stroke] for stroke in strokes]
+    out = []
+    for stroke in strokes:
+        stroke = np.array(stroke, np.float64).reshape(-1, 2)
+        stroke[:, 0] -= shear * (stroke[:, 1] - 0.5)
+        out.append(stroke)
+    return out
 
 
 # --------------------------------------------------------------------------- generated digits

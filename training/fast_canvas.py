@@ -90,41 +90,60 @@ def line_points(line: np.ndarray) -> np.ndarray:
 def polyline_points(strokes, spacing: float = POINT_SPACING) -> np.ndarray:
     """Polylines in any unit (x right, y down; aspect kept) placed in the work frame as
     strokes.strokes_shape places them, sampled every `spacing` px: float32 [P, 2] (row, col)."""
-    strokes = [np.asarray(stroke, np.float64).reshape(-1, 2) for stroke in strokes if len(stroke)]
-    points = np.concatenate(strokes)
-    low, high = points.min(axis=0), points.max(axis=0)
-    scale = (WORK_SIDE - 2 * WORK_MARGIN) / max(float((high - low).max()), 1e-6)
-    centre = (low + high) / 2.0
-    return work_polyline_points([(stroke - centre) * scale + WORK_SIDE / 2.0 for stroke in strokes], spacing)
+    return drawings_points([strokes], spacing)[0]
 
 
-def work_polyline_points(strokes, spacing: float = POINT_SPACING) -> np.ndarray:
-    """Polylines already in work-frame pixels (x, y) sampled every `spacing` px: float32 [P, 2] (row, col).
+def drawings_points(drawings, spacing: float = POINT_SPACING, fit: bool = True) -> list[np.ndarray]:
+    """`polyline_points` of many drawings (each a list of polylines) at once; with fit=False the
+    polylines are already in work-frame pixels (x, y) and are only sampled.
 
-    All strokes at once: their vertices one after the other, each stroke's arc length starting
-    beyond the last one's, so one interpolation samples them all and never bridges two strokes."""
-    strokes = [np.asarray(stroke, np.float64).reshape(-1, 2) for stroke in strokes]
-    strokes = [stroke for stroke in strokes if len(stroke)]
+    All strokes of all drawings together: their vertices one after the other, each stroke's arc
+    length starting beyond the last one's, so one interpolation samples them all and never
+    bridges two strokes (a few dozen numpy calls a batch, not a drawing)."""
+    strokes, drawing_of_stroke = [], []
+    for index, drawing in enumerate(drawings):
+        for stroke in drawing:
+            stroke = np.asarray(stroke, np.float64).reshape(-1, 2)
+            if len(stroke):
+                strokes.append(stroke)
+                drawing_of_stroke.append(index)
+    count = len(drawings)
+    drawing_of_stroke = np.asarray(drawing_of_stroke, np.int64)
+    if len(np.unique(drawing_of_stroke)) != count:
+        raise ValueError("every drawing needs at least one point")
+    sizes = np.array([len(stroke) for stroke in strokes])
     xy = np.concatenate(strokes)
+    stroke_of = np.repeat(np.arange(len(strokes)), sizes)
+    if fit:
+        drawing_of = drawing_of_stroke[stroke_of]
+        starts = np.searchsorted(drawing_of, np.arange(count))
+        low, high = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
+        scale = (WORK_SIDE - 2 * WORK_MARGIN) / np.maximum((high - low).max(axis=1), 1e-6)
+        xy = (xy - ((low + high) / 2.0)[drawing_of]) * scale[drawing_of, None] + WORK_SIDE / 2.0
     first = np.zeros(len(xy), bool)
-    first[np.cumsum([0] + [len(stroke) for stroke in strokes[:-1]])] = True
-    steps = np.hypot(*np.diff(xy, axis=0).T)
-    steps[first[1:]] = 0.0  # no length between one stroke's end and the next one's start
-    along = np.concatenate([[0.0], np.cumsum(steps)])
-    stroke_of = np.cumsum(first) - 1
+    first[np.cumsum(sizes) - sizes] = True
+    steps = np.concatenate([[0.0], np.hypot(*np.diff(xy, axis=0).T)])
+    steps[first] = 0.0  # no length between one stroke's end and the next one's start
+    along = np.cumsum(steps)
     start = along[first]
-    length = np.bincount(stroke_of, weights=np.concatenate([[0.0], steps]), minlength=len(strokes))
+    length = np.bincount(stroke_of, weights=steps, minlength=len(strokes))
     samples = np.maximum(2, np.ceil(length / spacing).astype(np.int64) + 1)
     samples[length == 0] = 1
     owner = np.repeat(np.arange(len(strokes)), samples)
     position = np.arange(owner.size) - np.repeat(np.cumsum(samples) - samples, samples)
     t = start[owner] + length[owner] * position / np.maximum(samples[owner] - 1, 1)
-    # Stroke k's arc length is shifted by 2 * k * (total + 1) so strokes never meet in the interpolation.
+    # Stroke k's arc length is shifted by k * (2 * total + 2) so strokes never meet in the interpolation.
     shift = 2.0 * (along[-1] + 1.0)
     key = along + shift * stroke_of
     sample_key = t + shift * owner
     out = np.stack([np.interp(sample_key, key, xy[:, 1]), np.interp(sample_key, key, xy[:, 0])], 1)
-    return out.astype(np.float32)
+    per_drawing = np.bincount(drawing_of_stroke, weights=samples, minlength=count).astype(np.int64)
+    return np.split(out.astype(np.float32), np.cumsum(per_drawing)[:-1])
+
+
+def work_polyline_points(strokes, spacing: float = POINT_SPACING) -> np.ndarray:
+    """Polylines already in work-frame pixels (x, y) sampled every `spacing` px: float32 [P, 2] (row, col)."""
+    return drawings_points([strokes], spacing, fit=False)[0]
 
 
 # --------------------------------------------------------------------------- the writer's hand, on points
@@ -157,15 +176,37 @@ def warp_points(points: np.ndarray, owner: np.ndarray, count: int, rng: np.rando
     f = forward[owner]
     moved = np.stack([f[:, 0, 0] * row + f[:, 0, 1] * col, f[:, 1, 0] * row + f[:, 1, 1] * col], 1) + centre
     if distortion.elastic > 0:
+        # The displacement field (strokes.warp's bicubic spread of random control points) sampled on a
+        # coarse grid per drawing, then read bilinearly at the points: it is smooth, and gathering a
+        # drawing's 2 x 16 control values for every point cost more than the rest of the warp.
         grid = distortion.elastic_grid
-        control = rng.uniform(-1, 1, (count, 2, grid * grid))
-        basis = _elastic_basis(grid)
-        weights = (_interpolate_rows(basis, points[:, 0])[:, :, None]
-                   * _interpolate_rows(basis, points[:, 1])[:, None, :]).reshape(len(points), grid * grid)
-        mine = control[owner]
-        moved[:, 0] += distortion.elastic * (weights * mine[:, 0]).sum(axis=1)
-        moved[:, 1] += distortion.elastic * (weights * mine[:, 1]).sum(axis=1)
+        control = rng.uniform(-1, 1, (count, 2, grid, grid)).astype(np.float32)
+        coarse = _coarse_basis(grid)  # [FIELD_GRID, grid]
+        field = np.einsum("ai,nkij,bj->nkab", coarse, control, coarse, optimize=True)  # [N, 2, G, G]
+        where = np.clip(points.astype(np.float64) * ((FIELD_GRID - 1) / (WORK_SIDE - 1)), 0, FIELD_GRID - 1 - 1e-9)
+        cell = where.astype(np.int64)
+        frac = where - cell
+        r, c = cell[:, 0], cell[:, 1]
+        fr, fc = frac[:, 0:1], frac[:, 1:2]
+        flat = field.reshape(count, 2, FIELD_GRID * FIELD_GRID)
+        base = r * FIELD_GRID + c
+
+        def at(offset):
+            return flat[owner, :, base + offset]  # [P, 2]
+
+        value = ((1 - fr) * ((1 - fc) * at(0) + fc * at(1)) + fr * ((1 - fc) * at(FIELD_GRID) + fc * at(FIELD_GRID + 1)))
+        moved += distortion.elastic * value
     return moved
+
+
+FIELD_GRID = 17  # samples per side of the displacement field (every 4 work px)
+
+
+@functools.lru_cache(maxsize=None)
+def _coarse_basis(grid: int) -> np.ndarray:
+    """[FIELD_GRID, grid]: the elastic basis (_elastic_basis) at FIELD_GRID evenly spaced work px."""
+    positions = np.linspace(0, WORK_SIDE - 1, FIELD_GRID)
+    return _interpolate_rows(_elastic_basis(grid), positions).astype(np.float32)
 
 
 def _interpolate_rows(table: np.ndarray, position: np.ndarray) -> np.ndarray:

@@ -28,27 +28,29 @@ def hand_letters() -> str:
     return LETTERS + EXTRA_LETTERS
 
 
-def handwritten(font: str, char: str, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
-    """One letter of a training font, written by a less careful hand: polylines (unit box, y down)."""
+def handwritten(font: str, char: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """One letter of a training font, written by a less careful hand: polylines float [N, 2] (x, y down)."""
     glyph = [np.asarray(stroke, np.float64) for stroke in strokes.hershey_strokes(font, char)]
     points = np.concatenate(glyph)
-    low, high = points.min(axis=0), points.max(axis=0)
-    scale = 1.0 / max(float((high - low).max()), 1e-6)
+    low = points.min(axis=0)
+    scale = 1.0 / max(float((points.max(axis=0) - low).max()), 1e-6)
     shear = rng.uniform(-0.3, 0.3)
+    # Per stroke and axis, two sinusoids along the arc length: a smooth wobble of 1-2.5% of the letter each.
+    amplitude = rng.uniform(0.01, 0.025, (len(glyph), 2, 2))
+    wavelength = rng.uniform(0.3, 1.2, (len(glyph), 2, 2))
+    phase = rng.uniform(0, 2 * np.pi, (len(glyph), 2, 2))
+    lifted = rng.normal(0.0, 0.02, (len(glyph), 2))  # where the pen came down again
     out = []
-    for stroke in glyph:
+    for index, stroke in enumerate(glyph):
         xy = (stroke - low) * scale
-        # Densify, so the displacement bends the stroke and not only its corners.
-        steps = np.hypot(*np.diff(xy, axis=0).T) if len(xy) > 1 else np.zeros(0)
-        along = np.concatenate([[0.0], np.cumsum(steps)])
-        t = np.linspace(0.0, along[-1], max(2, int(along[-1] / 0.03) + 1)) if along[-1] > 0 else along
-        xy = np.stack([np.interp(t, along, xy[:, 0]), np.interp(t, along, xy[:, 1])], 1) if along[-1] > 0 else xy
-        # A smooth wobble along the stroke: two sinusoids per axis, 2-5% of the letter's size.
-        for axis in range(2):
-            for _ in range(2):
-                wavelength = rng.uniform(0.3, 1.2)
-                xy[:, axis] += rng.uniform(0.01, 0.025) * np.sin(2 * np.pi * t / wavelength + rng.uniform(0, 2 * np.pi))
-        xy += rng.normal(0.0, 0.02, 2)  # where the pen came down again
+        if len(xy) > 1:  # densified, so the wobble bends the stroke and not only its corners
+            along = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+            if along[-1] > 0:
+                t = np.linspace(0.0, along[-1], max(2, int(along[-1] / 0.03) + 1))
+                xy = np.stack([np.interp(t, along, xy[:, 0]), np.interp(t, along, xy[:, 1])], 1)
+                xy += (amplitude[index, :, None, :] * np.sin(2 * np.pi * t[None, :, None] / wavelength[index, :, None, :]
+                                                             + phase[index, :, None, :])).sum(axis=2).T
+        xy = xy + lifted[index]
         xy[:, 0] -= shear * (xy[:, 1] - 0.5)
-        out.append([tuple(point) for point in xy.tolist()])
+        out.append(xy)
     return out
