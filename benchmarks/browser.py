@@ -33,7 +33,7 @@ from benchmarks.machine import group_pids
 from benchmarks.outcome import SectionResult
 from benchmarks.paced_load import paced_load
 from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, draw_mouse
-from benchmarks.servers import ROOT, ServerProcess, free_port, server_env, workers_ready
+from benchmarks.servers import ROOT, ServerProcess, free_port, private_data, server_env, workers_ready
 
 NAME = "browser"
 TITLE = "The Draw tab in headless Chromium: pen-up to answers, requests, server CPU, 100 drawing users"
@@ -85,8 +85,9 @@ def run(ctx: Context) -> SectionResult:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    env = server_env(GRADIO_SERVER_PORT=str(port), EXPORTS_DIR=str(ctx.exports_copy("browser")),
-                     PYTHONPATH=str(app_root))
+    exports = ctx.exports_copy("browser")
+    env = server_env(GRADIO_SERVER_PORT=str(port), EXPORTS_DIR=str(exports), PYTHONPATH=str(app_root),
+                     **private_data(exports.with_name(exports.name + "-data")))
     server = ServerProcess("app.py", [sys.executable, "app.py"], port, env=env, cwd=app_root,
                            log_path=ctx.work / "app-browser.log")
     with server:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.servers import HOST, ROOT, app_server, free_port, request, server_env
+from benchmarks.servers import HOST, ROOT, app_server, free_port, private_data, request, server_env
 
 SEEDED = 100  # drawings in the database before the load starts
 CLIENTS, SECONDS = 16, 10.0
@@ -55,8 +55,8 @@ def load(clients: int = CLIENTS, seconds: float = SECONDS) -> dict:
                 shutil.copy2(path, exports / path.name)
         port = free_port()
         server = app_server(port, exports, work / "app.log")
-        server.env = server_env(GRADIO_SERVER_PORT=str(port), EXPORTS_DIR=str(exports), DATA_DIR=str(work / "data"),
-                                MNIST_DOWNLOAD="0")
+        server.env = server_env(GRADIO_SERVER_PORT=str(port), EXPORTS_DIR=str(exports), MNIST_DOWNLOAD="0",
+                                **private_data(work / "data"))
         bodies = _png_bodies(400)
         with server:
             server.wait_until(lambda: request(port, "GET", "/drawings/stats", timeout=5.0)[0] == 200, timeout=180)
@@ -144,6 +144,7 @@ def _personal_run(model: str, mode: str, work: Path, per_digit: int, fresh: np.n
     from drawings.store import DrawingStore
     from inference.predictor import Predictor
     from training.events import Result
+    from training.model_versions import ModelVersions
     from training.registry import MODELS
 
     exports = work / "exports"
@@ -152,8 +153,9 @@ def _personal_run(model: str, mode: str, work: Path, per_digit: int, fresh: np.n
         if path.is_file():
             shutil.copy2(path, exports / path.name)
     os.environ["EXPORTS_DIR"] = str(exports)
+    os.environ.update(private_data(work / "data"))  # the runs below become versions there
     os.environ["DRAWINGS_DB"] = str(work / "drawings.sqlite3")
-    predictor = Predictor(exports)
+    predictor = Predictor(ModelVersions())  # what serves: the shipped model, then the run's version
     store = DrawingStore.from_environment()
     pairs = [(d, s) for s in range(per_digit) for d in range(10)]
     for index in np.random.default_rng(0).permutation(len(pairs)):  # in no particular order, like a person

@@ -187,9 +187,21 @@ def server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def private_data(folder: Path) -> dict[str, str]:
+    """Settings that give a server or trainer under test a data location of its own (what it trains or
+    stores stays out of the user's), sharing the user's caches (the canvas mix takes minutes to draw)."""
+    import datadir
+
+    return {"DATA_DIR": str(folder),
+            "CANVAS_DATA_CACHE": os.environ.get("CANVAS_DATA_CACHE") or str(datadir.cache_dir("canvas-data")),
+            "MNIST_CACHE": os.environ.get("MNIST_CACHE") or str(datadir.cache_dir("mnist"))}
+
+
 def app_server(port: int, exports: Path, log_path: Path) -> ServerProcess:
-    """The real app, started exactly as a user starts it: `python app.py`."""
-    env = server_env(GRADIO_SERVER_PORT=str(port), EXPORTS_DIR=str(exports))
+    """The real app, started exactly as a user starts it: `python app.py`, on a private copy of the
+    exports and a data location of its own beside it."""
+    env = server_env(GRADIO_SERVER_PORT=str(port), EXPORTS_DIR=str(exports),
+                     **private_data(exports.with_name(exports.name + "-data")))
     return ServerProcess("app.py", [sys.executable, "app.py"], port, env=env, log_path=log_path)
 
 

@@ -40,7 +40,7 @@ from training.onnx_contract import to_pixels
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_DATA_DIR = PROJECT_ROOT / "data"  # git-ignored
+LEGACY_DATA_DIR = PROJECT_ROOT / "data"  # the default before DATA_DIR left the source tree (git-ignored)
 DB_NAME = "drawings.sqlite3"
 MAX_ROWS = 10_000  # total drawings kept ($DRAWINGS_MAX_ROWS); ~10 KB each as canvas PNGs: ~100 MB
 BUSY_TIMEOUT = 10.0  # s a writer waits for another's transaction (each takes well under a millisecond)
@@ -113,15 +113,22 @@ def is_held_out(drawing_id: int) -> bool:
     return int(hashlib.sha256(str(int(drawing_id)).encode()).hexdigest()[:8], 16) % HOLD_OUT_EVERY == 0
 
 
-def data_dir(override: str | os.PathLike | None = None) -> Path:
-    """Where the app keeps its data: `override`, else $DATA_DIR, else ./data."""
-    return Path(override or os.environ.get("DATA_DIR") or DEFAULT_DATA_DIR)
-
-
 def default_db_path() -> Path:
-    """$DRAWINGS_DB, else <data dir>/drawings.sqlite3."""
+    """$DRAWINGS_DB, else <data dir>/drawings.sqlite3 (datadir.py: $DATA_DIR or the per-user folder).
+
+    A database that an earlier version kept in ./data (its default) is still used, with a log line
+    saying how to move it, until the data location has one: stored drawings are never left behind."""
+    import datadir
+
     value = os.environ.get("DRAWINGS_DB")
-    return Path(value) if value else data_dir() / DB_NAME
+    if value:
+        return Path(value)
+    path = datadir.data_dir() / DB_NAME
+    legacy = LEGACY_DATA_DIR / DB_NAME
+    if not os.environ.get("DATA_DIR") and not path.exists() and legacy.is_file():
+        log.warning("using the drawings database in %s (the old default); move it to %s, or set DATA_DIR", legacy, path)
+        return legacy
+    return path
 
 
 def utc_now() -> str:

@@ -21,6 +21,7 @@ from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
 from training.onnx_contract import to_pixels
 
+DEFAULT_MODEL = "model2"  # the CNN, as in the original app: the REST default and the page's first choice
 ALL_MODELS = "all"  # "model": "all" runs every model on the same preprocessed image
 
 

@@ -43,7 +43,7 @@ MAX_PIXELS = 4096 * 4096  # width * height, checked from the header before decod
 # every pixel and are limited to MAX_UNSCALED_PIXELS (a phone screenshot, ~3 MP, fits).
 MAX_UNSCALED_PIXELS = 2048 * 2048
 DRAFT_SIDE = 1024  # px: a large JPEG is decoded at the smallest scale still this large on its longer side
-LARGE_PIXELS = 1024 * 1024  # above this a decode takes tens of ms: inference/rest.py runs few at once
+LARGE_PIXELS = 1024 * 1024  # above this a decode takes tens of ms: api/app.py runs few at once
 DECLARED_SIZE_CHARS = 64 * 1024  # base64 read to find a non-PNG image's declared size (declared_size)
 # Formats a client may send. Others (EPS would start Ghostscript, for one) are refused unread.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")

@@ -98,14 +98,17 @@ class _Worker:
 
 
 class PredictionPool:
-    """`size` worker processes serving the models in `exports_dir`; see the module docstring."""
+    """`size` worker processes serving the models in `exports_dir`, or with `data_dir` the versions
+    kept there (the serving one, else the shipped exports_dir: as the server's predictor); see the
+    module docstring."""
 
     def __init__(self, exports_dir: str | os.PathLike, size: int | None = None, *,
-                 command: list[str] | None = None):
+                 command: list[str] | None = None, data_dir: str | os.PathLike | None = None):
         self.exports_dir = Path(exports_dir)
         self.size = default_workers() if size is None else size
         # How a worker is started; tests pass a stand-in that misbehaves on purpose.
-        self.command = command or [sys.executable, "-m", "inference.pool_worker", str(self.exports_dir)]
+        self.command = command or [sys.executable, "-m", "inference.pool_worker", str(self.exports_dir),
+                                   *([str(data_dir)] if data_dir is not None else [])]
         self.answered = 0  # requests the workers answered (for /env and the tests)
         self._idle: asyncio.Queue[_Worker | None] | None = None  # created on the event loop, in start()
         self._ready: set[_Worker] = set()

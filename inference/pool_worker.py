@@ -1,8 +1,9 @@
-"""A prediction worker process: `python -m inference.pool_worker <exports_dir>`.
+"""A prediction worker process: `python -m inference.pool_worker <exports_dir> [<data_dir>]`.
 
 Started by inference/pool.py, never by hand. It owns one Predictor (its own
-onnxruntime sessions; hot reload works here too, because every prediction stats
-the export) and answers requests framed on stdin, one at a time, on stdout:
+onnxruntime sessions) serving what the server serves: with a data_dir, the serving
+version kept there (training/model_versions.py), else the exports as they are. Hot
+reload works here too, because every prediction checks which files serve. It answers requests framed on stdin, one at a time, on stdout:
 
     request:  header (image length: 4 bytes, model name length: 2, invert: 1, include_input: 1; big-endian),
               then the model name and the image string, UTF-8 (binary, not JSON: no escaping
@@ -26,14 +27,16 @@ ANSWER_HEADER = struct.Struct(">IH")
 READY_STATUS = 100  # the first frame: loaded and warm, send requests
 
 
-def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO) -> None:
+def serve(exports_dir: str, requests: BinaryIO, answers: BinaryIO, data_dir: str | None = None) -> None:
     # Imported here, after main() has set the thread limits they read at import time.
     import numpy as np
 
     from inference.answer import encode, predict_answer
     from inference.predictor import Predictor
+    from training.model_versions import ModelVersions
 
-    predictor = Predictor(exports_dir)
+    source = ModelVersions(data_dir=data_dir, shipped_dir=exports_dir) if data_dir else exports_dir
+    predictor = Predictor(source)
     for name in predictor.models:  # the first onnxruntime run of a session is the slow one
         if predictor.is_available(name):
             predictor.predict(np.zeros((28, 28, 1), np.float32), name)
@@ -71,8 +74,8 @@ def _send(answers: BinaryIO, status: int, body: bytes) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m inference.pool_worker <exports_dir> (started by inference/pool.py)")
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m inference.pool_worker <exports_dir> [<data_dir>] (started by inference/pool.py)")
     # Ctrl+C in a terminal reaches the whole process group: the server decides when workers
     # stop (by closing stdin), so a worker does not die mid-request or print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -84,7 +87,7 @@ def main() -> None:
     privacy.apply()  # no telemetry from this process either (it inherits the server's environment too)
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr  # stdout carries frames only: a stray print() must not corrupt them
-    serve(sys.argv[1], sys.stdin.buffer, answers)
+    serve(sys.argv[1], sys.stdin.buffer, answers, *sys.argv[2:])
 
 
 if __name__ == "__main__":

@@ -7,11 +7,17 @@ thread and sequential execution, because a 28x28 image is too small for
 parallelism to pay for its synchronisation, and request-level concurrency
 already uses the cores.
 
-Hot reload: every call stats the export (a few microseconds) and compares
-(mtime_ns, size, inode) with what is loaded; trainers replace files with
-os.replace, so a new export always shows up as a new signature. The new session
-is built beside the old one and swapped in under a lock; requests already
-running keep the old session object until they finish.
+Where the models come from: a source with `serving_files(name)`. In the app that is
+training/model_versions.ModelVersions (the serving version in DATA_DIR, else the
+shipped exports/); a plain folder (tests, benchmarks) is served as it is
+(training/artifacts.ExportFolder).
+
+Hot reload: every call asks the source which files serve (for the versions, one stat
+of serving.json while it is unchanged) and stats the ONNX file (a few microseconds),
+comparing (path, mtime_ns, size, inode) with what is loaded; a new version is a new
+path and a replaced file a new inode, so a change always shows up, whichever process
+made it. The new session is built beside the old one and swapped in under a lock;
+requests already running keep the old session object until they finish.
 
 A missing or broken export makes only that model unavailable, with a reason a
 user can act on; the other models keep serving. Never imports TensorFlow.
@@ -36,7 +42,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inference.verdict import judge, judge_many, thresholds_from, with_second_opinion
-from training.artifacts import artifact_paths, exports_dir as resolve_exports_dir, read_metadata
+from training.artifacts import ExportFolder, ServingFiles, read_metadata
 from training.onnx_contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from training.registry import MODELS, ModelSpec
 
@@ -72,7 +78,8 @@ class Prediction:
 class _Loaded:
     """What is being served for one model: replaced as a whole, never mutated."""
 
-    signature: tuple[int, int, int] | None  # (mtime_ns, size, inode) of the file it came from
+    signature: tuple | None  # (path, (mtime_ns, size, inode)) of the file it came from
+    files: ServingFiles | None = None  # the files it came from (their version and paths)
     session: ort.InferenceSession | None = None
     reason: str | None = None  # why there is no session
     onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the export's metadata_props
@@ -113,14 +120,15 @@ def _decode_metadata_props(props: Mapping[str, str]) -> dict[str, Any]:
 class Predictor:
     """Serves every registry model from its ONNX export; safe to share between threads."""
 
-    def __init__(self, exports_dir: str | os.PathLike | None = None, models: Mapping[str, ModelSpec] | None = None):
-        self.exports_dir = resolve_exports_dir(exports_dir)
+    def __init__(self, source: Any = None, models: Mapping[str, ModelSpec] | None = None):
+        """`source`: a ModelVersions (what the app serves), or a folder of exports served as it is
+        (default: $EXPORTS_DIR, the shipped models)."""
         self.models: dict[str, ModelSpec] = dict(models if models is not None else MODELS)
+        self.source = source if hasattr(source, "serving_files") else ExportFolder(source, self.models)
+        self.exports_dir: Path = self.source.shipped_dir  # the shipped models (version 1)
         self._options = session_options()
         self._loaded: dict[str, _Loaded] = {}
         self._locks = {name: threading.Lock() for name in self.models}
-        # Built once: every request stats this path.
-        self._onnx_paths = {name: self.paths(name)["onnx"] for name in self.models}
         for name in self.models:
             self._refresh(name)
 
@@ -129,7 +137,9 @@ class Predictor:
         return list(self.models)
 
     def paths(self, name: str) -> dict[str, Path]:
-        return artifact_paths(name, self._spec(name).native_format, self.exports_dir)
+        """The files `name` serves from now ("native", "onnx", "metadata")."""
+        self._spec(name)
+        return self.source.serving_files(name).paths
 
     # -- prediction -------------------------------------------------------
 
@@ -205,11 +215,10 @@ class Predictor:
 
     def _current(self, name: str) -> _Loaded:
         """The loaded state for `name`, reloading first when the export changed on disk."""
-        path = self._onnx_paths.get(name)
-        if path is None:
+        if name not in self._locks:
             self._spec(name)  # raises KeyError naming the valid models
         loaded = self._loaded.get(name)
-        signature = file_signature(path)
+        signature = self._signature(self.source.serving_files(name))
         if loaded is not None and loaded.signature == signature:
             return loaded
         lock = self._locks[name]
@@ -229,23 +238,29 @@ class Predictor:
             return self._refresh_locked(name)
 
     def _refresh_locked(self, name: str) -> _Loaded:
-        path = self._onnx_paths[name]
-        signature = file_signature(path)
+        files = self.source.serving_files(name)
+        signature = self._signature(files)
         current = self._loaded.get(name)
         if current is not None and current.signature == signature:
             return current  # another thread reloaded it while we waited
-        loaded = self._load(name, path, signature)
+        loaded = self._load(files, signature)
         self._loaded[name] = loaded  # a single assignment: readers see the old or the new state
         if loaded.session is not None:
-            log.info("serving %s from %s", name, path)
+            log.info("serving %s from %s", name, files.display("onnx"))
         else:
             log.warning("%s unavailable: %s", name, loaded.reason)
         return loaded
 
-    def _load(self, name: str, path: Path, signature: tuple[int, int, int] | None) -> _Loaded:
-        if signature is None:
-            return _Loaded(signature=None, reason=NO_EXPORT_REASON)
-        shown = self._display_path(path)
+    @staticmethod
+    def _signature(files: ServingFiles) -> tuple:
+        path = files.paths["onnx"]  # the same Path object while the source's answer is unchanged: cheap to compare
+        return (path, file_signature(path))
+
+    def _load(self, files: ServingFiles, signature: tuple) -> _Loaded:
+        path = files.paths["onnx"]
+        if signature[1] is None:
+            return _Loaded(signature=signature, files=files, reason=NO_EXPORT_REASON)
+        shown = files.display("onnx")
         try:
             # Read the bytes first so the session never sees a file that changes under it;
             # a file replaced meanwhile has a new signature and is loaded on the next call.
@@ -253,29 +268,25 @@ class Predictor:
             session = ort.InferenceSession(data, sess_options=self._options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for bad files
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            return _Loaded(signature=signature,
+            return _Loaded(signature=signature, files=files,
                            reason=f"{shown} is not a valid ONNX model ({message[:300]}); retrain it to replace it")
         problem = _contract_problem(session)
         if problem:
-            return _Loaded(signature=signature,
+            return _Loaded(signature=signature, files=files,
                            reason=f"{shown} does not follow the ONNX contract: {problem}; retrain it to replace it")
         metadata = _decode_metadata_props(session.get_modelmeta().custom_metadata_map)
         loaded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        return _Loaded(signature=signature, session=session, onnx_metadata=metadata, loaded_at=loaded_at,
-                       verdict_thresholds=thresholds_from(metadata))
-
-    def _display_path(self, path: Path) -> str:
-        # Short and free of the machine's absolute paths: "exports/model2.onnx".
-        return f"{self.exports_dir.name}/{path.name}"
+        return _Loaded(signature=signature, files=files, session=session, onnx_metadata=metadata,
+                       loaded_at=loaded_at, verdict_thresholds=thresholds_from(metadata))
 
     def reload(self, name: str | None = None) -> None:
-        """Re-read the export(s) now, e.g. right after a training job wrote a new one."""
+        """Re-read the serving files now, e.g. right after a training job wrote a new version."""
         for model in [name] if name is not None else self.models:
             self._spec(model)
             with self._locks[model]:
-                path = self._onnx_paths[model]
+                files = self.source.serving_files(model)
                 # Unconditional: also re-reads a file whose signature happens to look unchanged.
-                self._loaded[model] = self._load(model, path, file_signature(path))
+                self._loaded[model] = self._load(files, self._signature(files))
 
     # -- status -----------------------------------------------------------
 
@@ -289,7 +300,8 @@ class Predictor:
         """What a user wants to know about one model: trained? serving? how good, since when."""
         spec = self._spec(name)
         loaded = self._current(name)
-        paths = self.paths(name)
+        files = loaded.files or self.source.serving_files(name)
+        paths = files.paths
         file_sizes = {kind: path.stat().st_size for kind, path in paths.items() if path.is_file()}
         # The JSON sidecar is the trainer's full record; the ONNX metadata_props carry the
         # same keys, so a model exported without a sidecar still reports its numbers. Without
@@ -312,7 +324,9 @@ class Predictor:
             "verdict_thresholds": dict(loaded.verdict_thresholds),
             "second_opinion": spec.second_opinion,  # another model's verdict this one's takes into account
             "options": metadata.get("options"),
-            "version": metadata.get("version"),  # its number in training/model_versions.py, when kept
+            # Its number in training/model_versions.py (a plain folder: what its metadata says, if anything).
+            "version": (files.version if files.version is not None else metadata.get("version"))
+            if "onnx" in file_sizes else None,
             "drawings_accuracy": metadata.get("drawings_accuracy"),  # on the held-out corrections (issue 12)
             "file_sizes": file_sizes,
             "loaded_at": loaded.loaded_at,

@@ -47,20 +47,91 @@ def copy_exports(source: Path, target: Path) -> Path:
     return target
 
 
+def child_pids(pid: int, command_part: bytes | None = None) -> list[int] | None:
+    """The processes `pid` started (Linux /proc), those whose command line holds `command_part` when
+    given; None where /proc cannot tell.
+
+    Each thread of `pid` lists the children it started (/proc/<pid>/task/<tid>/children), and any
+    thread or child may end while we look: a listing that vanished mid-read is skipped, never an error
+    (issue 18: a FileNotFoundError on /proc/self/task/<tid>/children failed a CI run)."""
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        threads = list(tasks.iterdir())
+    except FileNotFoundError:
+        return [] if Path("/proc/self/task").exists() else None  # `pid` is gone, or this is no Linux
+    children = []
+    for task in threads:
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that thread ended while we listed them
+    if command_part is None:
+        return children
+    matching = []
+    for child in children:
+        try:
+            if command_part in Path(f"/proc/{child}/cmdline").read_bytes():
+                matching.append(child)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that child ended while we looked
+    return matching
+
+
+def git_status() -> str | None:
+    """`git status --porcelain` of the checkout (untracked files included), or None when this is
+    not a git checkout."""
+    try:
+        completed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return completed.stdout if completed.returncode == 0 else None
+
+
 class RunningApp(NamedTuple):
     url: str  # "http://127.0.0.1:<port>/"
     pid: int
 
 
 @contextlib.contextmanager
-def running_app(exports_dir: Path, log_path: Path, **env: str | None) -> Iterator[RunningApp]:
+def running_app(exports_dir: Path, log_path: Path, *, wrapper: tuple[str, ...] = (),
+                **env: str | None) -> Iterator[RunningApp]:
     """Run app.py until the block ends; yields its base URL and process id. An `env` value of
-    None removes that variable (to test the app's own defaults)."""
-    port = free_port()
+    None removes that variable (to test the app's own defaults). Each app gets a DATA_DIR of its own
+    (beside `log_path`) unless `env` names one: what it trains must not serve in other tests' apps.
+    `wrapper` runs the app under another command (e.g. strace ... --): then the process id is the
+    wrapper's, and both are stopped as one process group."""
+    with running_apps([(exports_dir, log_path, env)], wrapper=wrapper) as (app,):
+        yield app
+
+
+@contextlib.contextmanager
+def running_apps(apps: list[tuple[Path, Path, dict[str, str | None]]], *, ports: list[int] | None = None,
+                 wrapper: tuple[str, ...] = ()) -> Iterator[list[RunningApp]]:
+    """Several app.py at once (exports folder, log file, env each; see running_app), started together so
+    their start-ups overlap; `ports`: the port of each (default: free ones)."""
+    ports = ports or [free_port() for _ in apps]
+    processes: list[subprocess.Popen] = []
+    try:
+        for (exports_dir, log_path, env), port in zip(apps, ports):
+            processes.append(_launch(exports_dir, log_path, port, env, wrapper))
+        running = []
+        for process, (_, log_path, _), port in zip(processes, apps, ports):
+            url = f"http://127.0.0.1:{port}/"
+            _wait_until_up(url, process, log_path)
+            running.append(RunningApp(url, process.pid))
+        yield running
+    finally:
+        _stop(processes, group=bool(wrapper))
+
+
+def _launch(exports_dir: Path, log_path: Path, port: int, env: dict[str, str | None],
+            wrapper: tuple[str, ...] = ()) -> subprocess.Popen:
     # TRAIN_TOKEN only when the test asks for it: a developer's own setting must not leak in.
     environment = {
         **{key: value for key, value in os.environ.items() if key != "TRAIN_TOKEN"},
         "EXPORTS_DIR": str(exports_dir),
+        "DATA_DIR": str(log_path.with_name(log_path.stem + "-data")),
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
@@ -69,29 +140,36 @@ def running_app(exports_dir: Path, log_path: Path, **env: str | None) -> Iterato
         **env,
     }
     environment = {key: value for key, value in environment.items() if value is not None}
-    url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT)
-        try:
-            _wait_until_up(url, process, log_path)
-            yield RunningApp(url, process.pid)
-        finally:
-            _stop(process)
+        return subprocess.Popen([*wrapper, sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=bool(wrapper))
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(processes: list[subprocess.Popen], group: bool = False) -> None:
     # Uvicorn first waits for open connections to close (a Gradio client's heartbeat
-    # stream can linger); a second Ctrl+C (SIGINT) makes it quit at once.
+    # stream can linger); a second Ctrl+C (SIGINT) makes it quit at once. All together. A wrapper such
+    # as strace does not pass Ctrl+C on: the app gets it as a member of the group, as in a terminal.
+    def signal_each(running: list[subprocess.Popen], number: int) -> None:
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                if group:
+                    os.killpg(process.pid, number)
+                else:
+                    process.send_signal(number)
+
     for wait in (3, 15):
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    process.wait(timeout=10)
+        running = [process for process in processes if process.poll() is None]
+        signal_each(running, signal.SIGINT)
+        deadline = time.monotonic() + wait
+        for process in running:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    running = [process for process in processes if process.poll() is None]
+    signal_each(running, signal.SIGKILL)
+    for process in running:
+        process.wait(timeout=10)
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS
+from inference import privacy
+
+privacy.apply_environment()  # before anything loads onnxruntime: the tests call no outside host either
+
+from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -49,9 +53,15 @@ def exports_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def data_copy(tmp_path_factory) -> Path:
-    """A session-wide DATA_DIR (the drawings database, issue 12): no test writes ./data."""
+    """A session-wide DATA_DIR (model versions, the drawings database, Gradio's cache): no test
+    writes the developer's data location. One cache is shared with it: the rendered canvas mix
+    (training/canvas_data.py, content-keyed), which takes minutes to draw on 2 cores; every
+    server and trainer of the session, and the next session, reuse it."""
+    import datadir
+
     folder = tmp_path_factory.mktemp("data")
-    saved = {key: os.environ.get(key) for key in ("DATA_DIR", "DRAWINGS_DB")}
+    saved = {key: os.environ.get(key) for key in ("DATA_DIR", "DRAWINGS_DB", "CANVAS_DATA_CACHE")}
+    os.environ.setdefault("CANVAS_DATA_CACHE", str(datadir.cache_dir("canvas-data")))
     os.environ["DATA_DIR"] = str(folder)
     os.environ.pop("DRAWINGS_DB", None)
     yield folder
@@ -64,10 +74,12 @@ def data_copy(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def empty_exports(tmp_path, monkeypatch) -> Path:
-    """A fresh, empty exports folder for tests that train or corrupt models."""
+    """A fresh, empty exports folder for tests that train or corrupt models, and a fresh DATA_DIR
+    (tmp_path/"data"), where their runs become versions, away from other tests."""
     folder = tmp_path / "exports"
     folder.mkdir()
     monkeypatch.setenv("EXPORTS_DIR", str(folder))
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     return folder
 
 

@@ -70,19 +70,20 @@ def tiny_predict(weights: np.ndarray, bias: np.ndarray, images: np.ndarray) -> n
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def write_tiny_model(folder: Path, name: str = "model1", *, digit: int | None = None, seed: int = 0,
+def write_tiny_model(folder: Any, name: str = "model1", *, digit: int | None = None, seed: int = 0,
                      accuracy: float = 0.5, metadata: dict[str, Any] | None = None) -> dict[str, str]:
-    """Write a contract-following model for `name` into `folder`; returns the written paths."""
+    """Write a contract-following model for `name` into `folder` (or, given a ModelVersions, as its
+    newest version); returns the written paths."""
     weights, bias = tiny_weights(digit, seed)
     images = np.random.default_rng(seed).random((16, 28, 28, 1), dtype=np.float32)
     paths, _ = save_model(
         name=name,
-        native_format=MODELS[name].native_format,
         write_native=lambda path: np.savez(open(path, "wb"), weights=weights, bias=bias),
         onnx_model=tiny_onnx(weights, bias),
         probabilities_output=OUTPUT_NAME,
         native_predict=lambda x: tiny_predict(weights, bias, x),
         parity_images=images,
+        test_set=(images, np.arange(len(images)) % 10),  # a few images: enough for the card's figures
         metadata={"test_accuracy": accuracy, "train_seconds": 0.01, "options": {"fixture": True},
                   **(metadata or {})},
         exports_dir=folder,

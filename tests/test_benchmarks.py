@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.load import run_load, summarize
 from benchmarks.servers import ServerProcess, free_port, request, server_env
-from tests.app_server import ROOT
+from tests.app_server import ROOT, git_status
 SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
          "training_curves.png")
@@ -239,22 +239,12 @@ def test_only_reruns_one_section_and_keeps_the_others(quick_run, mnist_dir):
     assert "--only accuracy" in (out / "results.md").read_text()
 
 
-def _git_status() -> str | None:
-    """`git status --porcelain` of the checkout, or None when this is not a git checkout."""
-    try:
-        completed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
-                                   capture_output=True, text=True, timeout=60)
-    except OSError:
-        return None
-    return completed.stdout if completed.returncode == 0 else None
-
-
 @pytest.mark.slow
 def test_quick_run_without_out_leaves_the_tree_clean(mnist_dir, shipped_models_available):
     """A quick run's miniature figures must not overwrite the committed benchmarks/results.* or plots."""
     if not shipped_models_available:
         pytest.skip("exports/ has no shipped models to benchmark")
-    before = _git_status()
+    before = git_status()
     if before is None:
         pytest.skip("not a git checkout: cannot compare `git status` before and after")
     committed = {path.name: path.read_bytes() for path in (ROOT / "benchmarks").glob("results.*")}
@@ -268,7 +258,7 @@ def test_quick_run_without_out_leaves_the_tree_clean(mnist_dir, shipped_models_a
     try:
         assert ROOT not in out.parents, f"the quick run wrote into the checkout: {out}"
         assert json.loads((out / "results.json").read_text())["quick"] is True
-        assert _git_status() == before
+        assert git_status() == before
         assert {path.name: path.read_bytes() for path in (ROOT / "benchmarks").glob("results.*")} == committed
     finally:
         if out.name.startswith("digit-studio-benchmarks-quick-"):

@@ -321,9 +321,9 @@ import json, sys
 import gradio as gr
 import uvicorn
 from inference.predictor import Predictor
-from inference.rest import create_api
+from api.app import create_api
 from training.jobs import JobManager
-from ui import draw_tab
+from ui import assets
 
 def describe(value):
     answer = (value or {}).get("answer") or {}
@@ -332,8 +332,8 @@ def describe(value):
                        "read": {k: v["prediction"] for k, v in (answer.get("predictions") or {}).items()}})
 
 with gr.Blocks() as demo:
-    sketch = gr.HTML(None, html_template=draw_tab.template(draw_tab.static_text("canvas.html")),
-                     js_on_load=draw_tab.static_text("canvas.js"), elem_id="sketchpad")
+    sketch = gr.HTML(None, html_template=assets.template(assets.static_text("canvas.html")),
+                     js_on_load=assets.static_text("canvas.js"), elem_id="sketchpad")
     out = gr.Textbox(elem_id="out")
     gr.Button("Describe", elem_id="describe").click(describe, sketch, out, api_name="describe")
 app = gr.mount_gradio_app(create_api(Predictor(), JobManager()), demo, path="/")

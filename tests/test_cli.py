@@ -84,3 +84,21 @@ def test_list_shows_every_registered_model():
     names = [line.split("\t")[0] for line in result.stdout.strip().splitlines()]
     assert names == ["model1", "model2"]
     assert "Model 1: logistic regression" in result.stdout
+
+
+def test_a_run_becomes_a_serving_version_in_the_data_location_and_exports_stay_as_shipped(mnist_dir, tmp_path,
+                                                                                            exports_copy):
+    """Issue 20: without --exports-dir the run is the newest version in DATA_DIR; exports/ is not written."""
+    from training.model_versions import ModelVersions
+
+    exports = {path.name: path.read_bytes() for path in exports_copy.iterdir()}
+    result = cli("model1", "--quick", "--limit", "600", "--epochs", "1", "--mnist-dir", str(mnist_dir),
+                 env={"DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 0, result.stderr
+    final = json.loads(RESULT_LINE.match(result.stdout.strip().splitlines()[-1]).group(1))
+    folder = tmp_path / "data" / "versions" / "model1" / "2"
+    assert final["metadata"]["version"] == 2 and final["paths"]["onnx"] == str(folder / "model1.onnx")
+    versions = ModelVersions(data_dir=tmp_path / "data", shipped_dir=exports_copy)
+    assert [(v["version"], v["serving"]) for v in versions.list("model1")] == [(2, True), (1, False)]
+    assert versions.describe("model1", 2)["onnx_sha256"] == final["metadata"]["onnx_sha256"]
+    assert {path.name: path.read_bytes() for path in exports_copy.iterdir()} == exports

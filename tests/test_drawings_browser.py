@@ -24,7 +24,7 @@ def server(sync_api, exports_copy, tmp_path_factory):
         for digit in (2, 2, 5, 5, 5, 8):
             image = "data:image/png;base64," + base64.b64encode(segment_digit(digit, digit)).decode()
             assert httpx.post(f"{running.url}drawings", json={"image": image, "label": digit}).status_code == 201
-        yield running.url, exports
+        yield running.url, exports, folder / "data"
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,8 @@ def test_train_tab_says_what_a_run_replaces_and_models_tab_serves_a_version(page
     from tests.fakes import write_tiny_model
     from training.model_versions import ModelVersions
 
-    write_tiny_model(server[1], "model1", digit=4, accuracy=0.3)
-    ModelVersions(server[1]).ensure_initial()  # as after a run: kept as version 2, serving
+    # As `python -m training model1` leaves it while the app runs: version 2, serving.
+    write_tiny_model(ModelVersions(data_dir=server[2], shipped_dir=server[1]), "model1", digit=4, accuracy=0.3)
 
     page.get_by_role("tab", name="Models").click()
     wait_for_text(page, "#version-model1-0", lambda text: "v2 · serving" in text)

@@ -12,6 +12,7 @@ from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailabl
 from training.options import TrainOptions
 
 WAIT = 10  # seconds: generous upper bound for a fake trainer's thread to react
+REAL_RUN_WAIT = 180  # seconds between two events of a real quick run on a loaded machine
 
 
 @pytest.fixture(autouse=True)
@@ -27,11 +28,12 @@ def result(accuracy=0.9):
 progress = fake_progress
 
 
-def collect_until_done(jobs: JobManager, name: str) -> list[dict]:
-    """What a streaming UI sees: every event once, in order, ending with the terminal one."""
+def collect_until_done(jobs: JobManager, name: str, wait: float = WAIT) -> list[dict]:
+    """What a streaming UI sees: every event once, in order, ending with the terminal one (each
+    within `wait` seconds of the one before)."""
     events, seen = [], 0
     while True:
-        new, seen = jobs.wait_for_update(name, seen, timeout=WAIT)
+        new, seen = jobs.wait_for_update(name, seen, timeout=wait)
         events.extend(new)
         if events and "state" in events[-1]:
             return events
@@ -263,7 +265,9 @@ def test_real_quick_model1_job_is_served_at_once(mnist_dir, empty_exports, monke
     assert not predictor.model_status("model1")["available"]
     jobs = JobManager(on_success=lambda name, res: predictor.reload(name), exports_dir=str(empty_exports))
     jobs.start("model1", {"preset": "quick"})
-    events = collect_until_done(jobs, "model1")
+    # A real run's quietest step (calibrating and evaluating on 10,000 test images) took 22 s on the
+    # 2 shared cores at load 8: over the fake trainers' WAIT, which failed this test (issue 18 item 15).
+    events = collect_until_done(jobs, "model1", wait=REAL_RUN_WAIT)
     status = jobs.status("model1")
     assert status["state"] == "succeeded", status["error"]
     assert len(events) >= 3 and events[-1]["progress"] == 100

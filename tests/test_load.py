@@ -24,8 +24,8 @@ from PIL import Image, ImageDraw
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
-from inference.rest import create_api
-from tests.app_server import ROOT, free_port, running_app, wait_for_workers
+from api.app import create_api
+from tests.app_server import ROOT, child_pids, free_port, running_app, wait_for_workers
 from tests.fakes import FakeTrainer, fake_progress, sample_drawings, write_tiny_model
 from training.jobs import JobManager
 
@@ -221,7 +221,7 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
     with running_app(exports, tmp_path / "app.log", PREDICT_WORKERS="2") as (url, pid):
         base_url = url.rstrip("/")
         wait_for_workers(lambda: httpx.get(f"{base_url}/env").json(), 2)
-        workers = child_pids(pid)
+        workers = child_pids(pid, b"inference.pool_worker")
         with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
             maps = Path(f"/proc/{pid}/maps")
             if maps.exists():
@@ -250,12 +250,3 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
     if workers is not None:
         assert len(workers) == 2
         assert not [worker for worker in workers if Path(f"/proc/{worker}").exists()], "workers outlived app.py"
-
-
-def child_pids(pid: int) -> list[int] | None:
-    """The processes `pid` started (Linux /proc), or None where that cannot be read."""
-    tasks = Path(f"/proc/{pid}/task")
-    if not tasks.exists():
-        return None
-    return [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
-

@@ -126,6 +126,22 @@ def test_onnx_matches_the_native_model_and_the_recorded_accuracy(quick_run, mnis
 
 
 @pytest.mark.slow
+def test_metadata_records_the_models_tab_figures(quick_run, mnist):
+    """Confusion matrix and confident mistakes of the written ONNX file, and the weight images the
+    Models tab reads from that file are the classifier's own weights, pixel for pixel."""
+    from inference.learned import learned_from_bytes
+    from tests.card_checks import check_recorded_test_results
+
+    folder, _ = quick_run
+    check_recorded_test_results(folder, "model1", mnist)
+    classifier = joblib.load(folder / "model1.joblib").steps[-1][1]
+    learned = learned_from_bytes((folder / "model1.onnx").read_bytes())
+    # Column c of the (784, 10) weights, laid out as the (deskewed) 28x28 image.
+    np.testing.assert_allclose(learned.digit_weights, classifier.coefs_[0].T.reshape(10, 28, 28), rtol=1e-6)
+    assert learned.first_filters is None
+
+
+@pytest.mark.slow
 def test_the_model_is_multinomial_logistic_regression_on_deskewed_pixels(quick_run, mnist):
     # Model 1 stays a linear classifier: one softmax over an affine map of the deskewed pixels.
     folder, _ = quick_run

@@ -135,6 +135,18 @@ def test_onnx_export_follows_the_contract_and_matches_the_keras_model(quick_run,
                                                            abs=1e-6)
     assert metadata["onnx_parity"]["max_abs_diff"] <= PARITY_MAX_ABS_DIFF
 
+    # The Models tab's figures: the confusion matrix and confident mistakes of this ONNX file, and
+    # the filters it reads from the file are the Keras model's first convolution kernels, unflipped.
+    from inference.learned import learned_from_bytes
+    from tests.card_checks import check_recorded_test_results
+
+    check_recorded_test_results(folder, "model2", mnist, onnx_out)
+    learned = learned_from_bytes((folder / "model2.onnx").read_bytes())
+    first_conv = next(layer for layer in native.layers if isinstance(layer, keras.layers.Conv2D))
+    kernel = first_conv.get_weights()[0]  # Keras: [height, width, in channels, filters]
+    np.testing.assert_allclose(learned.first_filters, np.transpose(kernel[:, :, 0, :], (2, 0, 1)), rtol=1e-6)
+    assert learned.digit_weights is None
+
 
 @pytest.mark.slow
 def test_closing_the_generator_stops_fit_promptly_and_keeps_the_previous_model(tensorflow, mnist, empty_exports):

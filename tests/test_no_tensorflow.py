@@ -57,12 +57,21 @@ def test_model1_trains_without_tensorflow(mnist_dir, tmp_path):
         "from training.model1_logreg import QUICK, train\n"
         f"events = list(train(QUICK.updated(limit=500, epochs=1), data=load_mnist({str(mnist_dir)!r}),"
         f" exports_dir={str(tmp_path)!r}))\n"
+        # The Models tab's figures of the new model: test-set figures recorded, weights read from its ONNX file.
+        "from inference.predictor import Predictor\n"
+        "from training.registry import MODELS\n"
+        "from ui.learned_view import figures\n"
+        "from ui.model_insights import ModelInsights\n"
+        f"shown = figures(MODELS['model1'], ModelInsights(Predictor({str(tmp_path)!r})))\n"
         "assert sys.modules['tensorflow'] is None\n"
-        "print(json.dumps({'progress': events[-2].progress, 'accuracy': events[-1].test_accuracy}))\n"
+        "print(json.dumps({'progress': events[-2].progress, 'accuracy': events[-1].test_accuracy,\n"
+        "                  'drawn': [f is not None for f in (shown.confusion, shown.learned, shown.mistakes)],\n"
+        "                  'note': shown.confusion_note}))\n"
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["progress"] == 100 and out["accuracy"] > 0.7
+    assert out["drawn"] == [True, True, True] and "recorded with the model" in out["note"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model1.joblib", "model1.json", "model1.onnx"]
 
 

@@ -16,6 +16,7 @@ from tests.app_server import shipped_accuracy
 from tests.segments import segment_digit
 from training.events import Result
 from training.jobs import JobManager
+from training.model_versions import ModelVersions
 from training.options import TrainOptions
 from training.personal import PersonalRun, PersonalTrainingError, repeats_for
 from training.registry import MODELS
@@ -111,12 +112,12 @@ def test_model2_fine_tune(store, mnist, exports):
     assert result.metadata["options"]["epochs"] <= 3 and tuned["fine_tune"]
     assert tuned["after"]["drawings"] >= tuned["before"]["drawings"], tuned
     assert tuned["after"]["mnist_test"] >= tuned["before"]["mnist_test"] - 0.005, tuned  # continued, not restarted
-    assert Predictor(exports).model_status("model2")["drawings_accuracy"] == tuned["after"]["drawings"]
+    assert Predictor(ModelVersions()).model_status("model2")["drawings_accuracy"] == tuned["after"]["drawings"]
 
 
 def restore_shipped(exports):
-    from tests.conftest import SHIPPED_EXPORTS
-
-    for path in SHIPPED_EXPORTS.glob("*"):
-        if path.is_file():
-            shutil.copy2(path, exports / path.name)
+    """Serve the shipped models (version 1, in `exports`) again: the runs before were new versions."""
+    versions = ModelVersions()
+    for name in MODELS:
+        if versions.serving(name) not in (None, 1):
+            versions.serve(name, 1)

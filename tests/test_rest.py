@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
-from inference.rest import MAX_BODY_BYTES, create_api
+from api.app import create_api
+from api.errors import MAX_BODY_BYTES
 from tests.app_server import wait_for_workers
 from tests.fakes import FakeTrainer, fake_progress, fake_result, write_tiny_model
 from training.jobs import JobManager

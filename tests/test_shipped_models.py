@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.card_checks import check_recorded_test_results
 from training import onnx_contract
 from training.artifacts import DEFAULT_EXPORTS_DIR, artifact_paths
 from training.registry import MODELS
@@ -35,6 +36,8 @@ def test_shipped_onnx_scores_what_its_metadata_says_on_all_10000_test_images(nam
     parity = metadata["onnx_parity"]
     assert parity["samples"] >= onnx_contract.PARITY_SAMPLES
     assert parity["max_abs_diff"] <= onnx_contract.PARITY_MAX_ABS_DIFF and parity["argmax_agreement"] == 1.0
+    # The Models tab's figures (recorded with the model, or by python -m training.backfill_card) are this file's.
+    check_recorded_test_results(paths["onnx"].parent, name, mnist, probabilities)
 
 
 def test_shipped_model1_native_matches_its_onnx(mnist):

@@ -162,9 +162,9 @@ def test_blank_upload_says_no_digit_was_found(tiny_predictor, tmp_path):
 
 
 def test_draw_tab_templates_keep_the_ids_and_nothing_gradio_would_evaluate():
-    from ui import draw_tab
+    from ui import assets, draw_tab
 
-    canvas = draw_tab.template(draw_tab.static_text("canvas.html"))
+    canvas = assets.template(assets.static_text("canvas.html"))
     for element_id in ("brush-size", "eraser", "undo", "clear", "invert", "predict"):
         assert f'id="{element_id}"' in canvas
     assert canvas.count("<canvas") == 1
@@ -174,8 +174,8 @@ def test_draw_tab_templates_keep_the_ids_and_nothing_gradio_would_evaluate():
         assert f'id="{element_id}"' in answers
     for bad in ("<b>${value}</b>", "{{value}}", "`x`"):
         with pytest.raises(ValueError, match="Gradio would evaluate"):
-            draw_tab.template(bad)
-    assert "touch-action: none" in draw_tab.static_text("canvas.css")
+            assets.template(bad)
+    assert "touch-action: none" in assets.static_text("canvas.css")
 
 
 def test_upload_outside_gradios_folder_is_refused(tmp_path):
@@ -322,20 +322,19 @@ def test_without_tensorflow_model2_training_is_off_and_says_why(empty_exports):
     assert any("TensorFlow is not installed" in warning for warning in ui["warnings"])  # the gr.Warning
 
 
-def test_confusion_matrix_is_cached_per_export(mnist_dir, empty_exports, monkeypatch):
+def test_models_tab_figures_are_cached_per_export(empty_exports):
     from inference.predictor import Predictor
-    from ui.confusion import ConfusionMatrices
+    from ui.model_insights import ModelInsights
 
-    monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
     write_tiny_model(empty_exports, "model1", digit=7)
-    matrices = ConfusionMatrices(Predictor(empty_exports))
-    first = matrices.get("model1")
-    assert first.matrix.sum() == 10_000 and first.matrix[:, 7].sum() == 10_000  # always answers 7
-    assert first.accuracy == pytest.approx(first.matrix[7, 7] / 10_000)
-    assert matrices.get("model1") is first  # same export: no recomputation
+    insights = ModelInsights(Predictor(empty_exports))
+    first = insights.get("model1")
+    matrix = np.asarray(first.results["confusion_matrix"])
+    assert matrix.sum() == 16 and matrix[:, 7].sum() == 16  # always answers 7 (the recorded figures)
+    assert insights.get("model1") is first  # same export: nothing read or measured again
 
     write_tiny_model(empty_exports, "model1", digit=3)
-    assert matrices.get("model1").matrix[:, 3].sum() == 10_000
+    assert np.asarray(insights.get("model1").results["confusion_matrix"])[:, 3].sum() == 16
 
 
 # -- the real server, through gradio_client --------------------------------------------------------

@@ -4,6 +4,10 @@
                               [--seed N] [--quick] [--exports-dir DIR] [--mnist-dir DIR]
     python -m training --list
 
+A run becomes the newest version of the model in the data location (DATA_DIR, see datadir.py),
+serving from then on, also in an app running on the same data location; the shipped exports/
+are never written. With --exports-dir DIR the files go into DIR instead (no version).
+
 Prints one line per event, flushed:
     PROGRESS:{"progress": 45.0, "status": "Epoch 3/10, Batch 5/12", "accuracy": 0.9234, ...}
 and finally RESULT:{...}. Exit status: 0 on success, 2 for a bad command line (unknown
@@ -48,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mix the corrected drawings ($DRAWINGS_DB) into the training data (issue 12)")
     parser.add_argument("--fine-tune", action="store_true", default=None,
                         help="continue from the serving model on the drawings and an MNIST sample (with --include-drawings)")
-    parser.add_argument("--exports-dir", help="where to write the model files (default: $EXPORTS_DIR or ./exports)")
+    parser.add_argument("--exports-dir", help="write the model files into this folder instead of keeping them as "
+                                              "a new serving version in the data location ($DATA_DIR)")
     parser.add_argument("--mnist-dir", help="folder (or .npz) holding MNIST (default: $MNIST_DIR, then the cache)")
     return parser
 
@@ -65,6 +70,9 @@ def _emit(prefix: str, data: dict) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
+    from inference import privacy
+
+    privacy.apply_environment()  # before onnxruntime loads (the export checks parity with it): no telemetry
     try:
         args = build_parser().parse_args(argv)
         if args.list:

@@ -1,13 +1,18 @@
-"""Where trained models live and how they are written (atomically).
+"""The files of a model and how they are written (atomically).
 
-Files per model, in `exports/` (or `$EXPORTS_DIR`):
+Files per model, in a folder: the shipped `exports/` ($EXPORTS_DIR, version 1, only ever read by
+the app), a kept version's folder (training/model_versions.py), or a folder named with --exports-dir:
     <name>.<native_format>  native save (joblib / .keras)
     <name>.onnx             what the predictor serves
     <name>.json             metadata: accuracy, training time, options, versions, parity
 
 A run stages every file as a temporary next to its target and renames them all
 into place only at the end, so a reader never sees a half-written file and a
-failed or cancelled run leaves the previous model untouched.
+failed or cancelled run leaves the previous model untouched. (A run that becomes
+a new version stages into its own folder instead: training/model_versions.py.)
+
+What a predictor serves comes from a source with `serving_files(name)`: `ExportFolder` (the
+files of one folder, as they are) or `ModelVersions` (the version that serves).
 
 Whoever runs a trainer may install a commit gate (`commit_gate`): the renames happen
 inside it, so a job manager can refuse them (the run was cancelled) or learn that they
@@ -23,15 +28,16 @@ import re
 import secrets
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator, Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EXPORTS_DIR = PROJECT_ROOT / "exports"
 
 
 def exports_dir(override: str | os.PathLike | None = None) -> Path:
-    """The folder holding the exports: `override`, else $EXPORTS_DIR, else ./exports."""
+    """The folder holding the shipped exports: `override`, else $EXPORTS_DIR, else ./exports."""
     return Path(override or os.environ.get("EXPORTS_DIR") or DEFAULT_EXPORTS_DIR)
 
 
@@ -42,6 +48,42 @@ def artifact_paths(name: str, native_format: str, directory: str | os.PathLike |
         "onnx": folder / f"{name}.onnx",
         "metadata": folder / f"{name}.json",
     }
+
+
+@dataclass(frozen=True)
+class ServingFiles:
+    """The files one model serves from, and which version they are (None: not a kept version)."""
+
+    version: int | None
+    paths: dict[str, Path]  # "native", "onnx", "metadata" -> file
+    where: str  # a short name of their folder for messages: "exports", "versions/model1/3"
+
+    def display(self, kind: str) -> str:
+        """E.g. "exports/model2.onnx": short, and free of the machine's absolute paths."""
+        return f"{self.where}/{self.paths[kind].name}"
+
+
+class ExportFolder:
+    """A folder of exports served as they are: the shipped models, or a folder a test or a
+    benchmark trains into (the predictor then reloads whatever is written there)."""
+
+    def __init__(self, folder: str | os.PathLike | None = None, models: Mapping[str, Any] | None = None):
+        from training.registry import MODELS
+
+        self.folder = exports_dir(folder)
+        self.shipped_dir = self.folder
+        self.models = dict(models if models is not None else MODELS)
+        self._serving = {name: ServingFiles(None, self._paths(name), self.folder.name) for name in self.models}
+
+    def serving_files(self, name: str) -> ServingFiles:
+        return self._serving[name]
+
+    def writer(self, name: str) -> "ArtifactWriter":
+        """A run's files replace this folder's, atomically at commit()."""
+        return ArtifactWriter(self._paths(name))
+
+    def _paths(self, name: str) -> dict[str, Path]:
+        return artifact_paths(name, self.models[name].native_format, self.folder)
 
 
 # A callable returning the context manager every ArtifactWriter.commit() in this context renames
@@ -85,6 +127,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+@contextlib.contextmanager
+def committing() -> Iterator[None]:
+    """Where a run puts its files in place: inside the commit gate of this context (which may refuse
+    with CommitCancelled before anything happens) and with Ctrl+C deferred until it is done."""
+    gate = _COMMIT_GATE.get()
+    # Signals outermost: a Ctrl+C during the renames is raised after the gate has seen them complete.
+    with _signals_deferred(), gate() if gate is not None else contextlib.nullcontext():
+        yield
+
+
 class ArtifactWriter:
     """Stage files, then commit them all by rename; discard them on any error.
 
@@ -121,9 +173,7 @@ class ArtifactWriter:
         Raises CommitCancelled, with nothing renamed, when the gate refuses."""
         # Metadata last: when it names a new accuracy, the model files it describes are in place.
         order = sorted(self._staged, key=lambda kind: kind == "metadata")
-        gate = _COMMIT_GATE.get()
-        # Signals outermost: a Ctrl+C during the renames is raised after the gate has seen them complete.
-        with _signals_deferred(), gate() if gate is not None else contextlib.nullcontext():
+        with committing():
             for kind in order:
                 os.replace(self._staged[kind], self.paths[kind])
             self._committed = True

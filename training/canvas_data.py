@@ -28,8 +28,8 @@ The drawings are made from centre lines in batches (training/centre_lines.py,
 training/fast_canvas.py), which emulate the canvas and the app's preprocessing: ~0.2 ms
 a drawing where the long way (training/strokes.py, canvas + inference.preprocess)
 took ~2.7 ms and ~130 s for the whole mix on 2 cores. The result is still cached under
-.cache/canvas-data/ (git-ignored), keyed by the MNIST copy, the options, the recipe,
-MIX_VERSION, the renderers' versions and the source of inference/preprocess.py.
+<data dir>/cache/canvas-data (datadir.py), keyed by the MNIST copy, the options, the
+recipe, MIX_VERSION, the renderers' versions and the source of inference/preprocess.py.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ EVAL_FONTS = ("futuram", "rowmand", "rowmant", "scriptc", "timesi", "timesib", "
 DIGIT_LIKE_LETTERS = "OoQDIilJjSsZzBbGgqT"
 LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS)
 SYMBOLS = "+*=#%&?@<>~^-"
-CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "canvas-data"
+CACHE_NAME = "canvas-data"  # <data dir>/cache/canvas-data
 CACHE_ENV = "CANVAS_DATA_CACHE"  # "0" turns the cache off; a path moves it
 MIX_VERSION = 4  # part of the cache key: raise it when _tasks() changes what is drawn
 # Drawings: fewer are rendered in this process. Starting 2 worker processes costs ~2 s; the fast
@@ -263,7 +263,11 @@ def _cache_dir() -> Path | None:
     setting = os.environ.get(CACHE_ENV)
     if setting == "0":
         return None
-    return Path(setting) if setting else CACHE_DIR
+    if setting:
+        return Path(setting)
+    import datadir
+
+    return datadir.cache_dir(CACHE_NAME)
 
 
 def _cache_key(data, options, recipe: Recipe) -> str:

@@ -1,7 +1,10 @@
-"""The last step of every trainer: check ONNX parity, write native + ONNX + metadata atomically."""
+"""The last step of every trainer: check ONNX parity, write native + ONNX + metadata atomically,
+as a new model version in the data location (training/model_versions.py), or into a folder named
+with `exports_dir` (tests, benchmarks, `python -m training --exports-dir`)."""
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import platform
 from pathlib import Path
@@ -10,8 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from training import onnx_contract
-from training.artifacts import ArtifactWriter, artifact_paths
+from training import evaluation, onnx_contract
 from training.versions import package_versions
 
 # Versions recorded in the metadata, when installed.
@@ -25,21 +27,29 @@ def library_versions() -> dict[str, str]:
 def save_model(
     *,
     name: str,
-    native_format: str,
     write_native: Callable[[Path], Any],
     onnx_model: onnx.ModelProto,
     probabilities_output: str,
     native_predict: Callable[[np.ndarray], np.ndarray],
     parity_images: np.ndarray,
+    test_set: tuple[np.ndarray, np.ndarray],
     metadata: dict[str, Any],
-    exports_dir: str | Path | None = None,
+    exports_dir: Any = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """Finalize the ONNX model, verify it against the native model, and write all files.
+    """Finalize the ONNX model, verify it against the native model, and write all files: into
+    `exports_dir` when given (a folder, or a ModelVersions), else as the newest version of `name` (it
+    serves from then on).
 
     `parity_images`: float32 [N, 28, 28, 1] in [0, 1] (the ONNX input contract);
     `native_predict` maps them to native probabilities [N, 10].
-    Returns (paths, metadata). Raises before writing anything when parity fails.
+    `test_set`: (images, labels) of the test set (MNIST test): the final ONNX bytes' confusion
+    matrix and most confident mistakes on it go into the metadata JSON (training/evaluation.py),
+    so every model's card is complete on a machine without MNIST.
+    Returns (paths, metadata); the metadata carries "onnx_sha256" (of the bytes written) and, for a
+    version, its "version" number. Raises before writing anything when parity fails.
     """
+    from training.model_versions import model_source
+
     metadata = {
         "model": name,
         "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -54,11 +64,18 @@ def save_model(
     onnx_contract.check_parity(report)
     metadata["onnx_parity"] = report
     model.metadata_props.add(key="onnx_parity", value=json.dumps(report))
-
-    paths = artifact_paths(name, native_format, exports_dir)
-    with ArtifactWriter(paths) as writer:
+    onnx_bytes = model.SerializeToString()
+    # Measured on the very bytes written below, so it names their SHA-256; the JSON only (the ONNX
+    # file cannot hold its own hash), which is where the Models tab reads it.
+    metadata[evaluation.KEY] = evaluation.evaluate(onnx_bytes, *test_set)
+    # What the run wrote, for whoever keeps or checks the files later (training/model_versions.py).
+    metadata["onnx_sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
+    with model_source(exports_dir).writer(name) as writer:
         writer.stage("native", write_native)
-        writer.stage_bytes("onnx", model.SerializeToString())
+        writer.stage_bytes("onnx", onnx_bytes)
         writer.stage_json("metadata", metadata)
         written = writer.commit()
+    version = getattr(writer, "version", None)
+    if version is not None:
+        metadata["version"] = version
     return written, metadata

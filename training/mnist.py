@@ -3,7 +3,8 @@
 Search order, first hit wins:
     1. the `path` argument (a folder, or an .npz file)
     2. $MNIST_DIR
-    3. the local cache: $MNIST_CACHE, else ~/.cache/digit-studio/mnist
+    3. the local cache: $MNIST_CACHE, else <data dir>/cache/mnist (datadir.py); a copy an earlier
+       version downloaded into ~/.cache/digit-studio/mnist is still read
     4. a download of the four original gzip IDX files from public mirrors into the cache,
        each verified by the SHA-256 of its uncompressed content (about 11 MB; off with
        MNIST_DOWNLOAD=0, or download=False from Python)
@@ -52,7 +53,8 @@ MIRRORS = (
 )
 DOWNLOAD_TIMEOUT = 60  # seconds per request
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "digit-studio" / "mnist"
+# Where earlier versions downloaded MNIST (read, never written): no second download after an update.
+LEGACY_CACHE_DIR = Path.home() / ".cache" / "digit-studio" / "mnist"
 
 _IDX_MAGIC_UBYTE = 0x08  # IDX type code for unsigned bytes; the 4th magic byte is the rank
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -89,8 +91,10 @@ class MnistData:
 
 
 def resolve_cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """The download cache: `override`, else $MNIST_CACHE, else ~/.cache/digit-studio/mnist."""
-    return Path(override or os.environ.get("MNIST_CACHE") or DEFAULT_CACHE_DIR).expanduser()
+    """The download cache: `override`, else $MNIST_CACHE, else <data dir>/cache/mnist."""
+    import datadir
+
+    return Path(override or os.environ.get("MNIST_CACHE") or datadir.cache_dir("mnist")).expanduser()
 
 
 def download_allowed(download: bool = True) -> bool:
@@ -105,6 +109,8 @@ def _local_places(path, cache) -> list[tuple[str, Path | None]]:
         places.append(("path argument", Path(path).expanduser()))
     places.append(("$MNIST_DIR", Path(env).expanduser() if env else None))
     places.append(("cache", resolve_cache_dir(cache)))
+    if cache is None and not os.environ.get("MNIST_CACHE") and LEGACY_CACHE_DIR.is_dir():
+        places.append(("earlier cache", LEGACY_CACHE_DIR))
     return places
 
 

@@ -201,7 +201,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     onnx_model = to_onnx(classifier)
     probabilities_output = calibration.add_temperature(onnx_model, "probabilities", temperature)
 
-    paths, metadata = _save(pipeline, temperature, onnx_model, probabilities_output, test_images, {
+    paths, metadata = _save(pipeline, temperature, onnx_model, probabilities_output, (test_images, data.y_test), {
         "title": "Model 1: logistic regression",
         "test_accuracy": round(test_accuracy, 6),
         "onnx_test_accuracy": round(onnx_contract.accuracy(onnx_model, test_images, data.y_test), 6),
@@ -298,7 +298,8 @@ def _keep_only_output(graph, name: str) -> None:
     graph.initializer.extend(kept_initializers)
 
 
-def _save(pipeline, temperature: float, onnx_model, probabilities_output: str, test_images: np.ndarray,
+def _save(pipeline, temperature: float, onnx_model, probabilities_output: str,
+          test_set: tuple[np.ndarray, np.ndarray],
           metadata: dict[str, Any], exports_dir):
     import joblib
 
@@ -308,13 +309,13 @@ def _save(pipeline, temperature: float, onnx_model, probabilities_output: str, t
 
     return save_model(
         name=NAME,
-        native_format=NATIVE_FORMAT,
         write_native=lambda path: joblib.dump(pipeline, path),
         onnx_model=onnx_model,
         probabilities_output=probabilities_output,
         # The joblib pipeline is the uncalibrated model; the ONNX graph adds the temperature.
         native_predict=lambda images: temper(pipeline.predict_proba(images.reshape(len(images), -1)), temperature),
-        parity_images=test_images[:PARITY_SAMPLES],
+        parity_images=test_set[0][:PARITY_SAMPLES],
+        test_set=test_set,
         metadata=metadata,
         exports_dir=exports_dir,
     )

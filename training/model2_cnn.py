@@ -172,7 +172,7 @@ def train(
     timings["onnx_export"] = time.perf_counter() - converted
     timings["total_before_save"] = time.perf_counter() - began
 
-    paths, metadata = _save(model, temperature, onnx_model, probabilities_output, test_images, {
+    paths, metadata = _save(model, temperature, onnx_model, probabilities_output, (test_images, data.y_test), {
         "title": TITLE,
         "test_accuracy": round(test_accuracy, 6),
         "onnx_test_accuracy": round(onnx_accuracy, 6),
@@ -320,7 +320,8 @@ def to_onnx(model):
     return onnx_model, outputs[0]
 
 
-def _save(model, temperature: float, onnx_model, probabilities_output: str, test_images: np.ndarray,
+def _save(model, temperature: float, onnx_model, probabilities_output: str,
+          test_set: tuple[np.ndarray, np.ndarray],
           metadata: dict[str, Any], exports_dir):
     from training.calibration import temper
     from training.export import save_model
@@ -328,13 +329,13 @@ def _save(model, temperature: float, onnx_model, probabilities_output: str, test
 
     return save_model(
         name=NAME,
-        native_format=NATIVE_FORMAT,
         write_native=lambda path: model.save(path),
         onnx_model=onnx_model,
         probabilities_output=probabilities_output,
         # The .keras file is the uncalibrated network; the ONNX graph adds the temperature.
         native_predict=lambda images: temper(predict(model, images), temperature),
-        parity_images=test_images[:PARITY_SAMPLES],
+        parity_images=test_set[0][:PARITY_SAMPLES],
+        test_set=test_set,
         metadata=metadata,
         exports_dir=exports_dir,
     )

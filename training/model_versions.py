@@ -1,29 +1,41 @@
-"""Model versions: every successful run is kept, and any kept version can serve again.
+"""Model versions: every successful run is a numbered version, and any version can serve again.
 
-    versions = ModelVersions()          # EXPORTS_DIR/versions/<model>/<n>/
-    versions.ensure_initial()           # at start-up: the shipped models become version 1
-    versions.record("model2")           # after a run wrote exports/model2.*: it becomes version n+1
-    versions.serve("model2", 1)         # the shipped model serves again
+    versions = ModelVersions()                   # $DATA_DIR/versions; version 1 is the shipped exports/
+    with versions.writer("model2") as run:       # what a trainer writes (training/export.py)
+        run.stage("native", write_native); run.stage_bytes("onnx", data); run.stage_json("metadata", meta)
+        run.commit()                             # -> version n+1, serving from now on
+    versions.serve("model2", 1)                  # the shipped model serves again
+    versions.serving_files("model2")             # what the predictor loads (one stat() per call)
 
-Layout: EXPORTS_DIR/versions/<model>/<n>/ holds the version's native, ONNX and
-metadata files under their usual names, plus version.json (number, source, the
-ONNX file's SHA-256, accuracy, drawings accuracy, options). The folder is
-git-ignored; on a fresh clone it does not exist yet, and the first start copies the
-shipped exports in as version 1 ("shipped", never pruned).
+Storage. Only this module knows it, behind the methods above and list, describe, serving,
+prune and remove_abandoned_runs, so that a database can take its place:
+    EXPORTS_DIR/<model>.*                      version 1, the shipped model: read, never written
+    DATA_DIR/versions/<model>/<n>/             version n >= 2: the files its run wrote, as written
+        (<model>.onnx, <model>.<native>, <model>.json) and version.json: number, source, time,
+        accuracy, options, and the SHA-256 and size of each file
+    DATA_DIR/versions/<model>/serving.json     {"version": n}: the version that serves (absent: 1)
+    DATA_DIR/versions/<model>/.lock            orders commits and serve() (threads and processes)
+    DATA_DIR/versions/<model>/.run-<pid>-<hex>/   a run's files while it writes them
 
-Serving stays what it was: the predictor and the prediction workers read
-EXPORTS_DIR/<model>.onnx and reload it when its file signature changes. Serving a
-version copies its files there atomically (each staged beside its target, then
-os.replace, metadata last), so a request in flight finishes on the old session and
-the next one gets the new; the choice survives a restart because it *is* the files.
-Which version serves is read from the ONNX file's SHA-256, so it can never disagree
-with what is actually served.
+Why a run writes into a folder of its own: a run used to rename its files into exports/ and be
+"recorded" from there afterwards, so serving a version in between copied that version over the new
+files, and the new version kept was a byte copy of the served one (issue 18: the trained model was
+lost in 3 of 3 trials). Now a run's files never leave its folder: commit() renames the folder to the
+next number and points serving.json at it, under the model's lock, which serve() takes too. The
+SHA-256 recorded is that of the files in the run's folder, checked against the one the trainer
+computed from the bytes it wrote; serve() checks the ONNX file against it again.
 
-Pruning keeps at most `keep` versions ($MODEL_VERSIONS_KEEP, default 5), never
-deleting the shipped version, the best by MNIST test accuracy, or the serving one.
+Readers take no lock: a version folder appears whole (one rename) and never changes afterwards,
+serving.json is replaced atomically, and a predictor notices a new serving.json by its file
+signature, so a version committed by another process (`python -m training model1` while the app
+runs) serves there at the next request.
+
+Pruning keeps at most `keep` versions ($MODEL_VERSIONS_KEEP, default 5), never deleting the shipped
+one, the newest, the best by MNIST test accuracy or the serving one.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -33,126 +45,120 @@ import secrets
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from training.artifacts import ArtifactWriter, artifact_paths, exports_dir as resolve_exports_dir, read_metadata
+from training.artifacts import (ExportFolder, ServingFiles, artifact_paths, committing,
+                                exports_dir as resolve_exports_dir, read_metadata)
 from training.registry import MODELS, ModelSpec
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process at a time is all the lock can promise there
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
-KEEP = 5  # versions kept per model ($MODEL_VERSIONS_KEEP); the shipped, best and serving ones always stay
+KEEP = 5  # versions kept per model ($MODEL_VERSIONS_KEEP); the shipped, newest, best and serving always stay
+SHIPPED_VERSION = 1
 VERSION_FILE = "version.json"
-SHIPPED, TRAINED, FOUND = "shipped", "trained", "found in exports"  # where a version came from
+SERVING_FILE = "serving.json"
+LOCK_FILE = ".lock"
+RUN_PREFIX = ".run-"
+SHIPPED, TRAINED = "shipped", "trained"  # where a version came from
+PUBLIC_KEYS = ("version", "accuracy", "drawings_accuracy", "trained_at", "options", "source", "kept_at",
+               "onnx_sha256")
 
 
 class VersionError(LookupError):
-    """No such version (the message is user-facing)."""
+    """No such version, or it cannot serve (the message is user-facing)."""
 
 
 class ModelVersions:
-    """The kept versions of every registry model; thread-safe within one process."""
+    """The versions of every registry model; safe to share between threads, and between processes
+    using the same data location."""
 
-    def __init__(self, exports_dir: str | os.PathLike | None = None, models: Mapping[str, ModelSpec] | None = None,
-                 *, keep: int | None = None):
-        self.exports_dir = resolve_exports_dir(exports_dir)
-        self.root = self.exports_dir / "versions"
+    def __init__(self, *, data_dir: str | os.PathLike | None = None, shipped_dir: str | os.PathLike | None = None,
+                 models: Mapping[str, ModelSpec] | None = None, keep: int | None = None):
+        import datadir
+
+        self.data_dir = Path(data_dir) if data_dir is not None else datadir.data_dir()
+        self.root = self.data_dir / "versions"
+        self.shipped_dir = resolve_exports_dir(shipped_dir)
         self.models = dict(models if models is not None else MODELS)
         self.keep = max(2, keep if keep is not None else int(os.environ.get("MODEL_VERSIONS_KEEP") or KEEP))
-        self._locks = {name: threading.RLock() for name in self.models}
-        self._sha_cache: dict[str, tuple[tuple, str]] = {}
+        self._serving_cache: dict[str, tuple[tuple | None, ServingFiles]] = {}
+        self._sha_cache: dict[Path, tuple[tuple, str]] = {}
 
-    # -- recording ------------------------------------------------------------
+    # -- what serves ----------------------------------------------------------
 
-    def ensure_initial(self) -> None:
-        """Make what exports/ serves a version: version 1 (shipped) on a first start, a new version
-        when it was replaced outside the app (e.g. by `python -m training`)."""
-        for name in self.models:
-            with self._locks[name]:
-                if not self._paths(name)["onnx"].is_file():
-                    continue
-                try:
-                    if not self._numbers(name):
-                        self._snapshot(name, SHIPPED)
-                    elif self.serving(name) is None:
-                        self._snapshot(name, FOUND)
-                except OSError as error:  # e.g. a read-only exports folder: the app still serves
-                    log.warning("cannot keep %s as a version in %s (%s): runs will not be restorable", name,
-                                self.root, error)
+    def serving_files(self, name: str) -> ServingFiles:
+        """The files `name` serves from: the serving version's, else the shipped ones. Cheap (one stat
+        of serving.json while it is unchanged): the predictor asks on every request."""
+        signature = _signature(self.root / name / SERVING_FILE)
+        cached = self._serving_cache.get(name)
+        # A trained version's folder removed by hand: serve the shipped model again (one more stat).
+        if cached is not None and cached[0] == signature and (
+                cached[1].version == SHIPPED_VERSION or os.path.exists(cached[1].paths["onnx"])):
+            return cached[1]
+        files = self._resolve_serving(name)
+        self._serving_cache[name] = (signature, files)
+        return files
 
-    def record(self, name: str, source: str = TRAINED) -> int:
-        """Keep what a run just wrote to exports/ as a new version (then prune); returns its number."""
-        with self._locks[name]:
-            if not self._numbers(name):
-                log.warning("no version 1 of %s was kept before this run; the new model becomes version 1", name)
-            number = self._snapshot(name, source)
-            self.prune(name)
-            return number
+    def serving(self, name: str) -> int | None:
+        """The number of the version that serves, or None when there is no model to serve."""
+        files = self.serving_files(name)
+        return files.version if files.paths["onnx"].is_file() else None
 
-    def _snapshot(self, name: str, source: str) -> int:
-        numbers = self._numbers(name)
-        number = max(numbers, default=0) + 1
-        folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = folder / f".staging-{secrets.token_hex(4)}"
-        staging.mkdir()
-        try:
-            paths = self._paths(name)
-            for kind, path in paths.items():
-                if path.is_file():
-                    shutil.copy2(path, staging / path.name)
-            metadata = read_metadata(paths["metadata"]) or {}
-            metadata["version"] = number
-            (staging / paths["metadata"].name).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-            info = {
+    def serve(self, name: str, version: int) -> dict[str, Any]:
+        """Make `version` the one that serves (every predictor reading this data location follows)."""
+        self._spec(name)
+        with self._exclusive(name):
+            files = self._files_of(name, version)  # VersionError when there is no such version
+            recorded = self._info(name, version).get("onnx_sha256")
+            if recorded is not None and _sha256(files["onnx"]) != recorded:
+                raise VersionError(f"version {version} of {name} is damaged: its ONNX file is not the one its "
+                                   f"run wrote (SHA-256 differs); serve another version")
+            self._write_serving(name, int(version))
+        log.info("serving %s version %d", name, version)
+        return self.describe(name, version)
+
+    # -- new versions -----------------------------------------------------------
+
+    def writer(self, name: str, source: str = TRAINED) -> "VersionWriter":
+        """Where a run writes its files; its commit() makes them the newest version, serving."""
+        self._spec(name)
+        return VersionWriter(self, name, source)
+
+    def _add(self, name: str, staging: Path, source: str, metadata: dict[str, Any] | None) -> int:
+        """Keep the run in `staging` as the next version and serve it (called by VersionWriter.commit)."""
+        paths = self._paths_in(name, staging)
+        with self._exclusive(name):
+            number = max(self._trained_numbers(name), default=SHIPPED_VERSION) + 1
+            if metadata is not None:  # the metadata names its version (GET /model_status shows it)
+                _write_json(paths["metadata"], {**metadata, "version": number})
+            files = {kind: {"name": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size}
+                     for kind, path in paths.items() if path.is_file()}
+            written = (metadata or {}).get("onnx_sha256")
+            if written is not None and files["onnx"]["sha256"] != written:
+                raise OSError(f"the ONNX file of {name} changed between writing and keeping it (SHA-256 "
+                              f"{files['onnx']['sha256'][:12]} is not the {written[:12]} the run wrote)")
+            metadata = metadata or {}
+            _write_json(staging / VERSION_FILE, {
                 "version": number,
                 "source": source,
                 "kept_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "onnx_sha256": _sha256(staging / paths["onnx"].name),
+                "onnx_sha256": files["onnx"]["sha256"],
+                "files": files,
                 "accuracy": metadata.get("test_accuracy"),
                 "drawings_accuracy": metadata.get("drawings_accuracy"),
                 "trained_at": metadata.get("trained_at"),
                 "options": metadata.get("options"),
-            }
-            (staging / VERSION_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-            os.rename(staging, folder / str(number))  # the version appears whole or not at all
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        # The serving metadata names its version too (GET /model_status shows it).
-        self._write_exports_metadata(name, metadata)
-        log.info("kept %s as version %d (%s)", name, number, source)
+            })
+            os.rename(staging, self.root / name / str(number))  # the version appears whole or not at all
+            _fsync_directory(self.root / name)
+            self._write_serving(name, number)
+        log.info("kept %s as version %d (%s), now serving", name, number, source)
         return number
-
-    # -- serving --------------------------------------------------------------
-
-    def serve(self, name: str, version: int) -> dict[str, Any]:
-        """Copy version `version` into exports/ atomically: the predictor and workers reload it at once."""
-        with self._locks[name]:
-            folder = self._folder(name, version)
-            paths = self._paths(name)
-            with ArtifactWriter(paths) as writer:
-                for kind, target in paths.items():
-                    source = folder / target.name
-                    if kind != "metadata" and not source.is_file():
-                        raise VersionError(f"version {version} of {name} is missing its {target.name}")
-                    if kind != "metadata":
-                        writer.stage(kind, lambda temp, s=source: shutil.copyfile(s, temp))
-                metadata = read_metadata(folder / paths["metadata"].name) or {}
-                metadata["version"] = version
-                writer.stage_json("metadata", metadata)
-                writer.commit()
-            log.info("serving %s version %d", name, version)
-            return self.describe(name, version)
-
-    def serving(self, name: str) -> int | None:
-        """The version whose ONNX file is the one in exports/ now, or None (e.g. no versions yet)."""
-        sha = self._exports_sha(name)
-        if sha is None:
-            return None
-        for number in sorted(self._numbers(name), reverse=True):
-            if self._info(name, number).get("onnx_sha256") == sha:
-                return number
-        return None
 
     # -- listing and pruning --------------------------------------------------
 
@@ -164,15 +170,20 @@ class ModelVersions:
                 for number in sorted(self._numbers(name), reverse=True)]
 
     def describe(self, name: str, version: int) -> dict[str, Any]:
-        self._folder(name, version)
-        return {**self._public(name, version), "serving": self.serving(name) == version}
+        self._files_of(name, version)
+        return {**self._public(name, int(version)), "serving": self.serving(name) == int(version)}
+
+    def files(self, name: str, version: int) -> dict[str, Path]:
+        """The files of a version ("native", "onnx", "metadata"): read them, never write them."""
+        return self._files_of(name, version)
 
     def prune(self, name: str) -> list[int]:
-        """Delete the oldest versions beyond `keep`, never the shipped, best or serving one; returns those deleted."""
-        with self._locks[name]:
+        """Delete the oldest versions beyond `keep`, never the shipped, newest, best or serving one;
+        returns those deleted."""
+        with self._exclusive(name):
             numbers = sorted(self._numbers(name))
             infos = {number: self._info(name, number) for number in numbers}
-            protected = {number for number, info in infos.items() if info.get("source") == SHIPPED}
+            protected = {SHIPPED_VERSION, max(numbers, default=SHIPPED_VERSION)}  # the newest: numbers never repeat
             scored = [number for number in numbers if infos[number].get("accuracy") is not None]
             if scored:
                 protected.add(max(scored, key=lambda number: (infos[number]["accuracy"], number)))
@@ -186,9 +197,24 @@ class ModelVersions:
                 if number not in protected:
                     shutil.rmtree(self.root / name / str(number), ignore_errors=True)
                     deleted.append(number)
-            if deleted:
-                log.info("pruned %s versions %s (keeping %d)", name, deleted, self.keep)
-            return deleted
+        if deleted:
+            log.info("pruned %s versions %s (keeping %d)", name, deleted, self.keep)
+        return deleted
+
+    def remove_abandoned_runs(self) -> list[Path]:
+        """Delete the folders of runs whose process is gone (killed mid-write); called at start-up.
+        A run still writing in another process (a CLI training) is left alone."""
+        removed = []
+        for name in self.models:
+            try:
+                entries = list((self.root / name).iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(RUN_PREFIX) and entry.is_dir() and not _process_alive(_run_pid(entry.name)):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
+        return removed
 
     # -- internals --------------------------------------------------------------
 
@@ -198,53 +224,240 @@ class ModelVersions:
         except KeyError:
             raise VersionError(f"Unknown model {name!r}; choose one of: {', '.join(self.models)}") from None
 
-    def _paths(self, name: str) -> dict[str, Path]:
-        return artifact_paths(name, self._spec(name).native_format, self.exports_dir)
+    def _paths_in(self, name: str, folder: Path) -> dict[str, Path]:
+        return artifact_paths(name, self._spec(name).native_format, folder)
+
+    def _resolve_serving(self, name: str) -> ServingFiles:
+        number = self._read_serving(name)
+        if number is not None and number != SHIPPED_VERSION:
+            folder = self.root / name / str(number)
+            if (folder / VERSION_FILE).is_file():
+                return ServingFiles(number, self._paths_in(name, folder), f"versions/{name}/{number}")
+            log.warning("%s: %s names version %d, which is missing; serving the shipped version 1", name,
+                        SERVING_FILE, number)
+        return ServingFiles(SHIPPED_VERSION, self._paths_in(name, self.shipped_dir), self.shipped_dir.name)
+
+    def _read_serving(self, name: str) -> int | None:
+        record = read_metadata(self.root / name / SERVING_FILE) or {}
+        number = record.get("version")
+        return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+    def _write_serving(self, name: str, number: int) -> None:
+        folder = self.root / name
+        temp = folder / f".{SERVING_FILE}.tmp-{secrets.token_hex(4)}"
+        try:
+            _write_json(temp, {"version": number})
+            os.replace(temp, folder / SERVING_FILE)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_directory(folder)
+
+    def _trained_numbers(self, name: str) -> list[int]:
+        try:
+            entries = list((self.root / name).iterdir())
+        except OSError:
+            return []
+        return [int(entry.name) for entry in entries
+                if entry.name.isdigit() and int(entry.name) > SHIPPED_VERSION and (entry / VERSION_FILE).is_file()]
 
     def _numbers(self, name: str) -> list[int]:
-        folder = self.root / name
-        if not folder.is_dir():
-            return []
-        return [int(entry.name) for entry in folder.iterdir()
-                if entry.name.isdigit() and (entry / VERSION_FILE).is_file()]
+        shipped = [SHIPPED_VERSION] if self._paths_in(name, self.shipped_dir)["onnx"].is_file() else []
+        return shipped + self._trained_numbers(name)
 
-    def _folder(self, name: str, version: int) -> Path:
+    def _files_of(self, name: str, version: int) -> dict[str, Path]:
         self._spec(name)
-        folder = self.root / name / str(int(version))
-        if not (folder / VERSION_FILE).is_file():
-            kept = ", ".join(str(n) for n in sorted(self._numbers(name))) or "none"
-            raise VersionError(f"{name} has no version {version}; kept versions: {kept}")
-        return folder
+        number = int(version)
+        if number in self._numbers(name):
+            folder = self.shipped_dir if number == SHIPPED_VERSION else self.root / name / str(number)
+            return self._paths_in(name, folder)
+        kept = ", ".join(str(n) for n in sorted(self._numbers(name))) or "none"
+        raise VersionError(f"{name} has no version {version}; kept versions: {kept}")
 
     def _info(self, name: str, number: int) -> dict[str, Any]:
-        return read_metadata(self.root / name / str(number) / VERSION_FILE) or {}
+        if number != SHIPPED_VERSION:
+            return read_metadata(self.root / name / str(number) / VERSION_FILE) or {}
+        paths = self._paths_in(name, self.shipped_dir)
+        metadata = read_metadata(paths["metadata"]) or {}
+        return {"version": SHIPPED_VERSION, "source": SHIPPED, "kept_at": None,
+                "onnx_sha256": self._cached_sha256(paths["onnx"]),
+                "accuracy": metadata.get("test_accuracy"), "drawings_accuracy": metadata.get("drawings_accuracy"),
+                "trained_at": metadata.get("trained_at"), "options": metadata.get("options")}
 
     def _public(self, name: str, number: int) -> dict[str, Any]:
         info = self._info(name, number)
-        keys = ("version", "accuracy", "drawings_accuracy", "trained_at", "options", "source", "kept_at")
-        return {key: info.get(key) for key in keys}
+        return {key: info.get(key) for key in PUBLIC_KEYS}
 
-    def _exports_sha(self, name: str) -> str | None:
-        path = self._paths(name)["onnx"]
-        try:
-            stat = path.stat()
-        except OSError:
+    def _cached_sha256(self, path: Path) -> str | None:
+        signature = _signature(path)
+        if signature is None:
             return None
-        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)  # as the predictor's file_signature
-        cached = self._sha_cache.get(name)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        sha = _sha256(path)
-        self._sha_cache[name] = (signature, sha)
-        return sha
+        cached = self._sha_cache.get(path)
+        if cached is None or cached[0] != signature:
+            cached = (signature, _sha256(path))
+            self._sha_cache[path] = cached
+        return cached[1]
 
-    def _write_exports_metadata(self, name: str, metadata: dict[str, Any]) -> None:
-        paths = self._paths(name)
-        if read_metadata(paths["metadata"]) == metadata:
-            return  # the shipped metadata already names version 1: leave the committed file alone
-        with ArtifactWriter({"metadata": paths["metadata"]}) as writer:
-            writer.stage_json("metadata", metadata)
-            writer.commit()
+    @contextlib.contextmanager
+    def _exclusive(self, name: str) -> Iterator[None]:
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with _file_lock(folder / LOCK_FILE):
+            yield
+
+
+class VersionWriter:
+    """A run's files, staged in a folder of the run's own; commit() keeps them as the newest version
+    and serves it. The same methods as training.artifacts.ArtifactWriter, which writes into a folder.
+
+        with versions.writer("model1") as run:
+            run.stage("native", lambda path: joblib.dump(model, path))
+            run.stage_bytes("onnx", onnx_bytes)
+            run.stage_json("metadata", metadata)
+            run.commit()                       # run.version: its number
+    """
+
+    def __init__(self, versions: ModelVersions, name: str, source: str):
+        self.versions = versions
+        self.name = name
+        self.source = source
+        self.folder = versions.root / name / f"{RUN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self.paths = versions._paths_in(name, self.folder)
+        self.version: int | None = None
+        self._metadata: dict[str, Any] | None = None
+        self._committed = False
+
+    def stage(self, kind: str, write: Callable[[Path], Any]) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.paths[kind]
+        write(path)
+        if path.is_file():  # a .keras save is a zip file, joblib and ONNX are files too
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        return path
+
+    def stage_bytes(self, kind: str, data: bytes) -> Path:
+        return self.stage(kind, lambda path: path.write_bytes(data))
+
+    def stage_json(self, kind: str, data: dict[str, Any]) -> Path:
+        if kind == "metadata":
+            self._metadata = dict(data)  # commit() adds the version number
+        return self.stage(kind, lambda path: _write_json(path, data))
+
+    def commit(self) -> dict[str, str]:
+        """Keep the staged files as the next version and serve it (inside the commit gate: a job
+        manager may refuse with CommitCancelled, and then nothing is kept). Returns the final paths."""
+        if not self.paths["onnx"].is_file():
+            raise ValueError(f"a version of {self.name} needs its ONNX file; stage it before commit()")
+        with committing():
+            self.version = self.versions._add(self.name, self.folder, self.source, self._metadata)
+            self._committed = True
+        final = self.versions._paths_in(self.name, self.versions.root / self.name / str(self.version))
+        try:
+            self.versions.prune(self.name)
+        except OSError as error:  # the version is kept and serves; an old one stays a little longer
+            log.warning("could not prune %s versions: %s", self.name, error)
+        return {kind: str(path) for kind, path in final.items() if path.is_file()}
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "VersionWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self._committed:
+            self.discard()
+
+
+def model_source(exports_dir: Any = None) -> ExportFolder | ModelVersions:
+    """Where a trainer reads the serving model (fine-tune) and writes its run: by default the
+    versions in DATA_DIR; a folder (--exports-dir: its files replaced in place, as written); or a
+    source given as it is (a ModelVersions of another data location)."""
+    if exports_dir is None:
+        return ModelVersions()
+    return exports_dir if hasattr(exports_dir, "writer") else ExportFolder(exports_dir)
+
+
+# --------------------------------------------------------------------------- files and locks
+
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+_HELD: dict[str, int] = {}  # lock path -> depth of the thread holding it (guarded by that path's RLock)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Exclusive across threads (an RLock per path: re-entrant) and processes (flock on the file)."""
+    key = str(path)
+    with _PROCESS_LOCKS_GUARD:
+        lock = _PROCESS_LOCKS.setdefault(key, threading.RLock())
+    with lock:
+        depth = _HELD.get(key, 0)
+        _HELD[key] = depth + 1
+        try:
+            if depth or fcntl is None:
+                yield
+                return
+            # A second open() of the same file gets its own lock in the same process too, so the
+            # outermost holder alone takes it.
+            with open(path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            _HELD[key] = depth
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with open(path, "w") as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(folder: Path) -> None:
+    """A rename is durable once its folder is synced (POSIX; Windows has no directory handles)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+def _run_pid(folder_name: str) -> int | None:
+    try:
+        return int(folder_name[len(RUN_PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _process_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill() would end the process: keep its folder
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: not ours to judge
+    return True
 
 
 def _sha256(path: Path) -> str:

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from drawings.store import DrawingStore, StoreError, TrainingDrawings
-from training.artifacts import artifact_paths, read_metadata
+from training.artifacts import read_metadata
+from training.model_versions import model_source
 from training.onnx_contract import to_model_input
 from training.options import TrainOptions
 
@@ -81,7 +82,7 @@ class PersonalRun:
                 f"There are no drawings to train on yet ({len(held_out)} held out for measuring): save some "
                 "corrections on the Draw tab or with POST /drawings first")
         if options.fine_tune:
-            if not artifact_paths(name, native_format, exports_dir)["native"].is_file():
+            if not model_source(exports_dir).serving_files(name).paths["native"].is_file():
                 raise PersonalTrainingError(f"There is no serving {name} to fine-tune: train it in full first")
             options = replace(options, epochs=min(options.epochs, FINE_TUNE_EPOCHS),
                               learning_rate=options.learning_rate * FINE_TUNE_LR_SCALE,
@@ -122,7 +123,7 @@ class PersonalRun:
         """The serving native model to continue from (fine_tune), else None (train from scratch)."""
         if not self.options.fine_tune:
             return None
-        path = artifact_paths(self.name, self.native_format, self.exports_dir)["native"]
+        path = self._serving_paths()["native"]
         if self.native_format == "keras":
             import keras
 
@@ -154,6 +155,10 @@ class PersonalRun:
         for mine, theirs in zip(classifier.coefs_ + classifier.intercepts_, serving.coefs_ + serving.intercepts_):
             mine[...] = theirs
 
+    def _serving_paths(self) -> dict[str, Path]:
+        """The serving model's files: the version that serves, or those of the run's --exports-dir folder."""
+        return model_source(self.exports_dir).serving_files(self.name).paths
+
     # -- the report ----------------------------------------------------------------
 
     def report(self, onnx_model, test_accuracy: float) -> dict[str, Any]:
@@ -182,7 +187,7 @@ class PersonalRun:
         """The serving ONNX model's accuracy on MNIST test and on the held-out drawings (None when absent)."""
         from training import onnx_contract
 
-        path = Path(artifact_paths(self.name, self.native_format, self.exports_dir)["onnx"])
+        path = Path(self._serving_paths()["onnx"])
         try:
             model_bytes = path.read_bytes()
         except OSError:
@@ -204,7 +209,7 @@ class PersonalRun:
         """The serving export's own ONNX test accuracy, when it was measured on this same official test
         set: the same file on the same images gives the same number, without 10,000 more inferences
         (~2 s of Model 2's fine-tune budget)."""
-        metadata = read_metadata(artifact_paths(self.name, self.native_format, self.exports_dir)["metadata"]) or {}
+        metadata = read_metadata(self._serving_paths()["metadata"]) or {}
         same_data = bool(getattr(data, "is_official", False)) and (metadata.get("data") or {}).get("sha256") == data.sha256
         value = metadata.get("onnx_test_accuracy")
         return round(float(value), 6) if same_data and value is not None else None

@@ -29,6 +29,8 @@ class ModelSpec:
     # (the more doubtful of the two; inference/verdict.with_second_opinion): a linear model
     # cannot tell a letter from a digit, the CNN trained on non-digits can.
     second_opinion: str | None = None
+    # What the model's first layer reads, for the Models tab's weight images (inference/learned.py).
+    input_space: str = "28×28 input image"
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be trained here, or None when it can."""
@@ -72,6 +74,7 @@ MODELS: dict[str, ModelSpec] = {
             module="training.model1_logreg",
             native_format="joblib",
             second_opinion="model2",
+            input_space="deskewed 28×28 image (its slant straightened first: training/deskew.py)",
         ),
         ModelSpec(
             name="model2",

@@ -11,7 +11,7 @@ from gradio.data_classes import FileData
 from inference.image_io import ImageInputError
 from inference.predictor import ModelUnavailableError
 from inference.preprocess import preprocess
-from inference.rest import environment, model_status_report
+from inference.status import environment, model_status_report
 from training.registry import MODELS
 from ui import draw, mcp_tools
 from ui.context import PREDICT_QUEUE, AppContext

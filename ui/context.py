@@ -9,7 +9,7 @@ from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from training.jobs import JobManager
 from training.model_versions import ModelVersions
-from ui.confusion import ConfusionMatrices
+from ui.model_insights import ModelInsights
 
 
 @dataclass
@@ -20,13 +20,13 @@ class AppContext:
     train_token: str | None = None  # when set, training (UI and REST) needs it
     drawings: DrawingStore | None = None  # issue 12: the corrections database (drawings/store.py)
     versions: ModelVersions | None = None  # issue 12: kept model versions (training/model_versions.py)
-    confusions: ConfusionMatrices = field(init=False)
+    insights: ModelInsights = field(init=False)  # the Models tab's weights and test-set figures
     # Issue 12: with TRAIN_TOKEN set (a public server), anonymous corrections from the page are rate-limited:
     # save_correction(ctx.drawings, ctx.predictor, image, label, client_id, limiter=ctx.correction_limiter)
     correction_limiter: RateLimiter | None = field(init=False)
 
     def __post_init__(self):
-        self.confusions = ConfusionMatrices(self.predictor)
+        self.insights = ModelInsights(self.predictor)
         self.correction_limiter = RateLimiter.shared() if self.train_token else None  # the one REST uses too
 
 

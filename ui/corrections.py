@@ -23,7 +23,8 @@ import gradio as gr
 from drawings.corrections import LabelError, RateLimitedError, save_correction
 from drawings.store import StoreError
 from inference.image_io import EmptyImageError, ImageInputError
-from inference.rest import DEFAULT_MODEL
+from inference.answer import DEFAULT_MODEL
+from ui.assets import static_text, template
 from ui.context import PREDICT_QUEUE, PRIVATE, AppContext
 
 CANVAS_PREFIX = "data:image/png;base64,"  # what canvas.toDataURL("image/png") always starts with
@@ -46,8 +47,6 @@ NO_STORE = "Not saved: this server keeps no drawings."
 
 def build(ctx: AppContext, sketch: gr.HTML) -> gr.HTML:
     """The controls inside the current layout (the Draw tab's #corrections row), wired to `sketch`."""
-    from ui.draw_tab import static_text  # draw_tab builds these controls: import late
-
     def save(value: Any, event: gr.EventData, request: gr.Request) -> dict[str, Any]:
         data = getattr(event, "_data", None)
         data = data if isinstance(data, dict) else {}
@@ -103,8 +102,6 @@ def canvas_image(sketch: Any) -> str:
 
 def controls_template(public: bool) -> str:
     """The buttons: "Right" (disabled until the models answer), "Wrong? It's a …" and ten digits."""
-    from ui.draw_tab import template  # draw_tab builds these controls: import late
-
     digits = "".join(f'<button type="button" class="ds-pick" data-digit="{d}" aria-label="It is a {d}" '
                      f'disabled>{d}</button>' for d in range(10))
     note = f'<p class="ds-public-note">{html.escape(PUBLIC_NOTE)}</p>' if public else ""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -30,9 +29,9 @@ from inference.image_io import ImageInputError
 from training.registry import MODELS
 from ui import corrections as corrections_ui
 from ui import draw, views
+from ui.assets import static_text, template
 from ui.context import PREDICT_QUEUE, PRIVATE, AppContext
 
-STATIC = Path(__file__).resolve().parent / "static"
 DRAW_HINT = "Draw a digit (0–9) in the box: the models answer as you draw."
 PREVIEW_TEXT = ("What the models see: the 28×28 input, enlarged (white ink on black, "
                 "centred like the MNIST training images).")
@@ -41,19 +40,6 @@ PREVIEW_TEXT = ("What the models see: the 28×28 input, enlarged (white ink on b
 @dataclass
 class DrawTab:
     tab: gr.Tab
-
-
-def static_text(name: str) -> str:
-    return (STATIC / name).read_text(encoding="utf-8")
-
-
-def template(text: str) -> str:
-    """gr.HTML evaluates its template as a JavaScript template literal and a Handlebars
-    template: refuse what either would run, so the markup shows exactly as written."""
-    for token in ("`", "${", "{{"):
-        if token in text:
-            raise ValueError(f"gr.HTML template contains {token!r}, which Gradio would evaluate")
-    return text
 
 
 def answers_template() -> str:

@@ -1,7 +1,7 @@
 """The Drawings tab: the corrections people saved, per digit, and how the serving models read them.
 
 Thin handlers over the drawings database (drawings/store.py) and its helpers; REST
-offers the same (inference/rest_drawings.py). With TRAIN_TOKEN set, anyone may add a
+offers the same (api/drawings.py). With TRAIN_TOKEN set, anyone may add a
 correction (Draw tab, or the `save_drawing` client endpoint, rate-limited), but seeing,
 deleting, exporting and importing the drawings needs the token, as training does.
 

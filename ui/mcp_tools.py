@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from inference.image_io import HOW_TO_SEND, EmptyImageError, ImageInputError
 from inference.predictor import ModelUnavailableError
 from inference.preprocess import preprocess
-from inference.rest import model_status_report
+from inference.status import model_status_report
 from training.registry import MODELS
 from ui.context import AppContext
 
@@ -96,7 +96,7 @@ def _preprocess(image: Any, invert: bool):
 
 def serve_only(demo: gr.Blocks, app: FastAPI) -> None:
     """After gr.mount_gradio_app(app, demo, ..., mcp_server=True): make TOOLS the MCP server's only
-    tools (their request bodies are limited with every Gradio route's: server.GradioBodyLimit)."""
+    tools (their request bodies are limited with every Gradio route's: api/server.GradioBodyLimit)."""
     server = getattr(demo, "mcp_server_obj", None)
     if server is None:  # mounted without mcp_server=True, or Gradio could not start it (demo.mcp_error)
         return

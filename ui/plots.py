@@ -80,7 +80,9 @@ def confusion_figure(matrix: np.ndarray, title: str):
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    figure = Figure(figsize=(5.2, 4.6), dpi=100, layout="constrained")
+    # Placed by hand: constrained layout made drawing it ~0.3 s slower (0.37-0.53 s against 0.78 s here).
+    figure = Figure(figsize=(5.2, 4.6), dpi=100)
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.92)
     axes = figure.add_subplot()
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(range(10))).plot(
         ax=axes, cmap="Blues", colorbar=False, values_format="d", text_kw={"fontsize": 7})

@@ -42,7 +42,7 @@ class TrainTab:
         opened = self.tab.select(lambda tok: open_train_tab(ctx, tok), self.token,
                                  [output for outputs in per_model for output in outputs],
                                  api_name="open_train", show_progress="hidden", **PRIVATE)
-        # No concurrency limit: coroutines holding no thread (server.py lets the queue run many).
+        # No concurrency limit: coroutines holding no thread (api/server.py lets the queue run many).
         followers = [opened.then(make_follower(spec, ctx), self.token, outputs, api_name=f"watch_{name}",
                                  concurrency_limit=None, show_progress="hidden", **PRIVATE)
                      for (name, spec), outputs in zip(MODELS.items(), per_model)]

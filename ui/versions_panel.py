@@ -7,7 +7,7 @@ training token when the server has one, as in REST.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -98,9 +98,11 @@ def list_values(ctx: AppContext, name: str, count: int) -> list[Any]:
             [v["version"] for v in listed]]
 
 
-def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards: list[gr.Markdown]) -> None:
-    """Per model, the versions list under its card, refreshed with the tab; Serve updates list and card."""
-    from inference.rest import model_status_report
+def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards: list[gr.Markdown],
+                         figures: dict[str, tuple[Callable[[], list[Any]], list[Any]]] | None = None) -> None:
+    """Per model, the versions list under its card, refreshed with the tab; Serve updates list and card,
+    then the model's figures (`figures[name]`: the handler and its outputs) follow the served version."""
+    from inference.status import model_status_report
 
     token = gr.Textbox("", label="Training token", type="password", visible=bool(ctx.train_token),
                        info="Serving another version needs this server's TRAIN_TOKEN.", elem_id="versions-token")
@@ -117,8 +119,11 @@ def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards
                     serve(ctx, n, shown[s] if s < len(shown) else None, tok)
                     return [*list_values(ctx, n, c), views.model_card(model_status_report(ctx.predictor, ctx.jobs)[n])]
 
-                button.click(serve_slot, [token, versions.shown], [*versions.outputs, card],
-                             api_name=f"serve_{name}_slot{slot}", **PRIVATE)
+                served = button.click(serve_slot, [token, versions.shown], [*versions.outputs, card],
+                                      api_name=f"serve_{name}_slot{slot}", **PRIVATE)
+                if figures and name in figures:
+                    served.then(figures[name][0], None, figures[name][1], api_name=f"figures_{name}_slot{slot}",
+                                **PRIVATE)
 
     def serve_version(model: str, version: int, token: str = "") -> dict[str, Any]:
         """Serve a kept version of "model1" or "model2" (see GET /models/{model}/versions); returns it."""

@@ -46,6 +46,16 @@ def format_percent(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}%}"
 
 
+def format_sure(probability: float) -> str:
+    """A probability as a percentage that never rounds to a certainty it is not: 0.9998 -> ">99.9%"."""
+    value = float(probability)
+    if value >= 0.9995:
+        return ">99.9%" if value < 1.0 else "100%"
+    if 0 < value < 0.0005:
+        return "<0.1%"
+    return f"{value:.1%}"
+
+
 def parity_text(parity: dict[str, Any] | None) -> str:
     """The measured agreement between the ONNX export and the native model."""
     if not parity:

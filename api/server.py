@@ -24,9 +24,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.errors import MAX_BODY_BYTES, body_too_large_message, send_error
+
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the source tree
 # Request line + headers. h11 refuses past 16 KB too; nginx's default allows 4 x 8 KB lines.
 # A browser's request to this app is ~1 KB (its largest header, Cookie, is a few hundred bytes).
 MAX_HEADER_BYTES = 16 * 1024
@@ -126,8 +128,9 @@ def cache_max_age() -> int:
 
 
 def private_paths(*folders: str | os.PathLike) -> list[str]:
-    """Folders Gradio must never serve or accept (the exports, the source tree), except one that
-    holds Gradio's own upload folder (a GRADIO_TEMP_DIR inside the project)."""
+    """Folders (or files) Gradio must never serve or accept (the exports, the source tree, the data
+    location's versions, database and caches), except one that holds Gradio's own upload folder
+    (a GRADIO_TEMP_DIR inside the project or the data location)."""
     from inference.image_io import gradio_upload_folder
 
     uploads = gradio_upload_folder()
@@ -139,16 +142,26 @@ def private_paths(*folders: str | os.PathLike) -> list[str]:
     return paths
 
 
-def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, **options: Any) -> Any:
+def data_paths(data_dir: str | os.PathLike) -> list[Path]:
+    """What the app keeps in the data location, Gradio's own cache excepted (datadir.py)."""
+    from drawings.store import default_db_path
+
+    folder = Path(data_dir)
+    database = default_db_path()
+    return [folder / "versions", folder / "cache" / "canvas-data", folder / "cache" / "mnist", database,
+            database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
+
+
+def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+             **options: Any) -> Any:
     """Mount the Gradio `demo` at "/" of the FastAPI `api` with the checks and limits of a public server."""
     import gradio as gr
 
-    from inference.rest import MAX_BODY_BYTES
-
     age = cache_max_age()
     demo.delete_cache = (max(1, age // 4), age)  # read by the mount; (every, older than) in seconds
+    private = private_paths(exports_dir, ROOT, *(data_paths(data_dir) if data_dir is not None else []))
     app = gr.mount_gradio_app(api, demo, path="/", max_file_size=MAX_BODY_BYTES, show_error=False,
-                              blocked_paths=private_paths(exports_dir, ROOT), **options)
+                              blocked_paths=private, **options)
     # launch() sets has_launched; mount_gradio_app does not, and Gradio's check of the files an event
     # payload names (processing_utils._check_allowed) returns early while it is False. True makes
     # every event, public or private, by api name or fn_index, accept only files in Gradio's
@@ -163,13 +176,11 @@ class GradioBodyLimit:
     """ASGI middleware: a request to a Gradio route (/gradio_api/..., MCP included) whose body is larger
     than MAX_BODY_BYTES plus a multipart envelope gets a JSON 413: by its Content-Length before
     anything is read, and by counting while a chunked body streams in. (REST routes have their own
-    limit, inference/rest.py BodyLimitRoute; uploads are also held to max_file_size by Gradio.)"""
+    limit, api/errors.py BodyLimitRoute; uploads are also held to max_file_size by Gradio.)"""
 
     ENVELOPE = 64 * 1024  # multipart boundaries and part headers around an upload of the full size
 
     def __init__(self, app: Any, prefix: str = "/gradio_api/"):
-        from inference.rest import MAX_BODY_BYTES
-
         self.app = app
         self.prefix = prefix
         self.upload = prefix + "upload"  # Gradio streams uploads to disk and stops them at max_file_size itself
@@ -214,15 +225,7 @@ class GradioBodyLimit:
 
 
 async def _body_too_large(send) -> None:
-    import json
-
-    from inference.rest import MAX_BODY_BYTES
-
-    body = json.dumps({"error": f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a "
-                                f"smaller image (a 280x280 PNG drawing is about 5-20 KB)"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 413, body_too_large_message())
 
 
 def serve(app: Any) -> None:

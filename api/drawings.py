@@ -1,4 +1,4 @@
-"""REST routes of the drawings database (issue 12), included by inference/rest.py: create_api.
+"""REST routes of the drawings database (issue 12), included by api/app.py: create_api.
 
     POST   /drawings              {"image": data URL, "label": 0-9} -> 201 {"id"}   open, within limits
     GET    /drawings              ?limit=&offset=&label= -> {"drawings": [...], "total"}      token
@@ -13,13 +13,14 @@ same check as training). Posting stays open so visitors can correct the models, 
 limits: the body limit (5 MB) and image limits of /predict, the row cap, and for a
 client without the token a per-client rate (drawings/limits.py). Without TRAIN_TOKEN
 everything is open and there is no rate limit (a local user, a script measuring).
-Errors are {"error": ...} through rest.py's handlers.
+Errors are {"error": ...} through api/errors.py's handlers.
 """
 from __future__ import annotations
 
 import tempfile
 from typing import Any, Callable
 
+from api.errors import BodyLimitRoute, ErrorResponse
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,7 +43,6 @@ EXPORT_IN_MEMORY = 8 * 1024 * 1024  # a bigger export spills to a temporary file
 def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Callable[..., None],
                     limiter: RateLimiter | None = None) -> APIRouter:
     """The routes over `store`; `require_token` is create_api's training-token dependency."""
-    from inference.rest import BodyLimitRoute, ErrorResponse  # rest.py includes this router: import late
 
     limiter = limiter if limiter is not None else RateLimiter.shared()
     router = APIRouter(route_class=BodyLimitRoute, tags=["drawings"])

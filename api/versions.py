@@ -1,10 +1,10 @@
-"""REST routes of the model versions (issue 12), included by inference/rest.py: create_api.
+"""REST routes of the model versions (issue 12), included by api/app.py: create_api.
 
     GET  /models/{model}/versions                  -> [{"version", "accuracy", "drawings_accuracy",
                                                         "trained_at", "options", "serving", ...}]
     POST /models/{model}/versions/{version}/serve  -> 200 the version, now serving (token rule: like training)
 
-Serving copies the version's files over EXPORTS_DIR/<model>.* atomically
+Serving points the model's serving.json in the data location at the version, atomically
 (training/model_versions.py); the predictor and the prediction workers reload by file
 signature, so requests keep being answered during the switch.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from api.errors import BodyLimitRoute, ErrorResponse
 from fastapi import APIRouter, Depends
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,7 +21,6 @@ from training.model_versions import ModelVersions, VersionError
 
 
 def versions_router(versions: ModelVersions, predictor: Predictor, require_token: Callable[..., None]) -> APIRouter:
-    from inference.rest import BodyLimitRoute, ErrorResponse  # rest.py includes this router: import late
 
     router = APIRouter(route_class=BodyLimitRoute, tags=["versions"])
     errors = {code: {"model": ErrorResponse} for code in (401, 403, 404)}

@@ -23,50 +23,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hmac
-import importlib.util
 import logging
-import os
-import platform
 from typing import Any
 
 import anyio
-from fastapi import Body, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Body, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Message, Receive
 
-from inference.answer import ALL_MODELS, encode, predict_answer
+from api.auth import token_dependency
+from api.drawings import drawings_router
+from api.errors import ErrorResponse, BodyLimitRoute, error_response, install_error_handlers, refuse_other_methods
+from api.versions import versions_router
+from inference.answer import ALL_MODELS, DEFAULT_MODEL, encode, predict_answer
 from inference.image_io import LARGE_PIXELS, declared_size, png_size
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
-from inference.rest_drawings import drawings_router
-from inference.rest_versions import versions_router
+from inference.status import environment, model_status_report
 from training.artifacts import exports_dir, remove_staged_files
 from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
-from training.versions import package_versions
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 5 * 1024 * 1024  # a phone photo as base64 fits; a 280x280 drawing is ~5-20 KB
-DEFAULT_MODEL = "model2"  # the CNN: the better of the two
 PREDICT_THREADS = 2  # /predict requests at once in threads when there is no pool (see predict() in create_api)
 # An idle server answers a PNG this small on the event loop (see _fits_inline).
 INLINE_MAX_IMAGE_CHARS = 64 * 1024
 INLINE_MAX_PIXELS = 640 * 640
 LARGE_AT_ONCE = 1  # /predict requests with a large image decoded at once (see predict() in create_api)
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
-JSON_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "model": "model2"}'
-TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
-ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-_VERSIONED_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnx", "scikit-learn", "skl2onnx", "tensorflow", "keras",
-                       "tf2onnx", "fastapi", "uvicorn", "pydantic", "gradio")
-
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # clients of the original app may send more fields
@@ -98,81 +83,6 @@ class AllPredictResponse(BaseModel):
                                                       'PNG data URL')
 
 
-class ErrorResponse(BaseModel):
-    error: str = Field(description="What is wrong and how to fix it")
-
-
-class BodyLimitRoute(APIRoute):
-    """Refuses a body over MAX_BODY_BYTES with a JSON 413: by its Content-Length before reading
-    it, and by counting while it streams in (chunked uploads have no Content-Length).
-
-    (FastAPI's own `max_body_size` answers in plain text, which would break the
-    {"error": ...} contract.)
-    """
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def limited_handler(request: Request) -> Response:
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                raise StarletteHTTPException(413)
-            return await handler(Request(request.scope, _limited_receive(request.receive)))
-
-        return limited_handler
-
-
-def _limited_receive(receive: Receive) -> Receive:
-    received = 0
-
-    async def limited() -> Message:
-        nonlocal received
-        message = await receive()
-        received += len(message.get("body", b""))
-        if received > MAX_BODY_BYTES:
-            raise StarletteHTTPException(413)  # FastAPI re-raises it from its body reading
-        return message
-
-    return limited
-
-
-def error_response(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
-
-
-def environment(pool: PredictionPool | None = None) -> dict[str, Any]:
-    """GET /env (and the UI's `env` client endpoint): the runtime, and the prediction workers."""
-    workers = pool.describe() if pool is not None else {"configured": 0, "ready": 0, "answered": 0}
-    return {**_runtime(), "prediction_workers": workers}
-
-
-@functools.lru_cache(maxsize=1)
-def _runtime() -> dict[str, Any]:
-    versions = package_versions(_VERSIONED_PACKAGES)
-    return {
-        "python": platform.python_version(),
-        "arch": platform.machine(),
-        "platform": platform.platform(terse=True),
-        # find_spec, not import: TensorFlow takes seconds to import and prediction never needs it.
-        "tf_available": importlib.util.find_spec("tensorflow") is not None,
-        "cpu_count": os.cpu_count(),
-        "versions": versions,
-    }
-
-
-def model_status_report(predictor: Predictor, jobs: JobManager) -> dict[str, Any]:
-    """Each model's serving status plus whether it trains now or can be trained here (GET /model_status;
-    the UI's Models tab and its `model_status` client endpoint show the same)."""
-    status = predictor.status()
-    for name, entry in status.items():
-        spec = jobs.models.get(name)
-        reason = spec.unavailable_reason() if spec else "not in the registry"
-        entry["training"] = jobs.is_running(name)
-        entry["trainable"] = reason is None
-        entry["train_unavailable_reason"] = reason
-    return status
-
-
 def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None,
                pool: PredictionPool | None = None, drawings: Any = None, versions: Any = None) -> FastAPI:
     """The REST routes over one predictor and one job manager (shared with the UI).
@@ -183,10 +93,13 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
-        # A run killed with kill -9 leaves its staged files behind; nothing is staging at start.
-        removed = remove_staged_files(exports_dir(jobs.exports_dir))
+        # A run killed with kill -9 leaves its staged files behind; no run of this process stages yet.
+        # Runs write new versions into the data location; a job manager given a folder writes there.
+        removed = versions.remove_abandoned_runs() if versions is not None else []
+        if jobs.exports_dir is not None:
+            removed += remove_staged_files(exports_dir(jobs.exports_dir))
         if removed:
-            log.warning("removed %d staged file(s) of an interrupted training run: %s", len(removed),
+            log.warning("removed the staged files of %d interrupted training run(s): %s", len(removed),
                         ", ".join(path.name for path in removed))
         if pool is not None:
             await pool.start()
@@ -203,53 +116,19 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         version="1.0",
     )
     app.router.route_class = BodyLimitRoute  # every API route; Gradio's mount keeps its own limits
+    install_error_handlers(app)
     predict_limiter = anyio.CapacityLimiter(PREDICT_THREADS)
     large_lane = asyncio.Semaphore(LARGE_AT_ONCE)  # see predict()
     predicts_in_threads = 0  # these two are only touched on the event loop: no lock needed
     requests_in_flight = 0
-    bearer = HTTPBearer(auto_error=False, description="Needed only when the server sets TRAIN_TOKEN")
     error_responses = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
 
-    def require_train_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if not train_token:
-            return
-        if credentials is None:
-            raise StarletteHTTPException(
-                401, "Training is protected on this server: send the header 'Authorization: Bearer <TRAIN_TOKEN>'",
-                headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(credentials.credentials.encode(), train_token.encode()):
-            raise StarletteHTTPException(403, "Wrong training token: send the server's TRAIN_TOKEN as "
-                                              "'Authorization: Bearer <TRAIN_TOKEN>'")
+    require_train_token = token_dependency(train_token)
 
     def model_or_404(name: str) -> str:
         if name not in jobs.models:
             raise StarletteHTTPException(404, f"Unknown model {name!r}; choose one of: {', '.join(jobs.models)}")
         return name
-
-    # -- errors: always {"error": ...} ------------------------------------
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 413:
-            message = (f"Request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB: send a smaller image "
-                       f"(a 280x280 PNG drawing is about 5-20 KB)")
-        elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see /docs for the methods it accepts"
-        elif exc.status_code == 404 and message == "Not Found":
-            message = f"No route {request.url.path}; see /docs for the API"
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        example = TRAIN_JSON_EXAMPLE if request.url.path.startswith("/train") else JSON_EXAMPLE
-        status_code, message = _describe_validation_errors(exc.errors(), example)
-        return error_response(status_code, message)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, f"Internal error ({type(exc).__name__}); the server logged the details")
 
     # -- routes -----------------------------------------------------------
 
@@ -352,37 +231,13 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
             predicts_in_threads -= 1
         return _json_response(*answered)
 
-    # Issue 12: the drawings database and model versions (inference/rest_drawings.py, rest_versions.py).
+    # The drawings database and model versions (api/drawings.py, api/versions.py).
     if drawings is not None:
         app.include_router(drawings_router(drawings, predictor, require_train_token))
     if versions is not None:
         app.include_router(versions_router(versions, predictor, require_train_token))
-    _refuse_other_methods(app)
+    refuse_other_methods(app)
     return app
-
-
-def _refuse_other_methods(app: FastAPI) -> None:
-    """A JSON 405 for every REST path's other methods. Without these routes a request such as
-    GET /predict matches no route of ours by method and falls through to the Gradio app
-    mounted at "/", which answers 404 {"detail": "Not Found"}."""
-    allowed: dict[str, set[str]] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            allowed.setdefault(route.path, set()).update(route.methods)
-    for path, methods in allowed.items():
-        if "GET" in methods:
-            methods.add("HEAD")
-        others = [method for method in ALL_METHODS if method not in methods]
-        app.add_api_route(path, _method_not_allowed(", ".join(sorted(methods))), methods=others,
-                          include_in_schema=False)
-
-
-def _method_not_allowed(allow: str):
-    async def wrong_method(request: Request) -> JSONResponse:
-        return error_response(405, f"{request.method} is not allowed on {request.url.path}; use {allow} "
-                                   "(see /docs)", headers={"Allow": allow})
-
-    return wrong_method
 
 
 def _fits_inline(image: str) -> bool:
@@ -414,26 +269,3 @@ def _without_history(status: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in status.items() if key != "history"}
 
 
-def _describe_validation_errors(errors: list[dict[str, Any]], example: str = JSON_EXAMPLE) -> tuple[int, str]:
-    """One user-facing sentence for FastAPI/Pydantic validation errors, and the status code."""
-    for error in errors:
-        if error.get("type") == "json_invalid":
-            detail = (error.get("ctx") or {}).get("error", "syntax error")
-            return 400, f"The body is not valid JSON: {detail}; send a JSON object like {example}"
-    problems = []
-    for error in errors:
-        location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        kind = error.get("type", "")
-        if not location:
-            if kind == "missing":
-                return 422, f"Request body is missing; send a JSON object like {example}"
-            if isinstance(error.get("input"), (bytes, bytearray)):
-                return 422, ("Request body must be JSON: send it with the header "
-                             f"'Content-Type: application/json', like {example}")
-            return 422, f"Request body must be a JSON object like {example}"
-        field = ".".join(location)
-        if kind == "missing":
-            problems.append(f"'{field}' is missing")
-        else:
-            problems.append(f"'{field}': {error.get('msg', 'invalid value')}")
-    return 422, "; ".join(problems) + f" (expected a JSON object like {example})"
