@@ -317,6 +317,7 @@ class Predictor:
             "accuracy": _first(metadata, "test_accuracy", "accuracy"),
             "trained_at": metadata.get("trained_at"),
             "train_seconds": _first(metadata, "train_seconds"),
+            "data_seconds": metadata.get("data_seconds"),  # preparing the training data, apart from training
             "onnx_parity": metadata.get("onnx_parity"),
             "calibration": metadata.get("calibration"),
             "drawn_digits": metadata.get("drawn_digits"),
