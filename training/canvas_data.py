@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import string
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,10 +48,7 @@ NOT_A_DIGIT = -1  # label of a training drawing that is no digit: its target is 
 # Stroke fonts (Hershey, hershey-fonts package) split between training and evaluation.
 TRAIN_FONTS = ("futural", "rowmans", "scripts", "timesr", "cursive")
 EVAL_FONTS = ("futuram", "rowmand", "rowmant", "scriptc", "timesi", "timesib", "timesrb")
-# Letters that ARE digits in many hands (O/0, I/l/1, S/5, Z/2, B/8, b/6, g/q/9, T/7, ...)
-# are neither taught as non-digits nor counted as such.
-DIGIT_LIKE_LETTERS = "OoQDIilJjSsZzBbGgqT"
-LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS)
+DIGIT_LIKE_LETTERS, LETTERS = letters.DIGIT_LIKE_LETTERS, letters.LETTERS  # (defined with the letters)
 SYMBOLS = "+*=#%&?@<>~^-"
 CACHE_NAME = "canvas-data"  # <data dir>/cache/canvas-data
 CACHE_ENV = "CANVAS_DATA_CACHE"  # "0" turns the cache off; a path moves it

@@ -7,7 +7,7 @@ letters (canvas_data.TRAIN_FONTS) written less neatly, stroke by stroke: each st
 bent by its own smooth random displacement along its length, the strokes of a letter
 drift apart a little (the pen lifted and came back), and the letter leans.
 
-The letters are canvas_data.LETTERS plus D, J and j, which the issue's real letters
+The letters are LETTERS plus D, J and j, which the issue's real letters
 include and the served verdicts accepted most often; Q stays out (a 0 with a tail in
 too many hands). The evaluation's handwritten letters come from a different generator
 (benchmarks/handwritten_letters.py: an alphabet of via-points written by a pen with
@@ -15,16 +15,21 @@ inertia) that training never calls.
 """
 from __future__ import annotations
 
+import string
+
 import numpy as np
 
 from training import strokes
+
+# Letters that ARE digits in many hands (O/0, I/l/1, S/5, Z/2, B/8, b/6, g/q/9, T/7, ...)
+# are neither taught as non-digits nor counted as such.
+DIGIT_LIKE_LETTERS = "OoQDIilJjSsZzBbGgqT"
+LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS)
 
 EXTRA_LETTERS = "DJj"  # digit-like enough to be kept out of the font non-digits, refused too seldom in real hands
 
 
 def hand_letters() -> str:
-    from training.canvas_data import LETTERS
-
     return LETTERS + EXTRA_LETTERS
 
 
