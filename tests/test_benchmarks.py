@@ -158,7 +158,7 @@ def test_quick_run_numbers_are_sane(quick_run):
     for model in ("model1", "model2"):
         assert 0.3 < drawn[model]["drawn_digits"]["accuracy"] <= 1.0
         assert 0.0 <= drawn[model]["drawn_digits"]["ece_after"] <= 1.0
-        for name in ("letters_symbols", "scribbles", "lines", "two_digits"):
+        for name in ("letters_symbols", "handwritten_letters", "scribbles", "lines", "two_digits"):
             rates = drawn[model]["sets"][name]
             assert abs(rates["digit"] + rates["unsure"] + rates["not_a_digit"] - 1.0) < 1e-6
     # Model 1's verdicts are measured as served, with Model 2's second opinion: never less doubtful than alone.
@@ -215,6 +215,9 @@ def test_quick_run_numbers_are_sane(quick_run):
         record = sections["training"]["data"][model]
         assert 0.0 < record["test_accuracy"] <= 1.0
         assert 0 < record["train_seconds"] <= record["wall_seconds"]
+        # Preparing the data is reported apart from the training time (the canvas mix drawn or cached).
+        assert record["data_source"] in ("drawn", "cache")
+        assert 0 < record["data_seconds"] and record["train_seconds"] + record["data_seconds"] <= record["wall_seconds"]
         assert record["epochs"] and all(0.0 <= e["val_accuracy"] <= 1.0 for e in record["epochs"])
 
     cold = sections["cold_start"]["data"]

@@ -170,7 +170,8 @@ def test_progress_is_throttled_and_close_cancels(mnist, tmp_path):
     trainer.close()
     batch_events = [event for event in first_epoch if event.batch is not None]
     assert batch_events[-1].batches >= 2 * 180
-    assert 5 <= len(batch_events) <= model1_logreg.REPORTS_PER_EPOCH + 2
+    # REPORTS_PER_EPOCH reports (the last may fall on the epoch's end, which reports anyway), not one a batch.
+    assert model1_logreg.REPORTS_PER_EPOCH <= len(batch_events) <= model1_logreg.REPORTS_PER_EPOCH + 2
     assert list(tmp_path.iterdir()) == []  # cancelled: nothing written
 
 
