@@ -34,6 +34,7 @@ import gradio as gr  # noqa: E402
 from api import affinity, server  # noqa: E402
 from api.app import create_api  # noqa: E402
 from api.replicas import ReplicaDirectory  # noqa: E402
+from inference.explain.lane import ExplainLane  # noqa: E402
 from inference.pool import PredictionPool  # noqa: E402
 from inference.predictor import Predictor  # noqa: E402
 from training.jobs import JobManager  # noqa: E402
@@ -58,8 +59,10 @@ jobs = JobManager(on_success=on_trained)  # its trainers write new versions into
 # REST /predict spreads overlapping requests over worker processes (PREDICT_WORKERS; see
 # inference/pool.py); they start with the server, not at import, and serve the same versions.
 pool = PredictionPool(versions.shipped_dir, data_dir=versions.data_dir)
+# Issue 19: explanations ("Why this digit?") run in workers of their own, bounded per client and in all.
+explain_lane = ExplainLane(predictor, versions.shipped_dir, data_dir=versions.data_dir)
 ctx = AppContext(predictor, jobs, pool, train_token=os.environ.get("TRAIN_TOKEN") or None, drawings=drawing_store,
-                 versions=versions)
+                 versions=versions, explain_lane=explain_lane)
 
 with gr.Blocks(title="Digit Studio") as demo:
     gr.Markdown("# Digit Studio\n"
@@ -79,7 +82,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 # The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
 # checks and limits of a public server (api/server.py). Gradio 6 takes theme and css when mounting.
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
-                 drawings=drawing_store, versions=versions)
+                 drawings=drawing_store, versions=versions, explain_lane=explain_lane)
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, data_dir=versions.data_dir, mcp_server=True,
                       theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"))
 mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST

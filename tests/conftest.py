@@ -170,3 +170,32 @@ def browser(sync_api):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# -- one live app for the Explain tests (issue 19): tests/test_explain_api.py and test_explain_browser.py
+
+@pytest.fixture(scope="session")
+def explain_app(exports_copy, tmp_path_factory) -> str:
+    """`python app.py` with small explanation bounds, so that the API tests' floods reach them (1 worker,
+    1 waiting, 2 per client); the browser tests' one page keeps one request in flight. Shared by both
+    modules: one server start (~5 s here, a minute on a loaded machine) instead of two."""
+    import time
+
+    import httpx
+
+    from tests.app_server import copy_exports, running_app, wait_for_workers
+    from training.registry import MODELS
+
+    if not all((exports_copy / f"{name}.onnx").is_file() for name in MODELS):
+        pytest.skip("every registry model's shipped export is needed")
+    root = tmp_path_factory.mktemp("explain_app")
+    exports = copy_exports(exports_copy, root / "exports")
+    with running_app(exports, root / "server.log", PREDICT_WORKERS="2", EXPLAIN_WORKERS="1", EXPLAIN_WAITING="1",
+                     EXPLAIN_PER_CLIENT="2", GRADIO_TEMP_DIR=str(root / "gradio")) as app:
+        env = lambda: httpx.get(app.url + "env", timeout=120).json()  # noqa: E731
+        wait_for_workers(env, 2, timeout=300)  # a busy machine: the workers start together with the explainer
+        deadline = time.monotonic() + 300
+        while env()["explanation_workers"]["ready"] < 1:
+            assert time.monotonic() < deadline, "the explanation worker did not start"
+            time.sleep(0.1)
+        yield app.url
