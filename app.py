@@ -6,6 +6,7 @@
 This module only assembles the parts: one predictor, one job manager and one
 prediction pool shared by the UI's tabs (ui/*_tab.py) and the REST API (api/).
 """
+import logging
 import os
 
 import datadir
@@ -14,27 +15,40 @@ from inference import privacy
 privacy.apply()  # before Gradio is imported: no analytics, no telemetry (see inference/privacy.py)
 datadir.apply_defaults()  # before Gradio is imported: its cache goes to the data location, not /tmp
 
+from drawings.store import DrawingStore  # noqa: E402
+from store import DatabaseConfigError, StoreUnavailableError  # noqa: E402
+
+# The database first (before Gradio's seconds of imports): a bad DATABASE_URL, or a PostgreSQL that
+# does not answer, stops the app at once with one line. A SQLite file that cannot be used does not:
+# predictions go on, and the drawings routes answer 503 with the reason until it is fixed.
+try:
+    drawing_store = DrawingStore.from_environment()
+    drawing_store.database.ensure_ready()  # migrations at start
+except DatabaseConfigError as error:
+    raise SystemExit(f"Digit Studio cannot start: {error}") from None
+except StoreUnavailableError as error:
+    logging.getLogger("app").warning("the drawings database is unavailable: %s", error)
+
 import gradio as gr  # noqa: E402
 
-from api import affinity, server
-from api.app import create_api
-from api.replicas import ReplicaDirectory
-from drawings.store import DrawingStore
-from inference.pool import PredictionPool
-from inference.predictor import Predictor
-from training.jobs import JobManager
-from training.model_versions import ModelVersions
-from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab
-from ui.context import PREDICT_CONCURRENCY, AppContext
+from api import affinity, server  # noqa: E402
+from api.app import create_api  # noqa: E402
+from api.replicas import ReplicaDirectory  # noqa: E402
+from inference.explain.lane import ExplainLane  # noqa: E402
+from inference.pool import PredictionPool  # noqa: E402
+from inference.predictor import Predictor  # noqa: E402
+from training.jobs import JobManager  # noqa: E402
+from training.model_versions import ModelVersions  # noqa: E402
+from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab  # noqa: E402
+from ui.context import PREDICT_CONCURRENCY, AppContext  # noqa: E402
 
 # Everything the app writes goes to the data location (datadir.py); exports/ is version 1, only read.
 # Issue 12: every successful run is kept as a model version, and the serving one is what the predictor
-# serves (training/model_versions.py); corrections go to the drawings database.
+# serves (training/model_versions.py); corrections go to the drawings database (opened above).
 versions = ModelVersions()
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
 predictor = Predictor(versions)
-drawing_store = DrawingStore.from_environment()
 
 
 def on_trained(name: str, result) -> None:
@@ -45,8 +59,10 @@ jobs = JobManager(on_success=on_trained)  # its trainers write new versions into
 # REST /predict spreads overlapping requests over worker processes (PREDICT_WORKERS; see
 # inference/pool.py); they start with the server, not at import, and serve the same versions.
 pool = PredictionPool(versions.shipped_dir, data_dir=versions.data_dir)
+# Issue 19: explanations ("Why this digit?") run in workers of their own, bounded per client and in all.
+explain_lane = ExplainLane(predictor, versions.shipped_dir, data_dir=versions.data_dir)
 ctx = AppContext(predictor, jobs, pool, train_token=os.environ.get("TRAIN_TOKEN") or None, drawings=drawing_store,
-                 versions=versions)
+                 versions=versions, explain_lane=explain_lane)
 
 with gr.Blocks(title="Digit Studio") as demo:
     gr.Markdown("# Digit Studio\n"
@@ -66,7 +82,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 # The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
 # checks and limits of a public server (api/server.py). Gradio 6 takes theme and css when mounting.
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
-                 drawings=drawing_store, versions=versions)
+                 drawings=drawing_store, versions=versions, explain_lane=explain_lane)
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, data_dir=versions.data_dir, mcp_server=True,
                       theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"))
 mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST

@@ -6,9 +6,10 @@
     POST /train/{model}/cancel       cancel (also DELETE /train/{model})
     GET  /train_status/{model}       {"progress", "status", "accuracy", "running", "error", ...}
     POST /predict                    {"image": data URL or base64, "model": "model1"|"model2"|"all",
-                                      "include_input": false}
+                                      "include_input": false, "explain": false}
                                      -> {"prediction", "probabilities", "model", "latency_ms"}
                                      (+ "model_input": the 28x28 input as a PNG data URL, when asked)
+                                     (+ "explanation" per model, when asked: inference/explain/)
 
 Every error is a 4xx/503 JSON body {"error": "<what is wrong and how to fix it>"}
 (never a stack trace). With `train_token` set, starting or cancelling training needs
@@ -27,7 +28,7 @@ import logging
 from typing import Any
 
 import anyio
-from fastapi import Body, Depends, FastAPI
+from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +38,7 @@ from api.drawings import drawings_router
 from api.errors import ErrorResponse, BodyLimitRoute, error_response, install_error_handlers, refuse_other_methods
 from api.versions import versions_router
 from inference.answer import ALL_MODELS, DEFAULT_MODEL, encode, predict_answer
+from inference.explain.lane import ExplainLane, ExplainRefused
 from inference.image_io import LARGE_PIXELS, declared_size, png_size
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
@@ -53,6 +55,17 @@ INLINE_MAX_PIXELS = 640 * 640
 LARGE_AT_ONCE = 1  # /predict requests with a large image decoded at once (see predict() in create_api)
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
 
+EXPLANATION_DOC = (
+    'With "explain": true: "method" (how the maps were made: "exact" for a linear model, '
+    '"integrated_gradients" for the CNN, "occlusion" for any other), "space" and "input" (the 28x28 image the '
+    'maps lie over, a PNG data URL), "top" and "runner_up", and "maps": the top digit\'s map first, then the '
+    'runner-up\'s, then top rather than runner-up; each has "digit", "against", "values" (28x28 numbers, '
+    'positive = evidence for the digit), "sum", "score" (the calibrated logit it explains; with "bias" for an '
+    'exact map, score = sum + bias) and "image" (a PNG: blue for, orange against). Model 1 adds "templates" '
+    '(its ten weight images with the drawing\'s score against each), Model 2 "layers" (each conv and pooling '
+    'layer\'s activations, strongest first, as one PNG mosaic). {"error": ...} when a model cannot be explained')
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # clients of the original app may send more fields
 
@@ -63,6 +76,10 @@ class PredictRequest(BaseModel):
     invert: StrictBool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
     include_input: StrictBool = Field(False, description='Also answer "model_input": the 28x28 image the models '
                                                          'read, as a PNG data URL (the Draw tab shows it)')
+    explain: StrictBool = Field(False, description='Also answer each model\'s "explanation": why it reads the digit '
+                                                   'it reads (maps over its 28x28 input, as numbers and PNGs). Costs '
+                                                   'more than a prediction: limited per client and server-wide '
+                                                   '(429 / 503 with Retry-After beyond)')
 
 
 class PredictResponse(BaseModel):
@@ -72,6 +89,7 @@ class PredictResponse(BaseModel):
     latency_ms: float = Field(description="Server-side time: decoding, preprocessing and inference")
     model_input: str | None = Field(None, description='With "include_input": true, the 28x28 model input as a '
                                                       'PNG data URL')
+    explanation: dict[str, Any] | None = Field(None, description=EXPLANATION_DOC)
 
 
 class AllPredictResponse(BaseModel):
@@ -84,11 +102,14 @@ class AllPredictResponse(BaseModel):
 
 
 def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None,
-               pool: PredictionPool | None = None, drawings: Any = None, versions: Any = None) -> FastAPI:
+               pool: PredictionPool | None = None, drawings: Any = None, versions: Any = None,
+               explain_lane: ExplainLane | None = None) -> FastAPI:
     """The REST routes over one predictor and one job manager (shared with the UI).
 
     With a `pool`, the server starts its worker processes when it starts (and stops them
-    when it stops), and /predict uses them whenever requests overlap.
+    when it stops), and /predict uses them whenever requests overlap. `explain_lane`
+    computes "explain": true requests (inference/explain/lane.py; started and stopped with
+    the server too); without one such a request is answered 503.
     """
 
     @contextlib.asynccontextmanager
@@ -103,9 +124,13 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
                         ", ".join(path.name for path in removed))
         if pool is not None:
             await pool.start()
+        if explain_lane is not None:
+            await explain_lane.start()
         try:
             yield
         finally:
+            if explain_lane is not None:
+                await explain_lane.close()
             if pool is not None:
                 await pool.close()
 
@@ -121,7 +146,7 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     large_lane = asyncio.Semaphore(LARGE_AT_ONCE)  # see predict()
     predicts_in_threads = 0  # these two are only touched on the event loop: no lock needed
     requests_in_flight = 0
-    error_responses = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+    error_responses = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
     require_train_token = token_dependency(train_token)
 
@@ -134,7 +159,10 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @app.get("/env", summary="Runtime environment", tags=["status"])
     def get_env() -> dict[str, Any]:
-        return environment(pool)
+        report = environment(pool, explain_lane)
+        if drawings is not None:  # which database, and its connections (no address: /env is public)
+            report["database"] = drawings.database.describe()
+        return report
 
     @app.get("/model_status", summary="Each model: trained, serving, accuracy", tags=["status"])
     def model_status() -> dict[str, Any]:
@@ -181,7 +209,7 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @app.post("/predict", summary="Classify a drawn digit", tags=["predict"], response_model=PredictResponse,
               responses={**error_responses, 200: {"model": PredictResponse | AllPredictResponse}})
-    async def predict(request: PredictRequest) -> Response:
+    async def predict(request: PredictRequest, http: Request) -> Response:
         # Where the work runs (each choice measured on this 2-core machine, 280x280 canvas PNG):
         # - Requests that overlap go to the worker processes (inference/pool.py): one process
         #   is GIL-bound at ~2 ms of CPU per request, ~430 req/s at 8 clients however many
@@ -198,20 +226,33 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         #   for the largest allowed), or whose size the first 64 KB do not tell, waits its turn in
         #   `large_lane`: LARGE_AT_ONCE at a time, so large uploads never hold more than that share
         #   of the workers and canvas-sized requests keep their latency.
+        # - "explain": true goes to the explanation lane (its own workers, bounded per client and
+        #   server-wide: inference/explain/lane.py), after the same checks and the same large lane.
         nonlocal requests_in_flight
         requests_in_flight += 1
         try:
             if request.model != ALL_MODELS and request.model not in predictor.models:
                 return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
             inline = _fits_inline(request.image)
+            work = explained if request.explain else answer
             if not inline and _is_large(request.image):
                 async with large_lane:
-                    return await answer(request, inline)
-            return await answer(request, inline)
+                    return await work(request, inline, http)
+            return await work(request, inline, http)
         finally:
             requests_in_flight -= 1
 
-    async def answer(request: PredictRequest, inline: bool) -> Response:
+    async def explained(request: PredictRequest, _inline: bool, http: Request) -> Response:
+        if explain_lane is None:
+            return error_response(503, "This server does not compute explanations; ask without \"explain\"")
+        try:
+            status, body = await explain_lane.answer(request.image, request.model, request.invert,
+                                                     include_input=request.include_input, client=_client(http))
+        except ExplainRefused as refused:
+            return error_response(refused.status, refused.message, headers=refused.headers)
+        return _json_response(status, body)
+
+    async def answer(request: PredictRequest, inline: bool, _http: Request | None = None) -> Response:
         """Where the work runs, as explained in predict(); `inline`: _fits_inline(request.image)."""
         nonlocal predicts_in_threads
         small = predicts_in_threads == 0 and inline
@@ -238,6 +279,11 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         app.include_router(versions_router(versions, predictor, require_train_token))
     refuse_other_methods(app)
     return app
+
+
+def _client(request: Request) -> str:
+    """Who is asking: the client's address (uvicorn puts the visitor's there behind a trusted proxy)."""
+    return request.client.host if request.client else "unknown client"
 
 
 def _fits_inline(image: str) -> bool:

@@ -13,24 +13,27 @@ same check as training). Posting stays open so visitors can correct the models, 
 limits: the body limit (5 MB) and image limits of /predict, the row cap, and for a
 client without the token a per-client rate (drawings/limits.py). Without TRAIN_TOKEN
 everything is open and there is no rate limit (a local user, a script measuring).
-Errors are {"error": ...} through api/errors.py's handlers.
+Errors are {"error": ...} through api/errors.py's handlers. The store's errors map to 503 (the
+database cannot be used right now: a PostgreSQL restart, a file the app will not touch;
+with Retry-After) and 507 (the row cap, a full disk); none is a 500.
 """
 from __future__ import annotations
 
 import tempfile
 from typing import Any, Callable
 
-from api.errors import BodyLimitRoute, ErrorResponse
+import anyio
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.errors import BodyLimitRoute, ErrorResponse
 from drawings.archive import ArchiveError, export_zip, import_zip
 from drawings.corrections import LabelError, RateLimitedError, save_correction
 from drawings.heldout import held_out_accuracy
 from drawings.limits import RateLimiter
-from drawings.store import DrawingStore, StoreFullError, StoreUnavailableError
+from drawings.store import DrawingStore, StoreDiskFullError, StoreError, StoreFullError
 from inference.image_io import EmptyImageError, ImageInputError
 from inference.predictor import Predictor
 
@@ -38,6 +41,8 @@ CORRECTION_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "label": 7}'
 LIST_LIMIT = (50, 500)  # default and largest page of GET /drawings
 EXPORT_CHUNK = 256 * 1024
 EXPORT_IN_MEMORY = 8 * 1024 * 1024  # a bigger export spills to a temporary file
+STATS_AT_ONCE = 2  # /drawings/stats computed in parallel; more wait without holding a thread (issue 18 item 4)
+RETRY_AFTER = "2"  # s, with a 503: a PostgreSQL restart or a repaired SQLite file takes about that
 
 
 def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Callable[..., None],
@@ -83,10 +88,8 @@ def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Ca
             return _error(422, str(error))
         except (ImageInputError, LabelError) as error:
             return _error(422 if isinstance(error, LabelError) else 400, str(error))
-        except StoreFullError as error:
-            return _error(507, str(error))
-        except StoreUnavailableError as error:
-            return _error(503, str(error))
+        except StoreError as error:
+            return _store_error(error)
         return JSONResponse({"id": new_id, "label": label}, status_code=201)
 
     @router.get("/drawings", summary="List the saved drawings, newest first", responses=errors,
@@ -100,12 +103,20 @@ def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Ca
             drawing["image_url"] = f"/drawings/{drawing['id']}/image"
         return {"drawings": drawings, "total": total, "limit": count, "offset": start}
 
-    @router.get("/drawings/stats", summary="Drawings per digit and the serving models' held-out accuracy",
-                responses=errors)
-    def drawing_stats() -> dict[str, Any]:
+    stats_lane = anyio.CapacityLimiter(STATS_AT_ONCE)
+
+    def stats() -> dict[str, Any]:
         counts = _available(store.counts)
         return {"counts": {str(digit): number for digit, number in counts.items()}, "total": sum(counts.values()),
                 "max_rows": store.max_rows, **_available(lambda: held_out_accuracy(store, predictor))}
+
+    @router.get("/drawings/stats", summary="Drawings per digit and the serving models' held-out accuracy",
+                responses=errors)
+    async def drawing_stats() -> dict[str, Any]:
+        # Open to everyone: the counts are ten rows and the held-out measure is made once per change
+        # (drawings/heldout.py), and callers beyond STATS_AT_ONCE wait here without taking one of the
+        # threads that the other routes (/env, listing, ...) run in.
+        return await anyio.to_thread.run_sync(stats, limiter=stats_lane)
 
     @router.get("/drawings/export", summary="All drawings as a zip: <label>/<id>.png and drawings.csv",
                 responses={**errors, 200: {"content": {"application/zip": {}}}}, dependencies=protected)
@@ -135,14 +146,12 @@ def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Ca
         if not data:
             return _error(422, "The request body is empty: send the zip made by GET /drawings/export as the body "
                                "(curl --data-binary @drawings.zip -H 'Content-Type: application/zip')")
-        from anyio import to_thread
-
         try:
-            summary = await to_thread.run_sync(import_zip, store, predictor, data)
+            summary = await anyio.to_thread.run_sync(import_zip, store, predictor, data)
         except ArchiveError as error:
             return _error(400, str(error))
-        except StoreUnavailableError as error:
-            return _error(503, str(error))
+        except StoreError as error:  # what was imported before stays; importing again skips it
+            return _store_error(error)
         return JSONResponse(summary)
 
     @router.get("/drawings/{drawing_id}/image", summary="The drawing's PNG, as it was sent", responses=errors,
@@ -195,8 +204,16 @@ def _drawing_id(value: str) -> int:
 def _available(work: Callable[[], Any]) -> Any:
     try:
         return work()
-    except StoreUnavailableError as error:
-        raise StarletteHTTPException(503, str(error)) from None
+    except StoreError as error:
+        status = 507 if isinstance(error, (StoreFullError, StoreDiskFullError)) else 503
+        raise StarletteHTTPException(status, str(error),
+                                     headers={"Retry-After": RETRY_AFTER} if status == 503 else None) from None
+
+
+def _store_error(error: StoreError) -> JSONResponse:
+    if isinstance(error, (StoreFullError, StoreDiskFullError)):
+        return _error(507, str(error))
+    return _error(503, str(error), headers={"Retry-After": RETRY_AFTER})
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -5,7 +5,7 @@
     python -m benchmarks --quick --out /tmp/b # the same, into /tmp/b
     python -m benchmarks --only rest,cold_start
 
-Sections: accuracy, robustness, drawn, inference, rest, browser, training, cold_start.
+Sections: accuracy, robustness, drawn, inference, rest, browser, training, cold_start, explain.
 A full run writes benchmarks/results.* and the plots, which the README quotes (python -m
 benchmarks.readme); a quick run's throw-away figures never land there unless --out says so.
 A partial run (--only) is merged into the results already in --out.

@@ -131,10 +131,10 @@ def _draw_digits(ctx: Context, browser, port: int, pid: int) -> dict:
     page.evaluate("() => { window.__pen.ups = []; }")
     # The server's own background CPU (Gradio's tasks, the event loop) while nothing is asked,
     # so the figure while drawing can be given net of it.
-    idle_began, idle_cpu = time.perf_counter(), _group_cpu_seconds(pid)
+    idle_began, idle_cpu = time.perf_counter(), group_cpu_seconds(pid)
     time.sleep(IDLE_SECONDS)
-    idle_rate = (_group_cpu_seconds(pid) - idle_cpu) / (time.perf_counter() - idle_began)
-    cpu_before, began = _group_cpu_seconds(pid), time.perf_counter()
+    idle_rate = (group_cpu_seconds(pid) - idle_cpu) / (time.perf_counter() - idle_began)
+    cpu_before, began = group_cpu_seconds(pid), time.perf_counter()
     per_digit = []
     for digit in digits:
         first = len(sent)
@@ -156,7 +156,7 @@ def _draw_digits(ctx: Context, browser, port: int, pid: int) -> dict:
         })
         page.evaluate("() => { window.__pen.changes = 0; }")
         _clear(page)
-    cpu_seconds, wall = _group_cpu_seconds(pid) - cpu_before, time.perf_counter() - began
+    cpu_seconds, wall = group_cpu_seconds(pid) - cpu_before, time.perf_counter() - began
     predictions = sum(r["predict"] for r in sent)
     body = next((r["body"] for r in reversed(sent) if r["predict"] and r["body"]), None)
     page.close()
@@ -209,7 +209,7 @@ def _clear(page) -> None:
     time.sleep(0.3)  # the old sketchpad re-initialises its canvas after a reset
 
 
-def _group_cpu_seconds(pgid: int) -> float:
+def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU of every process in the server's group (utime, stime: /proc/<pid>/stat fields 14, 15)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -235,11 +235,11 @@ def _replay_cpu(ctx: Context, port: int, pid: int, body: bytes) -> dict:
         for _ in range(5):  # warm-up
             connection.request("POST", "/predict", body=body, headers=headers)
             connection.getresponse().read()
-        before, began = _group_cpu_seconds(pid), time.perf_counter()
+        before, began = group_cpu_seconds(pid), time.perf_counter()
         for _ in range(count):
             connection.request("POST", "/predict", body=body, headers=headers)
             answer_bytes = len(connection.getresponse().read())
-        seconds, cpu = time.perf_counter() - began, _group_cpu_seconds(pid) - before
+        seconds, cpu = time.perf_counter() - began, group_cpu_seconds(pid) - before
     finally:
         connection.close()
     return {"requests": count, "server_cpu_ms_per_prediction": round(1000 * cpu / count, 3),

@@ -20,6 +20,7 @@ SECTIONS = {
     "browser": "benchmarks.browser",
     "training": "benchmarks.training_time",
     "cold_start": "benchmarks.cold_start",
+    "explain": "benchmarks.explain",  # issue 19: last, so the sections before keep their numbers
 }
 
 
@@ -58,6 +59,13 @@ class BenchConfig:
     memory_load_seconds: float = 4.0
     # how long a server may take to answer its first /predict before we give up
     server_start_timeout: float = 90.0
+    # (9) explain: digits per set (MNIST test, drawn) for the deletion test, of those for the sanity
+    # check, replays of the page's explain request for the server CPU, digits drawn in Chromium
+    explain_samples: int = 200
+    explain_sanity_samples: int = 40
+    explain_cpu_requests: int = 100
+    explain_browser_digits: int = 10
+    explain_every_method: bool = True  # False: each model's default method only (the quick run)
 
 
 FULL = BenchConfig()
@@ -81,4 +89,9 @@ QUICK = BenchConfig(
     browser_cpu_requests=50,
     browser_users=20,
     browser_load_seconds=2.0,
+    explain_samples=6,
+    explain_sanity_samples=3,
+    explain_cpu_requests=5,
+    explain_browser_digits=1,
+    explain_every_method=False,
 )

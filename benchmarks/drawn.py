@@ -26,7 +26,7 @@ MAX_ECE = 0.015  # on MNIST test and on the drawn digits, after calibration
 MIN_NON_DIGIT_FLAGGED = 0.90  # of letters and of scribbles: unsure or not_a_digit
 MAX_MNIST_FLAGGED = 0.01  # of MNIST test digits
 MAX_DRAWN_FLAGGED = 0.02  # of correctly read drawn digits
-TARGET_NON_DIGITS = ("letters_symbols", "scribbles")
+TARGET_NON_DIGITS = ("letters_symbols", "handwritten_letters", "scribbles")
 
 
 def run(ctx: Context) -> SectionResult:

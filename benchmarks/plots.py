@@ -26,6 +26,7 @@ def draw(section: SectionResult, out: Path) -> list[str]:
         "inference": [("inference_speed.png", _inference)],
         "rest": [("rest_load.png", _rest)],
         "training": [("training_curves.png", _training)],
+        "explain": [("explain_deletion.png", _explain_deletion)],
     }.get(section.name, [])
     written = []
     plt = _pyplot()
@@ -161,4 +162,28 @@ def _training(plt, section: SectionResult):
         axis.set_ylabel("accuracy (%)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def _explain_deletion(plt, section: SectionResult):
+    """Deletion curves of each model's default maps against the reference orders, per set."""
+    data = section.data.get("faithfulness") or {}
+    panels = [(name, set_name, record["deletion"][record["default"]][set_name], record["default"])
+              for name, record in data.items() for set_name in record["deletion"][record["default"]]]
+    if not panels:
+        return None
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
+    styles = {"map": ("-", OURS_COLOUR), "ink": ("--", "#555555"), "random": (":", "#888888"),
+              "reverse": ("-.", BASELINE_COLOUR)}
+    for axis, (name, set_name, record, method) in zip(axes[0], panels):
+        for order, (style, colour) in styles.items():
+            curve = record["curves"][order]
+            label = f"{method.replace('_', ' ')} map" if order == "map" else f"{order} order"
+            axis.plot(np.linspace(0, 100, len(curve)), curve, style, color=colour,
+                      label=f"{label} ({record[order]:.2f})")
+        axis.set_title(f"{name}, {set_name}", fontsize=9)
+        axis.set_xlabel("pixels erased (%)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6.5)
+    axes[0][0].set_ylabel("probability of the digit read")
     return figure

@@ -70,8 +70,12 @@ def model_table(document: dict[str, Any]) -> list[str]:
 
     def trained(name: str) -> str:
         record = training[name]
-        return (f"**{record['train_seconds']:.1f} s** ({record['wall_seconds']:.1f} s wall, with data preparation "
-                f"and export; {ORIGINAL[name]})")
+        data = record.get("data_seconds")
+        prepared = "" if data is None else (
+            f", of which {data:.1f} s preparing the data (canvas mix "
+            f"{'from its cache' if record.get('data_source') == 'cache' else 'drawn'})")
+        return (f"**{record['train_seconds']:.1f} s** training ({record['wall_seconds']:.1f} s wall, with data "
+                f"preparation and export{prepared}; {ORIGINAL[name]})")
 
     def files(name: str) -> str:
         native = REGISTRY[name].native_format

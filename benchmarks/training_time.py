@@ -59,13 +59,16 @@ def run(ctx: Context) -> SectionResult:
         passed = None if quick else not reasons
         status = result.check(f"{spec.title}: full training", "info (quick options)" if quick else target,
                               measured, seconds, passed, why="; ".join(reasons) + ".")
+        data_seconds = record.get("data_seconds")
         rows.append([spec.title, _options_text(options), str(len(record["epochs"])), f"{seconds:.1f} s",
+                     "-" if data_seconds is None else f"{data_seconds:.1f} s ({record.get('data_source') or '?'})",
                      f"{record['wall_seconds']:.1f} s", pct(accuracy),
                      f"{low / 60:.0f}-{high / 60:.0f} min", "info" if quick else target, status])
-    result.table("Training runs (train time = the trainer's own clock; wall = the whole generator, "
-                 "including data split, ONNX export and parity check)",
-                 ["Model", "Options", "Epochs", "Train time", "Wall", "Test accuracy", "Original app",
-                  "Target", "Status"], rows)
+    result.table("Training runs (train time = the trainer's own clock; data = preparing the training data, "
+                 "the canvas mix drawn or read from its cache; wall = the whole generator, including data, "
+                 "ONNX export and parity check)",
+                 ["Model", "Options", "Epochs", "Train time", "Data preparation", "Wall", "Test accuracy",
+                  "Original app", "Target", "Status"], rows)
     epoch_rows = [[name, entry["epoch"], f"{entry['elapsed']:.1f} s", pct(entry["val_accuracy"]), "info", "info"]
                   for name, record in result.data.items() for entry in record["epochs"]]
     result.table("Validation accuracy at the end of each epoch (images held out of the training set; wall "
@@ -103,7 +106,10 @@ def _train(ctx: Context, spec, options) -> dict:
         wall = time.perf_counter() - began
     if final is None:
         raise RuntimeError(f"{spec.name}'s trainer ended without a Result")
+    prepared = ((final.metadata.get("data") or {}).get("canvas") or {}).get("prepared") or {}
     return {"options": options.to_dict(), "train_seconds": float(final.train_seconds), "wall_seconds": wall,
+            "data_seconds": None if final.data_seconds is None else float(final.data_seconds),
+            "data_source": prepared.get("source"),  # "drawn" (a first run) or "cache"
             "test_accuracy": float(final.test_accuracy), "events": events,
             "epochs": [epochs[key] for key in sorted(epochs)], "load_average_after": load_average()}
 

@@ -9,6 +9,12 @@ Import treats the zip as hostile input:
 - entries are counted (MAX_ENTRIES), and each is read through a bounded read of at
   most MAX_ENTRY_BYTES, whatever size its header declares, with MAX_TOTAL_BYTES over
   the whole archive: a zip bomb stops at the limit instead of filling memory;
+- only stored and deflated entries are read (what the export writes). zipfile bounds each
+  read of a deflated entry, but it hands a bzip2 or LZMA decompressor every compressed
+  chunk whole: a 1 KB bzip2 entry made the server inflate 1 GiB in one call (issue 18
+  item 3). Other methods are refused in words before anything is decompressed;
+- a drawing's time (drawings.csv) must lie between 1980 (the zip format's first year) and
+  tomorrow; another one skips that drawing, counted with the reason (issue 18 item 11);
 - every PNG goes through the same decoding limits and preprocessing as a correction
   (drawings/corrections.py), and the label comes from its folder, checked against the CSV;
 - a drawing already in the database (same PNG bytes) is skipped, so export -> import
@@ -37,6 +43,8 @@ MAX_ENTRY_BYTES = MAX_ENCODED_BYTES  # one PNG, as for a correction
 MAX_CSV_BYTES = 16 * 1024 * 1024
 MAX_TOTAL_BYTES = 256 * 1024 * 1024  # decompressed bytes read from one archive, all entries together
 MAX_PROBLEMS = 20  # problems listed in the answer (all are counted)
+READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+EARLIEST = _dt.datetime(1980, 1, 1, tzinfo=_dt.timezone.utc)  # a zip entry's time cannot be earlier
 _DRAWING_NAME = re.compile(r"^([0-9])/([A-Za-z0-9_-]{1,64})\.png$")
 
 
@@ -99,6 +107,10 @@ def import_zip(store: DrawingStore, predictor: Predictor, data: bytes) -> dict[s
             if row.get("label") not in (None, "", str(label)):
                 skip(entry.filename, f"its folder says {label} but drawings.csv says {row['label']!r:.10}")
                 continue
+            created_at, time_problem = _created_at(row.get("created_at"))
+            if time_problem:
+                skip(entry.filename, time_problem)
+                continue
             try:
                 png = _bounded_read(archive, entry, MAX_ENTRY_BYTES, budget)
             except ArchiveError as error:
@@ -110,7 +122,7 @@ def import_zip(store: DrawingStore, predictor: Predictor, data: bytes) -> dict[s
                 skip(entry.filename, "already in the database")
                 continue
             try:
-                save_correction(store, predictor, png, label, created_at=_iso_or_none(row.get("created_at")))
+                save_correction(store, predictor, png, label, created_at=created_at)
             except ImageInputError as error:
                 skip(entry.filename, str(error))
                 continue
@@ -136,6 +148,9 @@ class _Budget:
 
 def _bounded_read(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, limit: int, budget: _Budget) -> bytes:
     """At most `limit` bytes of `entry`, whatever its header claims (a bomb's header may lie)."""
+    if entry.compress_type not in READABLE_METHODS:
+        raise ArchiveError(f"it is compressed with method {entry.compress_type} (bzip2 is 12, LZMA 14); only stored "
+                           "or deflated entries are read, as GET /drawings/export writes them")
     if entry.file_size > limit:
         raise ArchiveError(f"it is {entry.file_size:,} bytes; the limit is {limit:,}")
     chunks, size = [], 0
@@ -164,21 +179,31 @@ def _read_csv(archive: zipfile.ZipFile, entries: list[zipfile.ZipInfo], budget: 
     return {row.get("file") or "": row for row in csv.DictReader(io.StringIO(text))}
 
 
-def _iso_or_none(value: str | None) -> str | None:
+def _created_at(value: str | None) -> tuple[str | None, str | None]:
+    """(the time to store in UTC ISO form, or None for "now" when the CSV has none; a problem, or None)."""
     if not value:
-        return None
+        return None, None
     try:
         parsed = _dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_dt.timezone.utc)
-    return parsed.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+        parsed = parsed.astimezone(_dt.timezone.utc)  # OverflowError: 0001-01-01T00:00:00+14:00
+    except (ValueError, OverflowError):
+        return None, f"its created_at {value[:40]!r} is not an ISO 8601 time"
+    if not EARLIEST <= parsed <= _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(days=1):
+        return None, f"its created_at {value[:40]!r} is not between 1980 and today"
+    return parsed.isoformat(timespec="milliseconds"), None
 
 
 def _zip_time(created_at: str) -> tuple[int, int, int, int, int, int]:
+    """The zip entry time of a stored drawing, whatever its created_at holds: the zip format stores
+    1980-2107 only, and an export must never fail on a stored row (a 2200 time made it answer 500)."""
     try:
         moment = _dt.datetime.fromisoformat(created_at)
     except (TypeError, ValueError):
         moment = _dt.datetime.now(_dt.timezone.utc)
-    return (max(1980, moment.year), moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    if moment.year < 1980:
+        return (1980, 1, 1, 0, 0, 0)
+    if moment.year > 2107:
+        return (2107, 12, 31, 23, 59, 58)
+    return (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)

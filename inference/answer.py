@@ -11,7 +11,7 @@ import base64
 import io
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -21,12 +21,15 @@ from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
 from training.onnx_contract import to_pixels
 
+if TYPE_CHECKING:  # imported by its user (a worker imports onnx only once asked to explain)
+    from inference.explain.explainer import Explainer
+
 DEFAULT_MODEL = "model2"  # the CNN, as in the original app: the REST default and the page's first choice
 ALL_MODELS = "all"  # "model": "all" runs every model on the same preprocessed image
 
 
 def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = False,
-                   include_input: bool = False) -> tuple[int, dict[str, Any]]:
+                   include_input: bool = False, explainer: "Explainer | None" = None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON payload) for one prediction request: decode, preprocess, infer.
 
     Success is 200 with {"prediction", "probabilities", "verdict", "model", "latency_ms"}
@@ -34,7 +37,9 @@ def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = 
     "all", {"predictions": {...}, "unavailable": {...}}); a problem with the input or a
     model is a 4xx/503 with {"error": "<what is wrong and how to fix it>"}.
     With `include_input`, a success also carries "model_input": the 28x28 image the
-    models read, as a PNG data URL (see model_input_png).
+    models read, as a PNG data URL (see model_input_png). With an `explainer`, each model's
+    answer also carries its "explanation" (inference/explain/; computed on the same
+    preprocessed image), or {"error": ...} when that model's export cannot be explained.
     """
     start = time.perf_counter()
     if model != ALL_MODELS and model not in predictor.models:
@@ -57,7 +62,18 @@ def predict_answer(predictor: Predictor, image: Any, model: str, invert: bool = 
                                 **_verdict(result), "model": model, "latency_ms": _elapsed_ms(start)}
     if include_input and status == 200:
         payload["model_input"] = model_input_png(x)
+    if explainer is not None and status == 200:
+        for name, answer in (payload["predictions"].items() if model == ALL_MODELS else [(model, payload)]):
+            answer["explanation"] = explanation(explainer, x, name)
     return status, payload
+
+
+def explanation(explainer: "Explainer", x: np.ndarray, model: str) -> dict[str, Any]:
+    """One model's "explanation" for the preprocessed image x, or {"error": why not}."""
+    try:
+        return explainer.to_dict(explainer.explain(x, model))
+    except ModelUnavailableError as exc:
+        return {"error": f"{model} cannot be explained: {exc.reason}"}
 
 
 def model_input_png(x: np.ndarray) -> str:

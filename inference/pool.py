@@ -225,11 +225,11 @@ class PredictionPool:
     # -- requests -----------------------------------------------------------
 
     async def answer(self, image: str, model: str, invert: bool, *,
-                     include_input: bool = False) -> tuple[int, bytes] | None:
+                     include_input: bool = False, explain: bool = False) -> tuple[int, bytes] | None:
         """(HTTP status, JSON body) from a worker, or None when no worker can take it (answer it yourself)."""
         if not self._ready:
             return None
-        frame = request_frame(image, model, invert, include_input)
+        frame = request_frame(image, model, invert, include_input, explain)
         crashes = 0
         self.waiting += 1
         try:

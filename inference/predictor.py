@@ -107,7 +107,7 @@ def file_signature(path: Path) -> tuple[int, int, int] | None:
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
-def _decode_metadata_props(props: Mapping[str, str]) -> dict[str, Any]:
+def decode_metadata_props(props: Mapping[str, str]) -> dict[str, Any]:
     decoded = {}
     for key, value in props.items():
         try:
@@ -274,7 +274,7 @@ class Predictor:
         if problem:
             return _Loaded(signature=signature, files=files,
                            reason=f"{shown} does not follow the ONNX contract: {problem}; retrain it to replace it")
-        metadata = _decode_metadata_props(session.get_modelmeta().custom_metadata_map)
+        metadata = decode_metadata_props(session.get_modelmeta().custom_metadata_map)
         loaded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return _Loaded(signature=signature, files=files, session=session, onnx_metadata=metadata,
                        loaded_at=loaded_at, verdict_thresholds=thresholds_from(metadata))
@@ -317,6 +317,7 @@ class Predictor:
             "accuracy": _first(metadata, "test_accuracy", "accuracy"),
             "trained_at": metadata.get("trained_at"),
             "train_seconds": _first(metadata, "train_seconds"),
+            "data_seconds": metadata.get("data_seconds"),  # preparing the training data, apart from training
             "onnx_parity": metadata.get("onnx_parity"),
             "calibration": metadata.get("calibration"),
             "drawn_digits": metadata.get("drawn_digits"),

@@ -10,6 +10,7 @@ import os
 import platform
 from typing import Any
 
+from inference.explain.lane import ExplainLane
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from training.jobs import JobManager
@@ -19,10 +20,13 @@ _VERSIONED_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnx", "scikit-learn",
                        "tf2onnx", "fastapi", "uvicorn", "pydantic", "gradio")
 
 
-def environment(pool: PredictionPool | None = None) -> dict[str, Any]:
-    """GET /env (and the UI's `env` client endpoint): the runtime, and the prediction workers."""
+def environment(pool: PredictionPool | None = None, explain_lane: ExplainLane | None = None) -> dict[str, Any]:
+    """GET /env (and the UI's `env` client endpoint): the runtime, the prediction and explanation workers."""
     workers = pool.describe() if pool is not None else {"configured": 0, "ready": 0, "answered": 0}
-    return {**_runtime(), "prediction_workers": workers}
+    out = {**_runtime(), "prediction_workers": workers}
+    if explain_lane is not None:
+        out["explanation_workers"] = explain_lane.describe()
+    return out
 
 
 @functools.lru_cache(maxsize=1)

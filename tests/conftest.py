@@ -72,6 +72,53 @@ def data_copy(tmp_path_factory) -> Path:
             os.environ[key] = value
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/postgres.py); skips only when its programs are missing."""
+    from tests.postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL's programs (initdb, pg_ctl) are not installed: apt-get install postgresql "
+                    "(.ci/run does), or set PG_BINDIR")
+    server = PostgresServer.start(bindir)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request, tmp_path):
+    """make_store(max_rows=...) -> a new, empty DrawingStore on SQLite (a file in tmp_path) or on the
+    session's PostgreSQL server: the drawings tests run on both."""
+    from drawings.store import MAX_ROWS, DrawingStore
+    from store import open_database
+
+    cleanups, made = [], []
+
+    def make(*, max_rows: int = MAX_ROWS) -> DrawingStore:
+        made.append(1)
+        if request.param == "sqlite":
+            return DrawingStore(tmp_path / f"db{len(made)}" / "drawings.sqlite3", max_rows=max_rows)
+        server = request.getfixturevalue("postgres_server")
+        url = server.new_database()
+        database = open_database(url)
+        cleanups.append(lambda: (database.close(), server.drop_database(url)))
+        return DrawingStore(database, max_rows=max_rows)
+
+    make.backend = request.param
+    yield make
+    for cleanup in cleanups:
+        cleanup()
+
+
 @pytest.fixture
 def empty_exports(tmp_path, monkeypatch) -> Path:
     """A fresh, empty exports folder for tests that train or corrupt models, and a fresh DATA_DIR
@@ -123,3 +170,32 @@ def browser(sync_api):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# -- one live app for the Explain tests (issue 19): tests/test_explain_api.py and test_explain_browser.py
+
+@pytest.fixture(scope="session")
+def explain_app(exports_copy, tmp_path_factory) -> str:
+    """`python app.py` with small explanation bounds, so that the API tests' floods reach them (1 worker,
+    1 waiting, 2 per client); the browser tests' one page keeps one request in flight. Shared by both
+    modules: one server start (~5 s here, a minute on a loaded machine) instead of two."""
+    import time
+
+    import httpx
+
+    from tests.app_server import copy_exports, running_app, wait_for_workers
+    from training.registry import MODELS
+
+    if not all((exports_copy / f"{name}.onnx").is_file() for name in MODELS):
+        pytest.skip("every registry model's shipped export is needed")
+    root = tmp_path_factory.mktemp("explain_app")
+    exports = copy_exports(exports_copy, root / "exports")
+    with running_app(exports, root / "server.log", PREDICT_WORKERS="2", EXPLAIN_WORKERS="1", EXPLAIN_WAITING="1",
+                     EXPLAIN_PER_CLIENT="2", GRADIO_TEMP_DIR=str(root / "gradio")) as app:
+        env = lambda: httpx.get(app.url + "env", timeout=120).json()  # noqa: E731
+        wait_for_workers(env, 2, timeout=300)  # a busy machine: the workers start together with the explainer
+        deadline = time.monotonic() + 300
+        while env()["explanation_workers"]["ready"] < 1:
+            assert time.monotonic() < deadline, "the explanation worker did not start"
+            time.sleep(0.1)
+        yield app.url

@@ -21,7 +21,7 @@ import pytest
 from benchmarks.load import run_load, summarize
 from benchmarks.servers import ServerProcess, free_port, request, server_env
 from tests.app_server import ROOT, git_status
-SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start")
+SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start", "explain")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
          "training_curves.png")
 
@@ -158,7 +158,7 @@ def test_quick_run_numbers_are_sane(quick_run):
     for model in ("model1", "model2"):
         assert 0.3 < drawn[model]["drawn_digits"]["accuracy"] <= 1.0
         assert 0.0 <= drawn[model]["drawn_digits"]["ece_after"] <= 1.0
-        for name in ("letters_symbols", "scribbles", "lines", "two_digits"):
+        for name in ("letters_symbols", "handwritten_letters", "scribbles", "lines", "two_digits"):
             rates = drawn[model]["sets"][name]
             assert abs(rates["digit"] + rates["unsure"] + rates["not_a_digit"] - 1.0) < 1e-6
     # Model 1's verdicts are measured as served, with Model 2's second opinion: never less doubtful than alone.
@@ -215,6 +215,9 @@ def test_quick_run_numbers_are_sane(quick_run):
         record = sections["training"]["data"][model]
         assert 0.0 < record["test_accuracy"] <= 1.0
         assert 0 < record["train_seconds"] <= record["wall_seconds"]
+        # Preparing the data is reported apart from the training time (the canvas mix drawn or cached).
+        assert record["data_source"] in ("drawn", "cache")
+        assert 0 < record["data_seconds"] and record["train_seconds"] + record["data_seconds"] <= record["wall_seconds"]
         assert record["epochs"] and all(0.0 <= e["val_accuracy"] <= 1.0 for e in record["epochs"])
 
     cold = sections["cold_start"]["data"]
@@ -222,6 +225,19 @@ def test_quick_run_numbers_are_sane(quick_run):
     assert 0 < cold["rss_idle_mib"] <= cold["rss_under_load_mib"]
     assert cold["load_errors"] == 0
     assert cold["tensorflow_loaded"] is False
+
+    explain = sections["explain"]["data"]
+    for model in ("model1", "model2"):
+        faithfulness = explain["faithfulness"][model]
+        for set_name, areas in faithfulness["deletion"][faithfulness["default"]].items():
+            assert all(0.0 <= areas[order] <= 1.0 for order in ("map", "random", "reverse", "ink")), set_name
+            assert len(areas["curves"]["map"]) == 99
+        assert -1.0 <= faithfulness["sanity"][faithfulness["default"]]["median"] <= 1.0
+    assert explain["exact"]["model1"]["max_abs_error"] <= 1e-4  # exact whatever the machine's load
+    assert 0 < explain["replay"]["plain"]["server_cpu_ms"] < explain["replay"]["explained"]["server_cpu_ms"]
+    for label in ("closed", "open"):
+        assert all(ms is not None and ms > 0 for ms in explain["page"][label]["answers"]), label
+    assert all(ms is not None and ms > 0 for ms in explain["page"]["open"]["maps"])
 
 
 @pytest.mark.slow

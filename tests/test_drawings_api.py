@@ -36,6 +36,20 @@ def zip_of(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def damaged_database(path) -> None:
+    """A drawings database of the app's own with rows, then cut in half: the app moves it aside at start."""
+    import numpy as np
+
+    from drawings.store import DrawingStore
+    from store.sqlite import SQLiteDatabase
+
+    store = DrawingStore(SQLiteDatabase(path))
+    for seed in range(40):
+        store.add(label=1, png=bytes([seed]) * 4000, model_input=np.zeros((28, 28)))
+    store.database.close()
+    path.write_bytes(path.read_bytes()[:3000])
+
+
 def wait_for_job(http: httpx.Client, model: str) -> dict:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
@@ -236,7 +250,7 @@ def test_token_rules_rate_limit_and_a_corrupt_database_at_start(tmp_path, export
     exports = copy_exports(exports_copy, tmp_path / "exports")
     data = tmp_path / "data"
     data.mkdir()
-    (data / "drawings.sqlite3").write_bytes(b"definitely not SQLite" * 500)
+    damaged_database(data / "drawings.sqlite3")
     log = tmp_path / "app.log"
     with running_app(exports, log, DATA_DIR=str(data), TRAIN_TOKEN=TOKEN, PREDICT_WORKERS="0",
                      DRAWINGS_RATE_PER_MINUTE="3") as server, \

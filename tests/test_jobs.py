@@ -56,7 +56,7 @@ def test_successful_job_reports_progress_result_and_calls_on_success(monkeypatch
     assert started["running"] and started["state"] == "running"
     events = collect_until_done(jobs, "fake")
     assert [e["status"] for e in events] == ["Starting", "Epoch 1/3", "Epoch 2/3", "Epoch 3/3",
-                                             "Done: test accuracy 93.00% in 1.5 s"]
+                                             "Done: test accuracy 93.00% in 1.5 s of training"]
     assert events[-1]["state"] == "succeeded" and events[-1]["progress"] == 100
     status = jobs.status("fake")
     assert status["state"] == "succeeded" and not status["running"] and status["error"] is None

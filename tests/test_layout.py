@@ -28,7 +28,9 @@ def project_imports() -> dict[str, set[str]]:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            targets.update(name for name in names if name in modules and name != module)
+            # A package's __init__ re-exporting its own modules is how packages work, not a circle.
+            targets.update(name for name in names if name in modules and name != module
+                           and not name.startswith(module + "."))
         graph[module] = targets
     return graph
 

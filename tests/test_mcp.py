@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 pytestmark = pytest.mark.slow
 
 DIGIT_PNG = ROOT / "examples" / "digit.png"  # a drawn 3
-TOOLS = {"recognize_digit", "model_status"}
+TOOLS = {"recognize_digit", "explain_digit", "model_status"}  # explain_digit: tests/test_explain_api.py
 
 
 def data_url(data: bytes) -> str:
@@ -55,7 +55,7 @@ def text_of(result) -> str:
     return "".join(part.text for part in result.content if part.type == "text")
 
 
-def test_only_the_two_tools_are_listed_with_clear_descriptions(server):
+def test_only_the_three_tools_are_listed_with_clear_descriptions(server):
     listed = with_session(server, lambda session: session.list_tools()).tools
     tools = {tool.name: tool for tool in listed}
     # Neither the page's private events (predict_drawing, lock_model1, ...) nor the gradio_client
@@ -70,6 +70,9 @@ def test_only_the_two_tools_are_listed_with_clear_descriptions(server):
     assert recognize.inputSchema["required"] == ["image"]
     assert "model1" in properties["model"]["description"] and properties["invert"]["type"] == "boolean"
     assert "/model_status" in tools["model_status"].description
+    explain = tools["explain_digit"]
+    assert "never read from a file path" in explain.description and "in words" in explain.description
+    assert explain.inputSchema["required"] == ["image"] and "format" not in explain.inputSchema["properties"]["image"]
 
 
 def test_recognize_digit_reads_the_drawn_example_with_both_models(server):

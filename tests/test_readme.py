@@ -214,7 +214,7 @@ def test_readme_examples_run_as_written_and_leave_the_checkout_clean(live, tmp_p
     (lang, mcp_snippet), = [(lang, code) for lang, code in blocks(text, "### MCP (Model Context Protocol)")
                             if lang == "python"]
     out = run_snippet(lang, mcp_snippet, port, env)
-    assert out.splitlines()[0] == "['recognize_digit', 'model_status']", out
+    assert out.splitlines()[0] == "['recognize_digit', 'explain_digit', 'model_status']", out
     assert "'digit': 3" in out and "'verdict': " in out
 
     # The training CLI while the app runs: its Model 1 lines (Model 2's full run takes minutes of

@@ -10,44 +10,52 @@ benchmarks evaluate on (benchmarks/drawn_sets.py):
   canvas and passed through the app's preprocessing (training/strokes.py);
 - writers' conventions MNIST lacks: 1s with a flag and a foot, crossed 7s, slashed 0s
   (stroke edits of MNIST training digits), open one-stroke 4s (generated), and digits
-  of the training stroke fonts;
+  of the training stroke fonts; and issue 21's (training/conventions.py): cursive
+  one-stroke 4s with an open curved top, long-flag 1s, 7s with a hooked bar and a stem
+  curving left, 9s curling left like a g, open 9s, round 6s, closed 4s, every digit
+  written in one stroke, and MNIST 1s, 7s and 9s given long flags, hooks and curls;
 - non-digits with label NOT_A_DIGIT (trained towards a uniform output: outlier
-  exposure): letters and symbols of the training fonts, random-walk scribbles,
+  exposure): letters and symbols of the training fonts, the same fonts' letters
+  written stroke by stroke like a hand (training/letters.py), random-walk scribbles,
   smooth random curves, doodles (triangles, stars, spirals, hatching, a crossed-out
   circle), near-horizontal lines, two training digits side by side.
 
 The validation split (the same MNIST images the trainers always held out) gets the
 same treatment with its own seeds: it fits the temperature and the verdict
-thresholds (training/calibration.py). Rendering ~70,000 drawings takes ~1.5 min
-on 2 cores, so the result is cached under <data dir>/cache/canvas-data (datadir.py), keyed
-by the MNIST copy, the options, the recipe, strokes.RENDER_VERSION and the source of
-inference/preprocess.py.
+thresholds (training/calibration.py).
+
+The drawings are made from centre lines in batches (training/centre_lines.py,
+training/fast_canvas.py), which emulate the canvas and the app's preprocessing: ~0.2 ms
+a drawing where the long way (training/strokes.py, canvas + inference.preprocess)
+took ~2.7 ms and ~130 s for the whole mix on 2 cores. The result is still cached under
+<data dir>/cache/canvas-data (datadir.py), keyed by the MNIST copy, the options, the
+recipe, MIX_VERSION, the renderers' versions and the source of inference/preprocess.py.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import string
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from training import strokes
+from training import centre_lines, conventions, fast_canvas, letters, strokes
 
 NOT_A_DIGIT = -1  # label of a training drawing that is no digit: its target is uniform over the ten
 # Stroke fonts (Hershey, hershey-fonts package) split between training and evaluation.
 TRAIN_FONTS = ("futural", "rowmans", "scripts", "timesr", "cursive")
 EVAL_FONTS = ("futuram", "rowmand", "rowmant", "scriptc", "timesi", "timesib", "timesrb")
-# Letters that ARE digits in many hands (O/0, I/l/1, S/5, Z/2, B/8, b/6, g/q/9, T/7, ...)
-# are neither taught as non-digits nor counted as such.
-DIGIT_LIKE_LETTERS = "OoQDIilJjSsZzBbGgqT"
-LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS)
+DIGIT_LIKE_LETTERS, LETTERS = letters.DIGIT_LIKE_LETTERS, letters.LETTERS  # (defined with the letters)
 SYMBOLS = "+*=#%&?@<>~^-"
 CACHE_NAME = "canvas-data"  # <data dir>/cache/canvas-data
 CACHE_ENV = "CANVAS_DATA_CACHE"  # "0" turns the cache off; a path moves it
-MIX_VERSION = 2  # part of the cache key: raise it when _tasks() changes what is drawn
+MIX_VERSION = 4  # part of the cache key: raise it when _tasks() changes what is drawn
+# Drawings: fewer are rendered in this process. Starting 2 worker processes costs ~2 s; the fast
+# renderer draws ~5,000 drawings a second on one core.
+FAST_PARALLEL_FROM = 10_000
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,18 @@ class Recipe:
     """How many drawings of each kind, per 55,000 training digits (scaled down for limited runs)."""
 
     redrawn_per_digit: int = 1  # redrawn copies of every MNIST training digit
+    # Writers' conventions (training/strokes.py's edits and open 4s, training/conventions.py's issue-21
+    # variants: edits of MNIST digits and generated ones; "cursive" is spread over the ten digits).
     conventions: dict = field(default_factory=lambda: {
-        "one_flag": 3000, "seven_bar": 2000, "zero_slash": 1500, "open_four": 2500})
+        "one_flag": 3000, "seven_bar": 2000, "zero_slash": 1500, "open_four": 2500,
+        "one_long_flag_edit": 1500, "seven_hook_edit": 1500, "nine_curl_edit": 2500,
+        "four_cursive": 3000, "four_closed": 500, "one_long_flag": 1000, "seven_hook": 1500, "nine_curl": 2000,
+        "nine_open": 1000, "six_round": 1500, "cursive": 3000})
     font_digits: int = 3000  # digits drawn from TRAIN_FONTS
+    # letter_hand: the training fonts' letters written stroke by stroke like a hand (training/letters.py)
     non_digits: dict = field(default_factory=lambda: {
-        "font": 6000, "scribble": 3000, "curves": 2500, "doodle": 2500, "line": 1000, "pair": 3000})
+        "font": 6000, "letter_hand": 4000, "scribble": 3000, "curves": 2500, "doodle": 2500, "line": 1000,
+        "pair": 3000})
     validation_share: float = 0.2  # validation counts relative to the training counts above
 
     def to_dict(self) -> dict:
@@ -67,7 +82,7 @@ class Recipe:
 
 
 RECIPE = Recipe()
-CONVENTION_DIGIT = {"one_flag": 1, "seven_bar": 7, "zero_slash": 0, "open_four": 4}
+CONVENTION_DIGIT = {"one_flag": 1, "seven_bar": 7, "zero_slash": 0, "open_four": 4}  # (strokes.py's conventions)
 
 
 @dataclass
@@ -110,18 +125,20 @@ def assemble_training_data(data, options, recipe: Recipe = RECIPE):
     val_size = min(5000, len(x_all) // 10)
     x_train, y_train, x_val, y_val = split_validation(x_all, y_all, size=val_size, seed=options.seed)
 
+    began = time.perf_counter()
     yield "Preparing the canvas drawings", 0.0
     key = _cache_key(data, options, recipe)
     cached = _read_cache(key)
     if cached is not None:
         yield "Canvas drawings loaded from the cache", 1.0
-        return _combine(x_train, y_train, x_val, y_val, cached, recipe)
+        return _combine(x_train, y_train, x_val, y_val, cached, recipe,
+                        {"source": "cache", "seconds": round(time.perf_counter() - began, 3)})
 
     scale = len(x_train) / 55000
     train_tasks = _tasks(x_train, y_train, scale, recipe, seed=(options.seed, 1), validation=False)
     val_tasks = _tasks(x_val, y_val, scale * recipe.validation_share, recipe, seed=(options.seed, 2), validation=True)
     tasks = [task for _, task in train_tasks] + [task for _, task in val_tasks]
-    progress = strokes.iter_render(tasks)
+    progress = strokes.iter_render(tasks, render=centre_lines.render_task, parallel_from=FAST_PARALLEL_FROM)
     try:
         while True:
             done, total = next(progress)
@@ -136,7 +153,8 @@ def assemble_training_data(data, options, recipe: Recipe = RECIPE):
         parts.append(images[ok])
     arrays = {group: np.concatenate(parts) for group, parts in drawn.items()}
     _write_cache(key, arrays)
-    return _combine(x_train, y_train, x_val, y_val, arrays, recipe)
+    return _combine(x_train, y_train, x_val, y_val, arrays, recipe,
+                    {"source": "drawn", "seconds": round(time.perf_counter() - began, 3)})
 
 
 def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation: bool):
@@ -155,10 +173,14 @@ def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation
             add("mnist", digit, list(x[y == digit]), 100 * _copy + digit)
     for salt, (kind, count) in enumerate(recipe.conventions.items(), start=1000):
         count = max(1, round(count * scale))
-        digit = CONVENTION_DIGIT[kind]
         if kind == "open_four":
-            add(kind, digit, [None] * count, salt)
+            add(kind, 4, [None] * count, salt)
+        elif kind in conventions.GENERATED:  # items: the digit each drawing writes
+            digits = conventions.GENERATED[kind][0]
+            for digit in digits:
+                add(kind, digit, [digit] * max(1, round(count / len(digits))), 100 * salt + digit)
         else:
+            digit = CONVENTION_DIGIT[kind] if kind in CONVENTION_DIGIT else conventions.MNIST_EDITS[kind][0]
             pool = np.flatnonzero(y == digit)
             add(kind, digit, list(x[rng.choice(pool, count)]), salt)
     count = max(10, round(recipe.font_digits * scale))
@@ -170,6 +192,9 @@ def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation
         if kind == "font":
             chars = [(font, c) for font in TRAIN_FONTS for c in LETTERS + SYMBOLS]
             items = [chars[i] for i in rng.choice(len(chars), count)]
+        elif kind == "letter_hand":
+            chars = [(font, c) for font in TRAIN_FONTS for c in letters.hand_letters()]
+            items = [chars[i] for i in rng.choice(len(chars), count)]
         elif kind == "pair":
             items = [x[rng.choice(len(x), 2)] for _ in range(count)]
         else:
@@ -178,7 +203,8 @@ def _tasks(x, y, scale: float, recipe: Recipe, seed: tuple[int, int], validation
     return tasks
 
 
-def _combine(x_train, y_train, x_val, y_val, arrays: dict[str, np.ndarray], recipe: Recipe) -> CanvasData:
+def _combine(x_train, y_train, x_val, y_val, arrays: dict[str, np.ndarray], recipe: Recipe,
+             prepared: dict) -> CanvasData:
     train_x, train_y = [np.asarray(x_train)], [np.asarray(y_train, np.int64)]
     val_x, val_y, val_kind = [np.asarray(x_val)], [np.asarray(y_val, np.int64)], [np.full(len(y_val), "mnist")]
     other, counts = [], {"train": {"mnist": len(y_train)}, "val": {"mnist": len(y_val)}}
@@ -198,7 +224,8 @@ def _combine(x_train, y_train, x_val, y_val, arrays: dict[str, np.ndarray], reci
             val_x.append(images)
             val_y.append(np.full(len(images), label, np.int64))
             val_kind.append(np.full(len(images), name))
-    summary = {"recipe": recipe.to_dict(), "train_fonts": list(TRAIN_FONTS), "counts": counts,
+    # prepared: {"source": "drawn" (this run drew the mix) or "cache", "seconds": wall time}
+    summary = {"recipe": recipe.to_dict(), "train_fonts": list(TRAIN_FONTS), "counts": counts, "prepared": prepared,
                "train_images": int(sum(len(part) for part in train_x)),
                "validation_images": int(sum(len(part) for part in val_x)),
                "validation_non_digits": int(sum(len(part) for part in other))}
@@ -242,7 +269,7 @@ def _cache_dir() -> Path | None:
 def _cache_key(data, options, recipe: Recipe) -> str:
     """Changes whenever the drawings would: the data, the options that select it, the drawing code."""
     return _key({"mnist": data.sha256, "limit": options.limit, "seed": options.seed, "recipe": recipe.to_dict(),
-                 "version": MIX_VERSION})
+                 "version": MIX_VERSION, "fast_renderer": fast_canvas.RENDER_VERSION})
 
 
 def _key(description: dict) -> str:

@@ -331,7 +331,8 @@ class JobManager:
         with self._changed:
             job.result = summary
             job.accuracy = result.test_accuracy
-        status = (f"Done: test accuracy {result.test_accuracy:.2%} in {result.train_seconds:.1f} s"
+        prepared = "" if result.data_seconds is None else f" (and {result.data_seconds:.1f} s preparing the data)"
+        status = (f"Done: test accuracy {result.test_accuracy:.2%} in {result.train_seconds:.1f} s of training{prepared}"
                   if error is None else "Trained, but the new model could not be loaded")
         if job.late_cancel:
             status += " (the cancel came after the new model was saved: it is in use)"

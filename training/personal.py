@@ -41,7 +41,7 @@ FINE_TUNE_SHARE = 0.25  # of a fine-tune's examples: it is about the drawings, w
 FINE_TUNE_MNIST = 4000  # MNIST training images beside the drawings in a fine-tune
 FINE_TUNE_EPOCHS = 3  # at most, in a fine-tune
 # MNIST training images a fine-tune builds its canvas mix from (training/canvas_data.py): the full
-# mix takes minutes to render on a machine without its cache, a fine-tune must finish in a minute.
+# mix is ~120,000 drawings to draw (without its cache) and learn from, a fine-tune must finish in a minute.
 FINE_TUNE_LIMIT = 5000
 FINE_TUNE_LR_SCALE = 0.1  # a fine-tune's step size, relative to the option's: small steps from a good model
 MAX_REPEAT = 500  # one drawing is never repeated more than this (a single drawing must not swamp a run)
@@ -68,7 +68,7 @@ class PersonalRun:
         """Load the drawings and measure the serving model on MNIST test and the held-out drawings."""
         store = store if store is not None else DrawingStore.from_environment()
         try:
-            if not options.include_drawings and not store.path.exists():
+            if not options.include_drawings and not store.exists():
                 raise StoreError("no drawings database yet")  # a plain run does not create one
             drawings = store.training_drawings()
         except StoreError as error:

@@ -1,8 +1,9 @@
-"""The documented gradio_client endpoints without a widget of their own: predict, model_status, env.
+"""The documented gradio_client endpoints without a widget of their own: predict, explain, model_status, env.
 
 No `from __future__ import annotations`: gr.api() reads these functions' type hints at
 runtime to document their inputs and outputs on the "Use via API" page.
 """
+import base64
 from typing import Any
 
 import gradio as gr
@@ -13,8 +14,11 @@ from inference.predictor import ModelUnavailableError
 from inference.preprocess import preprocess
 from inference.status import environment, model_status_report
 from training.registry import MODELS
-from ui import draw, mcp_tools
+from ui import draw, explain_api, mcp_tools
 from ui.context import PREDICT_QUEUE, AppContext
+
+
+EXPLAIN_CONCURRENCY = 2
 
 
 def register(ctx: AppContext) -> None:
@@ -34,6 +38,27 @@ def register(ctx: AppContext) -> None:
             raise gr.Error(f"{model} cannot predict: {error.reason}") from None
         return result.digit, result.probabilities, result.verdict
 
+    async def explain(image: FileData, model: str = "model2", request: gr.Request = None
+                      ) -> tuple[FileData, FileData, FileData, dict[str, Any]]:
+        """Why a model reads a picture of one digit as it does. Returns three maps over the 28x28 image the
+        model read (PNG, enlarged 5x; blue argues for the digit, orange against): its top digit, its runner-up,
+        and the top digit rather than the runner-up; then the numbers, as REST /predict answers with
+        "explain": true (each map's 28x28 "values", positive = evidence for the digit, and what they sum to)."""
+        try:
+            path = draw.uploaded_path(image)
+        except ImageInputError as error:
+            raise gr.Error(str(error)) from None
+        if path is None:
+            raise gr.Error("Send a picture of one digit.")
+        # Uploads are at most 5 MB (server.mount_ui's max_file_size): the lane takes the image as REST does.
+        data = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        answer = await explain_api.explained(ctx, data, model, request)
+        maps = answer["explanation"]["maps"]
+        names = (f"{model}-{maps[0]['digit']}.png", f"{model}-{maps[1]['digit']}.png",
+                 f"{model}-{maps[2]['digit']}-not-{maps[2]['against']}.png")
+        return (*(explain_api.png_file(item["image"], name) for item, name in zip(maps, names)),
+                explain_api.without_images(answer))
+
     def model_status() -> dict[str, Any]:
         """Every model: trained, serving, test accuracy, when and how long it trained, file sizes, ONNX parity,
         and whether it is training now (the same as GET /model_status)."""
@@ -42,9 +67,11 @@ def register(ctx: AppContext) -> None:
     def env() -> dict[str, Any]:
         """The runtime environment (the same as GET /env): Python, platform, library versions, TensorFlow,
         prediction workers."""
-        return environment(ctx.pool)
+        return environment(ctx.pool, ctx.explain_lane)
 
     gr.api(predict, api_name="predict", **PREDICT_QUEUE)
+    # The lane (inference/explain/lane.py) bounds explanations; this only keeps them off the predictions' slots.
+    gr.api(explain, api_name="explain", concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain")
     gr.api(model_status, api_name="model_status")
     gr.api(env, api_name="env")
     mcp_tools.register(ctx)  # recognize_digit and the MCP model_status (ui/mcp_tools.py)

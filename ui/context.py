@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from drawings.limits import RateLimiter
 from drawings.store import DrawingStore
+from inference.explain.lane import ExplainLane
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from training.jobs import JobManager
@@ -20,6 +21,7 @@ class AppContext:
     train_token: str | None = None  # when set, training (UI and REST) needs it
     drawings: DrawingStore | None = None  # issue 12: the corrections database (drawings/store.py)
     versions: ModelVersions | None = None  # issue 12: kept model versions (training/model_versions.py)
+    explain_lane: ExplainLane | None = None  # issue 19: where explanations are computed (inference/explain/lane.py)
     insights: ModelInsights = field(init=False)  # the Models tab's weights and test-set figures
     # Issue 12: with TRAIN_TOKEN set (a public server), anonymous corrections from the page are rate-limited:
     # save_correction(ctx.drawings, ctx.predictor, image, label, client_id, limiter=ctx.correction_limiter)

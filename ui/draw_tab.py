@@ -28,7 +28,7 @@ import gradio as gr
 from inference.image_io import ImageInputError
 from training.registry import MODELS
 from ui import corrections as corrections_ui
-from ui import draw, views
+from ui import draw, explain_view, views
 from ui.assets import static_text, template
 from ui.context import PREDICT_QUEUE, PRIVATE, AppContext
 
@@ -87,6 +87,7 @@ def build(ctx: AppContext) -> DrawTab:
                                   apply_default_css=False, elem_id="answers")
                 with gr.Row(elem_id="corrections"):
                     corrections_ui.build(ctx, sketch)  # "Right" / "Wrong? It's a ...": ui/corrections.py
+                explain_view.build()  # "Explain": closed until opened (ui/explain_view.py, issue 19)
                 with gr.Accordion("Or upload a picture of one digit", open=False, elem_id="upload-panel"):
                     upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                       label="A picture of one digit (PNG, JPEG, WebP, GIF or BMP)", height=240,

@@ -74,8 +74,11 @@ def build(ctx: AppContext) -> DrawingsTab:
         if selected is None:
             gr.Warning("Select a drawing first (click it in the gallery).")
             return [gr.skip()] * 5
-        if not store.delete(selected):
-            gr.Info(f"Drawing #{selected} was already deleted.")
+        try:
+            if not store.delete(selected):
+                gr.Info(f"Drawing #{selected} was already deleted.")
+        except StoreError as error:  # the database is down or refused: said in words, nothing changed
+            gr.Warning(str(error))
         return show(token, digit)
 
     def export(token: str | None) -> str | None:
@@ -83,8 +86,12 @@ def build(ctx: AppContext) -> DrawingsTab:
             gr.Warning("Exporting the drawings needs this server's training token.")
             return None
         path = _export_path()
-        with open(path, "wb") as handle:
-            count = export_zip(store, handle)
+        try:
+            with open(path, "wb") as handle:
+                count = export_zip(store, handle)
+        except StoreError as error:
+            gr.Warning(str(error))
+            return None
         gr.Info(f"Exported {count} drawing{'s' * (count != 1)}: folders 0-9 of PNGs plus drawings.csv.")
         return str(path)
 
@@ -105,7 +112,7 @@ def build(ctx: AppContext) -> DrawingsTab:
             return [f"**Not imported.** {message}", *show(token, digit)]
         try:
             summary = import_zip(store, ctx.predictor, path.read_bytes())
-        except ArchiveError as error:
+        except (ArchiveError, StoreError) as error:
             gr.Warning(str(error))
             return [f"**Not imported.** {error}", *show(token, digit)]
         problems = "".join(f"\n- {problem}" for problem in summary["problems"])

@@ -18,17 +18,20 @@ from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
+from gradio.data_classes import FileData
 
+from inference.explain.words import describe
 from inference.image_io import HOW_TO_SEND, EmptyImageError, ImageInputError
 from inference.predictor import ModelUnavailableError
 from inference.preprocess import preprocess
 from inference.status import model_status_report
 from training.registry import MODELS
+from ui import explain_api
 from ui.context import AppContext
 
 MCP_PATH = "/gradio_api/mcp"  # where Gradio serves the MCP endpoint (streamable HTTP at MCP_PATH + "/")
 # MCP tool name -> the Gradio endpoint behind it.
-TOOLS = {"recognize_digit": "/recognize_digit", "model_status": "/mcp_model_status"}
+TOOLS = {"recognize_digit": "/recognize_digit", "explain_digit": "/explain_digit", "model_status": "/mcp_model_status"}
 # What a string that is not image data may be, to say so instead of "not valid base64".
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 _PATH = re.compile(r"^(~|\.{0,2}/|[a-z]:[\\/])|\\|\.(png|jpe?g|webp|gif|bmp)$", re.I)
@@ -60,6 +63,30 @@ def register(ctx: AppContext) -> None:
                            "verdict": result.verdict, "model": model, "latency_ms": round(result.latency_ms, 3),
                            "candidates": result.candidates})
 
+    async def explain_digit(image: str, model: str = "model2", request: gr.Request = None) -> tuple[str, FileData]:
+        """Explain why a model reads the handwritten digit in a picture as it does: where the drawing argues for the digit it reads and where for its runner-up, in words, plus a picture of it. The picture goes in as its data, base64-encoded; it is never read from a file path or fetched from a URL.
+
+        Args:
+            image: the picture itself, as a data URL ('data:image/png;base64,...') or bare base64 of a PNG, JPEG, WebP, GIF or BMP (at most 5 MB), one digit. Not a file path or URL.
+            model: 'model2' (the CNN: the default), 'model1' (logistic regression, explained exactly) or another model the server has.
+        Returns:
+            The explanation in words, then a picture: left to right, the 28x28 image the model read, where it argues for its digit (blue) and against (orange), and the same for its runner-up.
+        """
+        text = _image_text(image)
+        try:
+            answer = await explain_api.explained(ctx, text, model, request)
+        except explain_api.ExplainFailed as error:
+            # Decided only after the string failed as image data (400), as in _preprocess.
+            if error.status == 400 and len(text) < 1024 and _PATH.search(text):
+                raise gr.Error(f"image looks like a file path ({text[:60]!r}): the server reads none of its "
+                               f"files for a client; {HOW_TO_SEND}.") from None
+            raise
+        explanation = answer["explanation"]
+        words = describe(MODELS[model].title.split(":", 1)[0], answer, explanation)
+        picture = explain_api.panels([explanation["input"], *(item["image"] for item in explanation["maps"][:2])],
+                                     f"{model}-explained.png")
+        return words, picture
+
     def model_status() -> str:
         """Which digit models this server has: for each, whether it is trained and serving, its MNIST test accuracy, when and how long it trained, its file sizes, ONNX parity, and whether it is training now.
 
@@ -71,17 +98,24 @@ def register(ctx: AppContext) -> None:
     # queue=False: Gradio's MCP layer then calls the function in-process, not through an HTTP
     # loopback to this same server (predictions take milliseconds).
     gr.api(recognize_digit, api_name=TOOLS["recognize_digit"].lstrip("/"), queue=False)
+    gr.api(explain_digit, api_name=TOOLS["explain_digit"].lstrip("/"), queue=False)
     gr.api(model_status, api_name=TOOLS["model_status"].lstrip("/"), queue=False)
 
 
-def _preprocess(image: Any, invert: bool):
-    """The model input from the image data; a URL or a file path is refused, and said to be one."""
+def _image_text(image: Any) -> str:
+    """The image data as a string; a URL is refused, and said to be one (no host is ever fetched)."""
     if not isinstance(image, str):
         raise ImageInputError(f"image must be a string: {HOW_TO_SEND}.")
     text = image.strip()
     if _URL.match(text):
         raise ImageInputError(f"image looks like a URL ({text[:60]!r}): this server fetches nothing from other "
                               f"hosts; {HOW_TO_SEND}.")
+    return text
+
+
+def _preprocess(image: Any, invert: bool):
+    """The model input from the image data; a URL or a file path is refused, and said to be one."""
+    text = _image_text(image)
     try:
         return preprocess(text, invert=invert)  # a str is decoded as base64, never opened as a file
     except EmptyImageError:

@@ -132,7 +132,9 @@ def model_card(status: dict[str, Any]) -> str:
         f"- **Drawn digits:** {drawn_digits_text(status.get('drawn_digits'))}",
         f"- **Calibration:** {calibration_text(status.get('calibration'))}",
         f"- **Verdict:** {verdict_text(status)}",
-        f"- **Trained:** {format_when(status.get('trained_at'))}, in {format_seconds(status.get('train_seconds'))}",
+        f"- **Trained:** {format_when(status.get('trained_at'))}, in {format_seconds(status.get('train_seconds'))}"
+        + (f" (and {format_seconds(status['data_seconds'])} preparing the data)"
+           if status.get("data_seconds") is not None else ""),
         f"- **Settings:** {settings or '–'}",
         f"- **ONNX export vs native model:** {parity_text(status.get('onnx_parity'))}",
         f"- **Files:** {files}",
@@ -155,7 +157,9 @@ def training_summary(job: dict[str, Any]) -> str:
     result = job.get("result")
     if job.get("state") == "succeeded" and result:
         return (f"**Test accuracy {result['test_accuracy']:.2%}** on the 10,000 MNIST test images · "
-                f"trained in {format_seconds(result['train_seconds'])} · "
+                f"trained in {format_seconds(result['train_seconds'])}"
+                + (f" (and {format_seconds(result['data_seconds'])} preparing the data)"
+                   if result.get("data_seconds") is not None else "") + " · "
                 f"the Draw tab uses the new model now." + personal_summary(result.get("metadata") or {}))
     if job.get("state") == "cancelled":
         return "Cancelled: the previous model is still in use."

@@ -194,7 +194,7 @@
     } finally {
       inFlight -= 1;
     }
-    publish({version: sentVersion, image, answer, status});
+    publish({version: sentVersion, image, answer, status, url: predictUrl});  // url: explain.js asks there too
     if (pendingVersion > sentVersion) { pendingVersion = -1; predictNow(); }
   }
 })();

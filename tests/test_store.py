@@ -1,0 +1,233 @@
+"""The store package (store/) on SQLite and on a real PostgreSQL server: the same tables, migrations
+run once, advisory locks across threads and processes (freed when the holder is killed), the change
+watcher, and the answers to a bad DATABASE_URL or a server that goes away."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from store import DatabaseConfigError, LockTimeout, StoreUnavailableError, open_database, schema
+from tests.app_server import ROOT
+from tests.postgres import wait_until
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def opener(request, tmp_path):
+    """opener() -> a new Database object on one test database (call it twice for two "processes' views")."""
+    opened = []
+    if request.param == "sqlite":
+        address = {"sqlite_file": tmp_path / "store.sqlite3"}
+    else:
+        address = {"url": request.getfixturevalue("postgres_url")}
+
+    def open_one():
+        opened.append(open_database(**address))
+        return opened[-1]
+
+    open_one.backend = request.param
+    open_one.address = address
+    yield open_one
+    for database in opened:
+        database.close()
+
+
+def columns(database) -> dict[str, list[tuple[str, str]]]:
+    """table -> [(column, kind)], the kind in words both databases share."""
+    kinds = {"integer": "int", "bigint": "int", "text": "text", "blob": "bytes", "bytea": "bytes"}
+    if database.dialect == "sqlite":
+        def read(tx):
+            return {table: [(row[1], kinds[row[2].lower()]) for row in tx.execute(f"PRAGMA table_info({table})")]
+                    for table in schema.TABLES}
+    else:
+        def read(tx):
+            rows = tx.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                              "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position").fetchall()
+            found: dict[str, list] = {}
+            for table, column, kind in rows:
+                found.setdefault(table, []).append((column, kinds[kind]))
+            return found
+    return database.read(read)
+
+
+def test_sqlite_and_postgresql_have_the_same_tables(tmp_path, postgres_url):
+    lite = open_database(sqlite_file=tmp_path / "a.sqlite3")
+    postgres = open_database(postgres_url)
+    try:
+        lite.ensure_ready()
+        assert columns(lite) == columns(postgres)
+        assert set(columns(postgres)) == set(schema.TABLES) and "drawings" in schema.TABLES
+        versions = "SELECT version FROM schema_migrations ORDER BY version"
+        assert lite.read(lambda tx: tx.execute(versions).fetchall()) == \
+            postgres.read(lambda tx: tx.execute(versions).fetchall()) == \
+            [(number,) for number in range(1, schema.SCHEMA_VERSION + 1)]
+    finally:
+        lite.close()
+        postgres.close()
+
+
+def test_migrations_run_once(opener):
+    first = opener()
+    first.ensure_ready()
+    first.write(lambda tx: first.bump(tx, "drawings"))
+    second = opener()  # as another process starting on the same database
+    second.ensure_ready()
+    assert second.counters()["drawings"] == 1  # not migrated again (the counter would be back at 0)
+    applied = second.read(lambda tx: tx.execute("SELECT count(*) FROM schema_migrations").fetchone()[0])
+    assert applied == schema.SCHEMA_VERSION
+
+
+def test_a_write_that_raises_leaves_nothing(opener):
+    database = opener()
+    database.ensure_ready()
+
+    def half_done(tx):
+        database.bump(tx, "drawings")
+        raise ValueError("changed my mind")
+
+    with pytest.raises(ValueError):
+        database.write(half_done)
+    assert database.counters()["drawings"] == 0
+
+
+def test_advisory_locks_exclude_threads_and_other_views(opener):
+    first, second = opener(), opener()
+    first.ensure_ready()
+    lock = first.try_lock("train:model1")
+    assert lock is not None and lock.held()
+    assert first.try_lock("train:model1") is None and second.try_lock("train:model1") is None
+    other = second.try_lock("train:model2")  # another name is free
+    assert other is not None
+    other.release()
+    with pytest.raises(LockTimeout, match="held elsewhere"):
+        with second.locked("train:model1", timeout=0.2):
+            pass
+    waited = []
+
+    def wait_for_it():
+        with second.locked("train:model1", timeout=10):
+            waited.append(time.monotonic())
+
+    thread = threading.Thread(target=wait_for_it)
+    thread.start()
+    time.sleep(0.3)
+    released = time.monotonic()
+    lock.release()
+    thread.join()
+    assert not lock.held() and waited and waited[0] >= released
+
+
+HOLDER = """
+import sys, time
+from store import open_database
+database = open_database(**eval(sys.argv[1]))
+database.ensure_ready()
+lock = database.try_lock("train:model1")
+print("held" if lock else "refused", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_holder_frees_its_lock(opener):
+    """kill -9 of the process holding a lock: the database (PostgreSQL) or the system (SQLite's flock) frees
+    it, so a training killed mid-run never keeps its model locked."""
+    database = opener()
+    database.ensure_ready()
+    address = {key: str(value) for key, value in opener.address.items()}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, repr(address)], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert database.try_lock("train:model1") is None
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        lock = None
+
+        def free() -> bool:
+            nonlocal lock
+            lock = database.try_lock("train:model1")
+            return lock is not None
+
+        started = time.monotonic()
+        assert wait_until(free, timeout=10, step=0.1)
+        assert time.monotonic() - started < 5
+        lock.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
+def test_the_watcher_sees_another_views_change_within_two_seconds(opener):
+    writer, reader = opener(), opener()
+    writer.ensure_ready()
+    seen: list[tuple[str, int, float]] = []
+    watcher = reader.watch(lambda topic, counter: seen.append((topic, counter, time.monotonic())), interval=0.5)
+    try:
+        time.sleep(0.7)  # the watcher's first look
+        started = time.monotonic()
+        writer.write(lambda tx: writer.bump(tx, "versions"))
+        assert wait_until(lambda: any(topic == "versions" for topic, _, _ in seen), timeout=5)
+        topic, counter, when = next(item for item in seen if item[0] == "versions")
+        assert counter == 1 and when - started < 2.0
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.parametrize("url, words", [
+    ("mysql://user@host/db", "must be a postgresql://"),
+    ("sqlite:/tmp/x.db", "must be a postgresql://"),
+    ("postgresql://user@localhost:notaport/db", "not a valid PostgreSQL address"),
+    ("postgresql://host/db?badparam=1", "not a valid PostgreSQL address"),
+    ("postgresql://user@127.0.0.1:1/db", "cannot connect to PostgreSQL at 127.0.0.1:1/db"),
+])
+def test_a_bad_database_url_is_one_clear_error(url, words, monkeypatch):
+    import store.postgres
+
+    monkeypatch.setattr(store.postgres, "START_WAIT", 0.5)
+    with pytest.raises(DatabaseConfigError, match=words) as raised:
+        open_database(url)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_sqlite_url_names_the_file(tmp_path):
+    database = open_database(f"sqlite:///{tmp_path}/named.sqlite3")  # sqlite:////absolute/path
+    try:
+        database.ensure_ready()
+        assert (tmp_path / "named.sqlite3").is_file() and database.describe()["backend"] == "sqlite"
+    finally:
+        database.close()
+
+
+def test_postgresql_down_is_a_quick_503_and_up_again_without_reopening(postgres_server, postgres_url):
+    """The server stopped (a crash, then a restart): operations fail at once in words while it is down and
+    work again once it is back, on the same Database object, with no connection left over."""
+    database = open_database(postgres_url)
+    try:
+        database.write(lambda tx: database.bump(tx, "drawings"))
+        postgres_server.stop("immediate")
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match="does not answer"):
+            database.counters()
+        with pytest.raises(StoreUnavailableError, match="does not answer"):
+            database.counters()  # the second at once (DOWN_BACKOFF)
+        assert time.monotonic() - started < 8
+        postgres_server.start_again()
+
+        def works() -> bool:
+            try:
+                return database.counters()["drawings"] == 1
+            except StoreUnavailableError:
+                return False
+
+        assert wait_until(works, timeout=15, step=0.2)
+        pool = database.describe()["pool"]
+        assert pool["size"] <= pool["max"] and pool["waiting"] == 0
+    finally:
+        database.close()
+    assert postgres_server.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'digit-studio'") \
+        == [(0,)]
