@@ -22,6 +22,7 @@ from inference.learned import learned_from_bytes, learned_from_model
 from inference.predictor import ModelUnavailableError, Predictor
 from tests.fakes import tiny_onnx, tiny_predict, tiny_weights, write_tiny_model
 from training import backfill_card, evaluation
+from training.artifacts import ExportFolder
 from training.export import save_model
 from training.model_versions import ModelVersions
 from training.onnx_contract import INPUT_NAME, OPSET, OUTPUT_NAME, to_pixels
@@ -294,33 +295,30 @@ def test_a_model_without_an_export_says_so(empty_exports, no_mnist):
         ModelInsights(Predictor(empty_exports)).get("model1")
 
 
-def test_the_figures_follow_the_served_version(empty_exports, no_mnist):
-    """After a run (a new version) and after serving an older version again, weights and test-set
+def test_the_figures_follow_the_served_version(empty_exports, tmp_path, no_mnist):
+    """After a run (a new version) and after serving the shipped version again, weights and test-set
     figures are those of the ONNX file being served."""
-    versions = ModelVersions(empty_exports)
-    write_tiny_model(empty_exports, "model1", seed=10)
-    versions.ensure_initial()  # version 1
+    write_tiny_model(empty_exports, "model1", seed=10)  # the shipped model: version 1
     v1_weights = learned_from_bytes((empty_exports / "model1.onnx").read_bytes()).digit_weights
-    write_tiny_model(empty_exports, "model1", seed=11)
-    assert versions.record("model1") == 2
-    predictor = Predictor(empty_exports)
-    insights = ModelInsights(predictor)
+    versions = ModelVersions(data_dir=tmp_path / "data", shipped_dir=empty_exports)
+    write_tiny_model(versions, "model1", seed=11)  # a run: version 2, serving
+    insights = ModelInsights(Predictor(versions))
 
     def served():
         shown = learned_view.figures(MODELS["model1"], insights)
         return tile(shown.learned, 3, (28, 28), 5, learned_plots.WEIGHTS_PAD), insights.get("model1")
 
     v2_image, v2 = served()
-    assert v2.version == 2 and v2.onnx_sha256 == sha((empty_exports / "model1.onnx").read_bytes())
+    v2_onnx = versions.serving_files("model1").paths["onnx"]
+    assert v2.version == 2 and v2.onnx_sha256 == sha(v2_onnx.read_bytes())
     assert np.array_equal(v2_image, tiny_weights(seed=11)[0][:, 3].reshape(28, 28))
 
     versions.serve("model1", 1)
-    predictor.reload("model1")
     v1_image, v1 = served()
     assert v1.version == 1 and np.array_equal(v1_image, v1_weights[3]) and not np.array_equal(v1_image, v2_image)
     assert v1.results["onnx_sha256"] == v1.onnx_sha256 != v2.onnx_sha256
-    kept = json.loads((empty_exports / "versions" / "model1" / "1" / "model1.json").read_text())
-    assert v1.results == kept[evaluation.KEY]  # the record kept with version 1, not version 2's
+    shipped = json.loads((empty_exports / "model1.json").read_text())
+    assert v1.results == shipped[evaluation.KEY]  # the record kept with version 1, not version 2's
 
 
 def test_the_tab_draws_each_served_version_once(empty_exports, no_mnist):
@@ -348,9 +346,10 @@ def test_a_registry_model_exposing_nothing_gets_the_test_set_figures(empty_expor
         return ort.InferenceSession(session_bytes, providers=["CPUExecutionProvider"]).run(
             [OUTPUT_NAME], {INPUT_NAME: x.astype(np.float32)})[0]
 
-    save_model(name="mlp", native_format="npz", write_native=lambda path: path.write_bytes(b"weights"),
+    folder = ExportFolder(empty_exports, {"mlp": spec})
+    save_model(name="mlp", write_native=lambda path: path.write_bytes(b"weights"),
                onnx_model=model, probabilities_output=OUTPUT_NAME, native_predict=native, parity_images=images,
-               test_set=(images, np.arange(40) % 10), metadata={"test_accuracy": 0.1}, exports_dir=empty_exports)
+               test_set=(images, np.arange(40) % 10), metadata={"test_accuracy": 0.1}, exports_dir=folder)
     insights = ModelInsights(Predictor(empty_exports, models={"mlp": spec}))
     shown = learned_view.figures(spec, insights)
     assert shown.learned is None and "no weights that read as images" in shown.learned_note
@@ -361,27 +360,23 @@ def test_a_registry_model_exposing_nothing_gets_the_test_set_figures(empty_expor
 # -- training/backfill_card.py ------------------------------------------------------------------------
 
 def test_backfill_records_the_figures_without_touching_the_models(empty_exports, capsys):
-    versions = ModelVersions(empty_exports)
-    write_tiny_model(empty_exports, "model1", seed=20)
-    versions.ensure_initial()
-    write_tiny_model(empty_exports, "model1", seed=21)
-    versions.record("model1")
-    metadata_files = [empty_exports / "model1.json", *sorted((empty_exports / "versions").glob("model1/*/model1.json"))]
-    for path in metadata_files:
-        drop_recorded_results(path.parent, "model1")
-    models_before = {path: path.read_bytes() for path in empty_exports.rglob("*") if path.is_file()
-                     and path.suffix != ".json"}
+    names = list(MODELS)
+    for seed, name in enumerate(names):
+        write_tiny_model(empty_exports, name, seed=20 + seed)
+        drop_recorded_results(empty_exports, name)
+    metadata_files = [empty_exports / f"{name}.json" for name in names]
+    models_before = {path: path.read_bytes() for path in empty_exports.iterdir() if path.suffix != ".json"}
     before = {path: json.loads(path.read_text()) for path in metadata_files}
 
     images = np.random.default_rng(3).integers(0, 256, (50, 28, 28), dtype=np.uint8)
     labels = np.arange(50) % 10
     written = backfill_card.backfill(empty_exports, images, labels)
     assert sorted(written) == sorted(metadata_files)
-    for path in metadata_files:
+    for path, name in zip(metadata_files, names):
         after = json.loads(path.read_text())
         results = after.pop(evaluation.KEY)
         assert after == before[path]  # nothing else in the metadata changed
-        assert evaluation.describes(results, sha((path.parent / "model1.onnx").read_bytes()))
+        assert evaluation.describes(results, sha((empty_exports / f"{name}.onnx").read_bytes()))
         assert results["images"] == 50 and "backfill_card" in results["source"]
     assert {path: path.read_bytes() for path in models_before} == models_before  # models byte-identical
 

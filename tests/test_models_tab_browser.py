@@ -22,7 +22,7 @@ def server(sync_api, exports_copy, tmp_path_factory):
     exports = copy_exports(exports_copy, folder / "exports")
     with running_app(exports, folder / "app.log", DATA_DIR=str(folder / "data"), PREDICT_WORKERS="0",
                      MNIST_DIR=None, MNIST_CACHE=str(folder / "no-mnist"), MNIST_DOWNLOAD="0") as running:
-        yield running.url, exports
+        yield running.url, exports, folder / "data"
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,8 @@ def test_every_card_is_complete_without_mnist_and_follows_the_served_version(pag
     from tests.fakes import write_tiny_model
     from training.model_versions import ModelVersions
 
-    write_tiny_model(server[1], "model1", seed=4)
-    ModelVersions(server[1]).ensure_initial()  # kept as version 2, serving
+    # As `python -m training model1` leaves it while the app runs: version 2, serving.
+    write_tiny_model(ModelVersions(data_dir=server[2], shipped_dir=server[1]), "model1", seed=4)
     page.locator("#models-refresh").click()
     wait_for_text(page, "#learned-note-model1", lambda text: "Model 1 version 2" in text)
     wait_for_text(page, "#confusion-note-model1", lambda text: "of 16 test images" in text)

@@ -2,10 +2,9 @@
 
     python -m training.backfill_card [--exports-dir DIR] [--mnist-dir DIR] [--force]
 
-For every registry model with an export (exports/<name>.onnx, and each kept version under
-exports/versions/<name>/<n>/), runs that ONNX file on the MNIST test set through onnxruntime
-and writes the confusion matrix and the most confident mistakes (training/evaluation.py) into
-the model's metadata JSON, atomically. Nothing else changes: the ONNX and native files are
+For every registry model with an export in exports/ (the shipped models, version 1), runs that
+ONNX file on the MNIST test set through onnxruntime and writes the confusion matrix and the most
+confident mistakes (training/evaluation.py) into the model's metadata JSON, atomically. Nothing else changes: the ONNX and native files are
 only read, and each ONNX file's SHA-256 is checked to be the same after the write. A record
 already measured on the same ONNX bytes is left alone unless --force.
 
@@ -25,18 +24,13 @@ from training.registry import MODELS
 
 
 def model_files(exports: Path) -> Iterator[tuple[str, Path, Path]]:
-    """(label, onnx path, metadata path) for every export and kept version of every registry model."""
+    """(label, onnx path, metadata path) of every registry model in the exports folder (version 1, the
+    shipped models). Later versions are written by trainers that record the figures themselves, and a
+    version's folder never changes once kept (training/model_versions.py)."""
     for name, spec in MODELS.items():
         paths = artifact_paths(name, spec.native_format, exports)
         if paths["onnx"].is_file():
             yield f"{exports.name}/{paths['onnx'].name}", paths["onnx"], paths["metadata"]
-        versions = exports / "versions" / name
-        numbers = sorted(int(entry.name) for entry in versions.iterdir() if entry.name.isdigit()) \
-            if versions.is_dir() else []
-        for number in numbers:
-            folder = versions / str(number)
-            if (folder / paths["onnx"].name).is_file():
-                yield (f"{name} version {number}", folder / paths["onnx"].name, folder / paths["metadata"].name)
 
 
 def backfill(exports: Path, test_images, test_labels, *, force: bool = False, out=None) -> list[Path]:

@@ -47,7 +47,8 @@ class ModelInsights:
 
     def get(self, name: str) -> Insight:
         """The served version of `name`. Raises ModelUnavailableError when it has no usable export."""
-        paths = self.predictor.paths(name)
+        files = self.predictor.source.serving_files(name)  # the serving version's files (after a switch, others)
+        paths = files.paths
         with self._locks[name]:
             key = (file_signature(paths["onnx"]), file_signature(paths["metadata"]))
             cached = self._cache.get(name)
@@ -57,11 +58,14 @@ class ModelInsights:
                 raise ModelUnavailableError(name, NO_EXPORT_REASON)
             if not self.predictor.is_available(name):  # a broken file: the predictor's reason says why
                 raise ModelUnavailableError(name, self.predictor.model_status(name)["reason"] or NO_EXPORT_REASON)
-            insight = self._inspect(name, paths["onnx"].read_bytes(), read_metadata(paths["metadata"]) or {})
+            metadata = read_metadata(paths["metadata"]) or {}
+            # Its number as the predictor reports it (a plain folder: what its metadata says, if anything).
+            version = files.version if files.version is not None else metadata.get("version")
+            insight = self._inspect(name, paths["onnx"].read_bytes(), metadata, version)
             self._cache[name] = (key, insight)
             return insight
 
-    def _inspect(self, name: str, onnx_bytes: bytes, metadata: dict[str, Any]) -> Insight:
+    def _inspect(self, name: str, onnx_bytes: bytes, metadata: dict[str, Any], version: int | None) -> Insight:
         sha = evaluation.sha256_hex(onnx_bytes)
         try:
             learned = learned_from_bytes(onnx_bytes)
@@ -80,7 +84,7 @@ class ModelInsights:
                 results = evaluation.evaluate(onnx_bytes, *test_set, source="measured by the app on this "
                                               "machine's MNIST test set")
                 results_from = MEASURED_NOW
-        return Insight(model=name, onnx_sha256=sha, version=metadata.get("version"), learned=learned,
+        return Insight(model=name, onnx_sha256=sha, version=version, learned=learned,
                        results=results, results_from=results_from, missing=missing)
 
     def _mnist_test(self):
