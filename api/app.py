@@ -125,7 +125,7 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         if pool is not None:
             await pool.start()
         if explain_lane is not None:
-            await explain_lane.start()
+            await explain_lane.start(after=pool)  # once the prediction workers are up: see ExplainLane.start
         try:
             yield
         finally:

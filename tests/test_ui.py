@@ -27,7 +27,8 @@ PUBLIC_ENDPOINTS = {"/predict", "/train_model1", "/train_model2", "/cancel_model
                     "/model_status", "/env",
                     # issue 12: corrections, fine-tuning, model versions
                     "/save_drawing", "/fine_tune_model1", "/fine_tune_model2", "/serve_version",
-                    "/recognize_digit", "/mcp_model_status"}  # the MCP tools (ui/mcp_tools.py)
+                    "/recognize_digit", "/mcp_model_status",  # the MCP tools (ui/mcp_tools.py)
+                    "/explain", "/explain_digit"}  # issue 19: gradio_client's and MCP's explanations
 
 
 def stroke_image(points: list[tuple[int, int]], size: int = 280, width: int = 22) -> Image.Image:

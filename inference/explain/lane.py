@@ -19,10 +19,13 @@ Used from the server's one event loop, like inference/pool.py: the counts need n
 """
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 import os
 import sys
+import time
 import anyio
 
 from inference.answer import encode, predict_answer
@@ -35,6 +38,7 @@ DEFAULT_WORKERS = 1  # $EXPLAIN_WORKERS: one core's worth at most, of the two th
 DEFAULT_WAITING = 4  # $EXPLAIN_WAITING: queued besides those computing (a queued one waits ~30 ms each)
 DEFAULT_PER_CLIENT = 2  # $EXPLAIN_PER_CLIENT: the page keeps one in flight; two leave room for a retry
 RETRY_AFTER = 1  # s
+AFTER_TIMEOUT = 120.0  # s: the longest the explanation workers wait for the prediction workers to start
 
 
 class ExplainRefused(Exception):
@@ -80,16 +84,35 @@ class ExplainLane:
         self._by_client: collections.Counter[str] = collections.Counter()
         self._in_process = anyio.CapacityLimiter(1)
         self._explainer = None  # for the in-process fallback, opened on first use
+        self._starter: asyncio.Task | None = None  # start(after=...) waiting for the prediction workers
 
     @property
     def capacity(self) -> int:
         """Explanations admitted at once: computing plus waiting."""
         return max(self.pool.size, 1) + self.waiting
 
-    async def start(self) -> None:
+    async def start(self, after: PredictionPool | None = None) -> None:
+        """Start the explanation workers in the background. With `after` (the prediction pool), only once
+        its workers are ready, or after AFTER_TIMEOUT: a worker's start is seconds of CPU (imports, the
+        graphs opened and warmed), and starting them all at once on a busy 2-core machine delayed the
+        server's first answers past gradio_client's 5 s timeout. Meanwhile explanations are computed
+        in this process (one at a time)."""
+        if after is None or after.size <= 0:
+            await self.pool.start()
+            return
+        self._starter = asyncio.get_running_loop().create_task(self._start_after(after))
+
+    async def _start_after(self, other: PredictionPool) -> None:
+        deadline = time.monotonic() + AFTER_TIMEOUT
+        while other.ready_workers < other.size and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
         await self.pool.start()
 
     async def close(self) -> None:
+        if self._starter is not None:
+            self._starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starter
         await self.pool.close()
 
     def describe(self) -> dict[str, int]:

@@ -3,7 +3,10 @@
 // (the "digit-studio:answer" event of canvas.js): after an answer to drawing version v arrives,
 // it POSTs the same image to /predict with "explain": true, so the answers never wait for the
 // explanations. One request in flight; when it returns and a newer drawing has been answered,
-// that one is asked next (older ones are skipped). A busy server (429/503) keeps the maps shown
+// that one is asked next (older ones are skipped). While the pen is down it asks at most every
+// DRAWING_INTERVAL_MS; once the pen lifts, at once: fewer explanations while drawing leave the
+// cores to the answers and make a request already in flight at pen-up (which the final drawing's
+// would wait behind) less likely. A busy server (429/503) keeps the maps shown
 // and is asked again at the next answer, or after its Retry-After.
 // Each model's section shows its maps (top digit, runner-up, top rather than runner-up), its
 // weight images with the drawing's score against each (a linear model: "templates"), its layer
@@ -21,6 +24,10 @@
   let inFlight = false;
   let retryTimer = null;
   let upload = false;  // an uploaded picture's answer is on the page, not the canvas's
+  const DRAWING_INTERVAL_MS = 300;
+  let penDown = false;
+  let lastAsked = -Infinity;
+  let drawingTimer = null;
 
   function say(text) { status.textContent = text; }
 
@@ -103,8 +110,14 @@
 
   async function ask() {
     if (!details.open || inFlight || !latest || latest.version <= shownVersion) return;
+    const wait = penDown ? lastAsked + DRAWING_INTERVAL_MS - performance.now() : 0;
+    if (wait > 0) {
+      if (drawingTimer === null) drawingTimer = setTimeout(() => { drawingTimer = null; ask(); }, wait);
+      return;
+    }
     const entry = latest;
     inFlight = true;
+    lastAsked = performance.now();
     let retryAfter = 0;
     try {
       const response = await fetch(entry.url, {
@@ -156,4 +169,14 @@
     say("The Explain view follows the canvas: draw there to see why each model reads it.");
   });
   details.addEventListener("toggle", () => { if (details.open) ask(); });
+  // The pen's state on the canvas (capture: canvas.js handles the events themselves).
+  document.addEventListener("pointerdown", (event) => {
+    if (event.target.closest && event.target.closest("#sketchpad canvas")) penDown = true;
+  }, true);
+  const lifted = () => {
+    penDown = false;
+    if (drawingTimer !== null) { clearTimeout(drawingTimer); drawingTimer = null; }
+  };
+  document.addEventListener("pointerup", lifted, true);
+  document.addEventListener("pointercancel", lifted, true);
 })();
