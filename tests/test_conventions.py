@@ -90,13 +90,19 @@ def test_the_training_letters_include_the_ones_real_hands_get_accepted_and_write
     hand = letters.hand_letters()
     assert set("DJj") <= set(hand) and "Q" not in hand
     assert not set(hand) & (set(DIGIT_LIKE_LETTERS) - set("DJj"))
-    rng = np.random.default_rng(0)
-    neat = np.concatenate([np.asarray(s) for s in strokes.hershey_strokes("futural", "L")])
-    written = letters.handwritten("futural", "L", rng)
-    assert len(written) == len(strokes.hershey_strokes("futural", "L"))
-    # The vertical stroke of the L is no longer straight: it wobbles.
-    stem = np.asarray(written[0])
-    assert np.ptp(stem[:, 0] + 0.0) > 0.01 and len(stem) > len(neat)
+    from training import fast_canvas
+
+    items = [("futural", "L"), ("scripts", "D")] * 3
+    neat = fast_canvas.drawings_points([strokes.hershey_strokes(*item) for item in items])
+    written = letters.handwritten(items, np.random.default_rng(0))
+    again = letters.handwritten(items, np.random.default_rng(0))
+    assert [len(w) for w in written] == [len(n) for n in neat]  # the same points, moved
+    assert all(np.array_equal(a, b) for a, b in zip(written, again))  # by the seed alone
+    moved = [np.abs(w - n).max() for w, n in zip(written, neat)]
+    assert min(moved) > 0.5 and max(moved) < 12  # a wobble and a lean of a few work px, not a new shape
+    # The L's upright stroke is no longer straight: its columns wobble along it.
+    l_stroke = written[0][neat[0][:, 1] == neat[0][:, 1].min()]
+    assert np.ptp(l_stroke[:, 1]) > 0.3
 
 
 def test_the_training_mix_holds_every_convention_and_never_calls_the_evaluation_generators(mnist, monkeypatch):

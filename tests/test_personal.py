@@ -76,7 +76,10 @@ def test_model1_full_run_and_fine_tune_learn_the_drawings(store, mnist, exports)
     personal = mixed.metadata["personal"]
     assert personal["drawings_trained_on"] + personal["drawings_held_out"] == 100
     assert mixed.metadata["drawings_accuracy"] == personal["after"]["drawings"]
-    assert personal["after"]["drawings"] >= plain["after"]["drawings"] + 0.1, (plain, personal)
+    # Since the mix's writers' conventions (issue 21) a plain run already reads ~90% of these 24 held-out
+    # drawings (22 of 24 measured), so the drawings cannot add 10 points any more: they add the rest.
+    assert personal["after"]["drawings"] > plain["after"]["drawings"], (plain, personal)
+    assert personal["after"]["drawings"] >= 0.95, (plain, personal)
 
     # Fine-tune from the shipped model: the held-out drawings move, MNIST stays where it was
     # (a run from scratch on the same 4,000 images would lose about 3 points).

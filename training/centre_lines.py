@@ -37,19 +37,21 @@ def centre_lines(kind: str, items: list, rng: np.random.Generator) -> list[np.nd
     if kind in MNIST_KINDS:
         if not items:
             return []
-        shapes = fast_canvas.mnist_shapes(np.stack(items))
-        return [_mnist_line(kind, shape, line, rng) for shape, line in zip(shapes, strokes.skeletons(shapes))]
+        shapes = _small_shapes(np.stack(items))
+        return _mnist_lines(kind, shapes, strokes.skeleton_points(shapes, midpoints=True), rng)
     if kind == "pair":
         if not items:
             return []
-        lines = strokes.skeletons(fast_canvas.mnist_shapes(np.concatenate([np.asarray(pair) for pair in items])))
+        lines = strokes.skeleton_points(_small_shapes(np.concatenate([np.asarray(pair) for pair in items])),
+                                        midpoints=True)
+        lines = [None if line is None else fast_canvas.to_work_frame(line) for line in lines]
         return [_pair_line(lines[2 * i], lines[2 * i + 1], rng) for i in range(len(items))]
     if not items:
         return []
     if kind == "font":
         return fast_canvas.drawings_points([strokes.hershey_strokes(*item) for item in items])
     if kind == "letter_hand":  # items: (training font, letter)
-        return fast_canvas.drawings_points([letters.handwritten(font, char, rng) for font, char in items])
+        return letters.handwritten(items, rng)
     if kind in conventions.GENERATED:  # items: the digit to write
         draw = conventions.GENERATED[kind][1]
         return fast_canvas.drawings_points([draw(rng, digit) for digit in items])
@@ -65,14 +67,23 @@ _EDITS = {"one_flag": strokes.flag_and_foot_lines, "seven_bar": strokes.seven_ba
           "zero_slash": strokes.zero_slash_lines}
 
 
-def _mnist_line(kind: str, shape: np.ndarray, line: np.ndarray | None, rng: np.random.Generator) -> np.ndarray | None:
-    """An MNIST digit's skeleton, with the strokes a convention adds to it (work-frame pixels)."""
+def _mnist_lines(kind: str, shapes: np.ndarray, lines: list, rng: np.random.Generator) -> list[np.ndarray | None]:
+    """MNIST digits' skeleton points, with the strokes a convention adds to each (work-frame pixels),
+    the added strokes of the whole batch sampled at once."""
     edit = _EDITS.get(kind) or (conventions.MNIST_EDITS[kind][1] if kind in conventions.MNIST_EDITS else None)
-    added = edit(shape, rng) if edit else []
-    if line is None:
-        return None
-    points = fast_canvas.line_points(line)
-    return np.concatenate([points, fast_canvas.work_polyline_points(added)]) if added else points
+    added = [edit(shape, rng) for shape in shapes] if edit else []
+    out = [None if line is None else line.astype(np.float32) for line in lines]
+    edited = [index for index, line in enumerate(out) if line is not None and added and added[index]]
+    if edited:
+        spacing = fast_canvas.POINT_SPACING * fast_canvas.SKELETON_INNER / (strokes.WORK_SIDE - 2 * strokes.WORK_MARGIN)
+        for index, points in zip(edited, fast_canvas.drawings_points([added[i] for i in edited], spacing, fit=False)):
+            out[index] = np.concatenate([out[index], points])
+    return [None if line is None else fast_canvas.to_work_frame(line) for line in out]
+
+
+def _small_shapes(digits: np.ndarray) -> np.ndarray:
+    """MNIST digits in the frame the training mix skeletonises them in (fast_canvas.SKELETON_INNER)."""
+    return fast_canvas.mnist_shapes(digits, fast_canvas.SKELETON_INNER, fast_canvas.SKELETON_MARGIN)
 
 
 def _pair_line(left: np.ndarray | None, right: np.ndarray | None, rng: np.random.Generator) -> np.ndarray | None:
@@ -81,7 +92,7 @@ def _pair_line(left: np.ndarray | None, right: np.ndarray | None, rng: np.random
     shift = int(rng.integers(-4, 5))
     if left is None or right is None:
         return None
-    first, second = fast_canvas.line_points(left), fast_canvas.line_points(right)
+    first, second = left.astype(np.float32), right.astype(np.float32)
     second = second + np.array([shift, strokes.WORK_SIDE - (2 * strokes.WORK_MARGIN - gap)], np.float32)
     both = np.concatenate([first, second])
     # Back into the work frame (the hand's warp turns about its centre), as side_by_side shrinks its frame.

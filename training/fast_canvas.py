@@ -19,10 +19,10 @@ whole batch at once, in ~0.2 ms:
        centre line, blurred like the two Lanczos resizes (`_coverage`); then the
        same peak normalisation and centre-of-mass placement as preprocess.to_mnist.
 
-The emulation's constants were fitted against the long way on the same centre
-lines (tests/test_fast_canvas.py keeps it honest: pixel error, ink, stroke
-widths), and the two renderers' images are compared by the shipped models' accuracy
-on them (README, "How it reads real drawings"). The evaluation drawings
+The emulation's constants were fitted against the long way on the same centre lines
+(tests/test_fast_canvas.py keeps it so: pixel error, ink, stroke widths, edges);
+`python -m benchmarks.fast_canvas_check` compares the two renderers' images and how the
+shipped models read them (README, "How it reads real drawings"). The evaluation drawings
 (benchmarks/drawn_sets.py) still go the long way: through the app's own code.
 
 Every random choice comes from the numpy Generator passed in: the same seed gives
@@ -38,8 +38,10 @@ from scipy.special import erf
 
 from training.strokes import WORK_MARGIN, WORK_SIDE, Distortion, Pen
 
-RENDER_VERSION = 1  # part of the training mix's cache key (training/canvas_data.py): raise it when a drawing changes
-POINT_SPACING = 0.7  # work px between the points of a sampled polyline (a skeleton's pixels are 1-1.4 apart)
+RENDER_VERSION = 3  # part of the training mix's cache key (training/canvas_data.py): raise it when a drawing changes
+# Work px between the points of a sampled polyline (a skeleton's pixels are 1-1.4 apart): ~0.55 output
+# px, where the thinnest pen after preprocessing is ~1.7 px wide (the scallops between points: < 0.05 px).
+POINT_SPACING = 1.4
 BOX = 20  # px: preprocess scales the ink's longer side to this (inference.preprocess.MNIST_BOX)
 SIDE = 28
 CENTRE = 14.0  # inference.preprocess.MNIST_CENTRE
@@ -64,22 +66,36 @@ def _resize_operator(n_in: int, n_out: int, method: int) -> np.ndarray:
                      for i in range(n_in)], 1)
 
 
-def mnist_shapes(digits: np.ndarray) -> np.ndarray:
-    """strokes.mnist_shape of every digit of uint8 [N, 28, 28], at once: float32 [N, 64, 64]."""
+# The training mix skeletonises MNIST digits 36 px tall (in a 46 px frame) rather than the long
+# way's 50 (64): the skeleton's cost grows with the cube of the size (area x thinning passes), and
+# its pixels are still ~0.55 output px apart. Its points are scaled into the work frame after.
+SKELETON_INNER, SKELETON_MARGIN = 36, 5
+
+
+def mnist_shapes(digits: np.ndarray, inner: int = WORK_SIDE - 2 * WORK_MARGIN, margin: int = WORK_MARGIN) -> np.ndarray:
+    """strokes.mnist_shape of every digit of uint8 [N, 28, 28], at once: float32 [N, S, S], the
+    digit `inner` px tall in a frame with `margin` px around it (default: the work frame, 64 px)."""
     from scipy import ndimage
 
     from training.strokes import SOURCE_BLUR
 
     digits = np.asarray(digits, np.float32).reshape(-1, 28, 28) / 255.0
     field = ndimage.gaussian_filter(digits, (0, SOURCE_BLUR, SOURCE_BLUR))
-    inner = WORK_SIDE - 2 * WORK_MARGIN
-    up = _resize_operator(28, round(28 * inner / 28.0), Image.BICUBIC)
-    count, side = len(field), len(up)
-    # Two plain matrix products over the whole batch: up @ field @ up.T for every digit.
-    wide = (field.reshape(count * 28, 28) @ up.T).reshape(count, 28, side)
-    big = np.clip((wide.transpose(0, 2, 1).reshape(count * side, 28) @ up.T).reshape(count, side, side)
-                  .transpose(0, 2, 1), 0.0, 1.0)
-    return np.pad(big, ((0, 0), (WORK_MARGIN, WORK_MARGIN), (WORK_MARGIN, WORK_MARGIN))).astype(np.float32)
+    up = _resize_operator(28, inner, Image.BICUBIC)
+    # up @ field @ up.T for every digit as stacked 28-px products: one big matrix product (all the
+    # digits' rows at once) wakes OpenBLAS's threads, which on 2 busy cores cost up to 45 ms a call
+    # (measured), where a stack of small ones stays on this thread (8 ms for 1,000 digits).
+    big = np.clip(np.matmul(up, np.matmul(field, up.T)), 0.0, 1.0)
+    count, side = len(big), inner
+    out = np.zeros((count, side + 2 * margin, side + 2 * margin), np.float32)
+    out[:, margin:margin + side, margin:margin + side] = big
+    return out
+
+
+def to_work_frame(points: np.ndarray, inner: int = SKELETON_INNER, margin: int = SKELETON_MARGIN) -> np.ndarray:
+    """Points (row, col) of a frame made by mnist_shapes(inner, margin), in the work frame's pixels."""
+    scale = (WORK_SIDE - 2 * WORK_MARGIN) / inner
+    return ((np.asarray(points, np.float32) - margin) * scale + WORK_MARGIN).astype(np.float32)
 
 
 def line_points(line: np.ndarray) -> np.ndarray:
@@ -93,13 +109,15 @@ def polyline_points(strokes, spacing: float = POINT_SPACING) -> np.ndarray:
     return drawings_points([strokes], spacing)[0]
 
 
-def drawings_points(drawings, spacing: float = POINT_SPACING, fit: bool = True) -> list[np.ndarray]:
+def drawings_points(drawings, spacing: float = POINT_SPACING, fit: bool = True, strokes_too: bool = False):
     """`polyline_points` of many drawings (each a list of polylines) at once; with fit=False the
     polylines are already in work-frame pixels (x, y) and are only sampled.
 
     All strokes of all drawings together: their vertices one after the other, each stroke's arc
     length starting beyond the last one's, so one interpolation samples them all and never
-    bridges two strokes (a few dozen numpy calls a batch, not a drawing)."""
+    bridges two strokes (a few dozen numpy calls a batch, not a drawing). With `strokes_too`, also
+    (all points float32 [P, 2], each point's stroke [P], its arc length along that stroke [P], each
+    stroke's drawing [S], points per drawing [N]), for stroke-level distortions (training/letters.py)."""
     strokes, drawing_of_stroke = [], []
     for index, drawing in enumerate(drawings):
         for stroke in drawing:
@@ -138,7 +156,10 @@ def drawings_points(drawings, spacing: float = POINT_SPACING, fit: bool = True) 
     sample_key = t + shift * owner
     out = np.stack([np.interp(sample_key, key, xy[:, 1]), np.interp(sample_key, key, xy[:, 0])], 1)
     per_drawing = np.bincount(drawing_of_stroke, weights=samples, minlength=count).astype(np.int64)
-    return np.split(out.astype(np.float32), np.cumsum(per_drawing)[:-1])
+    out = out.astype(np.float32)
+    if strokes_too:
+        return out, owner, t - start[owner], drawing_of_stroke, per_drawing
+    return np.split(out, np.cumsum(per_drawing)[:-1])
 
 
 def work_polyline_points(strokes, spacing: float = POINT_SPACING) -> np.ndarray:
@@ -182,17 +203,19 @@ def warp_points(points: np.ndarray, owner: np.ndarray, count: int, rng: np.rando
         grid = distortion.elastic_grid
         control = rng.uniform(-1, 1, (count, 2, grid, grid)).astype(np.float32)
         coarse = _coarse_basis(grid)  # [FIELD_GRID, grid]
-        field = np.einsum("ai,nkij,bj->nkab", coarse, control, coarse, optimize=True)  # [N, 2, G, G]
+        field = np.einsum("ai,nkij,bj->nkab", coarse, control, coarse)  # [N, 2, G, G] (no BLAS: see mnist_shapes)
         where = np.clip(points.astype(np.float64) * ((FIELD_GRID - 1) / (WORK_SIDE - 1)), 0, FIELD_GRID - 1 - 1e-9)
         cell = where.astype(np.int64)
         frac = where - cell
         r, c = cell[:, 0], cell[:, 1]
         fr, fc = frac[:, 0:1], frac[:, 1:2]
-        flat = field.reshape(count, 2, FIELD_GRID * FIELD_GRID)
-        base = r * FIELD_GRID + c
+        # One flat gather per corner: drawing, axis and grid cell as one index.
+        flat = field.reshape(-1)
+        cells = FIELD_GRID * FIELD_GRID
+        base = owner * (2 * cells) + r * FIELD_GRID + c
 
         def at(offset):
-            return flat[owner, :, base + offset]  # [P, 2]
+            return np.stack([flat[base + offset], flat[base + cells + offset]], 1)  # [P, 2]
 
         value = ((1 - fr) * ((1 - fc) * at(0) + fc * at(1)) + fr * ((1 - fc) * at(FIELD_GRID) + fc * at(FIELD_GRID + 1)))
         moved += distortion.elastic * value
@@ -294,19 +317,26 @@ _OFFSETS = np.array([(r, c) for r in range(-WINDOW, WINDOW + 1) for c in range(-
 _FRAME = BOX + 2 * WINDOW  # the distance frame: the box with room for every offset, no bounds checks
 
 
+_OFFSET_FLAT = (_OFFSETS[:, 0] * _FRAME + _OFFSETS[:, 1]).astype(np.int32)
+_OFFSET_ROWS, _OFFSET_COLS = _OFFSETS[:, 0].astype(np.float32), _OFFSETS[:, 1].astype(np.float32)
+
+
 def _nearest_distance(where: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
     """float32 [N, BOX, BOX]: per output pixel centre, the distance to the nearest point of its
     drawing within the window (inf further away)."""
+    where = where.astype(np.float32)
     base = np.floor(where)
-    fraction = (where - base - 0.5).astype(np.float32)  # the point, from its pixel's centre
-    base = base.astype(np.int64) + WINDOW
-    flat = (owner * _FRAME + base[:, 0]) * _FRAME + base[:, 1]
-    index = flat[:, None] + (_OFFSETS[:, 0] * _FRAME + _OFFSETS[:, 1])[None, :]
-    d_rows = fraction[:, 0, None] - _OFFSETS[None, :, 0].astype(np.float32)
-    d_cols = fraction[:, 1, None] - _OFFSETS[None, :, 1].astype(np.float32)
-    squared = d_rows * d_rows + d_cols * d_cols
+    fraction = where - base - np.float32(0.5)  # the point, from its pixel's centre
+    base = base.astype(np.int32) + WINDOW
+    flat = (owner.astype(np.int32) * _FRAME + base[:, 0]) * _FRAME + base[:, 1]
+    index = flat[:, None] + _OFFSET_FLAT[None, :]
+    d_rows = fraction[:, 0, None] - _OFFSET_ROWS[None, :]
+    d_cols = fraction[:, 1, None] - _OFFSET_COLS[None, :]
+    d_rows *= d_rows
+    d_cols *= d_cols
+    d_rows += d_cols
     nearest = np.full(count * _FRAME * _FRAME, np.inf, np.float32)
-    np.minimum.at(nearest, index.ravel(), squared.ravel())
+    np.minimum.at(nearest, index.ravel(), d_rows.ravel())
     frame = nearest.reshape(count, _FRAME, _FRAME)[:, WINDOW:WINDOW + BOX, WINDOW:WINDOW + BOX]
     return np.sqrt(frame)
 
@@ -343,8 +373,8 @@ def _place_by_mass(boxes: np.ndarray, out: np.ndarray) -> None:
     count = len(boxes)
     total = boxes.sum(axis=(1, 2))
     index = np.arange(BOX, dtype=np.float64)
-    tops = np.rint(CENTRE - boxes.sum(axis=2) @ index / total).astype(np.int64)
-    lefts = np.rint(CENTRE - boxes.sum(axis=1) @ index / total).astype(np.int64)
+    tops = np.rint(CENTRE - (boxes.sum(axis=2) * index).sum(axis=1) / total).astype(np.int64)
+    lefts = np.rint(CENTRE - (boxes.sum(axis=1) * index).sum(axis=1) / total).astype(np.int64)
     side = SIDE + 2 * _PAD
     origin = (np.arange(count) * side + tops + _PAD) * side + lefts + _PAD
     grid = (np.arange(BOX)[:, None] * side + np.arange(BOX)[None, :]).ravel()

@@ -19,7 +19,7 @@ import string
 
 import numpy as np
 
-from training import strokes
+from training import fast_canvas, strokes
 
 # Letters that ARE digits in many hands (O/0, I/l/1, S/5, Z/2, B/8, b/6, g/q/9, T/7, ...)
 # are neither taught as non-digits nor counted as such.
@@ -33,29 +33,20 @@ def hand_letters() -> str:
     return LETTERS + EXTRA_LETTERS
 
 
-def handwritten(font: str, char: str, rng: np.random.Generator) -> list[np.ndarray]:
-    """One letter of a training font, written by a less careful hand: polylines float [N, 2] (x, y down)."""
-    glyph = [np.asarray(stroke, np.float64) for stroke in strokes.hershey_strokes(font, char)]
-    points = np.concatenate(glyph)
-    low = points.min(axis=0)
-    scale = 1.0 / max(float((points.max(axis=0) - low).max()), 1e-6)
-    shear = rng.uniform(-0.3, 0.3)
+def handwritten(items, rng: np.random.Generator) -> list[np.ndarray]:
+    """Letters (font, char) of the training fonts written by a less careful hand, as centre-line
+    points in the work frame (float32 [P, 2], row and col; fast_canvas's frame), all at once."""
+    glyphs = [strokes.hershey_strokes(font, char) for font, char in items]
+    points, stroke_of, along, drawing_of_stroke, per_drawing = fast_canvas.drawings_points(glyphs, strokes_too=True)
+    size = strokes.WORK_SIDE - 2 * strokes.WORK_MARGIN  # the letter's longer side, work px
+    count = len(drawing_of_stroke)
     # Per stroke and axis, two sinusoids along the arc length: a smooth wobble of 1-2.5% of the letter each.
-    amplitude = rng.uniform(0.01, 0.025, (len(glyph), 2, 2))
-    wavelength = rng.uniform(0.3, 1.2, (len(glyph), 2, 2))
-    phase = rng.uniform(0, 2 * np.pi, (len(glyph), 2, 2))
-    lifted = rng.normal(0.0, 0.02, (len(glyph), 2))  # where the pen came down again
-    out = []
-    for index, stroke in enumerate(glyph):
-        xy = (stroke - low) * scale
-        if len(xy) > 1:  # densified, so the wobble bends the stroke and not only its corners
-            along = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
-            if along[-1] > 0:
-                t = np.linspace(0.0, along[-1], max(2, int(along[-1] / 0.03) + 1))
-                xy = np.stack([np.interp(t, along, xy[:, 0]), np.interp(t, along, xy[:, 1])], 1)
-                xy += (amplitude[index, :, None, :] * np.sin(2 * np.pi * t[None, :, None] / wavelength[index, :, None, :]
-                                                             + phase[index, :, None, :])).sum(axis=2).T
-        xy = xy + lifted[index]
-        xy[:, 0] -= shear * (xy[:, 1] - 0.5)
-        out.append(xy)
-    return out
+    amplitude = rng.uniform(0.01, 0.025, (count, 2, 2)) * size
+    wavelength = rng.uniform(0.3, 1.2, (count, 2, 2)) * size
+    phase = rng.uniform(0, 2 * np.pi, (count, 2, 2))
+    lifted = rng.normal(0.0, 0.02, (count, 2)) * size  # where the pen came down again
+    shear = rng.uniform(-0.3, 0.3, len(items))[drawing_of_stroke][stroke_of]
+    wave = amplitude[stroke_of] * np.sin(2 * np.pi * along[:, None, None] / wavelength[stroke_of] + phase[stroke_of])
+    moved = points.astype(np.float64) + wave.sum(axis=2) + lifted[stroke_of]  # axes: row, col
+    moved[:, 1] -= shear * (moved[:, 0] - strokes.WORK_SIDE / 2.0)  # the letter leans
+    return np.split(moved.astype(np.float32), np.cumsum(per_drawing)[:-1])

@@ -224,8 +224,8 @@ def open_four(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
 # --------------------------------------------------------------------------- non-digits
 
 
-def scribble(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
-    """A random-walk scribble: one to three smooth wandering strokes."""
+def scribble(rng: np.random.Generator) -> list[np.ndarray]:
+    """A random-walk scribble: one to three smooth wandering strokes (float [N, 2] each)."""
     strokes = []
     for _ in range(int(rng.integers(1, 4))):
         steps = int(rng.integers(8, 30))
@@ -233,7 +233,7 @@ def scribble(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
         turns = np.cumsum(rng.normal(0, rng.uniform(0.3, 1.2), steps))
         lengths = rng.uniform(0.3, 1.0, steps)
         xy = np.cumsum(np.stack([np.cos(heading + turns), np.sin(heading + turns)], 1) * lengths[:, None], 0)
-        strokes.append(xy.tolist())
+        strokes.append(xy)
     return strokes
 
 
@@ -259,18 +259,17 @@ def loops_scribble(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
                       radius * np.sin(loops * angle)], 1).tolist()]
 
 
-def curves(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
-    """One or two smooth curves through random points (Catmull-Rom): doodles, squiggles, arcs."""
+def curves(rng: np.random.Generator) -> list[np.ndarray]:
+    """One or two smooth curves through random points (Catmull-Rom): doodles, squiggles, arcs (float [N, 2] each)."""
     strokes = []
     for _ in range(int(rng.integers(1, 3))):
         points = rng.uniform(0, 1, (int(rng.integers(3, 8)), 2))
         padded = np.concatenate([points[:1], points, points[-1:]])
-        t = np.linspace(0, 1, 8)[:, None]
-        path = []
-        for a, b, c, d in zip(padded[:-3], padded[1:-2], padded[2:-1], padded[3:]):
-            path.extend((0.5 * ((2 * b) + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t ** 2
-                                + (-a + 3 * b - 3 * c + d) * t ** 3)).tolist())
-        strokes.append(path)
+        t = np.linspace(0, 1, 8)[None, :, None]
+        # Every segment at once: a, b, c, d [segments, 1, 2] against t [1, 8, 1].
+        a, b, c, d = (padded[i:len(padded) - 3 + i][:, None, :] for i in range(4))
+        path = 0.5 * ((2 * b) + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t ** 2 + (-a + 3 * b - 3 * c + d) * t ** 3)
+        strokes.append(path.reshape(-1, 2))
     return strokes
 
 
@@ -435,10 +434,25 @@ def skeleton(shape: np.ndarray) -> np.ndarray:
 
 
 def skeletons(shapes: np.ndarray) -> list[np.ndarray | None]:
-    """`skeleton` of every shape of float [N, H, W] (None where it raises BrokenDrawing), the same
-    lines, with the pieces and loops of a whole batch counted in one labelling each (the per-shape
-    calls cost ~4 labellings a shape, more than the skeleton itself), on the part of the frames
-    that holds ink."""
+    """`skeleton` of every shape of float [N, H, W] (None where it raises BrokenDrawing): the same
+    lines, as bool [H, W] (see `skeleton_points`)."""
+    out: list[np.ndarray | None] = []
+    for points in skeleton_points(shapes):
+        if points is None:
+            out.append(None)
+            continue
+        line_ = np.zeros(np.shape(shapes)[1:], bool)
+        line_[points[:, 0], points[:, 1]] = True
+        out.append(line_)
+    return out
+
+
+def skeleton_points(shapes: np.ndarray, midpoints: bool = False) -> list[np.ndarray | None]:
+    """The pixels (int [P, 2], row and col, in order) of `skeleton` of every shape of float [N, H, W],
+    None where it raises BrokenDrawing; the same lines, made for a batch: the pieces and loops of
+    every shape counted in one labelling (the per-shape calls cost ~4 labellings a shape, more than
+    the skeleton itself), on the part of the frames that holds ink. With `midpoints`, float points
+    with the midpoint of every two neighbouring pixels added (a denser centre line)."""
     from skimage.morphology import skeletonize
 
     full = np.asarray(shapes)
@@ -455,7 +469,10 @@ def skeletons(shapes: np.ndarray) -> list[np.ndarray | None]:
     bottom, right = min(rows[-1] + 2, full.shape[1]), min(cols[-1] + 2, full.shape[2])
     shapes = full[:, top:bottom, left:right]
     traced = shapes > TRACE_LEVEL
-    pieces, loops = _batch_pieces(traced), _batch_loops(traced)
+    # LOOP_AREA is in pixels of the 64 px work frame: the same share of a smaller frame.
+    loop_area = LOOP_AREA * (full.shape[1] / WORK_SIDE) ** 2
+    pieces = _batch_pieces(traced)
+    loops = _batch_loops(traced, pieces, loop_area)
     pending = np.arange(len(shapes))
     deep = HOLLOW * full.shape[1]
     for level in (SKELETON_LEVEL, *RETRY_LEVELS):
@@ -464,19 +481,40 @@ def skeletons(shapes: np.ndarray) -> list[np.ndarray | None]:
         masks = shapes[pending] > level
         for index in np.flatnonzero(_full_blocks(masks, _deep_block(deep))):
             masks[index] &= ndimage.distance_transform_edt(masks[index]) <= deep
-        lines = np.stack([skeletonize(mask) if mask.any() else mask for mask in masks])
-        empty = ~lines.any(axis=(1, 2))
-        lines[empty] = masks[empty]
-        good = lines.any(axis=(1, 2)) & (_batch_pieces(lines) <= pieces[pending])
+        inked = masks.reshape(len(masks), -1).any(axis=1)
+        lines = masks.copy()  # an empty skeleton stays the mask itself, as in `skeleton`
+        for index in np.flatnonzero(inked):
+            line_ = skeletonize(masks[index])
+            if line_.any():
+                lines[index] = line_
+        line_pieces = _batch_pieces(lines)
+        good = inked & (line_pieces <= pieces[pending])
         looped = np.flatnonzero(good & (loops[pending] > 0))  # a shape without loops cannot lose one
         if len(looped):
-            good[looped] = _batch_loops(lines[looped]) >= loops[pending[looped]]
-        for index in np.flatnonzero(good):
-            line_ = np.zeros(full.shape[1:], bool)
-            line_[top:bottom, left:right] = lines[index]
-            out[pending[index]] = line_
+            good[looped] = _batch_loops(lines[looped], line_pieces[looped], loop_area) >= loops[pending[looped]]
+        chosen = np.flatnonzero(good)
+        which, row, col = np.nonzero(lines[chosen])  # every chosen line's pixels at once, in order
+        points = np.stack([row + top, col + left], 1)
+        if midpoints:
+            which, points = _with_midpoints(lines[chosen], which, points, top, left)
+        for index, part in zip(chosen, np.split(points, np.cumsum(np.bincount(which, minlength=len(chosen)))[:-1])):
+            out[pending[index]] = part
         pending = pending[~good]
     return out
+
+
+def _with_midpoints(lines: np.ndarray, which: np.ndarray, points: np.ndarray, top: int, left: int):
+    """Lines' pixels plus the midpoint of every pair of 8-neighbours, grouped by line again."""
+    whiches, parts = [which], [points.astype(np.float32)]
+    for d_row, d_col in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        here = lines[:, :lines.shape[1] - d_row, max(-d_col, 0):lines.shape[2] - max(d_col, 0)]
+        there = lines[:, d_row:, max(d_col, 0):lines.shape[2] - max(-d_col, 0) or None]
+        line, row, col = np.nonzero(here & there)
+        whiches.append(line)
+        parts.append(np.stack([row + top + d_row / 2.0, col + left + max(-d_col, 0) + d_col / 2.0], 1).astype(np.float32))
+    which = np.concatenate(whiches)
+    order = np.argsort(which, kind="stable")
+    return which[order], np.concatenate(parts)[order]
 
 
 def _mosaic(masks: np.ndarray, fill: bool) -> np.ndarray:
@@ -503,19 +541,46 @@ def _batch_pieces(masks: np.ndarray) -> np.ndarray:
     return np.bincount(_owners(labels, count, len(masks)), minlength=len(masks))
 
 
-def _batch_loops(masks: np.ndarray) -> np.ndarray:
-    """`_loops` of every mask of [N, H, W]: the background around and between the masks is one region."""
-    labels, count = ndimage.label(_mosaic(~masks, True))
+def _batch_loops(masks: np.ndarray, pieces: np.ndarray | None = None, loop_area: float = LOOP_AREA) -> np.ndarray:
+    """`_loops` of every mask of [N, H, W] (`pieces`: their `_batch_pieces`, if known): the background
+    around and between the masks is one region. Only the masks with a hole at all (by their Euler
+    number: pieces - holes, from 2x2 pixel patterns, no labelling) have their background labelled."""
+    if pieces is None:
+        pieces = _batch_pieces(masks)
+    loops = np.zeros(len(masks), np.int64)
+    holed = np.flatnonzero(pieces - _euler_numbers(masks) > 0)
+    if not len(holed):
+        return loops
+    labels, count = ndimage.label(_mosaic(~masks[holed], True))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    enclosed = (sizes >= LOOP_AREA) & (np.arange(1, count + 1) != labels[0, 0])
-    return np.bincount(_owners(labels, count, len(masks))[enclosed], minlength=len(masks))
+    enclosed = (sizes >= loop_area) & (np.arange(1, count + 1) != labels[0, 0])
+    loops[holed] = np.bincount(_owners(labels, count, len(holed))[enclosed], minlength=len(holed))
+    return loops
+
+
+def _euler_numbers(masks: np.ndarray) -> np.ndarray:
+    """Pieces minus holes of every mask of [N, H, W], 8-connected ink (Gray's 2x2 pattern count:
+    (one-pixel patterns - three-pixel patterns - 2 x diagonal pairs) / 4)."""
+    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1))).astype(np.int8)
+    a, b = padded[:, :-1, :-1], padded[:, :-1, 1:]
+    c, d = padded[:, 1:, :-1], padded[:, 1:, 1:]
+    total = a + b + c + d
+    ones = (total == 1).sum(axis=(1, 2))
+    threes = (total == 3).sum(axis=(1, 2))
+    diagonals = ((total == 2) & (a == d)).sum(axis=(1, 2))
+    return (ones - threes - 2 * diagonals) // 4
 
 
 def _full_blocks(masks: np.ndarray, side: int) -> np.ndarray:
-    """`_has_full_block` of every mask of [N, H, W] (a separable minimum filter: an erosion by the square)."""
-    if min(masks.shape[1:]) < side:
+    """Whether a mask of [N, H, W] may hold a full side x side square (`_has_full_block` or more:
+    never a false no). Any such square covers a full (side // 2) x (side // 2) block of aligned 2x2
+    cells, which a minimum filter finds on a quarter of the pixels."""
+    cells = side // 2
+    height, width = (masks.shape[1] // 2) * 2, (masks.shape[2] // 2) * 2
+    if min(height, width) // 2 < cells:
         return np.zeros(len(masks), bool)
-    eroded = ndimage.minimum_filter(masks.view(np.uint8), size=(1, side, side), mode="constant", cval=0)
+    pooled = masks[:, :height, :width].reshape(len(masks), height // 2, 2, width // 2, 2).all(axis=(2, 4))
+    eroded = ndimage.minimum_filter(pooled.view(np.uint8), size=(1, cells, cells), mode="constant", cval=0)
     return eroded.reshape(len(masks), -1).any(axis=1)
 
 
