@@ -82,7 +82,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 # The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
 # checks and limits of a public server (api/server.py). Gradio 6 takes theme and css when mounting.
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
-                 drawings=drawing_store, versions=versions, explain_lane=explain_lane)
+                 drawings=drawing_store, versions=versions, explain_lane=explain_lane, lanes=ctx.lanes)
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, data_dir=versions.data_dir, mcp_server=True,
                       theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"))
 mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST

@@ -22,12 +22,10 @@ FastAPI's response-model validation and encoding (the model still documents it i
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import Any
 
-import anyio
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -39,7 +37,7 @@ from api.errors import ErrorResponse, BodyLimitRoute, error_response, install_er
 from api.versions import versions_router
 from inference.answer import ALL_MODELS, DEFAULT_MODEL, encode, predict_answer
 from inference.explain.lane import ExplainLane, ExplainRefused
-from inference.image_io import LARGE_PIXELS, declared_size, png_size
+from inference.lanes import PredictionLanes
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from inference.status import environment, model_status_report
@@ -48,11 +46,6 @@ from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailabl
 
 log = logging.getLogger(__name__)
 
-PREDICT_THREADS = 2  # /predict requests at once in threads when there is no pool (see predict() in create_api)
-# An idle server answers a PNG this small on the event loop (see _fits_inline).
-INLINE_MAX_IMAGE_CHARS = 64 * 1024
-INLINE_MAX_PIXELS = 640 * 640
-LARGE_AT_ONCE = 1  # /predict requests with a large image decoded at once (see predict() in create_api)
 STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
 
 EXPLANATION_DOC = (
@@ -103,14 +96,16 @@ class AllPredictResponse(BaseModel):
 
 def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None,
                pool: PredictionPool | None = None, drawings: Any = None, versions: Any = None,
-               explain_lane: ExplainLane | None = None) -> FastAPI:
+               explain_lane: ExplainLane | None = None, lanes: PredictionLanes | None = None) -> FastAPI:
     """The REST routes over one predictor and one job manager (shared with the UI).
 
     With a `pool`, the server starts its worker processes when it starts (and stops them
     when it stops), and /predict uses them whenever requests overlap. `explain_lane`
     computes "explain": true requests (inference/explain/lane.py; started and stopped with
-    the server too); without one such a request is answered 503.
+    the server too); without one such a request is answered 503. `lanes` decides where each prediction
+    runs (inference/lanes.py; pass the one the UI uses, so both share its large-image lane).
     """
+    lanes = lanes or PredictionLanes(predictor, pool)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -142,10 +137,6 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     )
     app.router.route_class = BodyLimitRoute  # every API route; Gradio's mount keeps its own limits
     install_error_handlers(app)
-    predict_limiter = anyio.CapacityLimiter(PREDICT_THREADS)
-    large_lane = asyncio.Semaphore(LARGE_AT_ONCE)  # see predict()
-    predicts_in_threads = 0  # these two are only touched on the event loop: no lock needed
-    requests_in_flight = 0
     error_responses = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
     require_train_token = token_dependency(train_token)
@@ -159,10 +150,7 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 
     @app.get("/env", summary="Runtime environment", tags=["status"])
     def get_env() -> dict[str, Any]:
-        report = environment(pool, explain_lane)
-        if drawings is not None:  # which database, and its connections (no address: /env is public)
-            report["database"] = drawings.database.describe()
-        return report
+        return environment(pool, explain_lane, drawings)
 
     @app.get("/model_status", summary="Each model: trained, serving, accuracy", tags=["status"])
     def model_status() -> dict[str, Any]:
@@ -210,39 +198,19 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     @app.post("/predict", summary="Classify a drawn digit", tags=["predict"], response_model=PredictResponse,
               responses={**error_responses, 200: {"model": PredictResponse | AllPredictResponse}})
     async def predict(request: PredictRequest, http: Request) -> Response:
-        # Where the work runs (each choice measured on this 2-core machine, 280x280 canvas PNG):
-        # - Requests that overlap go to the worker processes (inference/pool.py): one process
-        #   is GIL-bound at ~2 ms of CPU per request, ~430 req/s at 8 clients however many
-        #   threads it uses; with workers the server process keeps only the HTTP work: 530-640.
-        # - A lone canvas-sized PNG is answered right here on the event loop: the hop to a
-        #   worker and back costs ~0.35 ms (1 client p50 2.96 ms here vs 3.32 ms via a worker).
-        #   Yielding once first lets requests that arrived together reach this point, so
-        #   overlap is seen; otherwise every request would find the server idle.
-        # - Without ready workers (starting, PREDICT_WORKERS=0), anything else runs in at most
-        #   PREDICT_THREADS threads, so a big upload never stalls the loop (which also serves the UI).
-        #   Two, not anyio's default 40: the work keeps retaking the GIL, and more threads only add
-        #   handoffs (all requests in threads, 8 clients: 40 threads 305 req/s, 2 threads 380).
-        # - An image that declares over LARGE_PIXELS (tens of ms to decode, up to a few hundred MB
-        #   for the largest allowed), or whose size the first 64 KB do not tell, waits its turn in
-        #   `large_lane`: LARGE_AT_ONCE at a time, so large uploads never hold more than that share
-        #   of the workers and canvas-sized requests keep their latency.
-        # - "explain": true goes to the explanation lane (its own workers, bounded per client and
-        #   server-wide: inference/explain/lane.py), after the same checks and the same large lane.
-        nonlocal requests_in_flight
-        requests_in_flight += 1
-        try:
-            if request.model != ALL_MODELS and request.model not in predictor.models:
-                return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
-            inline = _fits_inline(request.image)
-            work = explained if request.explain else answer
-            if not inline and _is_large(request.image):
-                async with large_lane:
-                    return await work(request, inline, http)
-            return await work(request, inline, http)
-        finally:
-            requests_in_flight -= 1
+        # Where the work runs is inference/lanes.py's choice (worker processes, the event loop, a few
+        # threads, and one large image at a time), shared with gradio_client and MCP. "explain": true
+        # goes to the explanation lane (its own workers, bounded per client and server-wide:
+        # inference/explain/lane.py), after the same checks and the same large lane.
+        if not request.explain:
+            return _json_response(*await lanes.answer(request.image, request.model, request.invert,
+                                                      include_input=request.include_input))
+        if request.model != ALL_MODELS and request.model not in predictor.models:
+            return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
+        async with lanes.admitted(request.image):
+            return await explained(request, http)
 
-    async def explained(request: PredictRequest, _inline: bool, http: Request) -> Response:
+    async def explained(request: PredictRequest, http: Request) -> Response:
         if explain_lane is None:
             return error_response(503, "This server does not compute explanations; ask without \"explain\"")
         try:
@@ -251,26 +219,6 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         except ExplainRefused as refused:
             return error_response(refused.status, refused.message, headers=refused.headers)
         return _json_response(status, body)
-
-    async def answer(request: PredictRequest, inline: bool, _http: Request | None = None) -> Response:
-        """Where the work runs, as explained in predict(); `inline`: _fits_inline(request.image)."""
-        nonlocal predicts_in_threads
-        small = predicts_in_threads == 0 and inline
-        if pool is not None and pool.ready_workers:
-            await asyncio.sleep(0)
-            if not small or requests_in_flight > 1 or pool.waiting:
-                answered = await pool.answer(request.image, request.model, request.invert,
-                                             include_input=request.include_input)
-                if answered is not None:
-                    return _json_response(*answered)
-        if small:
-            return _json_response(*_predict(predictor, request))
-        predicts_in_threads += 1
-        try:
-            answered = await anyio.to_thread.run_sync(_predict, predictor, request, limiter=predict_limiter)
-        finally:
-            predicts_in_threads -= 1
-        return _json_response(*answered)
 
     # The drawings database and model versions (api/drawings.py, api/versions.py).
     if drawings is not None:
@@ -284,21 +232,6 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
 def _client(request: Request) -> str:
     """Who is asking: the client's address (uvicorn puts the visitor's there behind a trusted proxy)."""
     return request.client.host if request.client else "unknown client"
-
-
-def _fits_inline(image: str) -> bool:
-    """A short PNG of canvas-like size: ~1-2 ms of work, fine to do on the event loop. The header
-    is checked too, because a few KB of PNG can declare a huge flat image (tens of ms to decode)."""
-    if len(image) > INLINE_MAX_IMAGE_CHARS:
-        return False
-    size = png_size(image)
-    return size is not None and size[0] * size[1] <= INLINE_MAX_PIXELS
-
-
-def _is_large(image: str) -> bool:
-    """Whether the image declares more than LARGE_PIXELS, or does not say in its first 64 KB."""
-    size = declared_size(image)
-    return size is None or size[0] * size[1] > LARGE_PIXELS
 
 
 def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:

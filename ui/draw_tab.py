@@ -63,14 +63,14 @@ def answers_template() -> str:
 def build(ctx: AppContext) -> DrawTab:
     """Lay out the Draw tab inside the current gr.Blocks and wire its events."""
 
-    def predict_upload(upload: Any) -> dict[str, Any]:
+    async def predict_upload(upload: Any) -> dict[str, Any]:
         try:
             path = draw.uploaded_path(upload)
         except ImageInputError as error:
             message = draw.UNREADABLE + str(error)
             gr.Warning(message)
             return {"status": 400, "answer": {"error": message}}
-        value = draw.upload_answer(ctx.predictor, path)
+        value = await draw.upload_answer(ctx.lanes, path)
         if value["answer"] and "error" in value["answer"]:
             gr.Warning(value["answer"]["error"])
         return value
