@@ -106,7 +106,8 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     # (a user's own drawings, mixed in by issue 12's training_data, keep their full weight).
     mnist_rows = canvas.summary["counts"]["train"]["mnist"]
     base_weights = np.where(np.arange(len(canvas.x_train)) < mnist_rows, 1.0, DRAWN_WEIGHT)
-    x_train, y_train, base_weights = run.weighted_training_data(canvas.x_train, canvas.y_train, base_weights)
+    x_train, y_train, base_weights = run.weighted_training_data(canvas.x_train, canvas.y_train, base_weights,
+                                                                 mnist_rows)
     # The mix's non-digits are left out: fitted towards a uniform output (outlier exposure) they
     # flagged 11.5% of letters instead of 8.6% and cost 0.7 points of MNIST test (93.6% vs 94.3%).
     digits = y_train != NOT_A_DIGIT
