@@ -13,7 +13,7 @@ benchmarks --only drawn`, 2026-12-02): MNIST test 94.62% -> 94.87%, the benchmar
 digits 86.31% -> 88.44% (unseen stroke fonts 79.1% -> 87.3%); expected calibration error
 after the temperature 1.69% -> 1.37% on MNIST test and 3.27% -> 1.29% on drawn digits, which
 no temperature could give the one-vs-rest scores. Fitted to convergence (L-BFGS,
-benchmarks/ceiling.py) the same model scores 94.98% on MNIST and 88.72% on half of the drawn
+benchmarks/reading/ceiling.py) the same model scores 94.98% on MNIST and 88.72% on half of the drawn
 digits, where this trainer's SGD scores 94.87% and 88.39%: within half a point of the best
 this linear model can do on this data.
 

@@ -5,7 +5,7 @@ Why not a Gradio event per stroke: the Sketchpad path cost 960 ms from pen-up to
 CPU per prediction. The canvas (ui/static/canvas.js) POSTs its 280x280 PNG as a data URL
 to /predict with "model": "all" and "include_input": true, a few KB in one request that
 the server spreads over its prediction workers (inference/pool.py), and the page renders
-both answers itself (ui/static/answers.js): see benchmarks/browser.py for the figures.
+both answers itself (ui/static/answers.js): see benchmarks/browser/draw_tab.py for the figures.
 
 Components and their values (what Python events get as input):
 - `sketch` (gr.HTML #sketchpad): {"image": PNG data URL of the 280x280 canvas, or None when
