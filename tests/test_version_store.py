@@ -116,6 +116,22 @@ def test_pruning_deletes_rows_and_never_the_serving_version(exports, tmp_path, d
         a.serve("model1", 3)
 
 
+def test_a_replica_drops_its_copies_of_versions_pruned_elsewhere_but_not_what_it_serves(exports, tmp_path, database):
+    a, b = replica(exports, tmp_path, "a", database, keep=2), replica(exports, tmp_path, "b", database)
+    write_tiny_model(a, "model1", digit=1)
+    VersionMirror(b).sync()  # B serves 2
+    b.files("model1", 2)
+    write_tiny_model(a, "model1", digit=2)  # 3 serves; 2 is pruned from the database (B still serves its copy)
+    write_tiny_model(a, "model1", digit=3)  # 4 serves; 3 is pruned
+    folder = tmp_path / "b" / "versions" / "model1"
+    b.files("model1", 4)
+    (folder / "9").mkdir()  # a folder of B's own (not a copy of the database's): never touched
+    (folder / "9" / "version.json").write_text('{"version": 9}')
+    assert (folder / "2").is_dir()  # serving here: kept until B serves another
+    assert VersionMirror(b).sync() == ["model1"]  # B follows to 4, then drops its copy of 2
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["4", "9"]
+
+
 def test_without_a_database_the_files_are_all_there_is(exports, tmp_path, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     versions = ModelVersions(data_dir=tmp_path / "data", shipped_dir=exports)

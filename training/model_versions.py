@@ -222,7 +222,7 @@ class ModelVersions:
                 data["metadata"] = paths["metadata"].read_bytes()
             files = {kind: {"name": paths[kind].name, "sha256": hashlib.sha256(blob).hexdigest(),
                             "bytes": len(blob)} for kind, blob in data.items()}
-            record = _record(number, source, files, metadata or {})
+            record = {**_record(number, source, files, metadata or {}), "database": True}  # see forget_deleted
             built["record"], built["data"] = record, data
             return record, {kind: (paths[kind].name, blob) for kind, blob in data.items()}
 
@@ -247,6 +247,23 @@ class ModelVersions:
             self._materialise(name, version)
             self._write_serving(name, version)
         return True
+
+    def forget_deleted(self, name: str) -> list[int]:
+        """This replica's copies of versions the database no longer keeps (pruned by another replica):
+        deleted, unless serving here. Only copies of the database's (their version.json says so): a
+        folder kept before the app used PostgreSQL is left alone."""
+        if self.catalog is None:
+            return []
+        removed = []
+        with self._exclusive(name):
+            kept, serving = set(self.catalog.records(name)), self._read_serving(name)
+            for number in self._trained_numbers(name):
+                folder = self.root / name / str(number)
+                if number not in kept and number != serving and (read_metadata(folder / VERSION_FILE) or {}).get(
+                        "database"):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(number)
+        return removed
 
     def _materialise(self, name: str, number: int) -> None:
         """Make sure version `number`'s folder here holds the files the database has (under the model's

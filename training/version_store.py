@@ -202,6 +202,11 @@ class VersionMirror:
                         log.exception("model versions: reloading %s failed", name)
             if changed:
                 self.synced += 1
+            for name in self.versions.models:  # versions pruned by another replica: free this disk too
+                try:
+                    self.versions.forget_deleted(name)
+                except (StoreError, OSError) as error:
+                    log.warning("model versions: cannot tidy %s's copies (%s)", name, error)
         return changed
 
 
