@@ -6,7 +6,9 @@ each with a DATA_DIR of its own (no shared disk), on one database (the session's
 - serving a version on one replica makes the two others serve it (their /predict answers change),
   one replica in turn, while 3 clients post /predict to all three: not one of those fails;
 - a Model 1 trained on A (REST /train, the quick preset) is a new version that B and C serve without
-  a restart, with the same files.
+  a restart, with the same files;
+- while PostgreSQL is down, serving a version is a 503 in words and every replica keeps predicting
+  from its own copy; once it is back, a switch reaches the others again, with no restart.
 Replica B predicts through a prediction worker process (PREDICT_WORKERS=1): the worker follows too.
 The timing goal (2 s) is measured by benchmarks/replicas/switch_time.py on a quiet machine; here the
 bound is looser, because the test suite shares 2 cores with everything else.
@@ -37,6 +39,7 @@ class Trio(NamedTuple):
     data_dirs: list[Path]
     exports: Path
     database_url: str
+    server: object  # tests/postgres.PostgresServer
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def trio(exports_copy, tmp_path_factory, postgres_server, shipped_models_availab
         with running_apps(apps) as running:
             urls = [app.url for app in running]
             wait_for_workers(lambda: httpx.get(urls[1] + "env", timeout=30).json(), 1)
-            yield Trio(urls, [folder / f"app{index}-data" for index in range(3)], exports, url)
+            yield Trio(urls, [folder / f"app{index}-data" for index in range(3)], exports, url, postgres_server)
     finally:
         postgres_server.drop_database(url)
 
@@ -122,3 +125,24 @@ def test_a_model_trained_on_a_serves_on_b_and_c_without_a_restart(trio, mnist_di
     files = {path.name: sha256(path) for path in (trio.data_dirs[0] / "versions" / "model1" / str(number)).iterdir()}
     for data_dir in trio.data_dirs[1:]:
         assert {path.name: sha256(path) for path in (data_dir / "versions" / "model1" / str(number)).iterdir()} == files
+
+
+def test_while_postgresql_is_down_serving_is_503_and_predictions_go_on(trio):
+    with httpx.Client(timeout=30) as http:
+        listed = http.get(trio.urls[0] + "models/model1/versions").json()
+        serving = next(v["version"] for v in listed if v["serving"])
+        other = next(v["version"] for v in listed if not v["serving"])
+        before = [fingerprint(predict(http, url)) for url in trio.urls]
+        trio.server.stop("immediate")
+        try:
+            refused = http.post(f"{trio.urls[1]}models/model1/versions/{other}/serve")
+            assert refused.status_code == 503 and "try again" in refused.json()["error"], refused.text
+            assert http.get(trio.urls[2] + "models/model1/versions").status_code == 503
+            assert [fingerprint(predict(http, url)) for url in trio.urls] == before  # served from local copies
+        finally:
+            trio.server.start_again()
+        # Back: serving answers again (after the store's 1 s back-off), and the others follow it.
+        wait_for(lambda: http.post(f"{trio.urls[0]}models/model1/versions/{serving}/serve").status_code == 200,
+                 timeout=15)
+        known = fingerprints(http, trio.urls[0], [serving, other])
+        wait_for(lambda: all(fingerprint(predict(http, url)) == known[other] for url in trio.urls[1:]), timeout=10)
