@@ -174,7 +174,6 @@ class VersionMirror:
         """Serve locally what the database says serves; returns the models whose serving changed.
         A version that cannot be fetched (damaged, gone, database down) leaves the model as it was."""
         from store.errors import StoreError
-        from training.model_versions import VersionError
 
         changed = []
         with self._lock:
@@ -189,7 +188,7 @@ class VersionMirror:
                     continue
                 try:
                     self.versions.follow(name, wanted)
-                except (VersionError, StoreError, OSError) as error:
+                except (LookupError, StoreError, OSError) as error:  # LookupError: model_versions.VersionError
                     log.error("model versions: cannot serve %s version %d here (%s); serving as before",
                               name, wanted, error)
                     continue
