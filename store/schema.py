@@ -67,6 +67,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         INSERT INTO change_counters (topic, counter) VALUES ('drawings', 0);
     """),
+    Migration("training jobs: who trains each model, and how far it is (training/job_board.py)", """
+        -- One row per model, written by the replica that runs its latest training and read by the
+        -- others (issue 20 item 3); the one-training-per-model rule is the advisory lock train:<model>.
+        CREATE TABLE training_jobs (
+            model TEXT PRIMARY KEY,
+            replica TEXT NOT NULL,                  -- host:pid:random of the process that runs it
+            state TEXT NOT NULL,                    -- running, succeeded, failed, cancelled
+            progress REAL NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT '',
+            accuracy REAL,
+            error TEXT,
+            events TEXT NOT NULL DEFAULT '[]',      -- JSON: its last events (progress, curves)
+            published {bigint} NOT NULL DEFAULT 0,  -- write count: readers compare it
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            started_at REAL,                        -- epoch seconds
+            finished_at REAL,
+            updated_at TEXT NOT NULL                -- ISO 8601, UTC
+        );
+    """),
     Migration("model versions, their files and the serving pointer", """
         -- Used with PostgreSQL (issue 20): a run's version and its files live here, so replicas need no
         -- shared disk; each materialises a version into its own DATA_DIR before serving it

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from benchmarks.machine import load_average
-from benchmarks.servers import HOST, ROOT, ServerProcess, free_port, request
+from benchmarks.speed.servers import HOST, ROOT, ServerProcess, free_port, request
 
 REPLICAS = 3
 SWITCHES = 20
