@@ -138,3 +138,29 @@ def test_without_a_database_the_files_are_all_there_is(exports, tmp_path, monkey
     assert versions.catalog is None
     write_tiny_model(versions, "model1", digit=4)
     assert (tmp_path / "data" / "versions" / "model1" / "serving.json").is_file()
+
+
+def test_runs_finishing_together_on_two_replicas_get_distinct_numbers(exports, tmp_path, database):
+    import threading
+
+    replicas = [replica(exports, tmp_path, name, database, keep=10) for name in ("a", "b")]
+    errors = []
+
+    def run(index: int) -> None:
+        try:
+            write_tiny_model(replicas[index % 2], "model1", digit=index)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [v["version"] for v in replicas[0].list("model1")] == [5, 4, 3, 2, 1]
+    newest = replicas[0].list("model1")[0]
+    for versions in replicas:  # each replica serves its own last run until it follows the database
+        VersionMirror(versions).sync()
+        assert versions.serving("model1") == 5 and versions.files("model1", 5)["onnx"].is_file()
+    assert newest["serving"]
