@@ -60,7 +60,7 @@ def replicas(database_url, monkeypatch):
 def wait_until(condition, what: str):
     deadline = time.monotonic() + WAIT
     while not condition():
-        assert time.monotonic() < deadline, what
+        assert time.monotonic() < deadline, what() if callable(what) else what
         time.sleep(0.05)
 
 
@@ -97,7 +97,8 @@ def test_a_run_on_one_replica_shows_on_the_other_and_its_start_is_refused_there(
     fake.script = lambda options: iter([fake_result("fake")])
     b.start("fake")
     assert b.join("fake", WAIT) and b.status("fake")["state"] == "succeeded"
-    wait_until(lambda: a.status("fake")["replica"] == "B", "A did not see B's run")
+    wait_until(lambda: a.status("fake")["replica"] == "B",
+               lambda: f"A did not see B's run: {a.status('fake')} / {a.board.rows()}")
 
 
 def test_a_cancel_on_the_other_replica_stops_the_run(replicas):

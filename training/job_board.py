@@ -135,13 +135,20 @@ class JobBoard:
             ("Training failed", message, _now(), model, replica)).rowcount > 0)
 
 
+_last_problem: dict[str, str] = {}  # what -> the last error said, so a database down for an hour logs once
+
+
 def safely(what: str, work, default=None):
     """Run a board call; a database that is down costs the board, never the training or the request."""
     try:
-        return work()
+        value = work()
     except StoreError as error:
-        log.warning("training jobs board: %s failed: %s", what, error)
+        if _last_problem.get(what) != str(error):
+            _last_problem[what] = str(error)
+            log.warning("training jobs board: %s failed: %s", what, error)
         return default
+    _last_problem.pop(what, None)
+    return value
 
 
 def _events(text: Any) -> list[dict[str, Any]]:
