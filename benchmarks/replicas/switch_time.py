@@ -145,13 +145,11 @@ def start_postgres() -> tuple[str, Callable[[], None]]:
     return server.new_database(), server.close
 
 
-def main() -> None:
+def measure(url: str, folder: Path, log=print, switches: int = SWITCHES) -> dict:
+    """Three replicas on the PostgreSQL at `url` (data locations under `folder`): a quick Model 1 on A, then
+    `switches` switches under load; the figures. Needs MNIST_DIR."""
     import httpx
 
-    if not os.environ.get("MNIST_DIR"):
-        sys.exit("set MNIST_DIR: version 2 is a Model 1 trained quickly on replica A")
-    url, cleanup = start_postgres()
-    folder = Path(tempfile.mkdtemp(prefix="switch-time-"))
     ports = [free_port() for _ in range(REPLICAS)]
     servers = []
     try:
@@ -168,23 +166,36 @@ def main() -> None:
         with httpx.Client(timeout=60) as http:
             started = time.perf_counter()
             trained = train_quick(http, urls[0])
-            print(f"version {trained} trained on replica A in {time.perf_counter() - started:.1f} s")
+            log(f"  version {trained} trained on replica A in {time.perf_counter() - started:.1f} s")
             known = fingerprints(http, urls[0], [1, trained])
             times = []
             with PredictLoad(urls) as load:
-                for index in range(SWITCHES):
+                for index in range(switches):
                     version = 1 if index % 2 == 0 else trained  # version 2 serves after fingerprints()
                     times.append(switch(http, urls, index % REPLICAS, version, known[version]))
                     time.sleep(0.3)
-            print(f"{SWITCHES} switches (serve on one replica, the 2 others serving it), {LOAD_CLIENTS} clients "
-                  f"posting /predict meanwhile: median {statistics.median(times) * 1000:.0f} ms, "
-                  f"max {max(times) * 1000:.0f} ms; {load.answered} /predict, {len(load.failures)} failed")
-            for failure in load.failures[:5]:
-                print("  failed:", failure)
-            print(f"load average {load_average()}")
+        figures = {"switches": switches, "median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000,
+                   "predictions": load.answered, "failed": len(load.failures), "failure_samples": load.failures[:5],
+                   "clients": LOAD_CLIENTS}
+        log(f"  {switches} switches (serve on one replica, the 2 others serving it), {LOAD_CLIENTS} clients posting "
+            f"/predict meanwhile: median {figures['median_ms']:.0f} ms, max {figures['max_ms']:.0f} ms; "
+            f"{load.answered} /predict, {len(load.failures)} failed")
+        return figures
     finally:
         for server in servers:
             server.stop()
+
+
+def main() -> None:
+    if not os.environ.get("MNIST_DIR"):
+        sys.exit("set MNIST_DIR: version 2 is a Model 1 trained quickly on replica A")
+    url, cleanup = start_postgres()
+    try:
+        figures = measure(url, Path(tempfile.mkdtemp(prefix="switch-time-")))
+        for failure in figures["failure_samples"]:
+            print("  failed:", failure)
+        print(f"load average {load_average()}")
+    finally:
         cleanup()
 
 
