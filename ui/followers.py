@@ -84,11 +84,23 @@ async def nobody_reads(blocks: Any, request: Any) -> bool:
 CHECK_EVERY = 10.0  # s: how often a stream looks whether its page still reads it
 
 
-async def held(stream, request: Any, blocks: Any, refused: Any):
-    """Yield `stream`'s items while holding one slot of SLOTS for the request's client; when none is
-    free, yield `refused` once and end. Ends early once nobody reads the event's messages."""
+def trusted(ctx: Any, token: str | None) -> bool:
+    """A page that sent the server's TRAIN_TOKEN is its operator's: its streams take no slot (an
+    attacker filling the slots must not keep the operator from watching a run). Without a
+    TRAIN_TOKEN everyone is a visitor."""
+    from ui import training
+
+    return bool(ctx.train_token) and training.token_matches(token, ctx.train_token)
+
+
+async def held(stream, request: Any, blocks: Any, refused: Any, *, exempt: bool = False):
+    """Yield `stream`'s items while holding one slot of SLOTS for the request's client (none when
+    `exempt`); when none is free, yield `refused` once and end. Ends early once nobody reads the
+    event's messages."""
     client = client_of(request)
-    if not SLOTS.take(client):
+    if exempt:
+        client = None
+    elif not SLOTS.take(client):
         await stream.aclose()
         yield refused
         return
@@ -102,7 +114,8 @@ async def held(stream, request: Any, blocks: Any, refused: Any):
                     return
     finally:
         await stream.aclose()
-        SLOTS.give_back(client)
+        if client is not None:
+            SLOTS.give_back(client)
 
 
 def refused_view(ctx: Any, name: str) -> tuple:

@@ -88,7 +88,8 @@ def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, v
             return
         # Issue 18: like train_<model>'s stream, bounded per visitor and in all (ui/followers.py).
         async for view in followers.held(training.stream_job(ctx.jobs, name), request,
-                                         gr.context.LocalContext.blocks.get(None), followers.refused_view(ctx, name)):
+                                         gr.context.LocalContext.blocks.get(None), followers.refused_view(ctx, name),
+                                         exempt=followers.trusted(ctx, tok)):
             yield view
 
     fine_tune_run.__doc__ = (f"Fine-tune the serving {spec.title} on the saved drawings (and an MNIST sample) "

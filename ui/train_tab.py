@@ -73,7 +73,8 @@ def make_trainer(spec: ModelSpec, ctx: AppContext):
             return
         # Issue 18: a stream holds a queue slot for the whole run: bounded per visitor and in all.
         async for view in followers.held(training.stream_job(ctx.jobs, spec.name), request,
-                                         gr.context.LocalContext.blocks.get(None), followers.refused_view(ctx, spec.name)):
+                                         gr.context.LocalContext.blocks.get(None), followers.refused_view(ctx, spec.name),
+                                         exempt=followers.trusted(ctx, token)):
             yield view
 
     train.__doc__ = (f"Train {spec.title} on MNIST and stream its progress: each update is (progress 0-100, "
@@ -112,7 +113,8 @@ def make_follower(spec: ModelSpec, ctx: AppContext, blocks: Any = None):
         button in step with the job manager. Outputs: the five views and the Train button."""
         nothing = [gr.skip()] * 5
         # Issue 18: at most followers.PER_CLIENT per visitor and TOTAL in all; it ends once no page reads it.
-        async for update in followers.held(_follow(token, nothing, request), request, blocks, (*nothing, gr.skip())):
+        async for update in followers.held(_follow(token, nothing, request), request, blocks, (*nothing, gr.skip()),
+                                           exempt=followers.trusted(ctx, token)):
             yield update
 
     async def _follow(token: str | None, nothing: list, request: Any):
