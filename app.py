@@ -37,6 +37,7 @@ from api.replicas import ReplicaDirectory  # noqa: E402
 from inference.explain.lane import ExplainLane  # noqa: E402
 from inference.pool import PredictionPool  # noqa: E402
 from inference.predictor import Predictor  # noqa: E402
+from training.job_board import JobBoard  # noqa: E402
 from training.jobs import JobManager  # noqa: E402
 from training.model_versions import ModelVersions  # noqa: E402
 from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab  # noqa: E402
@@ -55,7 +56,10 @@ def on_trained(name: str, result) -> None:
     predictor.reload(name)  # the run is already the serving version: load it now, not at the next request
 
 
-jobs = JobManager(on_success=on_trained)  # its trainers write new versions into the same data location
+# Its trainers write new versions into the same data location. Issue 20: its runs are on the database's
+# jobs board (training/job_board.py), so every replica on that database shows them live and refuses a
+# second run of the same model (409) while one runs anywhere.
+jobs = JobManager(on_success=on_trained, board=JobBoard(drawing_store.database))
 # REST /predict spreads overlapping requests over worker processes (PREDICT_WORKERS; see
 # inference/pool.py); they start with the server, not at import, and serve the same versions.
 pool = PredictionPool(versions.shipped_dir, data_dir=versions.data_dir)
@@ -82,7 +86,7 @@ demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
 # The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
 # checks and limits of a public server (api/server.py). Gradio 6 takes theme and css when mounting.
 app = create_api(predictor, jobs, train_token=ctx.train_token, pool=pool,
-                 drawings=drawing_store, versions=versions, explain_lane=explain_lane)
+                 drawings=drawing_store, versions=versions, explain_lane=explain_lane, lanes=ctx.lanes)
 app = server.mount_ui(app, demo, exports_dir=predictor.exports_dir, data_dir=versions.data_dir, mcp_server=True,
                       theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"))
 mcp_tools.serve_only(demo, app)  # MCP at /gradio_api/mcp/: only ui/mcp_tools.TOOLS, bodies limited like REST

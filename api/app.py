@@ -1,116 +1,54 @@
-"""The REST API: the original app's routes and JSON, over the shared predictor and job manager.
+"""The REST API over the shared predictor and job manager: the original app's routes and JSON, plus
+the drawings database and model versions. One router per resource:
 
-    GET  /env                        Python, machine, TensorFlow available?, library versions, workers
-    GET  /model_status               per model: trained, available (or why not), accuracy, when trained
-    POST /train/{model}              start training (optional JSON options) -> 202; 409 if already running
-    POST /train/{model}/cancel       cancel (also DELETE /train/{model})
-    GET  /train_status/{model}       {"progress", "status", "accuracy", "running", "error", ...}
-    POST /predict                    {"image": data URL or base64, "model": "model1"|"model2"|"all",
-                                      "include_input": false, "explain": false}
-                                     -> {"prediction", "probabilities", "model", "latency_ms"}
-                                     (+ "model_input": the 28x28 input as a PNG data URL, when asked)
-                                     (+ "explanation" per model, when asked: inference/explain/)
+    api/status.py     GET /env, GET /model_status
+    api/training.py   POST /train/{model}, /train/{model}/cancel (and DELETE), GET /train_status/{model}
+    api/predict.py    POST /predict
+    api/drawings.py   /drawings ... (the corrections database)
+    api/versions.py   /models/{model}/versions ...
 
-Every error is a 4xx/503 JSON body {"error": "<what is wrong and how to fix it>"}
-(never a stack trace). With `train_token` set, starting or cancelling training needs
-`Authorization: Bearer <token>`. Request input is only ever decoded as image bytes,
-never used as a file path.
-
-/predict answers with the JSON bytes of inference/answer.py, computed on the event
-loop, in a thread or in a prediction worker process (inference/pool.py), skipping
-FastAPI's response-model validation and encoding (the model still documents it in /docs).
+Shared errors and limits are api/errors.py's: every error is a 4xx/503 JSON body {"error": "<what is
+wrong and how to fix it>"} (never a stack trace), bodies over 5 MB are a 413, a path's other methods a
+JSON 405. With `train_token` set, training, versions and drawings writes need `Authorization: Bearer
+<token>` (api/auth.py). Request input is only ever decoded as image bytes, never used as a file path.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import Any
 
-import anyio
-from fastapi import Body, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from api.auth import token_dependency
 from api.drawings import drawings_router
-from api.errors import ErrorResponse, BodyLimitRoute, error_response, install_error_handlers, refuse_other_methods
+from api.errors import BodyLimitRoute, install_error_handlers, refuse_other_methods
+from api.predict import predict_router
+from api.status import status_router
+from api.training import training_router
 from api.versions import versions_router
-from inference.answer import ALL_MODELS, DEFAULT_MODEL, encode, predict_answer
-from inference.explain.lane import ExplainLane, ExplainRefused
-from inference.image_io import LARGE_PIXELS, declared_size, png_size
+from inference.explain.lane import ExplainLane
+from inference.lanes import PredictionLanes
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
-from inference.status import environment, model_status_report
 from training.artifacts import exports_dir, remove_staged_files
-from training.jobs import JobAlreadyRunningError, JobManager, TrainingUnavailableError
+from training.jobs import JobManager
 
 log = logging.getLogger(__name__)
-
-PREDICT_THREADS = 2  # /predict requests at once in threads when there is no pool (see predict() in create_api)
-# An idle server answers a PNG this small on the event loop (see _fits_inline).
-INLINE_MAX_IMAGE_CHARS = 64 * 1024
-INLINE_MAX_PIXELS = 640 * 640
-LARGE_AT_ONCE = 1  # /predict requests with a large image decoded at once (see predict() in create_api)
-STATUS_HISTORY = 100  # events in /train_status (the UI streams the rest from the job manager)
-
-EXPLANATION_DOC = (
-    'With "explain": true: "method" (how the maps were made: "exact" for a linear model, '
-    '"integrated_gradients" for the CNN, "occlusion" for any other), "space" and "input" (the 28x28 image the '
-    'maps lie over, a PNG data URL), "top" and "runner_up", and "maps": the top digit\'s map first, then the '
-    'runner-up\'s, then top rather than runner-up; each has "digit", "against", "values" (28x28 numbers, '
-    'positive = evidence for the digit), "sum", "score" (the calibrated logit it explains; with "bias" for an '
-    'exact map, score = sum + bias) and "image" (a PNG: blue for, orange against). Model 1 adds "templates" '
-    '(its ten weight images with the drawing\'s score against each), Model 2 "layers" (each conv and pooling '
-    'layer\'s activations, strongest first, as one PNG mosaic). {"error": ...} when a model cannot be explained')
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # clients of the original app may send more fields
-
-    image: str = Field(description="The drawing as a data URL (data:image/png;base64,...) or bare base64 "
-                                   "of a PNG, JPEG or WebP file", examples=["data:image/png;base64,iVBORw0KGgo..."])
-    model: str = Field(DEFAULT_MODEL, description='"model1", "model2" or "all"', examples=[DEFAULT_MODEL])
-    # Strict: JSON true or false only ("yes", 1 or "true" are a 422, not a guess at what the client meant).
-    invert: StrictBool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
-    include_input: StrictBool = Field(False, description='Also answer "model_input": the 28x28 image the models '
-                                                         'read, as a PNG data URL (the Draw tab shows it)')
-    explain: StrictBool = Field(False, description='Also answer each model\'s "explanation": why it reads the digit '
-                                                   'it reads (maps over its 28x28 input, as numbers and PNGs). Costs '
-                                                   'more than a prediction: limited per client and server-wide '
-                                                   '(429 / 503 with Retry-After beyond)')
-
-
-class PredictResponse(BaseModel):
-    prediction: int = Field(description="The predicted digit (0-9)")
-    probabilities: list[float] = Field(description="Probability of each digit 0-9, summing to 1")
-    model: str
-    latency_ms: float = Field(description="Server-side time: decoding, preprocessing and inference")
-    model_input: str | None = Field(None, description='With "include_input": true, the 28x28 model input as a '
-                                                      'PNG data URL')
-    explanation: dict[str, Any] | None = Field(None, description=EXPLANATION_DOC)
-
-
-class AllPredictResponse(BaseModel):
-    model: str = ALL_MODELS
-    predictions: dict[str, PredictResponse]
-    unavailable: dict[str, str] = Field(description="Models that could not predict, and why")
-    latency_ms: float
-    model_input: str | None = Field(None, description='With "include_input": true, the 28x28 model input as a '
-                                                      'PNG data URL')
 
 
 def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | None = None,
                pool: PredictionPool | None = None, drawings: Any = None, versions: Any = None,
-               explain_lane: ExplainLane | None = None) -> FastAPI:
+               explain_lane: ExplainLane | None = None, lanes: PredictionLanes | None = None) -> FastAPI:
     """The REST routes over one predictor and one job manager (shared with the UI).
 
     With a `pool`, the server starts its worker processes when it starts (and stops them
     when it stops), and /predict uses them whenever requests overlap. `explain_lane`
     computes "explain": true requests (inference/explain/lane.py; started and stopped with
-    the server too); without one such a request is answered 503.
+    the server too); without one such a request is answered 503. `lanes` decides where each prediction
+    runs (inference/lanes.py; pass the one the UI uses, so both share its large-image lane).
     """
+    lanes = lanes or PredictionLanes(predictor, pool)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -137,141 +75,16 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
     app = FastAPI(
         lifespan=lifespan,
         title="Digit Studio API",
-        description="Handwritten digit recognition with two models (ONNX), and live training.",
+        description=f"Handwritten digit recognition with {len(jobs.models)} models ({', '.join(jobs.models)}; "
+                    "served through ONNX), and live training.",
         version="1.0",
     )
     app.router.route_class = BodyLimitRoute  # every API route; Gradio's mount keeps its own limits
     install_error_handlers(app)
-    predict_limiter = anyio.CapacityLimiter(PREDICT_THREADS)
-    large_lane = asyncio.Semaphore(LARGE_AT_ONCE)  # see predict()
-    predicts_in_threads = 0  # these two are only touched on the event loop: no lock needed
-    requests_in_flight = 0
-    error_responses = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
-
     require_train_token = token_dependency(train_token)
-
-    def model_or_404(name: str) -> str:
-        if name not in jobs.models:
-            raise StarletteHTTPException(404, f"Unknown model {name!r}; choose one of: {', '.join(jobs.models)}")
-        return name
-
-    # -- routes -----------------------------------------------------------
-
-    @app.get("/env", summary="Runtime environment", tags=["status"])
-    def get_env() -> dict[str, Any]:
-        report = environment(pool, explain_lane)
-        if drawings is not None:  # which database, and its connections (no address: /env is public)
-            report["database"] = drawings.database.describe()
-        return report
-
-    @app.get("/model_status", summary="Each model: trained, serving, accuracy", tags=["status"])
-    def model_status() -> dict[str, Any]:
-        return model_status_report(predictor, jobs)
-
-    @app.post("/train/{model}", status_code=202, summary="Start training a model in the background",
-              tags=["training"], responses=error_responses, dependencies=[Depends(require_train_token)])
-    def start_training(model: str, options: dict[str, Any] | None = Body(
-            None, examples=[{"epochs": 2}, {"preset": "quick"}],
-            description="Optional: epochs, batch_size, learning_rate, limit, seed, preset ('default' or 'quick')")):
-        name = model_or_404(model)
-        try:
-            status = jobs.start(name, options)
-        except JobAlreadyRunningError as exc:
-            return error_response(409, str(exc), status=_without_history(jobs.status(name)))
-        except TrainingUnavailableError as exc:
-            return error_response(503, str(exc))
-        except ValueError as exc:
-            return error_response(422, str(exc))
-        return JSONResponse({"started": True, "model": name, "status_url": f"/train_status/{name}",
-                             **_without_history(status)}, status_code=202)
-
-    @app.post("/train/{model}/cancel", summary="Cancel a running training job", tags=["training"],
-              responses=error_responses, dependencies=[Depends(require_train_token)])
-    def cancel_training(model: str) -> dict[str, Any]:
-        name = model_or_404(model)
-        cancelled = jobs.cancel(name)
-        status = _without_history(jobs.status(name))
-        if cancelled:
-            message = "Cancelling: the previous model stays in place"
-        elif status["running"]:  # the run had already saved its files: they are in place
-            message = f"Too late to cancel: {name}'s new model is already saved and in use; the job is finishing"
-        else:
-            message = f"{name} is not training (its last job: {status['status']})"
-        return {"cancelled": cancelled, "model": name, "message": message, **status}
-
-    app.add_api_route("/train/{model}", cancel_training, methods=["DELETE"], summary="Cancel a running training job",
-                      tags=["training"], responses=error_responses, dependencies=[Depends(require_train_token)])
-
-    @app.get("/train_status/{model}", summary="Progress of the current or last training job", tags=["training"],
-             responses=error_responses)
-    def train_status(model: str) -> dict[str, Any]:
-        return jobs.status(model_or_404(model), history=STATUS_HISTORY)
-
-    @app.post("/predict", summary="Classify a drawn digit", tags=["predict"], response_model=PredictResponse,
-              responses={**error_responses, 200: {"model": PredictResponse | AllPredictResponse}})
-    async def predict(request: PredictRequest, http: Request) -> Response:
-        # Where the work runs (each choice measured on this 2-core machine, 280x280 canvas PNG):
-        # - Requests that overlap go to the worker processes (inference/pool.py): one process
-        #   is GIL-bound at ~2 ms of CPU per request, ~430 req/s at 8 clients however many
-        #   threads it uses; with workers the server process keeps only the HTTP work: 530-640.
-        # - A lone canvas-sized PNG is answered right here on the event loop: the hop to a
-        #   worker and back costs ~0.35 ms (1 client p50 2.96 ms here vs 3.32 ms via a worker).
-        #   Yielding once first lets requests that arrived together reach this point, so
-        #   overlap is seen; otherwise every request would find the server idle.
-        # - Without ready workers (starting, PREDICT_WORKERS=0), anything else runs in at most
-        #   PREDICT_THREADS threads, so a big upload never stalls the loop (which also serves the UI).
-        #   Two, not anyio's default 40: the work keeps retaking the GIL, and more threads only add
-        #   handoffs (all requests in threads, 8 clients: 40 threads 305 req/s, 2 threads 380).
-        # - An image that declares over LARGE_PIXELS (tens of ms to decode, up to a few hundred MB
-        #   for the largest allowed), or whose size the first 64 KB do not tell, waits its turn in
-        #   `large_lane`: LARGE_AT_ONCE at a time, so large uploads never hold more than that share
-        #   of the workers and canvas-sized requests keep their latency.
-        # - "explain": true goes to the explanation lane (its own workers, bounded per client and
-        #   server-wide: inference/explain/lane.py), after the same checks and the same large lane.
-        nonlocal requests_in_flight
-        requests_in_flight += 1
-        try:
-            if request.model != ALL_MODELS and request.model not in predictor.models:
-                return _json_response(*_predict(predictor, request))  # a 422 at once, nothing to decode
-            inline = _fits_inline(request.image)
-            work = explained if request.explain else answer
-            if not inline and _is_large(request.image):
-                async with large_lane:
-                    return await work(request, inline, http)
-            return await work(request, inline, http)
-        finally:
-            requests_in_flight -= 1
-
-    async def explained(request: PredictRequest, _inline: bool, http: Request) -> Response:
-        if explain_lane is None:
-            return error_response(503, "This server does not compute explanations; ask without \"explain\"")
-        try:
-            status, body = await explain_lane.answer(request.image, request.model, request.invert,
-                                                     include_input=request.include_input, client=_client(http))
-        except ExplainRefused as refused:
-            return error_response(refused.status, refused.message, headers=refused.headers)
-        return _json_response(status, body)
-
-    async def answer(request: PredictRequest, inline: bool, _http: Request | None = None) -> Response:
-        """Where the work runs, as explained in predict(); `inline`: _fits_inline(request.image)."""
-        nonlocal predicts_in_threads
-        small = predicts_in_threads == 0 and inline
-        if pool is not None and pool.ready_workers:
-            await asyncio.sleep(0)
-            if not small or requests_in_flight > 1 or pool.waiting:
-                answered = await pool.answer(request.image, request.model, request.invert,
-                                             include_input=request.include_input)
-                if answered is not None:
-                    return _json_response(*answered)
-        if small:
-            return _json_response(*_predict(predictor, request))
-        predicts_in_threads += 1
-        try:
-            answered = await anyio.to_thread.run_sync(_predict, predictor, request, limiter=predict_limiter)
-        finally:
-            predicts_in_threads -= 1
-        return _json_response(*answered)
-
+    app.include_router(status_router(predictor, jobs, pool, explain_lane, drawings))
+    app.include_router(training_router(jobs, require_train_token))
+    app.include_router(predict_router(predictor, lanes, explain_lane))
     # The drawings database and model versions (api/drawings.py, api/versions.py).
     if drawings is not None:
         app.include_router(drawings_router(drawings, predictor, require_train_token))
@@ -279,39 +92,3 @@ def create_api(predictor: Predictor, jobs: JobManager, *, train_token: str | Non
         app.include_router(versions_router(versions, predictor, require_train_token))
     refuse_other_methods(app)
     return app
-
-
-def _client(request: Request) -> str:
-    """Who is asking: the client's address (uvicorn puts the visitor's there behind a trusted proxy)."""
-    return request.client.host if request.client else "unknown client"
-
-
-def _fits_inline(image: str) -> bool:
-    """A short PNG of canvas-like size: ~1-2 ms of work, fine to do on the event loop. The header
-    is checked too, because a few KB of PNG can declare a huge flat image (tens of ms to decode)."""
-    if len(image) > INLINE_MAX_IMAGE_CHARS:
-        return False
-    size = png_size(image)
-    return size is not None and size[0] * size[1] <= INLINE_MAX_PIXELS
-
-
-def _is_large(image: str) -> bool:
-    """Whether the image declares more than LARGE_PIXELS, or does not say in its first 64 KB."""
-    size = declared_size(image)
-    return size is None or size[0] * size[1] > LARGE_PIXELS
-
-
-def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:
-    status, payload = predict_answer(predictor, request.image, request.model, request.invert,
-                                     include_input=request.include_input)
-    return status, encode(payload)
-
-
-def _json_response(status: int, body: bytes) -> Response:
-    return Response(body, status_code=status, media_type="application/json")
-
-
-def _without_history(status: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in status.items() if key != "history"}
-
-

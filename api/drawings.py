@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.errors import BodyLimitRoute, ErrorResponse
+from api.errors import BodyLimitRoute, ErrorResponse, whole_number
 from drawings.archive import ArchiveError, export_zip, import_zip
 from drawings.corrections import LabelError, RateLimitedError, save_correction
 from drawings.heldout import held_out_accuracy
@@ -190,15 +190,20 @@ def _correction_fields(payload: Any) -> tuple[str, int]:
 def _int_param(value: str | None, name: str, low: int, high: int, default: int | None) -> int | None:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise StarletteHTTPException(422, f"'{name}' must be a whole number from {low} to {high}, got {value[:20]!r}")
-    return int(value)
+    number = whole_number(value)
+    if number is None or not low <= number <= high:
+        raise StarletteHTTPException(422, f"'{name}' must be a whole number from {low} to {high} "
+                                          f"(digits 0-9), got {value[:20]!r}")
+    return number
 
 
 def _drawing_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not value.isascii():  # "²" or "٣": not an id anyone was given (422 like a malformed query)
+        raise StarletteHTTPException(422, f"Drawing ids are written with the digits 0-9, got {value[:20]!r}")
+    number = whole_number(value)
+    if number is None:
         raise StarletteHTTPException(404, f"No drawing {value[:20]!r}: ids are whole numbers; GET /drawings lists them")
-    return int(value)
+    return number
 
 
 def _available(work: Callable[[], Any]) -> Any:

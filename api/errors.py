@@ -24,6 +24,17 @@ TRAIN_JSON_EXAMPLE = '{"epochs": 2} (or no body for the defaults)'
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
+def whole_number(text: str, max_digits: int = 18) -> int | None:
+    """`text` as a whole number written with the ASCII digits 0-9, else None.
+
+    Not str.isdigit() alone: it is true for "²" and "³", which int() then refuses with a ValueError (a
+    500 and a reset keep-alive connection, issue 18 item 13); int() itself takes Arabic-Indic and other
+    scripts' digits, which no route documents. `max_digits` bounds int()'s work and the number."""
+    if not (text.isascii() and text.isdigit()) or len(text) > max_digits:
+        return None
+    return int(text)
+
+
 class ErrorResponse(BaseModel):
     error: str = Field(description="What is wrong and how to fix it")
 
@@ -41,7 +52,7 @@ class BodyLimitRoute(APIRoute):
 
         async def limited_handler(request: Request) -> Response:
             length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            if length.isascii() and length.isdigit() and int(length) > MAX_BODY_BYTES:
                 raise StarletteHTTPException(413)
             return await handler(Request(request.scope, _limited_receive(request.receive)))
 

@@ -211,7 +211,7 @@ class GradioBodyLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
+        if length.isascii() and length.isdigit() and int(length) > self.limit:
             await _body_too_large(send)
             return
         received = 0

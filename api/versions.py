@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from api.errors import BodyLimitRoute, ErrorResponse
+from api.errors import BodyLimitRoute, ErrorResponse, whole_number
 from fastapi import APIRouter, Depends
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -38,11 +38,14 @@ def versions_router(versions: ModelVersions, predictor: Predictor, require_token
                  responses=errors, dependencies=[Depends(require_token)])
     def serve_version(model: str, version: str) -> dict[str, Any]:
         name = model_or_404(model)
-        if not version.isdigit() or len(version) > 9:
+        if not version.isascii():  # "¹": 422 like every malformed number (issue 18 item 13)
+            raise StarletteHTTPException(422, f"Versions are written with the digits 0-9, got {version[:20]!r}")
+        number = whole_number(version, max_digits=9)
+        if number is None:
             raise StarletteHTTPException(404, f"No version {version[:20]!r} of {name}: versions are whole numbers; "
                                               f"GET /models/{name}/versions lists them")
         try:
-            served = versions.serve(name, int(version))
+            served = versions.serve(name, number)
         except VersionError as error:
             raise StarletteHTTPException(404, str(error)) from None
         predictor.reload(name)  # now rather than at the next request (which would also see the new file)

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 # TensorFlow enters the benchmark process only at "inference" (and "training"), and the
 # server sections run before training has heated anything up.
 SECTIONS = {
-    "accuracy": "benchmarks.accuracy",
-    "robustness": "benchmarks.robustness",
-    "drawn": "benchmarks.drawn",
-    "inference": "benchmarks.inference_speed",
-    "rest": "benchmarks.rest_load",
-    "browser": "benchmarks.browser",
-    "training": "benchmarks.training_time",
-    "cold_start": "benchmarks.cold_start",
-    "explain": "benchmarks.explain",  # issue 19: last, so the sections before keep their numbers
+    "accuracy": "benchmarks.reading.accuracy",
+    "robustness": "benchmarks.reading.robustness",
+    "drawn": "benchmarks.reading.drawn",
+    "inference": "benchmarks.speed.inference_speed",
+    "rest": "benchmarks.speed.rest_load",
+    "browser": "benchmarks.browser.draw_tab",
+    "training": "benchmarks.speed.training_time",
+    "cold_start": "benchmarks.speed.cold_start",
+    "explain": "benchmarks.explain.explain",  # issue 19: last, so the sections before keep their numbers
 }
 
 

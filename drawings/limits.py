@@ -34,7 +34,7 @@ class RateLimiter:
     @classmethod
     def from_environment(cls) -> "RateLimiter":
         value = os.environ.get("DRAWINGS_RATE_PER_MINUTE", "")
-        return cls(int(value) if value.isdigit() and int(value) > 0 else RATE_PER_MINUTE)
+        return cls(int(value) if value.isascii() and value.isdigit() and int(value) > 0 else RATE_PER_MINUTE)
 
     def allow(self, client: str) -> float | None:
         """None when `client` may go on (and counts this event); otherwise the seconds to wait."""

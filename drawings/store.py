@@ -106,9 +106,10 @@ class DrawingStore:
     @classmethod
     def from_environment(cls) -> "DrawingStore":
         rows = os.environ.get("DRAWINGS_MAX_ROWS", "")
-        if rows and not rows.isdigit():
+        whole = rows.isascii() and rows.isdigit()  # not "²": isdigit() is true for it, int() refuses it
+        if rows and not whole:
             log.warning("DRAWINGS_MAX_ROWS=%r is not a whole number: using %d", rows[:20], MAX_ROWS)
-        return cls(shared_database(), max_rows=int(rows) if rows.isdigit() else MAX_ROWS)
+        return cls(shared_database(), max_rows=int(rows) if whole else MAX_ROWS)
 
     def exists(self) -> bool:
         """Whether the database has been created (reading creates it; a plain training run should not)."""

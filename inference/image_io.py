@@ -84,7 +84,7 @@ def load_image(value: Any) -> Image.Image:
     elif isinstance(value, str):
         image = decode_bytes(decode_base64(value), from_text=True)
     elif isinstance(value, Path):
-        image = decode_bytes(_read_file(value))
+        image = decode_bytes(read_image_file(value))
     elif isinstance(value, dict):
         return _from_editor(value)
     else:
@@ -94,6 +94,12 @@ def load_image(value: Any) -> Image.Image:
         )
     _check_pixels(*image.size)
     return _plain_mode(image)
+
+
+def file_data_url(path: Path) -> str:
+    """An image file as the data URL every prediction path takes (inference/lanes.py). The "image/png"
+    label does not matter: the bytes are sniffed, never trusted by their label."""
+    return "data:image/png;base64," + base64.b64encode(read_image_file(path)).decode("ascii")
 
 
 def decode_base64(text: str) -> bytes:
@@ -259,7 +265,9 @@ def _too_large(size: int) -> ImageInputError:
     )
 
 
-def _read_file(path: Path) -> bytes:
+def read_image_file(path: Path) -> bytes:
+    """The bytes of an image file the caller chose (a pathlib.Path, or an upload Gradio received),
+    refused over MAX_ENCODED_BYTES before reading."""
     # Messages name the file, never its folder: they can reach a web page, and a server path is
     # not for visitors to see.
     try:

@@ -41,7 +41,7 @@ SPECK_DISTANCE = 0.15
 MIN_DIGIT_SIDE = 0.03  # of the image's longer side (at least 3 px): smaller ink is a speck, not a digit
 # Stroke width / longer side of the digit (`stroke_ratio`). MNIST's middle 80% lies
 # in STROKE_BAND, its median is STROKE_TARGET (measured on MNIST test digits drawn
-# by benchmarks/drawing_variants "centered"). Strokes inside the band are left alone;
+# by benchmarks/reading/drawing_variants "centered"). Strokes inside the band are left alone;
 # strokes outside it are brought to the median. Measured on 1,000 test digits with a
 # small CNN (98.6% on the raw digits): marker strokes 96.0% untouched -> 97.5%,
 # fine-pen strokes 95.6% -> 97.4%; reshaping every digit instead would cost the

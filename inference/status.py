@@ -20,12 +20,17 @@ _VERSIONED_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnx", "scikit-learn",
                        "tf2onnx", "fastapi", "uvicorn", "pydantic", "gradio")
 
 
-def environment(pool: PredictionPool | None = None, explain_lane: ExplainLane | None = None) -> dict[str, Any]:
-    """GET /env (and the UI's `env` client endpoint): the runtime, the prediction and explanation workers."""
+def environment(pool: PredictionPool | None = None, explain_lane: ExplainLane | None = None,
+                drawings: Any = None) -> dict[str, Any]:
+    """GET /env (and the UI's `env` client endpoint and Models tab, which must say the same): the runtime,
+    the prediction and explanation workers, and which database holds the drawings (`drawings` is a
+    DrawingStore; no address or password: /env is public)."""
     workers = pool.describe() if pool is not None else {"configured": 0, "ready": 0, "answered": 0}
     out = {**_runtime(), "prediction_workers": workers}
     if explain_lane is not None:
         out["explanation_workers"] = explain_lane.describe()
+    if drawings is not None:
+        out["database"] = drawings.database.describe()
     return out
 
 

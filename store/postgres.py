@@ -55,7 +55,7 @@ class PostgresDatabase(Database):
         except psycopg.ProgrammingError as error:
             raise DatabaseConfigError(f"DATABASE_URL is not a valid PostgreSQL address ({_first_line(error)})") from None
         port = str(params.get("port") or "5432")
-        if not all(part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
+        if not all(part.isascii() and part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
             raise DatabaseConfigError(f"DATABASE_URL is not a valid PostgreSQL address (port {port[:20]!r} is not a "
                                       "number from 1 to 65535)")
         self._url = url
@@ -274,7 +274,7 @@ class _Listener(ChangeWaiter):
 
 def _pool_size_from_environment() -> int:
     value = os.environ.get("DATABASE_POOL_SIZE", "")
-    if value.isdigit() and 1 <= int(value) <= 100:
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= 100:  # not "²": int() refuses it
         return int(value)
     if value:
         log.warning("DATABASE_POOL_SIZE=%r is not a whole number from 1 to 100: using %d", value[:20], POOL_SIZE)

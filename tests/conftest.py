@@ -18,7 +18,7 @@ from inference import privacy
 
 privacy.apply_environment()  # before anything loads onnxruntime: the tests call no outside host either
 
-from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from benchmarks.browser.pen import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -1,2 +1,2 @@
 """Seven-segment digits, a style MNIST lacks (the benchmarks' renderer: one copy, in benchmarks/)."""
-from benchmarks.segment_digits import DIGIT_SEGMENTS, segment_digit  # noqa: F401
+from benchmarks.reading.segment_digits import DIGIT_SEGMENTS, segment_digit  # noqa: F401

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.load import run_load, summarize
-from benchmarks.servers import ServerProcess, free_port, request, server_env
+from benchmarks.speed.load import run_load, summarize
+from benchmarks.speed.servers import ServerProcess, free_port, request, server_env
 from tests.app_server import ROOT, git_status
 SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start", "explain")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
@@ -282,10 +282,10 @@ def test_quick_run_without_out_leaves_the_tree_clean(mnist_dir, shipped_models_a
 
 
 def test_ceiling_splits_every_drawn_set_in_two_and_its_oracle_learns_from_the_first_half(mnist):
-    """benchmarks/ceiling.py (the upper bound quoted in the README): disjoint halves covering each
+    """benchmarks/reading/ceiling.py (the upper bound quoted in the README): disjoint halves covering each
     digit set, and Model 1's oracles measured on the second halves beside the shipped model."""
-    from benchmarks import ceiling
-    from benchmarks.drawn_sets import QUICK_SIZE, load_drawn_sets
+    from benchmarks.reading import ceiling
+    from benchmarks.reading.drawn_sets import QUICK_SIZE, load_drawn_sets
 
     sets = load_drawn_sets(mnist, QUICK_SIZE)
     split = ceiling.halves(sets)
@@ -305,7 +305,7 @@ def test_ceiling_splits_every_drawn_set_in_two_and_its_oracle_learns_from_the_fi
 
 @pytest.mark.parametrize("shares", ["0", "0.5,2", "half"])
 def test_flag_budget_refuses_shares_outside_the_budget(shares, capsys):
-    from benchmarks import flag_budget
+    from benchmarks.reading import flag_budget
 
     with pytest.raises(SystemExit) as stopped:
         flag_budget.main(["--shares", shares])

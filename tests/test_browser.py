@@ -19,7 +19,7 @@ import time
 import pytest
 from PIL import Image, ImageDraw
 
-from benchmarks.pen import DIGIT_STROKES, draw_mouse, draw_touch
+from benchmarks.browser.pen import DIGIT_STROKES, draw_mouse, draw_touch
 from tests.app_server import ROOT, copy_exports, running_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -68,7 +68,7 @@ def test_the_onnx_temperature_nodes_compute_temper():
 
 
 # ECE on the first 3,000 MNIST test images, served probabilities. Both models meet the 1.5% target
-# on all 10,000 (benchmarks/drawn.py checks it: 1.37% and 0.48%); on this sample Model 1 measures
+# on all 10,000 (benchmarks/reading/drawn.py checks it: 1.37% and 0.48%); on this sample Model 1 measures
 # 2.1% (its errors are denser in it: 6.9% against 5.1% overall) and sampling noise is ~0.5 point.
 MAX_SAMPLE_ECE = {"model1": 0.025, "model2": 0.02}
 ECE_TARGET = 0.015

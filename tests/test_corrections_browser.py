@@ -18,7 +18,7 @@ import uuid
 import httpx
 import pytest
 
-from benchmarks.pen import DIGIT_STROKES, draw_mouse, draw_touch
+from benchmarks.browser.pen import DIGIT_STROKES, draw_mouse, draw_touch
 from tests.app_server import copy_exports, running_app
 from tests.segments import segment_digit
 from tests.test_browser import (PHONE, box, clear, open_page, overlaps,

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.pen import DIGIT_STROKES, canvas_png
+from benchmarks.browser.pen import DIGIT_STROKES, canvas_png
 from inference.explain.explainer import Explainer
 from inference.explain.explainer import EXACT, INTEGRATED_GRADIENTS, OCCLUSION
 from inference.predictor import ModelUnavailableError, Predictor
@@ -261,7 +261,7 @@ def test_explaining_never_imports_tensorflow(exports):
     from tests.app_server import run_python
 
     code = (f"import sys; from inference.predictor import Predictor; from inference.explain.explainer import Explainer; "
-            f"from benchmarks.pen import DIGIT_STROKES, canvas_png; from inference.preprocess import preprocess; "
+            f"from benchmarks.browser.pen import DIGIT_STROKES, canvas_png; from inference.preprocess import preprocess; "
             f"p = Predictor({str(exports)!r}); e = Explainer.for_predictor(p); x = preprocess(canvas_png(DIGIT_STROKES[7])); "
             f"print([e.explain(x, name).top for name in p.models]); print('tensorflow' in sys.modules)")
     result = run_python(code)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.pen import DIGIT_STROKES, canvas_png
+from benchmarks.browser.pen import DIGIT_STROKES, canvas_png
 from tests.test_rest import BAD_INPUTS, data_url
 from training.registry import MODELS
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks.pen import AMBIGUOUS_FOUR_NINE, DIGIT_STROKES, draw_mouse, draw_touch
+from benchmarks.browser.pen import AMBIGUOUS_FOUR_NINE, DIGIT_STROKES, draw_mouse, draw_touch
 from tests.test_browser import PHONE, WAIT, clear, open_page, wait_for_answer
 from training.registry import MODELS
 

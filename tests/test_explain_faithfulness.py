@@ -1,13 +1,13 @@
 """The benchmark's deletion test and sanity check on a small sample (the ten pen-drawn digits):
 the shipped maps find the evidence better than the ink alone, and they depend on what the model
-learned. The full figures: `python -m benchmarks --only explain` (benchmarks/explain.py)."""
+learned. The full figures: `python -m benchmarks --only explain` (benchmarks/explain/explain.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.faithfulness import deletion, learned_weights, randomised_explainer, rank_correlations
-from benchmarks.pen import DIGIT_STROKES, canvas_png
+from benchmarks.explain.faithfulness import deletion, learned_weights, randomised_explainer, rank_correlations
+from benchmarks.browser.pen import DIGIT_STROKES, canvas_png
 from inference.explain.explainer import Explainer
 from inference.preprocess import preprocess
 from training.registry import MODELS

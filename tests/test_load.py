@@ -221,6 +221,12 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
     with running_app(exports, tmp_path / "app.log", PREDICT_WORKERS="2") as (url, pid):
         base_url = url.rstrip("/")
         wait_for_workers(lambda: httpx.get(f"{base_url}/env").json(), 2)
+        # The explanation worker (same module, --explain) starts once the prediction workers are ready:
+        # listed before it had started, the count was 2 or 3 depending on timing.
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{base_url}/env").json()["explanation_workers"]["ready"] < 1:
+            assert time.monotonic() < deadline, "the explanation worker did not start in 120 s"
+            time.sleep(0.05)
         workers = child_pids(pid, b"inference.pool_worker")
         with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
             maps = Path(f"/proc/{pid}/maps")
@@ -248,5 +254,5 @@ def test_app_py_serves_ui_and_api_under_load(tmp_path, exports_copy):
                 assert served["available"] and served["accuracy"] == pytest.approx(status["accuracy"], abs=1e-5)
             assert http.get("/env").json()["prediction_workers"]["answered"] > 0
     if workers is not None:
-        assert len(workers) == 2
+        assert len(workers) == 3  # 2 prediction workers and 1 explanation worker
         assert not [worker for worker in workers if Path(f"/proc/{worker}").exists()], "workers outlived app.py"

@@ -1,7 +1,7 @@
 """inference/preprocess.py: drawings become MNIST-style model input.
 
 Unit tests draw synthetic digits with Pillow. The requirement test renders real
-MNIST test digits the ways people draw them (benchmarks/drawing_variants.py) and
+MNIST test digits the ways people draw them (benchmarks/reading/drawing_variants.py) and
 checks that the shipped Model 2 classifies each way within 2 points of its
 accuracy on the raw digits, while the original app's naive pipeline does not.
 """
@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from benchmarks import drawing_variants
-from benchmarks.drawing_variants import VARIANTS, naive_preprocess, render
+from benchmarks.reading import drawing_variants
+from benchmarks.reading.drawing_variants import VARIANTS, naive_preprocess, render
 from inference import preprocess as preprocessing
 from inference.image_io import EmptyImageError, ImageInputError
 from inference.preprocess import preprocess
@@ -228,7 +228,7 @@ def test_bad_input_is_an_image_input_error():
         preprocess("/etc/passwd")
 
 
-# ---- the drawing variants themselves (benchmarks/drawing_variants.py) ------------------------
+# ---- the drawing variants themselves (benchmarks/reading/drawing_variants.py) ------------------------
 
 MNIST_LIKE_SEVEN = np.round(REFERENCE[:, :, 0] * 255).astype(np.uint8)
 

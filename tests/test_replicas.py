@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from api.affinity import COOKIE, FORWARDED_HEADER, SERVED_BY_HEADER
-from benchmarks.pen import DIGIT_STROKES, draw_mouse
+from benchmarks.browser.pen import DIGIT_STROKES, draw_mouse
 from benchmarks.replicas.proxy import RoundRobinProxy, running_proxy
 from tests.app_server import ROOT, RunningApp, copy_exports, free_port, running_apps
 from tests.test_browser import WAIT, wait_for_answer, wait_for_text

@@ -109,8 +109,17 @@ def tiny_predictor(empty_exports):
     return Predictor(empty_exports)
 
 
+def upload_answer(predictor, path):
+    """The Draw tab's upload answer, through the lanes every prediction path shares (inference/lanes.py)."""
+    import asyncio
+
+    from inference.lanes import PredictionLanes
+
+    return asyncio.run(draw.upload_answer(PredictionLanes(predictor), path))
+
+
 def test_cleared_upload_gets_the_hint_not_an_answer(tiny_predictor):
-    assert draw.upload_answer(tiny_predictor, None) == {"status": 0, "answer": None}
+    assert upload_answer(tiny_predictor, None) == {"status": 0, "answer": None}
 
 
 def test_upload_gets_the_same_answer_as_the_canvas_with_the_input_it_saw(tiny_predictor, tmp_path):
@@ -121,7 +130,7 @@ def test_upload_gets_the_same_answer_as_the_canvas_with_the_input_it_saw(tiny_pr
 
     picture = tmp_path / "one.png"
     stroke_image(ONE).save(picture)
-    value = draw.upload_answer(tiny_predictor, picture)
+    value = upload_answer(tiny_predictor, picture)
     assert value["status"] == 200
     answer = value["answer"]
     # Exactly what the page's canvas gets from POST /predict {"model": "all", "include_input": true}.
@@ -148,7 +157,7 @@ def test_upload_gets_the_same_answer_as_the_canvas_with_the_input_it_saw(tiny_pr
 def test_unreadable_upload_is_said_in_the_pages_words(tiny_predictor, tmp_path, content, words):
     path = tmp_path / "broken.png"
     path.write_bytes(content)
-    value = draw.upload_answer(tiny_predictor, path)
+    value = upload_answer(tiny_predictor, path)
     assert value["status"] == 400
     message = value["answer"]["error"]
     assert message.startswith(words), message
@@ -158,7 +167,7 @@ def test_unreadable_upload_is_said_in_the_pages_words(tiny_predictor, tmp_path, 
 def test_blank_upload_says_no_digit_was_found(tiny_predictor, tmp_path):
     path = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "white").save(path)
-    value = draw.upload_answer(tiny_predictor, path)
+    value = upload_answer(tiny_predictor, path)
     assert value["status"] == 422 and value["answer"]["error"].startswith("That picture shows no digit we can find")
 
 

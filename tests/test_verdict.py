@@ -89,7 +89,7 @@ def test_model1_asks_model2_for_a_second_opinion_and_serves_alone_without_it(tmp
 
 @pytest.fixture(scope="module")
 def drawings(mnist):
-    """Evaluation drawings made like benchmarks/drawn_sets.py (test digits, eval fonts, other scribbles)."""
+    """Evaluation drawings made like benchmarks/reading/drawn_sets.py (test digits, eval fonts, other scribbles)."""
     from training import strokes
     from training.canvas_data import EVAL_FONTS, LETTERS
 

@@ -154,7 +154,7 @@ def calibrate(name: str, predict_raw, canvas, data, test_raw: np.ndarray, quick:
     labels, and the copy the drawn sets are made from); `test_raw`: predict_raw of data.x_test (the
     trainer needs it too, so it is computed once). Returns the metadata keys "temperature",
     "calibration" (ECE before/after), "verdict" (thresholds and rates) and "drawn_digits" (accuracy,
-    ECE and verdicts on benchmarks/drawn_sets.py, measured only).
+    ECE and verdicts on benchmarks/reading/drawn_sets.py, measured only).
     """
     from training.registry import MODELS
 
@@ -197,10 +197,10 @@ def _ece_pair(raw: np.ndarray, calibrated: np.ndarray, labels: np.ndarray) -> di
 
 def measure_drawn_sets(predict_raw, temperature: float, thresholds: dict[str, float], mnist, quick: bool = False
                        ) -> dict[str, Any] | None:
-    """Accuracy, ECE and verdicts on the evaluation drawings (benchmarks/drawn_sets.py), or None
+    """Accuracy, ECE and verdicts on the evaluation drawings (benchmarks/reading/drawn_sets.py), or None
     where the benchmarks package is not shipped. Measured only: nothing is fitted on these."""
     try:
-        from benchmarks.drawn_sets import FULL_SIZE, QUICK_SIZE, load_drawn_sets
+        from benchmarks.reading.drawn_sets import FULL_SIZE, QUICK_SIZE, load_drawn_sets
     except ImportError:
         return None
     sets = load_drawn_sets(mnist, QUICK_SIZE if quick else FULL_SIZE)

@@ -4,7 +4,7 @@
 
 The mix (RECIPE), all derived from the MNIST TRAINING images and the stroke fonts
 kept for training (TRAIN_FONTS), never from the test set or the fonts the
-benchmarks evaluate on (benchmarks/drawn_sets.py):
+benchmarks evaluate on (benchmarks/reading/drawn_sets.py):
 
 - every training digit as MNIST has it, and once more redrawn as pen strokes on the
   canvas and passed through the app's preprocessing (training/strokes.py);

@@ -9,7 +9,7 @@ skeleton that breaks the digit into pieces), plus the strokes a convention adds 
 it; or the polylines of a stroke font or a generator. fast_canvas.render then puts
 the writer's hand and the pen on every drawing of the task at once.
 
-Only the training mix uses this path; the evaluation drawings (benchmarks/drawn_sets.py)
+Only the training mix uses this path; the evaluation drawings (benchmarks/reading/drawn_sets.py)
 are drawn the long way, through the app's own preprocessing.
 """
 from __future__ import annotations

@@ -25,7 +25,7 @@ and edits of MNIST training digits (a skeleton plus strokes, like strokes.flag_a
 Every generator here returns polylines (float [N, 2] arrays or lists of points; x right, y
 down, any unit: the renderer fits them to the frame) and draws every random choice from the Generator it is given. The evaluation's
 drawings of the same conventions are written by a different generator with different
-proportions (benchmarks/written_conventions.py: a pen that follows via-points with inertia),
+proportions (benchmarks/reading/written_conventions.py: a pen that follows via-points with inertia),
 so a model is not scored on the shapes it was trained on; tests/test_conventions.py checks
 that the training mix never calls it.
 """

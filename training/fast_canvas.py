@@ -21,9 +21,9 @@ whole batch at once, in ~0.2 ms:
 
 The emulation's constants were fitted against the long way on the same centre lines
 (tests/test_fast_canvas.py keeps it so: pixel error, ink, stroke widths, edges);
-`python -m benchmarks.fast_canvas_check` compares the two renderers' images and how the
+`python -m benchmarks.reading.fast_canvas_check` compares the two renderers' images and how the
 shipped models read them (README, "How it reads real drawings"). The evaluation drawings
-(benchmarks/drawn_sets.py) still go the long way: through the app's own code.
+(benchmarks/reading/drawn_sets.py) still go the long way: through the app's own code.
 
 Every random choice comes from the numpy Generator passed in: the same seed gives
 the same drawings.

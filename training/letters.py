@@ -10,7 +10,7 @@ drift apart a little (the pen lifted and came back), and the letter leans.
 The letters are LETTERS plus D, J and j, which the issue's real letters
 include and the served verdicts accepted most often; Q stays out (a 0 with a tail in
 too many hands). The evaluation's handwritten letters come from a different generator
-(benchmarks/handwritten_letters.py: an alphabet of via-points written by a pen with
+(benchmarks/reading/handwritten_letters.py: an alphabet of via-points written by a pen with
 inertia) that training never calls.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ benchmarks --only drawn`, 2026-12-02): MNIST test 94.62% -> 94.87%, the benchmar
 digits 86.31% -> 88.44% (unseen stroke fonts 79.1% -> 87.3%); expected calibration error
 after the temperature 1.69% -> 1.37% on MNIST test and 3.27% -> 1.29% on drawn digits, which
 no temperature could give the one-vs-rest scores. Fitted to convergence (L-BFGS,
-benchmarks/ceiling.py) the same model scores 94.98% on MNIST and 88.72% on half of the drawn
+benchmarks/reading/ceiling.py) the same model scores 94.98% on MNIST and 88.72% on half of the drawn
 digits, where this trainer's SGD scores 94.87% and 88.39%: within half a point of the best
 this linear model can do on this data.
 
@@ -106,7 +106,8 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     # (a user's own drawings, mixed in by issue 12's training_data, keep their full weight).
     mnist_rows = canvas.summary["counts"]["train"]["mnist"]
     base_weights = np.where(np.arange(len(canvas.x_train)) < mnist_rows, 1.0, DRAWN_WEIGHT)
-    x_train, y_train, base_weights = run.weighted_training_data(canvas.x_train, canvas.y_train, base_weights)
+    x_train, y_train, base_weights = run.weighted_training_data(canvas.x_train, canvas.y_train, base_weights,
+                                                                 mnist_rows)
     # The mix's non-digits are left out: fitted towards a uniform output (outlier exposure) they
     # flagged 11.5% of letters instead of 8.6% and cost 0.7 points of MNIST test (93.6% vs 94.3%).
     digits = y_train != NOT_A_DIGIT

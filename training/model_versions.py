@@ -258,7 +258,7 @@ class ModelVersions:
         except OSError:
             return []
         return [int(entry.name) for entry in entries
-                if entry.name.isdigit() and int(entry.name) > SHIPPED_VERSION and (entry / VERSION_FILE).is_file()]
+                if entry.name.isascii() and entry.name.isdigit() and int(entry.name) > SHIPPED_VERSION and (entry / VERSION_FILE).is_file()]
 
     def _numbers(self, name: str) -> list[int]:
         shipped = [SHIPPED_VERSION] if self._paths_in(name, self.shipped_dir)["onnx"].is_file() else []

@@ -35,7 +35,7 @@ WORK_MARGIN = 7  # px of room around a shape in its work frame, so warps and edi
 SHAPE_WIDTH = 4  # px: lines drawn into a work frame are this wide before skeletonising
 # Ink deeper than this (of the frame's side) is a filled loop, not a stroke. Bold strokes and
 # inked-in loops look alike: at 0.09 bold 1s came out as 0s (49 errors in 1,500 test digits
-# redrawn, against 34 at 0.14, the value benchmarks/drawing_variants.py uses).
+# redrawn, against 34 at 0.14, the value benchmarks/reading/drawing_variants.py uses).
 HOLLOW = 0.14
 SKELETON_LEVEL = 0.5  # of the shape's intensity: what counts as ink when skeletonising (0.3 measured worse: 44 vs 34 errors in 1,500)
 # A faint stretch of a stroke falls below SKELETON_LEVEL and the redraw comes out in pieces
@@ -275,7 +275,7 @@ def curves(rng: np.random.Generator) -> list[np.ndarray]:
 
 def doodle(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     """Shapes people draw that are no digit: a triangle or star, a spiral, hatching, a crossed-out
-    circle. (Not the evaluation's springs, zigzags and tangles: benchmarks/drawn_sets.py keeps
+    circle. (Not the evaluation's springs, zigzags and tangles: benchmarks/reading/drawn_sets.py keeps
     those to measure how non-digits never seen in training are judged.)"""
     kind = rng.integers(0, 4)
     if kind == 0:  # a triangle or a star of 5 or 7 points, closed (a ring of more corners is a fair 0)
@@ -651,7 +651,7 @@ def canvas_input(shape: np.ndarray, rng: np.random.Generator, distortion: Distor
 #   "open_four":  None (generated)                      "font": (font name, character)
 #   "scribble" / "loops" / "curves" / "doodle" / "line": None (generated)     "pair": uint8 [2, 28, 28] (two digits side by side)
 #   "image":      float [H, W] in [0, 1], white on black (e.g. scikit-learn's 8x8 digits)
-#   "strokes":    polylines (x right, y down, any unit), e.g. written by the evaluation's benchmarks/motor_pen.py
+#   "strokes":    polylines (x right, y down, any unit), e.g. written by the evaluation's benchmarks/browser/motor_pen.py
 KINDS = ("mnist", "one_flag", "seven_bar", "zero_slash", "open_four", "font", "scribble", "loops", "curves",
          "doodle", "line", "pair", "image", "strokes")
 

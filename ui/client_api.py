@@ -4,14 +4,13 @@ No `from __future__ import annotations`: gr.api() reads these functions' type hi
 runtime to document their inputs and outputs on the "Use via API" page.
 """
 import base64
+import json
 from typing import Any
 
 import gradio as gr
 from gradio.data_classes import FileData
 
-from inference.image_io import ImageInputError
-from inference.predictor import ModelUnavailableError
-from inference.preprocess import preprocess
+from inference.image_io import ImageInputError, file_data_url
 from inference.status import environment, model_status_report
 from training.registry import MODELS
 from ui import draw, explain_api, mcp_tools
@@ -24,19 +23,29 @@ EXPLAIN_CONCURRENCY = 2
 def register(ctx: AppContext) -> None:
     """Add the endpoints to the Blocks being built (listed first on the "Use via API" page)."""
 
-    def predict(image: FileData, model: str = "model2", invert: bool = False) -> tuple[int, list[float], str]:
+    async def predict(image: FileData, model: str = "model2", invert: bool = False) -> tuple[int, list[float], str]:
         """Classify a picture of one handwritten digit with "model1" or "model2".
         Returns (digit, probabilities of the digits 0-9, verdict): the verdict is "digit", "unsure"
         (the top two are close: look at the probabilities) or "not_a_digit" (letters, scribbles, lines)."""
-        if model not in MODELS:
-            raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(MODELS)}.")
+        if not isinstance(model, str) or model not in MODELS:
+            raise gr.Error(f"Unknown model {str(model)[:40]!r}: choose one of {', '.join(MODELS)}.")
         try:
-            result = ctx.predictor.predict(preprocess(draw.uploaded_path(image), invert=bool(invert)), model)
+            path = draw.uploaded_path(image)
         except ImageInputError as error:
             raise gr.Error(str(error)) from None
-        except ModelUnavailableError as error:
-            raise gr.Error(f"{model} cannot predict: {error.reason}") from None
-        return result.digit, result.probabilities, result.verdict
+        if path is None:
+            raise gr.Error("No image was given: send a picture of one digit.")
+        # Issue 18 item 5: through the lanes REST uses (inference/lanes.py), header checked before decoding
+        # and a large image in the one-at-a-time lane. Uploads are at most 5 MB (server.mount_ui).
+        try:
+            data = file_data_url(path)
+        except ImageInputError as error:
+            raise gr.Error(str(error)) from None
+        status, body = await ctx.lanes.answer(data, model, bool(invert))
+        payload = json.loads(body)
+        if status != 200:
+            raise gr.Error(payload["error"])
+        return payload["prediction"], payload["probabilities"], payload["verdict"]
 
     async def explain(image: FileData, model: str = "model2", request: gr.Request = None
                       ) -> tuple[FileData, FileData, FileData, dict[str, Any]]:
@@ -67,7 +76,7 @@ def register(ctx: AppContext) -> None:
     def env() -> dict[str, Any]:
         """The runtime environment (the same as GET /env): Python, platform, library versions, TensorFlow,
         prediction workers."""
-        return environment(ctx.pool, ctx.explain_lane)
+        return environment(ctx.pool, ctx.explain_lane, ctx.drawings)
 
     gr.api(predict, api_name="predict", **PREDICT_QUEUE)
     # The lane (inference/explain/lane.py) bounds explanations; this only keeps them off the predictions' slots.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from drawings.limits import RateLimiter
 from drawings.store import DrawingStore
 from inference.explain.lane import ExplainLane
+from inference.lanes import PredictionLanes
 from inference.pool import PredictionPool
 from inference.predictor import Predictor
 from training.jobs import JobManager
@@ -22,12 +23,16 @@ class AppContext:
     drawings: DrawingStore | None = None  # issue 12: the corrections database (drawings/store.py)
     versions: ModelVersions | None = None  # issue 12: kept model versions (training/model_versions.py)
     explain_lane: ExplainLane | None = None  # issue 19: where explanations are computed (inference/explain/lane.py)
+    # Issue 18 item 5: where predictions run (inference/lanes.py), the same object REST uses, so a large
+    # image through gradio_client or MCP waits in the same one-at-a-time lane as one through /predict.
+    lanes: PredictionLanes | None = None
     insights: ModelInsights = field(init=False)  # the Models tab's weights and test-set figures
     # Issue 12: with TRAIN_TOKEN set (a public server), anonymous corrections from the page are rate-limited:
     # save_correction(ctx.drawings, ctx.predictor, image, label, client_id, limiter=ctx.correction_limiter)
     correction_limiter: RateLimiter | None = field(init=False)
 
     def __post_init__(self):
+        self.lanes = self.lanes or PredictionLanes(self.predictor, self.pool)
         self.insights = ModelInsights(self.predictor)
         self.correction_limiter = RateLimiter.shared() if self.train_token else None  # the one REST uses too
 

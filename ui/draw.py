@@ -1,31 +1,39 @@
 """The Draw tab's Python side: an upload in, the same answer the page's canvas gets from /predict.
 
 The canvas asks REST /predict itself (ui/static/canvas.js); an uploaded file can only reach
-the server through Gradio's upload route, so its answer is made here, with the same
-inference/answer.py call, and shown by the same page code (ui/static/answers.js).
+the server through Gradio's upload route, so its answer is made here, through the same
+lanes as /predict (inference/lanes.py), and shown by the same page code (ui/static/answers.js).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from inference.answer import ALL_MODELS, predict_answer
-from inference.image_io import ImageInputError, gradio_upload_folder
-from inference.predictor import Predictor
+from inference.answer import ALL_MODELS
+from inference.image_io import ImageInputError, file_data_url, gradio_upload_folder
+from inference.lanes import PredictionLanes
 
 UNREADABLE = "That file is not a picture we can read: "
 NO_DIGIT = "That picture shows no digit we can find: "
 
 
-def upload_answer(predictor: Predictor, path: Path | None) -> dict[str, Any]:
+async def upload_answer(lanes: PredictionLanes, path: Path | None) -> dict[str, Any]:
     """The #answers value for an uploaded file: {"status": HTTP-like status, "answer": /predict JSON}.
 
-    Errors are worded for the page (the REST words tell API callers how to send a data URL).
-    No file (the upload was cleared) is status 0 with no answer: the page shows its hint.
+    Through the lanes REST uses (inference/lanes.py: issue 18 item 5), so a large upload waits its
+    turn like a large /predict. Errors are worded for the page (the REST words tell API callers how to
+    send a data URL). No file (the upload was cleared) is status 0 with no answer: the page shows its hint.
     """
     if path is None:
         return {"status": 0, "answer": None}
-    status, payload = predict_answer(predictor, path, ALL_MODELS, include_input=True)
+    try:
+        data = file_data_url(path)
+    except ImageInputError as error:
+        status, payload = 400, {"error": str(error)}
+    else:
+        status, body = await lanes.answer(data, ALL_MODELS, include_input=True)
+        payload = json.loads(body)
     if "error" in payload:
         payload = {**payload, "error": in_page_words(status, payload["error"])}
     return {"status": status, "answer": payload}

@@ -5,7 +5,7 @@ Why not a Gradio event per stroke: the Sketchpad path cost 960 ms from pen-up to
 CPU per prediction. The canvas (ui/static/canvas.js) POSTs its 280x280 PNG as a data URL
 to /predict with "model": "all" and "include_input": true, a few KB in one request that
 the server spreads over its prediction workers (inference/pool.py), and the page renders
-both answers itself (ui/static/answers.js): see benchmarks/browser.py for the figures.
+both answers itself (ui/static/answers.js): see benchmarks/browser/draw_tab.py for the figures.
 
 Components and their values (what Python events get as input):
 - `sketch` (gr.HTML #sketchpad): {"image": PNG data URL of the 280x280 canvas, or None when
@@ -63,14 +63,14 @@ def answers_template() -> str:
 def build(ctx: AppContext) -> DrawTab:
     """Lay out the Draw tab inside the current gr.Blocks and wire its events."""
 
-    def predict_upload(upload: Any) -> dict[str, Any]:
+    async def predict_upload(upload: Any) -> dict[str, Any]:
         try:
             path = draw.uploaded_path(upload)
         except ImageInputError as error:
             message = draw.UNREADABLE + str(error)
             gr.Warning(message)
             return {"status": 400, "answer": {"error": message}}
-        value = draw.upload_answer(ctx.predictor, path)
+        value = await draw.upload_answer(ctx.lanes, path)
         if value["answer"] and "error" in value["answer"]:
             gr.Warning(value["answer"]["error"])
         return value

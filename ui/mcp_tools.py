@@ -12,18 +12,18 @@ outside host). Both are refused with an error that says what to send instead.
 
 No `from __future__ import annotations`: gr.api() reads the tools' type hints at runtime.
 """
+import copy
 import json
 import re
 from typing import Any
 
 import gradio as gr
+import gradio.state_holder as gradio_state
 from fastapi import FastAPI
 from gradio.data_classes import FileData
 
 from inference.explain.words import describe
-from inference.image_io import HOW_TO_SEND, EmptyImageError, ImageInputError
-from inference.predictor import ModelUnavailableError
-from inference.preprocess import preprocess
+from inference.image_io import HOW_TO_SEND, ImageInputError
 from inference.status import model_status_report
 from training.registry import MODELS
 from ui import explain_api
@@ -40,7 +40,7 @@ _PATH = re.compile(r"^(~|\.{0,2}/|[a-z]:[\\/])|\\|\.(png|jpe?g|webp|gif|bmp)$", 
 def register(ctx: AppContext) -> None:
     """Add the tools' endpoints to the Blocks being built (they are gradio_client endpoints too)."""
 
-    def recognize_digit(image: str, model: str = "model2", invert: bool = False) -> str:
+    async def recognize_digit(image: str, model: str = "model2", invert: bool = False) -> str:
         """Read the handwritten digit (0-9) in a picture, such as a digit drawn on a white canvas. The picture goes in as its data, base64-encoded; it is never read from a file path or fetched from a URL.
 
         Args:
@@ -50,18 +50,26 @@ def register(ctx: AppContext) -> None:
         Returns:
             JSON: {"digit": the most likely digit, "probabilities": 10 floats for the digits 0-9, "verdict": "digit", "unsure" or "not_a_digit", "model", "latency_ms"}.
         """
-        if model not in MODELS:
-            raise gr.Error(f"Unknown model {model[:40]!r}: choose one of {', '.join(MODELS)}.")
+        if not isinstance(model, str) or model not in MODELS:
+            raise gr.Error(f"Unknown model {str(model)[:40]!r}: choose one of {', '.join(MODELS)}.")
         try:
-            x = _preprocess(image, bool(invert))
-            result = ctx.predictor.predict(x, model)
+            text = _image_text(image)
         except ImageInputError as error:
             raise gr.Error(str(error)) from None
-        except ModelUnavailableError as error:
-            raise gr.Error(f"{model} cannot predict: {error.reason}") from None
-        return json.dumps({"digit": result.digit, "probabilities": result.probabilities,
-                           "verdict": result.verdict, "model": model, "latency_ms": round(result.latency_ms, 3),
-                           "candidates": result.candidates})
+        # Issue 18 item 5: through the lanes REST uses (inference/lanes.py): the header is checked before
+        # decoding, a large image waits its turn in the one-at-a-time lane, the work runs in the worker
+        # processes, so 120 parallel 2048x2048 PNGs no longer decode in 40 of this process's threads.
+        status, body = await ctx.lanes.answer(text, model, bool(invert))
+        payload = json.loads(body)
+        if status != 200:
+            # Decided only after the string failed as image data: bare base64 may start with "/" too.
+            if status == 400 and len(text) < 1024 and _PATH.search(text):
+                raise gr.Error(f"image looks like a file path ({text[:60]!r}): the server reads none of its "
+                               f"files for a client; {HOW_TO_SEND}.")
+            raise gr.Error(payload["error"])
+        return json.dumps({"digit": payload["prediction"], "probabilities": payload["probabilities"],
+                           "verdict": payload["verdict"], "model": model, "latency_ms": payload["latency_ms"],
+                           "candidates": payload.get("candidates")})
 
     async def explain_digit(image: str, model: str = "model2", request: gr.Request = None) -> tuple[str, FileData]:
         """Explain why a model reads the handwritten digit in a picture as it does: where the drawing argues for the digit it reads and where for its runner-up, in words, plus a picture of it. The picture goes in as its data, base64-encoded; it is never read from a file path or fetched from a URL.
@@ -76,7 +84,7 @@ def register(ctx: AppContext) -> None:
         try:
             answer = await explain_api.explained(ctx, text, model, request)
         except explain_api.ExplainFailed as error:
-            # Decided only after the string failed as image data (400), as in _preprocess.
+            # Decided only after the string failed as image data (400), as in recognize_digit.
             if error.status == 400 and len(text) < 1024 and _PATH.search(text):
                 raise gr.Error(f"image looks like a file path ({text[:60]!r}): the server reads none of its "
                                f"files for a client; {HOW_TO_SEND}.") from None
@@ -113,21 +121,6 @@ def _image_text(image: Any) -> str:
     return text
 
 
-def _preprocess(image: Any, invert: bool):
-    """The model input from the image data; a URL or a file path is refused, and said to be one."""
-    text = _image_text(image)
-    try:
-        return preprocess(text, invert=invert)  # a str is decoded as base64, never opened as a file
-    except EmptyImageError:
-        raise
-    except ImageInputError:
-        # Decided only after the string failed as image data: bare base64 may start with "/" too.
-        if len(text) < 1024 and _PATH.search(text):
-            raise ImageInputError(f"image looks like a file path ({text[:60]!r}): the server reads none of its "
-                                  f"files for a client; {HOW_TO_SEND}.") from None
-        raise
-
-
 def serve_only(demo: gr.Blocks, app: FastAPI) -> None:
     """After gr.mount_gradio_app(app, demo, ..., mcp_server=True): make TOOLS the MCP server's only
     tools (their request bodies are limited with every Gradio route's: api/server.GradioBodyLimit)."""
@@ -136,3 +129,32 @@ def serve_only(demo: gr.Blocks, app: FastAPI) -> None:
         return
     # The map both list_tools and call_tool use: a name not in it is "Unknown tool", listed or not.
     server.tool_to_endpoint = {server.tool_prefix + name: endpoint for name, endpoint in TOOLS.items()}
+    _stateless_tool_calls()
+
+
+class _ToolCallSession(gradio_state.SessionState):
+    """The session state of one MCP tool call, without the config snapshot of every block of the page.
+
+    Gradio 6.31's MCP layer builds a SessionState for each call of a non-queued tool, and its __init__
+    renders the config of every block of the Blocks (inspect.signature on each component's constructor:
+    ~3 ms of the event loop with this app's ~200 blocks; py-spy: 338 of 417 samples of the tool calls).
+    120 parallel recognize_digit calls then held the loop for over a second (/env probes of 1.1 and 1.9 s)
+    while the predictions themselves ran in the worker processes. That snapshot only serves to rebuild a
+    page's state for a deep link; our tools take no gr.State and have no page, so it is left empty."""
+
+    def __init__(self, blocks: gr.Blocks):  # super().__init__ is exactly what this skips
+        self.blocks_config = copy.copy(blocks.default_config)
+        self.config_values = {}
+        self.state_data = {}
+        self._state_ttl = {}
+        self.is_closed = False
+        self.STATE_TTL_WHEN_CLOSED = 3600
+
+
+def _stateless_tool_calls() -> None:
+    """Give Gradio's MCP layer the light per-call session (see _ToolCallSession). Only gradio.mcp's own
+    name is rebound: page sessions and queued events keep Gradio's SessionState."""
+    import gradio.mcp as gradio_mcp
+
+    if getattr(gradio_mcp, "SessionState", None) is gradio_state.SessionState:
+        gradio_mcp.SessionState = _ToolCallSession

@@ -40,7 +40,7 @@ def build(ctx: AppContext) -> ModelsTab:
 
     def refresh_models() -> list[Any]:
         status = model_status_report(ctx.predictor, ctx.jobs)
-        return [*[views.model_card(status[name]) for name in MODELS], environment(ctx.pool, ctx.explain_lane)]
+        return [*[views.model_card(status[name]) for name in MODELS], environment(ctx.pool, ctx.explain_lane, ctx.drawings)]
 
     with gr.Tab("Models", id="models") as models_tab:
         gr.Markdown("How each model was trained, how well it does and what it has learned, for the version being "

@@ -129,6 +129,10 @@ def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards
         """Serve a kept version of "model1" or "model2" (see GET /models/{model}/versions); returns it."""
         if model not in MODELS:
             raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(MODELS)}.")
+        # Whole numbers only, as in REST: gr.api passes the JSON value as sent, and int() would take
+        # "1", 1.5 and true as version 1 (issue 18 item 13).
+        if type(version) is not int:  # noqa: E721 (bool is an int subclass: true must be refused too)
+            raise gr.Error(f"'version' must be a whole number like 3, got {str(version)[:20]!r}.")
         problem = serve(ctx, model, version, token)
         if problem:
             raise gr.Error(problem)

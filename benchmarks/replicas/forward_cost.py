@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.machine import load_average
 from benchmarks.replicas.proxy import running_proxy
-from benchmarks.servers import HOST, ROOT, ServerProcess, free_port, request
+from benchmarks.speed.servers import HOST, ROOT, ServerProcess, free_port, request
 
 REPLICAS = 3
 REQUESTS = 300  # small requests per case

@@ -17,7 +17,7 @@ Positive = evidence for the direction: removing that pixel's ink would lower the
   not run.
 
 Which one each model shows, and why, is decided in explainer.py from the measurements of
-`python -m benchmarks --only explain` (benchmarks/explain.py).
+`python -m benchmarks --only explain` (benchmarks/explain/explain.py).
 """
 from __future__ import annotations
 

@@ -2,10 +2,10 @@
 
 Real letters are harder to refuse than stroke-font letters (issue 21: the served verdicts
 flagged 77-78% of 1,073 real handwritten letters, against 92-93% of the Hershey letters of
-benchmarks/drawn_sets.py). These are letters of our own: an alphabet of via-points written
+benchmarks/reading/drawn_sets.py). These are letters of our own: an alphabet of via-points written
 here (`ALPHABET`, one or more variants a letter, as people print and join them), written by
-benchmarks/motor_pen.py (a pen with inertia, every via-point jittered, slant and width per
-writer) and drawn the long way with the evaluation pens (benchmarks/written_conventions.py).
+benchmarks/browser/motor_pen.py (a pen with inertia, every via-point jittered, slant and width per
+writer) and drawn the long way with the evaluation pens (benchmarks/reading/written_conventions.py).
 Neither the alphabet nor the motor pen is used by the training mix, whose letters come from
 the training stroke fonts with a different distortion (training/letters.py).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.motor_pen import Writer, ellipse, write
+from benchmarks.browser.motor_pen import Writer, ellipse, write
 
 DIGIT_LIKE = "OoIilSsZzBbGgqT"  # a 0, 1, 5, 2, 8, 6, 9 or 7 in many hands: not counted as non-digits
 

@@ -2,9 +2,9 @@
 
 Flask's own server, Keras `model.predict` on the native model2.keras per request,
 and the original naive preprocessing (grayscale -> resize to 28x28 -> /255, from
-benchmarks.drawing_variants). Same request and response JSON as our /predict.
+benchmarks.reading.drawing_variants). Same request and response JSON as our /predict.
 
-    python -m benchmarks.baseline_flask_keras --port 5001 [--model exports/model2.keras]
+    python -m benchmarks.speed.baseline_flask_keras --port 5001 [--model exports/model2.keras]
 
 Listens on 127.0.0.1 only.
 """
@@ -25,7 +25,7 @@ def create_app(model_path: Path):
     from flask import Flask, jsonify, request
     from PIL import Image, UnidentifiedImageError
 
-    from benchmarks.drawing_variants import naive_preprocess
+    from benchmarks.reading.drawing_variants import naive_preprocess
 
     model = keras.models.load_model(model_path)
     app = Flask("baseline_flask_keras")

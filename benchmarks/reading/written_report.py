@@ -1,10 +1,10 @@
 """Per convention and per letter: how models read the evaluation's written conventions and letters.
 
-    MNIST_DIR=../shared/mnist python -m benchmarks.written_report [EXPORTS_DIR ...]
+    MNIST_DIR=../shared/mnist python -m benchmarks.reading.written_report [EXPORTS_DIR ...]
 
-The drawn benchmark (benchmarks/drawn.py) pools benchmarks/written_conventions.py's drawings
+The drawn benchmark (benchmarks/reading/drawn.py) pools benchmarks/reading/written_conventions.py's drawings
 by digit; this prints each convention's accuracy and, for the handwritten letters
-(benchmarks/handwritten_letters.py), the share each model's own verdict flags and the letters
+(benchmarks/reading/handwritten_letters.py), the share each model's own verdict flags and the letters
 it accepts most, for every model export folder given (default: the shipped exports/). The
 drawings (90 per convention, 10 writers per letter, a fixed seed) are drawn the long way with
 the evaluation pens and cached like the drawn sets.
@@ -25,7 +25,7 @@ PER_LETTER = 10
 
 def drawings():
     """(uint8 [N, 28, 28], names [N] ("four_cursive", ..., "letter:D"), labels [N]) through the cache."""
-    from benchmarks import handwritten_letters, written_conventions
+    from benchmarks.reading import handwritten_letters, written_conventions
     from training.canvas_data import render_cached
 
     rng = np.random.default_rng(SEED)
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
     from training.artifacts import read_metadata
     from training.registry import MODELS
 
-    folders = [Path(folder) for folder in argv] or [Path(__file__).resolve().parent.parent / "exports"]
+    folders = [Path(folder) for folder in argv] or [Path(__file__).resolve().parents[2] / "exports"]
     x, names, labels = drawings()
     columns = {}
     for folder in folders:

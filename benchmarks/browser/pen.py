@@ -1,6 +1,6 @@
 """Drawing digits in a real browser page, as a person would: strokes for 0-9, by mouse or by touch.
 
-Shared by the browser benchmark (benchmarks/browser.py) and the browser test
+Shared by the browser benchmark (benchmarks/browser/draw_tab.py) and the browser test
 (tests/test_browser.py). A stroke is a list of points in units of the canvas's
 half-width from its centre (-1..1, y down); `draw_mouse` presses, moves in small
 steps and releases with Playwright's mouse; `draw_touch` sends the same strokes as

@@ -1,6 +1,6 @@
 """Does the training mix's fast renderer draw what the long way draws? Pixels and the shipped models say.
 
-    MNIST_DIR=../shared/mnist python -m benchmarks.fast_canvas_check [--count 2000]
+    MNIST_DIR=../shared/mnist python -m benchmarks.reading.fast_canvas_check [--count 2000]
 
 1. The same centre lines (MNIST test skeletons, no warp) and the same pens, drawn the long way
    (training/strokes.py: a 280 px canvas and inference.preprocess) and emulated
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.mnist import load_mnist
     from training.onnx_contract import to_pixels
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fast_canvas_check")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reading.fast_canvas_check")
     parser.add_argument("--count", type=int, default=2000, help="MNIST test digits per comparison")
     args = parser.parse_args(argv)
     mnist = load_mnist()

@@ -1,6 +1,6 @@
 """Paced users: each sends one POST every `interval` seconds on its own keep-alive connection.
 
-Unlike benchmarks/load.py (closed loop: a client sends its next request as soon as
+Unlike benchmarks/speed/load.py (closed loop: a client sends its next request as soon as
 the last one is answered), this models people drawing: a page asks for a
 prediction every ~300 ms whatever the server does. All users run on one asyncio
 loop in this process (100 threads would cost the shared cores more than the
@@ -13,8 +13,8 @@ import asyncio
 import random
 import time
 
-from benchmarks.load import LoadRun, _error, summarize
-from benchmarks.servers import HOST
+from benchmarks.speed.load import LoadRun, _error, summarize
+from benchmarks.speed.servers import HOST
 
 CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0

@@ -2,8 +2,8 @@
 
     strokes = write([[(0, 0), (1, 0), (0.5, 1)]], Writer.sample(rng), rng)
 
-The evaluation drawings of writers' conventions (benchmarks/written_conventions.py) and of
-letters (benchmarks/handwritten_letters.py) are written by this generator, which the
+The evaluation drawings of writers' conventions (benchmarks/reading/written_conventions.py) and of
+letters (benchmarks/reading/handwritten_letters.py) are written by this generator, which the
 training mix never uses (training/conventions.py builds its variants from Bezier curves,
 arcs and polylines; tests/test_conventions.py checks that the mix never calls this): a point
 mass pulled towards each via-point in turn by a damped spring, moving on to the next one as

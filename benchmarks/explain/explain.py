@@ -2,9 +2,9 @@
 
 From the shipped ONNX models, in this process (inference/explain/, as the server runs it):
 - Deletion test (Petsiuk et al. 2018) per model and method, on MNIST test digits and on drawn
-  digits (benchmarks/drawn_sets.py, the quick-size sets): the area under the top class's
+  digits (benchmarks/reading/drawn_sets.py, the quick-size sets): the area under the top class's
   probability as pixels are erased in the map's order, against random, reverse and ink-only
-  orders (benchmarks/faithfulness.py). The default method must be clearly below ink-only: the
+  orders (benchmarks/explain/faithfulness.py). The default method must be clearly below ink-only: the
   95% interval of the paired difference (map - ink) lies below 0.
 - Sanity check (Adebayo et al. 2018): Spearman correlation over the ink between the maps of the
   trained model and of a copy with random weights; the default method must stay below SANITY_MAX.
@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from benchmarks.context import Context, as_model_input
-from benchmarks.faithfulness import ORDERS, deletion, randomised_explainer, rank_correlations
+from benchmarks.explain.faithfulness import ORDERS, deletion, randomised_explainer, rank_correlations
 from benchmarks.outcome import SectionResult
 from inference.explain.explainer import (EXACT, GRAD_CAM, GRADIENT_X_INPUT, INTEGRATED_GRADIENTS, OCCLUSION,
                                          Explainer)
@@ -67,7 +67,7 @@ def run(ctx: Context) -> SectionResult:
 
 def _samples(ctx: Context) -> dict[str, np.ndarray]:
     """MNIST test digits and drawn digits, seeded samples of the configured size: [N, 28, 28, 1]."""
-    from benchmarks.drawn_sets import DIGIT_SETS, QUICK_SIZE, load_drawn_sets
+    from benchmarks.reading.drawn_sets import DIGIT_SETS, QUICK_SIZE, load_drawn_sets
 
     rng = np.random.default_rng(SEED)
     count = ctx.config.explain_samples
@@ -232,8 +232,8 @@ PROBE = """() => {
 
 
 def _live(ctx: Context, result: SectionResult) -> None:
-    from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, canvas_png
-    from benchmarks.servers import ServerProcess, free_port, server_env, workers_ready
+    from benchmarks.browser.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, canvas_png
+    from benchmarks.speed.servers import ServerProcess, free_port, server_env, workers_ready
 
     port = free_port()
     env = server_env(GRADIO_SERVER_PORT=str(port), EXPORTS_DIR=str(ctx.exports_copy("explain")))
@@ -284,7 +284,7 @@ def _live(ctx: Context, result: SectionResult) -> None:
 
 
 def _explainers_ready(port: int):
-    from benchmarks.servers import request
+    from benchmarks.speed.servers import request
 
     def ready() -> bool:
         try:
@@ -299,7 +299,7 @@ def _explainers_ready(port: int):
 def _replay(ctx: Context, port: int, pid: int, body: bytes) -> dict:
     import http.client
 
-    from benchmarks.browser import group_cpu_seconds
+    from benchmarks.browser.draw_tab import group_cpu_seconds
 
     count = ctx.config.explain_cpu_requests
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -324,7 +324,7 @@ def _replay(ctx: Context, port: int, pid: int, body: bytes) -> dict:
 
 
 def _draw(ctx: Context, browser, port: int) -> dict:
-    from benchmarks.pen import DIGIT_STROKES, draw_mouse
+    from benchmarks.browser.pen import DIGIT_STROKES, draw_mouse
 
     page = browser.new_page(viewport={"width": 1280, "height": 960})
     page.set_default_timeout(90_000)

@@ -11,13 +11,13 @@ digits (label 0-9)
     conventions_written the issue-21 conventions (cursive one-stroke 4s, long-flag 1s, hooked 7s,
                         g-like 9s, round 6s, open/closed 4s and 9s, European 1s and 7s, slashed 0s,
                         one-stroke digits) written by a different generator than training's
-                        (benchmarks/written_conventions.py), with the issue's three pens
+                        (benchmarks/reading/written_conventions.py), with the issue's three pens
     hershey_unseen      digits of the Hershey fonts reserved for evaluation (EVAL_FONTS)
     sklearn_digits      scikit-learn's load_digits: 1,797 8x8 digits by 43 writers, upscaled, redrawn
 non-digits (label -1)
     letters_symbols     letters and symbols of EVAL_FONTS (digit-like letters such as O, l, S, Z excluded)
     handwritten_letters letters of our own alphabet written by a pen with inertia, like a hand
-                        (benchmarks/handwritten_letters.py; no training generator), the issue's three pens
+                        (benchmarks/reading/handwritten_letters.py; no training generator), the issue's three pens
     scribbles           loops, zigzags and tangles: a different generator from training's random walks
     lines               near-horizontal lines (other seeds than training)
     two_digits          two MNIST TEST digits side by side
@@ -48,8 +48,8 @@ class SetSize:
     scribbles: int = 1000
     lines: int = 300
     two_digits: int = 1000
-    written_per_convention: int = 150  # of each of benchmarks/written_conventions.CONVENTIONS (21)
-    handwritten_per_letter: int = 30  # of each letter of benchmarks/handwritten_letters.ALPHABET (37)
+    written_per_convention: int = 150  # of each of benchmarks/reading/written_conventions.CONVENTIONS (21)
+    handwritten_per_letter: int = 30  # of each letter of benchmarks/reading/handwritten_letters.ALPHABET (37)
 
 
 FULL_SIZE = SetSize()
@@ -115,9 +115,9 @@ def _groups(mnist, size: SetSize) -> list[tuple[str, strokes.Task]]:
     add(f"lines:{NOT_A_DIGIT}", "line", [None] * size.lines, 402)
     pairs = [x_test[rng.choice(len(x_test), 2)] for _ in range(size.two_digits)]
     add(f"two_digits:{NOT_A_DIGIT}", "pair", pairs, 403)
-    # Written by the evaluation's own generator (benchmarks/motor_pen.py), each drawing with one of
+    # Written by the evaluation's own generator (benchmarks/browser/motor_pen.py), each drawing with one of
     # the issue's pens in turn; the polylines are written here, the workers draw them.
-    from benchmarks import handwritten_letters, written_conventions
+    from benchmarks.reading import handwritten_letters, written_conventions
 
     written_rng = np.random.default_rng([SEED, 500])
     by_digit: dict[int, list] = {}
@@ -133,7 +133,7 @@ def _groups(mnist, size: SetSize) -> list[tuple[str, strokes.Task]]:
 
 def add_written(groups: list, group: str, drawings: list, salt: int) -> None:
     """Polylines drawn the long way, each third with one of the evaluation pens."""
-    from benchmarks.written_conventions import EVAL_DISTORTION, EVAL_PENS
+    from benchmarks.reading.written_conventions import EVAL_DISTORTION, EVAL_PENS
 
     for index, pen in enumerate(EVAL_PENS):
         for task in strokes.chunked("strokes", drawings[index::len(EVAL_PENS)], (SEED, salt, index)):

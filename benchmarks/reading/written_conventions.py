@@ -2,7 +2,7 @@
 
 training/conventions.py teaches the models these conventions with Bezier curves, arcs and
 polylines of its own proportions, drawn by the fast renderer with the training pens. Here
-the same conventions are written by benchmarks/motor_pen.py (a pen with inertia following
+the same conventions are written by benchmarks/browser/motor_pen.py (a pen with inertia following
 jittered via-points: rounded corners, overshoot), with other proportions (listed per
 convention below), stronger slant (up to 0.3 against 0.18) and narrower or wider hands,
 and drawn the long way (training/strokes.py: skeleton, 280 px canvas, the app's own
@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.motor_pen import Writer, ellipse, write
+from benchmarks.browser.motor_pen import Writer, ellipse, write
 from training.strokes import Distortion, Pen
 
 # The renderings of its people sets: a 14 px pen ~190 px tall near the centre, an 8 px

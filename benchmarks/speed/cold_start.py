@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from benchmarks.context import Context
-from benchmarks.load import run_load
+from benchmarks.speed.load import run_load
 from benchmarks.outcome import SectionResult
-from benchmarks.rest_load import THROUGHPUT_CLIENTS
+from benchmarks.speed.rest_load import THROUGHPUT_CLIENTS
 from benchmarks.machine import group_pids, process_group_pss
-from benchmarks.servers import RssSampler, app_server, free_port, predict_ready, workers_ready
+from benchmarks.speed.servers import RssSampler, app_server, free_port, predict_ready, workers_ready
 
 NAME = "cold_start"
 TITLE = "Server cold start and memory"

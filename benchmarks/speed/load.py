@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.servers import HOST
+from benchmarks.speed.servers import HOST
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """(2) Robustness to drawing: MNIST test digits drawn the ways people draw, through two pipelines.
 
-Each digit is rendered onto a 280x280 canvas per variant (benchmarks.drawing_variants),
+Each digit is rendered onto a 280x280 canvas per variant (benchmarks.reading.drawing_variants),
 then turned into model input by the project's `inference.preprocess.preprocess`
 and by the original app's naive pipeline (grayscale -> resize 28x28 -> /255).
 Both models score both inputs; the reference is each model's accuracy on the
@@ -26,7 +26,7 @@ EXAMPLES_PLOT = "robustness_examples.png"
 
 
 def run(ctx: Context) -> SectionResult:
-    from benchmarks.drawing_variants import VARIANTS, naive_preprocess, render
+    from benchmarks.reading.drawing_variants import VARIANTS, naive_preprocess, render
     from inference.image_io import ImageInputError
     from inference.preprocess import preprocess
 

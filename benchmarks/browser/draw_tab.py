@@ -2,7 +2,7 @@
 
 Starts the real app (`python app.py`), opens the page in Debian's Chromium (Playwright,
 never a downloaded browser) and draws the digits 0-9 with mouse strokes
-(benchmarks/pen.py). A probe in the page notes the time of every `pointerup` and the
+(benchmarks/browser/pen.py). A probe in the page notes the time of every `pointerup` and the
 first animation frame at which both models' captions (#caption-model1, #caption-model2)
 show the answer to the drawing as it was at that moment: when the page marks each
 caption with the drawing version it answers (`data-version`, our canvas does), the
@@ -13,7 +13,7 @@ workers, from /proc/<pid>/stat) is read before and after.
 
 Then the page's own prediction request (captured from the browser: the JSON it POSTs
 to /predict) is replayed to measure the server CPU per prediction precisely, and
-100 paced users each send it every 300 ms (benchmarks/paced_load.py), beside the
+100 paced users each send it every 300 ms (benchmarks/speed/paced_load.py), beside the
 same load of plain REST requests.
 
 BENCH_APP_ROOT=<checkout> runs another checkout's app.py (e.g. the code before the
@@ -31,9 +31,9 @@ from pathlib import Path
 from benchmarks.context import Context
 from benchmarks.machine import group_pids
 from benchmarks.outcome import SectionResult
-from benchmarks.paced_load import paced_load
-from benchmarks.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, draw_mouse
-from benchmarks.servers import ROOT, ServerProcess, free_port, private_data, server_env, workers_ready
+from benchmarks.speed.paced_load import paced_load
+from benchmarks.browser.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, draw_mouse
+from benchmarks.speed.servers import ROOT, ServerProcess, free_port, private_data, server_env, workers_ready
 
 NAME = "browser"
 TITLE = "The Draw tab in headless Chromium: pen-up to answers, requests, server CPU, 100 drawing users"

@@ -1,7 +1,7 @@
 """What Model 1's share of the flag budget trades (training/calibration.SECOND_OPINION_BUDGET_SHARE).
 
-    python -m benchmarks.flag_budget                 # shares 0.5, 0.4, 0.3, 0.25, 0.2 (~1 min)
-    python -m benchmarks.flag_budget --shares 0.5,0.25
+    python -m benchmarks.reading.flag_budget                 # shares 0.5, 0.4, 0.3, 0.25, 0.2 (~1 min)
+    python -m benchmarks.reading.flag_budget --shares 0.5,0.25
 
 Model 1 takes Model 2's verdict as a second opinion, so its own thresholds get only a share of
 FLAG_BUDGET. For each share this refits Model 1's thresholds on the validation split exactly
@@ -22,7 +22,7 @@ DEFAULT_SHARES = (0.5, 0.4, 0.3, 0.25, 0.2)
 
 
 def measure(shares) -> list[dict]:
-    from benchmarks.drawn_sets import DIGIT_SETS, load_drawn_sets
+    from benchmarks.reading.drawn_sets import DIGIT_SETS, load_drawn_sets
     from inference.verdict import DIGIT, combine_many, judge_many, thresholds_from
     from training.artifacts import exports_dir, read_metadata
     from training.calibration import fit_verdict
@@ -67,7 +67,7 @@ def measure(shares) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.flag_budget", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reading.flag_budget", description=__doc__.splitlines()[0])
     parser.add_argument("--shares", default=",".join(map(str, DEFAULT_SHARES)),
                         help="comma-separated shares of the flag budget, each in (0, 1]")
     args = parser.parse_args(argv)

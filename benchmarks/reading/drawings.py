@@ -1,13 +1,13 @@
 """Issue 12 figures: the drawings database under concurrent posts while a training reads it, and
 what personalisation does for drawings of a style MNIST lacks.
 
-    python -m benchmarks.drawings load         # 16 clients POST /drawings for 10 s while Model 1 trains
-    python -m benchmarks.drawings personal     # before/after per model (full run and fine-tune), times
+    python -m benchmarks.reading.drawings load         # 16 clients POST /drawings for 10 s while Model 1 trains
+    python -m benchmarks.reading.drawings personal     # before/after per model (full run and fine-tune), times
 
 `load` starts `python app.py` (a private copy of the exports, a fresh DATA_DIR), seeds 100
 drawings, starts a Model 1 training with include_drawings (which reads the database), and
 counts the posts answered 201 and every other answer. `personal` saves 10 seven-segment
-drawings per digit (benchmarks/segment_digits.py draws them; MNIST has none) through the
+drawings per digit (benchmarks/reading/segment_digits.py draws them; MNIST has none) through the
 same save_correction as the app, then trains each model with the drawings and measures
 300 other seven-segment drawings it never saw, plus MNIST test, before and after.
 Prints one JSON object per measurement, with the load average (the machine is shared).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.servers import HOST, ROOT, app_server, free_port, private_data, request, server_env
+from benchmarks.speed.servers import HOST, ROOT, app_server, free_port, private_data, request, server_env
 
 SEEDED = 100  # drawings in the database before the load starts
 CLIENTS, SECONDS = 16, 10.0
@@ -39,7 +39,7 @@ def _load_average() -> list[float]:
 
 
 def _png_bodies(count: int, offset: int = 0) -> list[bytes]:
-    from benchmarks.segment_digits import segment_digit
+    from benchmarks.reading.segment_digits import segment_digit
 
     return [json.dumps({"image": "data:image/png;base64," + base64.b64encode(segment_digit(i % 10, offset + i)).decode(),
                         "label": i % 10}).encode() for i in range(count)]
@@ -121,7 +121,7 @@ def load(clients: int = CLIENTS, seconds: float = SECONDS) -> dict:
 def personal(models: list[str], modes: list[str], per_digit: int = 10) -> list[dict]:
     """Before/after on unseen seven-segment drawings and MNIST test, per model and mode, each from the
     shipped model in a fresh exports copy."""
-    from benchmarks.segment_digits import segment_digit
+    from benchmarks.reading.segment_digits import segment_digit
     from inference.preprocess import preprocess
 
     fresh = np.stack([preprocess(segment_digit(d, 1000 + s)) for s in range(30) for d in range(10)])
@@ -139,7 +139,7 @@ def personal(models: list[str], modes: list[str], per_digit: int = 10) -> list[d
 
 
 def _personal_run(model: str, mode: str, work: Path, per_digit: int, fresh: np.ndarray, labels: np.ndarray) -> dict:
-    from benchmarks.segment_digits import segment_digit
+    from benchmarks.reading.segment_digits import segment_digit
     from drawings.corrections import save_correction
     from drawings.store import DrawingStore
     from inference.predictor import Predictor

@@ -1,6 +1,6 @@
 """(2b) Reading real drawings: drawn digits, calibration and the verdict, from the shipped ONNX models.
 
-The evaluation drawings (benchmarks/drawn_sets.py: MNIST test digits redrawn as pen
+The evaluation drawings (benchmarks/reading/drawn_sets.py: MNIST test digits redrawn as pen
 strokes, writers' conventions, stroke fonts not used in training, scikit-learn's
 digits of 43 writers; letters, scribbles, lines, two digits) go through each shipped
 ONNX model. The served probabilities are the calibrated ones; the uncalibrated ones
@@ -30,7 +30,7 @@ TARGET_NON_DIGITS = ("letters_symbols", "handwritten_letters", "scribbles")
 
 
 def run(ctx: Context) -> SectionResult:
-    from benchmarks.drawn_sets import DIGIT_SETS, FULL_SIZE, QUICK_SIZE, load_drawn_sets
+    from benchmarks.reading.drawn_sets import DIGIT_SETS, FULL_SIZE, QUICK_SIZE, load_drawn_sets
     from inference.verdict import combine_many, judge_many, shares, thresholds_from
     from training.calibration import expected_calibration_error, temper
 

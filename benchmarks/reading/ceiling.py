@@ -1,11 +1,11 @@
 """How far the drawn-digit sets let each model class go: train on half of every drawn set, score the other half.
 
-    python -m benchmarks.ceiling                    # both models (Model 2 trains ~4 min), writes ceiling_results.md
-    python -m benchmarks.ceiling --models model1    # Model 1's half only (~2 min)
-    python -m benchmarks.ceiling --quick --out /tmp/c   # a miniature run: proves the harness, figures meaningless
+    python -m benchmarks.reading.ceiling                    # both models (Model 2 trains ~4 min), writes ceiling_results.md
+    python -m benchmarks.reading.ceiling --models model1    # Model 1's half only (~2 min)
+    python -m benchmarks.reading.ceiling --quick --out /tmp/c   # a miniature run: proves the harness, figures meaningless
 
 Issue 10 asks for 93% (Model 1) and 98.5% (Model 2) on digits drawn by people outside MNIST;
-benchmarks/drawn_sets.py builds such sets, and no model is ever trained on them. This
+benchmarks/reading/drawn_sets.py builds such sets, and no model is ever trained on them. This
 script breaks that rule on purpose, once, to measure an upper bound: each drawn digit set is
 split in two seeded halves, the models' own kind of classifier learns from the training mix
 (training/canvas_data.py) PLUS the first halves, and is scored on the second halves, next to the
@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.machine import describe, load_average
 
-OUT = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parent.parent  # benchmarks/: ceiling_results.* sit beside results.md
 SPLIT_SEED = 0  # which half of each drawn set trains the oracle
 ORACLE_WEIGHT = 10.0  # Model 1's second oracle: the halves weigh this many MNIST images each
 MODEL1_C = 0.1  # inverse L2 strength of the converged fit (1.0 measured within 0.3 point, 2x slower)
@@ -144,13 +144,13 @@ def measure_model2(mnist, sets, split, limit: int | None = None, epochs: int | N
 
 
 def write(rows: list[dict], out: Path, command: str, seconds: float) -> None:
-    from benchmarks.drawn_sets import DESCRIPTIONS
+    from benchmarks.reading.drawn_sets import DESCRIPTIONS
 
     names = list(rows[0]["sets"])
-    lines = ["# How far the drawn sets allow (`python -m benchmarks.ceiling`)", "",
+    lines = ["# How far the drawn sets allow (`python -m benchmarks.reading.ceiling`)", "",
              f"Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by `{command}` in "
              f"{seconds / 60:.1f} min. Machine: {describe()['cpu']}, {describe()['cores']} cores; load average after "
-             f"{load_average()}. Each drawn digit set (benchmarks/drawn_sets.py) is split into two seeded halves; "
+             f"{load_average()}. Each drawn digit set (benchmarks/reading/drawn_sets.py) is split into two seeded halves; "
              "the oracles learn from the training mix plus the first halves and are scored on the second halves, "
              "like the shipped models beside them. See the module docstring.", "",
              "| model | trained on | " + " | ".join(DESCRIPTIONS[n] for n in names) + " | pooled (second halves) | MNIST test |",
@@ -164,10 +164,10 @@ def write(rows: list[dict], out: Path, command: str, seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.drawn_sets import FULL_SIZE, QUICK_SIZE, load_drawn_sets
+    from benchmarks.reading.drawn_sets import FULL_SIZE, QUICK_SIZE, load_drawn_sets
     from training.mnist import load_mnist
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reading.ceiling", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="model1,model2", help="comma-separated: model1, model2")
     parser.add_argument("--quick", action="store_true", help="tiny sets and mixes (proves the harness only)")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for ceiling_results.md/.json")
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--models takes model1 and/or model2")
     if args.quick and args.out == OUT:
         parser.error("a --quick run needs --out (its figures must not replace the committed ones)")
-    command = "python -m benchmarks.ceiling" + "".join(" " + a for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m benchmarks.reading.ceiling" + "".join(" " + a for a in (argv if argv is not None else sys.argv[1:]))
     began = time.perf_counter()
     mnist = load_mnist()
     sets = load_drawn_sets(mnist, QUICK_SIZE if args.quick else FULL_SIZE)

@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.machine import process_group_rss
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"  # loopback only: benchmarks never send traffic anywhere else
 
 

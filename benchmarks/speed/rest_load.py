@@ -11,10 +11,10 @@ import sys
 import time
 
 from benchmarks.context import Context
-from benchmarks.load import measure, run_load, summarize
+from benchmarks.speed.load import measure, run_load, summarize
 from inference.pool import usable_cores
 from benchmarks.outcome import SectionResult, ratio
-from benchmarks.servers import (RssSampler, ServerProcess, app_server, free_port, predict_ready, request,
+from benchmarks.speed.servers import (RssSampler, ServerProcess, app_server, free_port, predict_ready, request,
                                 server_env, workers_ready)
 
 NAME = "rest"
@@ -46,7 +46,7 @@ def _start_app(ctx: Context) -> ServerProcess:
 
 def _start_baseline(ctx: Context) -> ServerProcess:
     port = free_port()
-    argv = [sys.executable, "-m", "benchmarks.baseline_flask_keras", "--port", str(port),
+    argv = [sys.executable, "-m", "benchmarks.speed.baseline_flask_keras", "--port", str(port),
             "--model", str(ctx.exports / "model2.keras")]
     return ServerProcess("Flask + Keras baseline", argv, port, env=server_env(),
                          log_path=ctx.work / "baseline-rest.log")

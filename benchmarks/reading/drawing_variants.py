@@ -8,7 +8,7 @@ accuracy on these canvases (through `inference.preprocess`) with its accuracy on
 the raw digits measures how well preprocessing recovers what the model was
 trained on. `naive_preprocess` is the original app's pipeline, for comparison.
 
-    from benchmarks.drawing_variants import VARIANTS
+    from benchmarks.reading.drawing_variants import VARIANTS
     canvas = VARIANTS["small_corner"](mnist.x_test[0], np.random.default_rng(0))
 """
 from __future__ import annotations

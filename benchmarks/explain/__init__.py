@@ -1,0 +1,1 @@
+"""Why this digit? (section 9): faithfulness of the maps (deletion, sanity check), cost, latency."""
