@@ -8,6 +8,7 @@ the least recently seen forgotten first, so a flood of addresses costs bounded m
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import os
 import time
@@ -39,6 +40,15 @@ class ClientBuckets:
         while len(self._buckets) > TRACKED_CLIENTS:
             self._buckets.popitem(last=False)
         return None if allowed else max(0.1, (cost - tokens) / self.rate)
+
+
+def is_loopback(client: str) -> bool:
+    """This machine itself (no forwarded address): its operator, a local script, the test suite. The
+    per-client rates leave it alone; the totals (the cache cap, the queue's own bounds) still hold."""
+    try:
+        return ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        return False
 
 
 def client_of(scope) -> str:
