@@ -40,6 +40,7 @@ from inference.predictor import Predictor  # noqa: E402
 from training.job_board import JobBoard  # noqa: E402
 from training.jobs import JobManager  # noqa: E402
 from training.model_versions import ModelVersions  # noqa: E402
+from training.version_store import follow_database  # noqa: E402
 from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab  # noqa: E402
 from ui.context import PREDICT_CONCURRENCY, AppContext  # noqa: E402
 
@@ -47,9 +48,14 @@ from ui.context import PREDICT_CONCURRENCY, AppContext  # noqa: E402
 # Issue 12: every successful run is kept as a model version, and the serving one is what the predictor
 # serves (training/model_versions.py); corrections go to the drawings database (opened above).
 versions = ModelVersions()
+# With PostgreSQL the versions and the serving pointer live in the database: this replica serves what
+# it says, fetching a version's files into DATA_DIR first, and follows it (training/version_store.py).
+mirror = follow_database(versions)
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
 predictor = Predictor(versions)
+if mirror is not None:
+    mirror.on_served = predictor.reload  # load a version another replica served now, not at the next request
 
 
 def on_trained(name: str, result) -> None:

@@ -88,6 +88,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             updated_at TEXT NOT NULL                -- ISO 8601, UTC
         );
     """),
+    Migration("model versions, their files and the serving pointer", """
+        -- Used with PostgreSQL (issue 20): a run's version and its files live here, so replicas need no
+        -- shared disk; each materialises a version into its own DATA_DIR before serving it
+        -- (training/version_store.py). Version 1 is the shipped exports/ on every replica: never stored.
+        CREATE TABLE model_versions (
+            model TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 2),
+            record TEXT NOT NULL,                            -- JSON: what version.json holds (sha256 per file)
+            created_at TEXT NOT NULL,                        -- ISO 8601, UTC
+            PRIMARY KEY (model, version)
+        );
+        CREATE TABLE model_version_files (
+            model TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            kind TEXT NOT NULL,                              -- onnx, native, metadata
+            name TEXT NOT NULL,                              -- the file's name, e.g. model2.onnx
+            sha256 TEXT NOT NULL,
+            size {bigint} NOT NULL,
+            data {blob} NOT NULL,                            -- the file (a few MB at most)
+            PRIMARY KEY (model, version, kind)
+        );
+        CREATE TABLE model_serving (
+            model TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,                        -- 1: the shipped model
+            changed_at TEXT NOT NULL
+        );
+        INSERT INTO change_counters (topic, counter) VALUES ('model_versions', 0);
+    """),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("schema_migrations", *dict.fromkeys(

@@ -134,20 +134,21 @@ def _stored(server: ServerProcess) -> int:
     return int(answer["total"])
 
 
-def measure(work: Path, log=print) -> dict:
+def measure(work: Path, log=print, *, counts: tuple[int, ...] = REPLICA_COUNTS, load_seconds: float = LOAD_SECONDS,
+            write_seconds: float = WRITE_SECONDS) -> dict:
     """Both measures; `log` reports as it goes."""
     results: dict = {"throughput": [], "writes": {}}
     with postgres() as server:
-        for count in REPLICA_COUNTS:
+        for count in counts:
             url = server.new_database()
             with replicas(count, work, url, f"throughput-{count}") as running:
-                figures = throughput(running)
+                figures = throughput(running, seconds=load_seconds)
             results["throughput"].append(figures)
             log(f"  {count} replica(s): {figures['rps']:.0f} req/s, p50 {figures['p50_ms']:.1f} ms, "
                 f"{figures['errors']} errors")
         for backend, url in (("SQLite", None), ("PostgreSQL", server.new_database())):
             with replicas(1, work, url, f"writes-{backend.lower()}") as (running,):
-                figures = write_rate(running)
+                figures = write_rate(running, seconds=write_seconds)
             results["writes"][backend] = figures
             log(f"  {backend}: {figures['per_second']:.0f} drawings/s from {figures['writers']} writers, "
                 f"{figures['acknowledged']} acknowledged, {figures['lost']} lost, {figures['failures']} failed")
