@@ -1,6 +1,6 @@
 """Issue 18, items 1, 2, 9 and 10: a hostile visitor against Gradio's queue, its uploads and the server's
-connections, each attack performed against a `python app.py` the test starts (benchmarks/hostile.py
-holds the attacks; `python -m benchmarks.hostile ...` measured the README's figures with them).
+connections, each attack performed against a `python app.py` the test starts (benchmarks/attacks/hostile.py
+holds the attacks; `python -m benchmarks.attacks.hostile ...` measured the README's figures with them).
 
 Visitors are told apart the way the server tells them apart: requests from 127.0.0.1 (a trusted
 proxy by default) carry the visitor's address in X-Forwarded-For; for the connection limits, which
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks import hostile
+from benchmarks.attacks import hostile
 from tests.app_server import copy_exports, running_app
 
 TOKEN = "train-token-" + uuid.uuid4().hex
@@ -66,7 +66,7 @@ def test_1100_hostile_follower_joins_leave_other_visitors_gradio_events_answerin
     visitor = hostile.visitor_events(base, token=TOKEN, client="192.0.2.50")
     print(f"\nafter 1,100 hostile follower joins, another visitor's events: {visitor}")
     assert visitor["failures"] == [], visitor
-    # Under a second when measured (benchmarks/hostile.py); bounded loosely here for a shared machine.
+    # Under a second when measured (benchmarks/attacks/hostile.py); bounded loosely here for a shared machine.
     assert all(seconds < 5.0 for seconds in visitor["max_seconds"].values()), visitor
     assert set(visitor["max_seconds"]) == {"model_status", "predict", "save_drawing", "train_model1"}
 

@@ -1,9 +1,9 @@
 """Issue 18's attacks on the Gradio side of a running app, and what other visitors see meanwhile.
 
-    python -m benchmarks.hostile followers http://127.0.0.1:7860/ --token T   # item 1: 1,100 joins of watch_model1
-    python -m benchmarks.hostile joins http://127.0.0.1:7860/                 # item 2: 5,000 joins, fresh sessions
-    python -m benchmarks.hostile uploads http://127.0.0.1:7860/ --cache DIR   # item 10: 100 uploads of 4.9 MB
-    python -m benchmarks.hostile slow http://127.0.0.1:7860/ --count 20000    # item 9: slow request heads
+    python -m benchmarks.attacks.hostile followers http://127.0.0.1:7860/ --token T   # item 1: 1,100 joins of watch_model1
+    python -m benchmarks.attacks.hostile joins http://127.0.0.1:7860/                 # item 2: 5,000 joins, fresh sessions
+    python -m benchmarks.attacks.hostile uploads http://127.0.0.1:7860/ --cache DIR   # item 10: 100 uploads of 4.9 MB
+    python -m benchmarks.attacks.hostile slow http://127.0.0.1:7860/ --count 20000    # item 9: slow request heads
 
 Each prints one JSON line of figures (the README's reliability rows quote them, before and after).
 tests/test_hostile_gradio.py performs the same attacks through these functions against an app it starts.
@@ -11,7 +11,6 @@ tests/test_hostile_gradio.py performs the same attacks through these functions a
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import socket
