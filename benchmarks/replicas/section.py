@@ -29,10 +29,10 @@ def run(ctx: Context) -> SectionResult:
     rows = []
     for entry in figures["throughput"]:
         rows.append([entry["replicas"], entry["clients"], f"{entry['rps']:.0f}", f"{entry['p50_ms']:.1f}",
-                     entry["errors"], "info"])
+                     entry["errors"], "info", "info"])
     result.table(f"/predict (Model 2, the canvas PNG) from {scaling.CLIENTS} keep-alive clients spread evenly over "
                  "the replicas",
-                 ["Replicas", "Clients", "req/s", "p50 ms", "Errors", "Status"], rows)
+                 ["Replicas", "Clients", "req/s", "p50 ms", "Errors", "Target", "Status"], rows)
     one, three = figures["throughput"][0], figures["throughput"][-1]
     result.check(f"/predict throughput, {' / '.join(str(n) for n in config.replica_counts)} replicas on one "
                  "PostgreSQL (the machine's cores bound it)", "info",
@@ -42,9 +42,11 @@ def run(ctx: Context) -> SectionResult:
     lost = sum(entry["lost"] for entry in writes.values())
     result.table(f"Drawings saved by {scaling.WRITERS} writers (POST /drawings, each a real correction) for "
                  f"{config.replica_write_seconds:.0f} s",
-                 ["Database", "Saved per s", "Answered 201", "In the database", "Lost", "Other answers"],
+                 ["Database", "Saved per s", "Answered 201", "In the database", "Lost", "Other answers", "Target",
+                  "Status"],
                  [[name, f"{entry['per_second']:.0f}", entry["acknowledged"], entry["stored"], entry["lost"],
-                   entry["failures"]] for name, entry in writes.items()])
+                   entry["failures"], "0 lost", "PASS" if entry["lost"] == 0 else "MISS"]
+                  for name, entry in writes.items()])
     result.check("Drawings' write rate with 16 writers, SQLite / PostgreSQL; none lost", "0 lost",
                  " / ".join(f"{entry['per_second']:.0f}" for entry in writes.values()) + f" per s; {lost} lost",
                  float(lost), lost == 0)
