@@ -235,6 +235,13 @@ def test_quick_run_numbers_are_sane(quick_run):
             assert len(areas["curves"]["map"]) == 99
         assert -1.0 <= faithfulness["sanity"][faithfulness["default"]]["median"] <= 1.0
     assert explain["exact"]["model1"]["max_abs_error"] <= 1e-4  # exact whatever the machine's load
+
+    replicas = sections["replicas"]["data"]
+    assert [entry["replicas"] for entry in replicas["throughput"]] == [1, 2]  # the quick run's counts
+    assert all(entry["rps"] > 0 and entry["errors"] == 0 for entry in replicas["throughput"])
+    assert set(replicas["writes"]) == {"SQLite", "PostgreSQL"}
+    for entry in replicas["writes"].values():
+        assert entry["acknowledged"] > 0 and entry["lost"] == 0 and entry["stored"] == entry["acknowledged"]
     assert 0 < explain["replay"]["plain"]["server_cpu_ms"] < explain["replay"]["explained"]["server_cpu_ms"]
     for label in ("closed", "open"):
         assert all(ms is not None and ms > 0 for ms in explain["page"][label]["answers"]), label
