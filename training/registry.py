@@ -84,6 +84,14 @@ MODELS: dict[str, ModelSpec] = {
             native_format="keras",
             requires=("tensorflow",),
         ),
+        ModelSpec(
+            name="model3",
+            title="Model 3: modern CNN",
+            description="Keras CNN: Conv32-Pool-[2xConv48+BN, residual]-Pool-[2xConv96+BN, residual]-GAP-Dropout-Dense10",
+            module="training.model3_cnn",
+            native_format="keras",
+            requires=("tensorflow",),
+        ),
     )
 }
 
