@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from benchmarks.browser.pen import DIGIT_STROKES, draw_mouse, draw_touch
 from tests.app_server import ROOT, copy_exports, running_app
+from training.registry import MODELS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -405,21 +406,23 @@ def test_phone_shows_the_answers_while_drawing_and_drawing_does_not_scroll(brows
                                     timeout=10_000)
             seen.append({"scroll": phone.evaluate("() => window.scrollY"),
                          "digits": [phone.inner_text(f".ds-card[data-model={name}] .ds-digit")
-                                    for name in ("model1", "model2")]})
+                                    for name in MODELS]})
 
         draw_touch(phone, cdp, DIGIT_STROKES[4], during=mid_stroke)
         wait_for_answer(phone)
         assert seen and all(state["scroll"] == 0 for state in seen), seen  # drawing never scrolled the page
         assert all(digit.isdigit() for digit in seen[0]["digits"])  # answers came while the finger was down
         assert phone.evaluate("() => window.scrollY") == 0
-        for name in ("model1", "model2"):
+        for name in MODELS:
             assert phone.inner_text(f"#caption-{name}").startswith("Reads 4")
         phone.screenshot(path=str(tmp_path / "phone.png"))
 
-        # Visible together, without scrolling, and nothing overlaps: canvas, tools, verdict, top digits.
+        # Visible together, without scrolling, and nothing overlaps: canvas, tools, verdict, every model's
+        # top digit and its caption (issue 21: a third card wrapped below the sticky correction bar).
         parts = {"canvas": box(phone, "#sketchpad canvas"), "tools": box(phone, "#sketchpad .ds-tools"),
                  "verdict": box(phone, "#verdict"),
-                 **{name: box(phone, f".ds-card[data-model={name}] .ds-digit") for name in ("model1", "model2")}}
+                 **{name: box(phone, f".ds-card[data-model={name}] .ds-digit") for name in MODELS},
+                 **{f"caption-{name}": box(phone, f"#caption-{name}") for name in MODELS}}
         for name, part in parts.items():
             assert part["y"] >= 0 and part["y"] + part["height"] <= PHONE["height"], (name, part)
             assert part["x"] >= 0 and part["x"] + part["width"] <= PHONE["width"], (name, part)
