@@ -16,6 +16,7 @@ from inference.image_io import EmptyImageError, ImageInputError
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
 from tests.segments import segment_digit
+from training.registry import MODELS
 
 PNG = segment_digit(7, 0)
 
@@ -224,9 +225,9 @@ def test_save_correction_keeps_the_png_as_sent_and_what_each_model_read(store, p
     new_id = save_correction(store, predictor, PNG, 7, "client-1")
     row = store.get(new_id)
     assert store.png(new_id) == PNG
-    assert set(row["predictions"]) == {"model1", "model2"}
+    assert set(row["predictions"]) == set(MODELS)
     assert all(len(p["probabilities"]) == 10 and 0 <= p["digit"] <= 9 for p in row["predictions"].values())
-    assert row["model_versions"] == {"model1": 1, "model2": 1}  # the shipped metadata names version 1
+    assert row["model_versions"] == {name: 1 for name in MODELS}  # the shipped metadata names version 1
     import base64
     url_id = save_correction(store, predictor, "data:image/png;base64," + base64.b64encode(PNG).decode(), 7)
     assert store.png(url_id) == PNG
