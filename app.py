@@ -38,9 +38,11 @@ from inference.explain.lane import ExplainLane  # noqa: E402
 from inference.pool import PredictionPool  # noqa: E402
 from inference.predictor import Predictor  # noqa: E402
 from training import lineup  # noqa: E402
+from training.job_board import JobBoard  # noqa: E402
 from training.jobs import JobManager  # noqa: E402
 from training.model_versions import ModelVersions  # noqa: E402
 from training.registry import MODELS  # noqa: E402
+from training.version_store import follow_database  # noqa: E402
 from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab  # noqa: E402
 from ui.context import PREDICT_CONCURRENCY, AppContext  # noqa: E402
 
@@ -48,16 +50,24 @@ from ui.context import PREDICT_CONCURRENCY, AppContext  # noqa: E402
 # Issue 12: every successful run is kept as a model version, and the serving one is what the predictor
 # serves (training/model_versions.py); corrections go to the drawings database (opened above).
 versions = ModelVersions()
+# With PostgreSQL the versions and the serving pointer live in the database: this replica serves what
+# it says, fetching a version's files into DATA_DIR first, and follows it (training/version_store.py).
+mirror = follow_database(versions)
 # One predictor and one job manager, shared by the UI and the REST API: training
 # started from either shows in both, and a finished job is served at once.
 predictor = Predictor(versions)
+if mirror is not None:
+    mirror.on_served = predictor.reload  # load a version another replica served now, not at the next request
 
 
 def on_trained(name: str, result) -> None:
     predictor.reload(name)  # the run is already the serving version: load it now, not at the next request
 
 
-jobs = JobManager(on_success=on_trained)  # its trainers write new versions into the same data location
+# Its trainers write new versions into the same data location. Issue 20: its runs are on the database's
+# jobs board (training/job_board.py), so every replica on that database shows them live and refuses a
+# second run of the same model (409) while one runs anywhere.
+jobs = JobManager(on_success=on_trained, board=JobBoard(drawing_store.database))
 # REST /predict spreads overlapping requests over worker processes (PREDICT_WORKERS; see
 # inference/pool.py); they start with the server, not at import, and serve the same versions.
 pool = PredictionPool(versions.shipped_dir, data_dir=versions.data_dir)

@@ -122,15 +122,28 @@ def refuse_other_methods(app: FastAPI) -> None:
     GET /predict matches no route of ours by method and falls through to the Gradio app
     mounted at "/", which answers 404 {"detail": "Not Found"}."""
     allowed: dict[str, set[str]] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            allowed.setdefault(route.path, set()).update(route.methods)
+    for path, methods in _api_routes(app.routes):
+        allowed.setdefault(path, set()).update(methods)
     for path, methods in allowed.items():
         if "GET" in methods:
             methods.add("HEAD")
         others = [method for method in ALL_METHODS if method not in methods]
         app.add_api_route(path, _method_not_allowed(", ".join(sorted(methods))), methods=others,
                           include_in_schema=False)
+
+
+def _api_routes(routes: list, prefix: str = "") -> list[tuple[str, set[str]]]:
+    """(path, methods) of every API route, those of included routers too: FastAPI 0.165 keeps an included
+    router as one entry of app.routes (its routes stay the router's), so a plain walk of app.routes saw
+    none of the routers' paths and their other methods fell through to Gradio's 404."""
+    found = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append((prefix + route.path, set(route.methods)))
+        elif hasattr(route, "original_router"):  # fastapi.routing._IncludedRouter
+            context = getattr(route, "include_context", None)
+            found += _api_routes(route.original_router.routes, prefix + getattr(context, "prefix", ""))
+    return found
 
 
 def _method_not_allowed(allow: str):

@@ -14,6 +14,12 @@ What each setting stops (each attack is in tests/test_security.py, run against `
   REST limit is a 413 before it is read whole: Gradio and the MCP library read bodies into memory.
 - `HeaderLimitedProtocol`: a request whose line and headers exceed MAX_HEADER_BYTES is answered
   431 at once, before the parser has to hold it.
+Issue 18 (tests/test_hostile_gradio.py):
+- `harden_queue`: Gradio 6.31's queue loop no longer dies when more than 2,000 sessions join
+  (api/gradio_fixes.py); `JoinRateLimit`: queue joins per client (api/gradio_joins.py).
+- `UploadLimit`: uploads per client in bytes, and a total size for Gradio's cache (api/uploads.py).
+- `ServerProtocol`: open connections per client and in all, and a time limit on request heads;
+  the open-files limit raised at start (api/connections.py).
 """
 from __future__ import annotations
 
@@ -24,7 +30,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.connections import ConnectionGuard, raise_open_files_limit, table
 from api.errors import MAX_BODY_BYTES, body_too_large_message, send_error
+from api.gradio_fixes import harden_queue
+from api.gradio_joins import JoinRateLimit
+from api.uploads import UploadLimit
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +128,10 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
         self.loop.call_later(REFUSED_LINGER, self.transport.close)
 
 
+class ServerProtocol(ConnectionGuard, HeaderLimitedProtocol):
+    """What `serve` runs: the header limit, plus bounds on open connections and slow heads (issue 18)."""
+
+
 def cache_max_age() -> int:
     configured = os.environ.get("GRADIO_CACHE_MAX_AGE", "").strip()
     try:
@@ -157,6 +171,8 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: s
     """Mount the Gradio `demo` at "/" of the FastAPI `api` with the checks and limits of a public server."""
     import gradio as gr
 
+    from inference.image_io import gradio_upload_folder
+
     age = cache_max_age()
     demo.delete_cache = (max(1, age // 4), age)  # read by the mount; (every, older than) in seconds
     private = private_paths(exports_dir, ROOT, *(data_paths(data_dir) if data_dir is not None else []))
@@ -168,7 +184,10 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: s
     # upload folder (what its /upload route wrote), as under launch().
     demo.has_launched = True
     app.add_middleware(GradioBodyLimit)
+    app.add_middleware(UploadLimit, folder=gradio_upload_folder())  # issue 18: upload rate and cache size
+    app.add_middleware(JoinRateLimit)  # issue 18: queue joins per client, before they reach Gradio
     demo._queue.max_thread_count = MAX_RUNNING_EVENTS  # what launch(max_threads=) sets; read when the queue starts
+    harden_queue(demo._queue)  # issue 18: Gradio's queue loop survives evicted sessions
     return app
 
 
@@ -232,8 +251,15 @@ def serve(app: Any) -> None:
     """Run `app` on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT (default 127.0.0.1:7860) until Ctrl+C / SIGTERM."""
     import uvicorn
 
-    # httptools (uvicorn[standard]) parses fastest, which is why it serves /predict; it only needs the limit.
+    # Issue 18: 20,000 slow connections ran the process out of descriptors at a soft limit; lift it to the
+    # hard one, and keep connections below it (api/connections.py).
+    limits = raise_open_files_limit()
+    connections = table()
+    log.info("open-files limit %s; at most %d connections (%d per client, heads within %.0f s)",
+             "%d -> %d" % limits if limits else "none", connections.max_connections, connections.per_client,
+             connections.head_timeout)
+    # httptools (uvicorn[standard]) parses fastest, which is why it serves /predict; it only needs the limits.
     # No access log: one line per request would cost more than a prediction.
     uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), http=HeaderLimitedProtocol,
+                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), http=ServerProtocol,
                 access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)

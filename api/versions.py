@@ -6,7 +6,9 @@
 
 Serving points the model's serving.json in the data location at the version, atomically
 (training/model_versions.py); the predictor and the prediction workers reload by file
-signature, so requests keep being answered during the switch.
+signature, so requests keep being answered during the switch. With PostgreSQL the pointer is in
+the database too, and every replica follows it within a second (training/version_store.py);
+while the database is down these routes answer 503 in words.
 """
 from __future__ import annotations
 
@@ -17,13 +19,13 @@ from fastapi import APIRouter, Depends
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.predictor import Predictor
-from training.model_versions import ModelVersions, VersionError
+from training.model_versions import ModelVersions, VersionError, VersionsUnavailableError
 
 
 def versions_router(versions: ModelVersions, predictor: Predictor, require_token: Callable[..., None]) -> APIRouter:
 
     router = APIRouter(route_class=BodyLimitRoute, tags=["versions"])
-    errors = {code: {"model": ErrorResponse} for code in (401, 403, 404)}
+    errors = {code: {"model": ErrorResponse} for code in (401, 403, 404, 503)}
 
     def model_or_404(name: str) -> str:
         if name not in versions.models:
@@ -32,7 +34,10 @@ def versions_router(versions: ModelVersions, predictor: Predictor, require_token
 
     @router.get("/models/{model}/versions", summary="The kept versions of a model, newest first", responses=errors)
     def list_versions(model: str) -> list[dict[str, Any]]:
-        return versions.list(model_or_404(model))
+        try:
+            return versions.list(model_or_404(model))
+        except VersionsUnavailableError as error:
+            raise StarletteHTTPException(503, str(error)) from None
 
     @router.post("/models/{model}/versions/{version}/serve", summary="Serve a kept version (atomic, hot)",
                  responses=errors, dependencies=[Depends(require_token)])
@@ -46,6 +51,8 @@ def versions_router(versions: ModelVersions, predictor: Predictor, require_token
                                               f"GET /models/{name}/versions lists them")
         try:
             served = versions.serve(name, number)
+        except VersionsUnavailableError as error:  # the database of the versions (PostgreSQL) is down
+            raise StarletteHTTPException(503, str(error)) from None
         except VersionError as error:
             raise StarletteHTTPException(404, str(error)) from None
         predictor.reload(name)  # now rather than at the next request (which would also see the new file)

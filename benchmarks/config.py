@@ -21,6 +21,7 @@ SECTIONS = {
     "training": "benchmarks.speed.training_time",
     "cold_start": "benchmarks.speed.cold_start",
     "explain": "benchmarks.explain.explain",  # issue 19: last, so the sections before keep their numbers
+    "replicas": "benchmarks.replicas.section",  # issue 20: N app.py on one database
 }
 
 
@@ -66,6 +67,12 @@ class BenchConfig:
     explain_cpu_requests: int = 100
     explain_browser_digits: int = 10
     explain_every_method: bool = True  # False: each model's default method only (the quick run)
+    # (10) replicas: how many replicas the throughput is measured with, seconds of /predict load and of
+    # drawings writes, version switches timed (each switch: serve on one replica, both others follow)
+    replica_counts: tuple[int, ...] = (1, 2, 3)
+    replica_load_seconds: float = 4.0
+    replica_write_seconds: float = 5.0
+    replica_switches: int = 20  # 0: not measured
 
 
 FULL = BenchConfig()
@@ -94,4 +101,8 @@ QUICK = BenchConfig(
     explain_cpu_requests=5,
     explain_browser_digits=1,
     explain_every_method=False,
+    replica_counts=(1, 2),
+    replica_load_seconds=1.0,
+    replica_write_seconds=1.0,
+    replica_switches=0,  # the switches need a training first (about a minute): tests/test_versions_replicas.py
 )

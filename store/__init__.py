@@ -1,4 +1,4 @@
-"""The app's database: drawings today; model versions and training jobs next (issue 20).
+"""The app's database: drawings, training jobs; model versions with PostgreSQL (training/version_store.py).
 
     from store import shared_database
     db = shared_database()        # DATABASE_URL=postgresql://... -> PostgreSQL; unset -> the SQLite file

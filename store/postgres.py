@@ -42,6 +42,7 @@ START_WAIT = 10.0  # s the app waits at start for the server (e.g. started besid
 DOWN_BACKOFF = 1.0  # s operations are refused at once after the server failed to answer
 APPLICATION_NAME = "digit-studio"  # pg_stat_activity shows the app's connections under this name
 NOTIFY_CHANNEL = "digit_studio_changes"
+LISTENER_NAME = APPLICATION_NAME + ":listen"  # a Watcher's LISTEN connection (the model versions' mirror)
 _MIGRATION_LOCK = "digit-studio:migrations"
 
 
@@ -252,8 +253,10 @@ class _Listener(ChangeWaiter):
             return
         try:
             if self._connection is None or self._connection.closed:
+                # Named apart from the pool's: one long-lived connection per watcher, not a pool's leak.
                 self._connection = psycopg.connect(self._database._url, autocommit=True,
-                                                   **self._database._connect_args)
+                                                   **{**self._database._connect_args,
+                                                      "application_name": LISTENER_NAME})
                 self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
             for _ in self._connection.notifies(timeout=timeout, stop_after=1):
                 break

@@ -21,7 +21,8 @@ import pytest
 from benchmarks.speed.load import run_load, summarize
 from benchmarks.speed.servers import ServerProcess, free_port, request, server_env
 from tests.app_server import ROOT, git_status
-SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start", "explain")
+SECTIONS = ("accuracy", "robustness", "drawn", "inference", "rest", "browser", "training", "cold_start", "explain",
+            "replicas")
 PLOTS = ("robustness.png", "robustness_examples.png", "inference_speed.png", "rest_load.png",
          "training_curves.png")
 

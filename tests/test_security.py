@@ -363,7 +363,10 @@ def test_a_huge_gradio_event_body_is_refused_before_it_is_read(target):
 
 @pytest.mark.parametrize("method,path", [("GET", "predict"), ("PUT", "predict"), ("DELETE", "env"),
                                          ("POST", "model_status"), ("GET", "train/model1"),
-                                         ("PUT", "train/model1/cancel"), ("POST", "train_status/model1")])
+                                         ("PUT", "train/model1/cancel"), ("POST", "train_status/model1"),
+                                         # the routers' own paths (api/drawings.py, api/versions.py)
+                                         ("PUT", "drawings"), ("GET", "drawings/import"),
+                                         ("PATCH", "models/model1/versions")])
 def test_a_wrong_method_on_a_rest_route_is_a_json_405(target, method, path):
     status, body = request(target["url"] + path, b"{}" if method != "GET" else None, method=method)
     assert status == 405, (status, body[:200])

@@ -39,7 +39,8 @@ def opener(request, tmp_path):
 
 def columns(database) -> dict[str, list[tuple[str, str]]]:
     """table -> [(column, kind)], the kind in words both databases share."""
-    kinds = {"integer": "int", "bigint": "int", "text": "text", "blob": "bytes", "bytea": "bytes"}
+    kinds = {"integer": "int", "bigint": "int", "text": "text", "blob": "bytes", "bytea": "bytes", "real": "float",
+             "double precision": "float"}
     if database.dialect == "sqlite":
         def read(tx):
             return {table: [(row[1], kinds[row[2].lower()]) for row in tx.execute(f"PRAGMA table_info({table})")]

@@ -448,6 +448,9 @@ def test_the_pool_leaves_no_connection_out_after_abuse(on_postgres):
     assert pool_state["available"] == pool_state["size"] <= pool_state["max"] and pool_state["waiting"] == 0
     connections = server.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'digit-studio'")
     assert len(connections) <= pool_state["max"] and ("idle in transaction",) not in connections, connections
+    # Besides the pool: the model versions' watcher listens on one connection of its own (NOTIFY).
+    listeners = server.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'digit-studio:listen'")
+    assert len(listeners) <= 1, listeners
     assert http.post("/drawings", json=correction(4, 10)).status_code == 201
 
 

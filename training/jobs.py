@@ -20,6 +20,13 @@ without holding a thread (a hundred open Train tabs must not take the web
 server's worker threads from predictions).
 Every job ends with one terminal event carrying `"state"` ("succeeded",
 "failed" or "cancelled"), so a consumer's loop can stop on it.
+
+With a `board` (training/job_board.py: the database's training_jobs rows), the manager is one of
+several replicas: a start takes the model's advisory lock for the run (another replica's start is a
+JobAlreadyRunningError, 409 in REST), the run's progress is written to its row, and the runs of the
+other replicas are mirrored here as jobs of their own (`"replica"` in their status), so that status(),
+the waits and the Train tab follow them as they follow this process's runs. A cancel of a mirrored run
+asks its replica to stop.
 """
 from __future__ import annotations
 
@@ -34,8 +41,10 @@ from typing import Any, Callable, Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
+from training import job_board
 from training.artifacts import CommitCancelled, commit_gate
 from training.events import Progress, Result
+from training.job_board import JobBoard
 from training.options import TrainOptions
 from training.registry import MODELS, ModelSpec
 
@@ -77,13 +86,18 @@ class _Job:
     saved: bool = False  # its files are renamed into place: too late to cancel
     late_cancel: bool = False  # a cancel came after that
     thread: threading.Thread | None = None
+    lock: Any = None  # the board's train:<model> lock, held for the run (None without a board)
+    published_at: float = 0.0  # monotonic time of the last write of its board row
+    replica: str | None = None  # a run of another replica, mirrored from the board (None: this process's own)
+    mirrored: int = 0  # the board row's write count last mirrored
+    mirrored_events: int = 0  # the last event number of that replica's run mirrored
 
 
 class JobManager:
     """Runs registry trainers in background threads; thread-safe."""
 
     def __init__(self, on_success: OnSuccess | None = None, *, models: Mapping[str, ModelSpec] | None = None,
-                 exports_dir: str | None = None, history_limit: int = HISTORY_LIMIT):
+                 exports_dir: str | None = None, history_limit: int = HISTORY_LIMIT, board: JobBoard | None = None):
         self.on_success = on_success
         self.models: dict[str, ModelSpec] = dict(models if models is not None else MODELS)
         self.exports_dir = exports_dir  # None: the trainer's default ($EXPORTS_DIR or ./exports)
@@ -93,6 +107,10 @@ class JobManager:
         self._seq: dict[str, int] = {name: 0 for name in self.models}
         self._changed = threading.Condition()
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()  # under _changed
+        self.board = board
+        self._stopped = threading.Event()
+        if board is not None:
+            threading.Thread(target=self._follow_board, name="training-board", daemon=True).start()
 
     # -- starting and stopping -------------------------------------------
 
@@ -118,15 +136,23 @@ class JobManager:
         with self._changed:
             current = self._jobs.get(name)
             if current is not None and current.state == RUNNING:
-                raise JobAlreadyRunningError(
-                    f"{spec.title} is already training ({current.progress:.0f}% done, started "
-                    f"{time.time() - current.started_at:.0f} s ago); wait for it to finish or cancel it first")
-            job = _Job(name=name, options=train_options, history=deque(maxlen=self.history_limit))
+                raise JobAlreadyRunningError(_already_running(spec, current))
+        lock = self._claim(spec)  # another replica's run: JobAlreadyRunningError (database calls: not under the lock)
+        with self._changed:
+            current = self._jobs.get(name)
+            if current is not None and current.state == RUNNING:  # started here meanwhile
+                if lock is not None:
+                    lock.release()
+                raise JobAlreadyRunningError(_already_running(spec, current))
+            job = _Job(name=name, options=train_options, history=deque(maxlen=self.history_limit), lock=lock)
             self._jobs[name] = job
             self._record(job, {"progress": 0.0, "status": "Starting"})
             job.thread = threading.Thread(target=self._run, args=(job, trainer), name=f"train-{name}", daemon=True)
-            job.thread.start()
-            return self._status_locked(name)
+            started, view = self._status_locked(name), _board_view(job)
+        if self.board is not None:  # the row first, so the run's own writes find it
+            job_board.safely("writing the new run", lambda: self.board.start(name, view))
+        job.thread.start()
+        return started
 
     def cancel(self, name: str) -> bool:
         """Ask the running job for `name` to stop; False when nothing is running, or when the run has
@@ -136,6 +162,12 @@ class JobManager:
             job = self._jobs.get(name)
             if job is None or job.state != RUNNING:
                 return False
+            if job.replica is not None:  # another replica's run: ask it (it stops at its next report)
+                if not job_board.safely("asking for a cancel", lambda: self.board.request_cancel(name), False):
+                    return False
+                job.status = "Cancelling (asked the replica that runs it)"
+                self._record(job, {"progress": round(job.progress, 1), "status": job.status})
+                return True
             if job.saved:
                 job.late_cancel = True
                 return False
@@ -153,9 +185,13 @@ class JobManager:
         return not job.thread.is_alive()
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Cancel every running job and wait (bounded) for them to stop."""
+        """Cancel every running job of this process and wait (bounded) for them to stop (another
+        replica's runs go on)."""
+        self._stopped.set()
         for name in self.models:
-            self.cancel(name)
+            job = self._jobs.get(name)
+            if job is not None and job.replica is None:
+                self.cancel(name)
         deadline = time.monotonic() + timeout
         for name in self.models:
             self.join(name, max(0.0, deadline - time.monotonic()))
@@ -291,6 +327,9 @@ class JobManager:
                     generator.close()
                 except Exception:
                     log.exception("closing the %s trainer failed", job.name)
+            self._publish(job, force=True)  # the end, for the other replicas; then the model is free
+            if job.lock is not None:
+                job.lock.release()
 
     def _consume(self, job: _Job, generator) -> Result | None:
         """Record the trainer's events until it ends (its Result) or a cancel is seen (None)."""
@@ -307,6 +346,7 @@ class JobManager:
                     job.status = event.status
                     job.accuracy = _first_not_none(event.val_accuracy, event.accuracy, job.accuracy)
                     self._record(job, event.to_dict())
+                self._publish(job)
         return result
 
     @contextlib.contextmanager
@@ -365,6 +405,86 @@ class JobManager:
             except RuntimeError:  # that loop has closed; its waiter is gone with it
                 pass
 
+    # -- the board: this process's runs for the other replicas, theirs here ----------------------------
+
+    def _claim(self, spec: ModelSpec) -> Any:
+        """The board's lock on `spec`'s model for a new run (None without a board, or while the database
+        is down: the run goes on, only this process knowing of it); JobAlreadyRunningError when another
+        replica holds it."""
+        if self.board is None:
+            return None
+        try:
+            lock = self.board.claim(spec.name)
+        except job_board.StoreError as error:
+            log.warning("training %s without the jobs board: %s", spec.name, error)
+            return None
+        if lock is None:
+            row = job_board.safely("reading the jobs board", self.board.rows, {}).get(spec.name)
+            where = f"on another replica ({row.progress:.0f}% done: {row.status})" if row else "on another replica"
+            raise JobAlreadyRunningError(f"{spec.title} is already training {where}; wait for it to finish or "
+                                         "cancel it first")
+        return lock
+
+    def _publish(self, job: _Job, force: bool = False) -> None:
+        """Write `job`'s row (at most every PUBLISH_EVERY s unless `force`); a cancel asked by another
+        replica is applied here."""
+        if self.board is None or job.replica is not None:
+            return
+        now = time.monotonic()
+        if not force and now - job.published_at < job_board.PUBLISH_EVERY:
+            return
+        job.published_at = now
+        with self._changed:
+            view = _board_view(job)
+        asked = job_board.safely("publishing progress", lambda: self.board.publish(job.name, view), False)
+        if asked and job.state == RUNNING:
+            self.cancel(job.name)
+
+    def _follow_board(self) -> None:
+        """The poller thread: mirror the other replicas' runs (see the module doc)."""
+        while not self._stopped.wait(job_board.POLL_EVERY):
+            try:
+                rows = job_board.safely("reading the jobs board", self.board.rows, {})
+                for name, row in rows.items():
+                    if name in self.models and row.replica != self.board.replica:
+                        self._mirror(name, row)
+            except Exception:  # a bad row or a driver's surprise must not end the poller for good
+                log.exception("following the jobs board failed; trying again")
+
+    def _mirror(self, name: str, row: job_board.BoardRow) -> None:
+        if row.state == RUNNING and not job_board.safely("checking a run", lambda: self.board.holder_alive(name), True):
+            job_board.safely("marking a dead replica's run", lambda: self.board.mark_failed(
+                name, row.replica, f"The replica training it ({row.replica}) stopped before the run ended; "
+                                   "the serving model is unchanged"))
+            return  # the next poll mirrors it failed
+        with self._changed:
+            job = self._jobs.get(name)
+            if job is not None and job.replica is None and job.state == RUNNING:
+                return  # this process runs it (its row is being rewritten by us)
+            same_run = job is not None and job.replica == row.replica and job.started_at == row.started_at
+            if not same_run:
+                if row.state != RUNNING and job is not None and (job.finished_at or 0) >= (row.finished_at or 0):
+                    return  # an older run than the one shown here
+                job = _Job(name=name, options=TrainOptions(), history=deque(maxlen=self.history_limit),
+                           replica=row.replica, started_at=row.started_at or time.time())
+                self._jobs[name] = job
+            elif job.mirrored == row.published:
+                return
+            job.mirrored = row.published
+            job.progress, job.status, job.accuracy, job.error = row.progress, row.status, row.accuracy, row.error
+            for event in row.events:
+                number = int(event.get("n", 0))
+                if number > job.mirrored_events:
+                    job.mirrored_events = number
+                    self._record(job, {key: value for key, value in event.items() if key != "n"})
+            if row.state != RUNNING and job.state == RUNNING:
+                job.state, job.finished_at = row.state, row.finished_at or time.time()
+                if not any(event.get("state") for _, event in list(job.history)[-1:]):
+                    self._record(job, {"progress": round(job.progress, 1), "status": job.status, "state": job.state,
+                                       **({"error": job.error} if job.error else {})})
+            elif not row.events:
+                self._record(job, {"progress": round(job.progress, 1), "status": job.status})
+
     def _events_after(self, name: str, seen: int) -> list[dict[str, Any]]:
         job = self._jobs.get(name)
         if job is None or self._seq[name] <= seen:
@@ -376,7 +496,7 @@ class JobManager:
         if job is None:
             return {"model": name, "state": IDLE, "running": False, "progress": 0.0, "status": "Not started",
                     "accuracy": None, "error": None, "result": None, "saved": False, "history": [], "seq": self._seq[name],
-                    "options": None, "started_at": None, "finished_at": None, "elapsed": None}
+                    "options": None, "started_at": None, "finished_at": None, "elapsed": None, "replica": None}
         end = job.finished_at or time.time()
         return {
             "model": name,
@@ -394,7 +514,22 @@ class JobManager:
             "started_at": job.started_at,
             "finished_at": job.finished_at,
             "elapsed": round(end - job.started_at, 2),
+            "replica": job.replica,  # None: this process runs it; else the replica that does
         }
+
+
+def _board_view(job: _Job) -> dict[str, Any]:
+    """What the board keeps of this process's `job` (caller holds the condition): its state and its last
+    events, each with its number ("n") so another replica appends only the new ones."""
+    events = [{"n": number, **event} for number, event in list(job.history)[-job_board.EVENTS_KEPT:]]
+    return {"state": job.state, "progress": round(job.progress, 1), "status": job.status, "accuracy": job.accuracy,
+            "error": job.error, "history": events, "started_at": job.started_at, "finished_at": job.finished_at}
+
+
+def _already_running(spec: ModelSpec, job: _Job) -> str:
+    where = " on another replica" if job.replica is not None else ""
+    return (f"{spec.title} is already training{where} ({job.progress:.0f}% done, started "
+            f"{time.time() - job.started_at:.0f} s ago); wait for it to finish or cancel it first")
 
 
 def _expected_failure(error: Exception) -> bool:

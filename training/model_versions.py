@@ -30,6 +30,12 @@ serving.json is replaced atomically, and a predictor notices a new serving.json 
 signature, so a version committed by another process (`python -m training model1` while the app
 runs) serves there at the next request.
 
+With PostgreSQL (DATABASE_URL), the database is where versions live (training/version_store.py):
+a run's record and files and the serving pointer are stored there first, in one transaction, and the
+folders above become this replica's cache of it, kept in step by a VersionMirror. Everything that
+reads files (the predictor, the prediction workers) is the same in both cases; listing, serving,
+pruning and numbering ask the database. On SQLite (one machine) the files are all there is.
+
 Pruning keeps at most `keep` versions ($MODEL_VERSIONS_KEEP, default 5), never deleting the shipped
 one, the newest, the best by MNIST test accuracy or the serving one.
 """
@@ -49,7 +55,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from training.artifacts import (ExportFolder, ServingFiles, artifact_paths, committing,
                                 exports_dir as resolve_exports_dir, read_metadata)
+from store.errors import StoreError, StoreUnavailableError
 from training.registry import MODELS, ModelSpec
+from training.version_store import VersionCatalog
 
 try:
     import fcntl
@@ -73,12 +81,32 @@ class VersionError(LookupError):
     """No such version, or it cannot serve (the message is user-facing)."""
 
 
+class VersionsUnavailableError(VersionError, StoreUnavailableError):
+    """The database that holds the versions cannot be used right now (HTTP 503; the UI shows it as a
+    VersionError's warning): nothing was changed."""
+
+
+_FROM_ENVIRONMENT = object()  # ModelVersions(database=...): PostgreSQL when DATABASE_URL names it
+
+
+def _database_from_environment() -> Any:
+    """The shared PostgreSQL database when DATABASE_URL names one, else None (the files alone)."""
+    from store import database_url, shared_database
+
+    url = database_url()
+    return shared_database() if url is not None and url.startswith(("postgresql://", "postgres://")) else None
+
+
 class ModelVersions:
     """The versions of every registry model; safe to share between threads, and between processes
     using the same data location."""
 
     def __init__(self, *, data_dir: str | os.PathLike | None = None, shipped_dir: str | os.PathLike | None = None,
-                 models: Mapping[str, ModelSpec] | None = None, keep: int | None = None):
+                 models: Mapping[str, ModelSpec] | None = None, keep: int | None = None,
+                 database: Any = _FROM_ENVIRONMENT):
+        """`database`: a store Database holding the versions (training/version_store.py), None for the
+        files alone; by default PostgreSQL when DATABASE_URL names it (opened at first use: a prediction
+        worker, which only reads serving files, never connects)."""
         import datadir
 
         self.data_dir = Path(data_dir) if data_dir is not None else datadir.data_dir()
@@ -88,6 +116,22 @@ class ModelVersions:
         self.keep = max(2, keep if keep is not None else int(os.environ.get("MODEL_VERSIONS_KEEP") or KEEP))
         self._serving_cache: dict[str, tuple[tuple | None, ServingFiles]] = {}
         self._sha_cache: dict[Path, tuple[tuple, str]] = {}
+        self._database = database
+        self._catalog: VersionCatalog | None = None
+
+    @property
+    def catalog(self) -> VersionCatalog | None:
+        """The versions in the database, or None when the files in the data location are all there is."""
+        if self._database is _FROM_ENVIRONMENT:
+            self._database = _database_from_environment()
+        if self._database is not None and self._catalog is None:
+            self._catalog = VersionCatalog(self._database)
+        return self._catalog
+
+    @property
+    def database(self) -> Any:
+        catalog = self.catalog
+        return catalog.database if catalog is not None else None
 
     # -- what serves ----------------------------------------------------------
 
@@ -112,12 +156,20 @@ class ModelVersions:
     def serve(self, name: str, version: int) -> dict[str, Any]:
         """Make `version` the one that serves (every predictor reading this data location follows)."""
         self._spec(name)
-        with self._exclusive(name):
+        catalog = self.catalog
+        with self._exclusive(name), _unavailable_as_version_error():
+            if catalog is not None:
+                self._materialise(name, int(version))  # here first, checked: this replica serves it at once
             files = self._files_of(name, version)  # VersionError when there is no such version
             recorded = self._info(name, version).get("onnx_sha256")
             if recorded is not None and _sha256(files["onnx"]) != recorded:
                 raise VersionError(f"version {version} of {name} is damaged: its ONNX file is not the one its "
                                    f"run wrote (SHA-256 differs); serve another version")
+            if catalog is not None:
+                try:
+                    catalog.serve(name, int(version))  # every replica follows (VersionMirror)
+                except LookupError:
+                    raise VersionError(f"{name} has no version {version}") from None
             self._write_serving(name, int(version))
         log.info("serving %s version %d", name, version)
         return self.describe(name, version)
@@ -132,6 +184,8 @@ class ModelVersions:
     def _add(self, name: str, staging: Path, source: str, metadata: dict[str, Any] | None) -> int:
         """Keep the run in `staging` as the next version and serve it (called by VersionWriter.commit)."""
         paths = self._paths_in(name, staging)
+        if self.catalog is not None:
+            return self._add_to_database(name, staging, paths, source, metadata)
         with self._exclusive(name):
             number = max(self._trained_numbers(name), default=SHIPPED_VERSION) + 1
             if metadata is not None:  # the metadata names its version (GET /model_status shows it)
@@ -142,39 +196,148 @@ class ModelVersions:
             if written is not None and files["onnx"]["sha256"] != written:
                 raise OSError(f"the ONNX file of {name} changed between writing and keeping it (SHA-256 "
                               f"{files['onnx']['sha256'][:12]} is not the {written[:12]} the run wrote)")
-            metadata = metadata or {}
-            _write_json(staging / VERSION_FILE, {
-                "version": number,
-                "source": source,
-                "kept_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "onnx_sha256": files["onnx"]["sha256"],
-                "files": files,
-                "accuracy": metadata.get("test_accuracy"),
-                "drawings_accuracy": metadata.get("drawings_accuracy"),
-                "trained_at": metadata.get("trained_at"),
-                "options": metadata.get("options"),
-            })
+            _write_json(staging / VERSION_FILE, _record(number, source, files, metadata or {}))
             os.rename(staging, self.root / name / str(number))  # the version appears whole or not at all
             _fsync_directory(self.root / name)
             self._write_serving(name, number)
         log.info("kept %s as version %d (%s), now serving", name, number, source)
         return number
 
+    def _add_to_database(self, name: str, staging: Path, paths: dict[str, Path], source: str,
+                         metadata: dict[str, Any] | None) -> int:
+        """_add with PostgreSQL: the record, the files and the serving pointer in one transaction (the
+        number is the database's, so replicas never reuse one), then the local folder from the same bytes."""
+        blobs = {kind: path.read_bytes() for kind, path in paths.items() if kind != "metadata" and path.is_file()}
+        written = (metadata or {}).get("onnx_sha256")
+        if written is not None and hashlib.sha256(blobs["onnx"]).hexdigest() != written:
+            raise OSError(f"the ONNX file of {name} changed between writing and keeping it (SHA-256 is not the "
+                          f"{written[:12]} the run wrote)")
+        built: dict[str, Any] = {}
+
+        def build(number: int) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+            data = dict(blobs)
+            if metadata is not None:  # the metadata names its version (GET /model_status shows it)
+                data["metadata"] = _json_bytes({**metadata, "version": number})
+            elif paths["metadata"].is_file():
+                data["metadata"] = paths["metadata"].read_bytes()
+            files = {kind: {"name": paths[kind].name, "sha256": hashlib.sha256(blob).hexdigest(),
+                            "bytes": len(blob)} for kind, blob in data.items()}
+            record = {**_record(number, source, files, metadata or {}), "database": True}  # see forget_deleted
+            built["record"], built["data"] = record, data
+            return record, {kind: (paths[kind].name, blob) for kind, blob in data.items()}
+
+        with self._exclusive(name), _unavailable_as_version_error():
+            number = self.catalog.add(name, build)
+            # The local copy: this replica serves it at once (the others fetch it: VersionMirror).
+            if "metadata" in built["data"]:
+                _write_bytes(paths["metadata"], built["data"]["metadata"])
+            _write_json(staging / VERSION_FILE, built["record"])
+            self._place(name, staging, number)
+            self._write_serving(name, number)
+        log.info("kept %s as version %d (%s) in the database, now serving", name, number, source)
+        return number
+
+    def follow(self, name: str, version: int) -> bool:
+        """Serve here the version the database says serves (VersionMirror): fetch its files first when
+        this replica has not got them. Returns False when it already served it."""
+        with self._exclusive(name):
+            if self._read_serving(name) == version and (
+                    version == SHIPPED_VERSION or (self.root / name / str(version) / VERSION_FILE).is_file()):
+                return False
+            self._materialise(name, version)
+            self._write_serving(name, version)
+        return True
+
+    def forget_deleted(self, name: str) -> list[int]:
+        """This replica's copies of versions the database no longer keeps (pruned by another replica):
+        deleted, unless serving here. Only copies of the database's (their version.json says so): a
+        folder kept before the app used PostgreSQL is left alone."""
+        if self.catalog is None:
+            return []
+        removed = []
+        with self._exclusive(name):
+            kept, serving = set(self.catalog.records(name)), self._read_serving(name)
+            for number in self._trained_numbers(name):
+                folder = self.root / name / str(number)
+                if number not in kept and number != serving and (read_metadata(folder / VERSION_FILE) or {}).get(
+                        "database"):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(number)
+        return removed
+
+    def _materialise(self, name: str, number: int) -> None:
+        """Make sure version `number`'s folder here holds the files the database has (under the model's
+        lock). Each file is checked against its SHA-256 before the folder appears, whole, by one rename."""
+        if number == SHIPPED_VERSION:
+            return
+        record = self.catalog.record(name, number)
+        if record is None:
+            kept = ", ".join(str(n) for n in sorted(self._numbers(name))) or "none"
+            raise VersionError(f"{name} has no version {number}; kept versions: {kept}")
+        local = read_metadata(self.root / name / str(number) / VERSION_FILE)
+        if local is not None and local.get("files") == record.get("files"):
+            return  # already here (a folder appears whole and never changes)
+        try:
+            record, data = self.catalog.files(name, number)
+        except LookupError:
+            raise VersionError(f"{name} has no version {number} (deleted meanwhile)") from None
+        except ValueError as error:
+            raise VersionError(f"{error}; serve another version") from None
+        staging = self.root / name / f"{RUN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir(parents=True)
+        try:
+            paths = self._paths_in(name, staging)
+            for kind, (_, blob) in data.items():
+                if kind in paths:  # the path is ours, never a name read from the database
+                    _write_bytes(paths[kind], blob)
+            for kind, info in (record.get("files") or {}).items():  # what reached this disk, read back
+                if kind not in paths or not paths[kind].is_file() or _sha256(paths[kind]) != info.get("sha256"):
+                    raise VersionError(f"version {number} of {name} did not arrive intact here ({kind} file: "
+                                       "SHA-256 differs); serve another version")
+            _write_json(staging / VERSION_FILE, record)
+            self._place(name, staging, number)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("fetched %s version %d from the database", name, number)
+
+    def _place(self, name: str, staging: Path, number: int) -> None:
+        """Rename a complete folder to version `number`'s (a stale one there, from another database, aside)."""
+        target = self.root / name / str(number)
+        if target.exists():
+            aside = self.root / name / f"{RUN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-stale"
+            os.rename(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.rename(staging, target)
+        _fsync_directory(self.root / name)
+
     # -- listing and pruning --------------------------------------------------
 
     def list(self, name: str) -> list[dict[str, Any]]:
         """[{"version", "accuracy", "drawings_accuracy", "trained_at", "options", "serving", "source", ...}], newest first."""
         self._spec(name)
+        if self.catalog is not None:
+            with _unavailable_as_version_error():
+                records, serving = self.catalog.records(name), self.catalog.serving(name)
+            shipped = self._numbers(name, trained=[])
+            return [{**(self._public(name, number) if number == SHIPPED_VERSION else _public(records[number])),
+                     "serving": number == serving} for number in sorted([*shipped, *records], reverse=True)]
         serving = self.serving(name)
         return [{**self._public(name, number), "serving": number == serving}
                 for number in sorted(self._numbers(name), reverse=True)]
 
     def describe(self, name: str, version: int) -> dict[str, Any]:
         self._files_of(name, version)
+        if self.catalog is not None:
+            with _unavailable_as_version_error():
+                serving = self.catalog.serving(name)
+            return {**self._public(name, int(version)), "serving": serving == int(version)}
         return {**self._public(name, int(version)), "serving": self.serving(name) == int(version)}
 
     def files(self, name: str, version: int) -> dict[str, Path]:
         """The files of a version ("native", "onnx", "metadata"): read them, never write them."""
+        if self.catalog is not None:
+            with self._exclusive(name), _unavailable_as_version_error():
+                self._materialise(name, int(version))
         return self._files_of(name, version)
 
     def prune(self, name: str) -> list[int]:
@@ -183,11 +346,12 @@ class ModelVersions:
         with self._exclusive(name):
             numbers = sorted(self._numbers(name))
             infos = {number: self._info(name, number) for number in numbers}
+            catalog = self.catalog
             protected = {SHIPPED_VERSION, max(numbers, default=SHIPPED_VERSION)}  # the newest: numbers never repeat
             scored = [number for number in numbers if infos[number].get("accuracy") is not None]
             if scored:
                 protected.add(max(scored, key=lambda number: (infos[number]["accuracy"], number)))
-            serving = self.serving(name)
+            serving = self.serving(name) if catalog is None else catalog.serving(name)
             if serving is not None:
                 protected.add(serving)
             deleted = []
@@ -195,8 +359,11 @@ class ModelVersions:
                 if len(numbers) - len(deleted) <= self.keep:
                     break
                 if number not in protected:
-                    shutil.rmtree(self.root / name / str(number), ignore_errors=True)
                     deleted.append(number)
+            if catalog is not None and deleted:
+                deleted = catalog.delete(name, deleted)  # never the one serving at that moment
+            for number in deleted:
+                shutil.rmtree(self.root / name / str(number), ignore_errors=True)
         if deleted:
             log.info("pruned %s versions %s (keeping %d)", name, deleted, self.keep)
         return deleted
@@ -260,9 +427,11 @@ class ModelVersions:
         return [int(entry.name) for entry in entries
                 if entry.name.isascii() and entry.name.isdigit() and int(entry.name) > SHIPPED_VERSION and (entry / VERSION_FILE).is_file()]
 
-    def _numbers(self, name: str) -> list[int]:
+    def _numbers(self, name: str, trained: list[int] | None = None) -> list[int]:
         shipped = [SHIPPED_VERSION] if self._paths_in(name, self.shipped_dir)["onnx"].is_file() else []
-        return shipped + self._trained_numbers(name)
+        if trained is None:
+            trained = list(self.catalog.records(name)) if self.catalog is not None else self._trained_numbers(name)
+        return shipped + trained
 
     def _files_of(self, name: str, version: int) -> dict[str, Path]:
         self._spec(name)
@@ -275,6 +444,8 @@ class ModelVersions:
 
     def _info(self, name: str, number: int) -> dict[str, Any]:
         if number != SHIPPED_VERSION:
+            if self.catalog is not None:
+                return self.catalog.record(name, number) or {}
             return read_metadata(self.root / name / str(number) / VERSION_FILE) or {}
         paths = self._paths_in(name, self.shipped_dir)
         metadata = read_metadata(paths["metadata"]) or {}
@@ -284,8 +455,7 @@ class ModelVersions:
                 "trained_at": metadata.get("trained_at"), "options": metadata.get("options")}
 
     def _public(self, name: str, number: int) -> dict[str, Any]:
-        info = self._info(name, number)
-        return {key: info.get(key) for key in PUBLIC_KEYS}
+        return _public(self._info(name, number))
 
     def _cached_sha256(self, path: Path) -> str | None:
         signature = _signature(path)
@@ -408,6 +578,47 @@ def _file_lock(path: Path) -> Iterator[None]:
                     fcntl.flock(handle, fcntl.LOCK_UN)
         finally:
             _HELD[key] = depth
+
+
+def _record(number: int, source: str, files: dict[str, dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
+    """What version.json (and the database's record) holds about a version."""
+    return {
+        "version": number,
+        "source": source,
+        "kept_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "onnx_sha256": files["onnx"]["sha256"],
+        "files": files,
+        "accuracy": metadata.get("test_accuracy"),
+        "drawings_accuracy": metadata.get("drawings_accuracy"),
+        "trained_at": metadata.get("trained_at"),
+        "options": metadata.get("options"),
+    }
+
+
+def _public(info: dict[str, Any]) -> dict[str, Any]:
+    return {key: info.get(key) for key in PUBLIC_KEYS}
+
+
+@contextlib.contextmanager
+def _unavailable_as_version_error() -> Iterator[None]:
+    """The store's errors as VersionsUnavailableError: the UI warns with the words, the API answers 503."""
+    try:
+        yield
+    except VersionError:
+        raise
+    except StoreError as error:
+        raise VersionsUnavailableError(str(error)) from None
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from drawings.store import StoreError
-from ui import training, versions_panel
+from ui import followers, training, versions_panel
 from ui.context import PRIVATE, AppContext
 
 FINE_TUNE = {"include_drawings": True, "fine_tune": True}
@@ -80,7 +80,7 @@ def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, v
     name = spec.name
     panel = [controls.include, controls.replaces]
 
-    async def fine_tune_run(tok: str | None):  # a coroutine generator, like train_<model>: no thread held
+    async def fine_tune_run(tok: str | None, request: gr.Request = None):  # a coroutine generator: no thread held
         blocked = training.training_blocked(spec, tok, ctx.train_token)
         if blocked:
             gr.Warning(blocked)
@@ -92,7 +92,10 @@ def wire(ctx: AppContext, spec, controls: PersonalControls, token: gr.Textbox, v
             gr.Warning(str(error))
             yield training.training_view(ctx.jobs.status(name), f"**Not started.** {error}")
             return
-        async for view in training.stream_job(ctx.jobs, name):
+        # Issue 18: like train_<model>'s stream, bounded per visitor and in all (ui/followers.py).
+        async for view in followers.held(training.stream_job(ctx.jobs, name), request,
+                                         gr.context.LocalContext.blocks.get(None), followers.refused_view(ctx, name),
+                                         exempt=followers.trusted(ctx, tok)):
             yield view
 
     fine_tune_run.__doc__ = (f"Fine-tune the serving {spec.title} on the saved drawings (and an MNIST sample) "

@@ -17,7 +17,7 @@ import gradio as gr
 from training import lineup
 from training.jobs import JobAlreadyRunningError, TrainingUnavailableError
 from training.registry import MODELS, ModelSpec
-from ui import plots, train_personal, training, views
+from ui import followers, plots, train_personal, training, views
 from ui.context import PRIVATE, AppContext
 
 FOLLOW_HEARTBEAT = 20.0  # s: an idle follower sends an empty update this often; Gradio ends it there once the page is gone
@@ -40,21 +40,23 @@ class TrainTab:
         """Show every model's job when this tab opens and follow it until another tab is selected
         (or the page closes)."""
         per_model = [[*self.views[5 * i:5 * i + 5], button] for i, button in enumerate(self.buttons)]
+        blocks = gr.context.Context.root_block  # the page being built: its queue tells whether a follower is read
         opened = self.tab.select(lambda tok: open_train_tab(ctx, tok), self.token,
                                  [output for outputs in per_model for output in outputs],
                                  api_name="open_train", show_progress="hidden", **PRIVATE)
         # No concurrency limit: coroutines holding no thread (api/server.py lets the queue run many).
-        followers = [opened.then(make_follower(spec, ctx), self.token, outputs, api_name=f"watch_{name}",
+        watchers = [opened.then(make_follower(spec, ctx, blocks), self.token, outputs, api_name=f"watch_{name}",
                                  concurrency_limit=None, show_progress="hidden", **PRIVATE)
                      for (name, spec), outputs in zip(MODELS.items(), per_model)]
-        gr.on([tab.select for tab in other_tabs], None, None, None, cancels=followers, api_name="close_train",
+        gr.on([tab.select for tab in other_tabs], None, None, None, cancels=watchers, api_name="close_train",
               queue=False, **PRIVATE)
 
 
 def make_trainer(spec: ModelSpec, ctx: AppContext):
     # A coroutine generator: it streams on the event loop and holds no worker thread for the run.
     async def train(epochs: float | None, batch_size: float | None, learning_rate: float | None,
-                    limit: float | None, token: str | None = "", include_drawings: bool = False):
+                    limit: float | None, token: str | None = "", include_drawings: bool = False,
+                    request: gr.Request = None):
         blocked = training.training_blocked(spec, token, ctx.train_token)
         if blocked:
             gr.Warning(blocked)
@@ -70,7 +72,10 @@ def make_trainer(spec: ModelSpec, ctx: AppContext):
             gr.Warning(str(error))
             yield training.training_view(ctx.jobs.status(spec.name), f"**Not started.** {error}")
             return
-        async for view in training.stream_job(ctx.jobs, spec.name):
+        # Issue 18: a stream holds a queue slot for the whole run: bounded per visitor and in all.
+        async for view in followers.held(training.stream_job(ctx.jobs, spec.name), request,
+                                         gr.context.LocalContext.blocks.get(None), followers.refused_view(ctx, spec.name),
+                                         exempt=followers.trusted(ctx, token)):
             yield view
 
     train.__doc__ = (f"Train {spec.title} on MNIST and stream its progress: each update is (progress 0-100, "
@@ -103,11 +108,17 @@ def train_button(spec: ModelSpec, ctx: AppContext, job: dict[str, Any], token: s
     return gr.Button(interactive=not job["running"] and training.can_train(spec, token, ctx.train_token))
 
 
-def make_follower(spec: ModelSpec, ctx: AppContext):
-    async def follow(token: str | None = ""):
+def make_follower(spec: ModelSpec, ctx: AppContext, blocks: Any = None):
+    async def follow(token: str | None = "", request: gr.Request = None):
         """While the Train tab is open: stream this model's runs (started anywhere) and keep the Train
         button in step with the job manager. Outputs: the five views and the Train button."""
         nothing = [gr.skip()] * 5
+        # Issue 18: at most followers.PER_CLIENT per visitor and TOTAL in all; it ends once no page reads it.
+        async for update in followers.held(_follow(token, nothing, request), request, blocks, (*nothing, gr.skip()),
+                                           exempt=followers.trusted(ctx, token)):
+            yield update
+
+    async def _follow(token: str | None, nothing: list, request: Any):
         shown = ctx.jobs.seq(spec.name)  # open_train_tab has just shown this state
         while True:
             if ctx.jobs.is_running(spec.name):
@@ -125,7 +136,9 @@ def make_follower(spec: ModelSpec, ctx: AppContext):
                 shown = job["seq"]
             latest = await ctx.jobs.wait_for_change_async(spec.name, shown, FOLLOW_HEARTBEAT, while_idle=True)
             if latest == shown:
-                yield (*nothing, gr.skip())  # the heartbeat: where Gradio stops this once the page is gone
+                # The heartbeat: where Gradio stops this once the page closed its stream, and where
+                # followers.held ends it when no page ever read it (joined by fn_index and left).
+                yield (*nothing, gr.skip())
             elif not ctx.jobs.is_running(spec.name):  # a run started and ended between two looks
                 job = ctx.jobs.status(spec.name)
                 yield (*training.training_view(job), train_button(spec, ctx, job, token))

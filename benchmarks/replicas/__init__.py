@@ -1,1 +1,1 @@
-"""N app replicas behind a load balancer (issue 20): a round-robin proxy (proxy.py) and what a hop between replicas costs (forward_cost.py)."""
+"""N app replicas behind a load balancer (issue 20): a round-robin proxy (proxy.py), what a hop between replicas costs (forward_cost.py) and how fast a served version reaches the others (switch_time.py)."""
