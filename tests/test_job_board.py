@@ -201,6 +201,8 @@ def test_two_replicas_share_a_training_and_a_killed_one_frees_the_model(postgres
                 assert time.monotonic() < deadline, f"B did not see A's run: {seen}"
                 time.sleep(0.2)
             assert seen["replica"] and seen["history"], seen
+            # B's Train tab follows it live: its follower (the page's watch_model1 event) streams the run.
+            assert train_tab_progress(b.url, "model1") > 0
             refused = httpx.post(b.url + "train/model1", json={"preset": "quick"}, timeout=30)
             assert refused.status_code == 409 and "another replica" in refused.json()["error"], refused.text
             later = httpx.get(b.url + "train_status/model1", timeout=30).json()
@@ -219,3 +221,45 @@ def test_two_replicas_share_a_training_and_a_killed_one_frees_the_model(postgres
             httpx.post(b.url + "train/model1/cancel", timeout=30)
     finally:
         postgres_server.drop_database(url)
+
+
+def train_tab_progress(base: str, model: str, timeout: float = 60.0) -> float:
+    """Join the Train tab's follower of `model` (watch_<model>, as the page does when the tab opens) and
+    return the first training progress it streams (the Progress slider's value)."""
+    import json as _json
+    import uuid
+
+    import httpx
+
+    config = httpx.get(base + "config", timeout=30).json()
+    fn_index = next(dep["id"] for dep in config["dependencies"] if dep.get("api_name") == f"watch_{model}")
+    session = uuid.uuid4().hex
+    joined = httpx.post(base + "gradio_api/queue/join", timeout=30, json={
+        "data": [""], "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None})
+    assert joined.status_code == 200, joined.text
+    deadline = time.monotonic() + timeout
+    seen = []
+    with httpx.stream("GET", base + f"gradio_api/queue/data?session_hash={session}", timeout=timeout) as stream:
+        for line in stream.iter_lines():
+            assert time.monotonic() < deadline, f"the Train tab streamed no progress: {seen[-5:]}"
+            if not line.startswith("data:"):
+                continue
+            message = _json.loads(line[5:])
+            seen.append(str(message)[:300])
+            output = (message.get("output") or {}).get("data") or []
+            if message.get("msg") == "process_generating" and output:
+                progress = _streamed_value(output[0])
+                if isinstance(progress, (int, float)) and not isinstance(progress, bool) and progress > 0:
+                    return float(progress)
+    raise AssertionError(f"the Train tab's stream ended without progress: {seen[-5:]}")
+
+
+def _streamed_value(item):
+    """A streamed output's value: Gradio sends the first whole and later ones as diffs
+    ([["replace", [], value], ...])."""
+    if isinstance(item, list):
+        for op in item:
+            if isinstance(op, list) and len(op) == 3 and op[0] == "replace" and op[1] == []:
+                return op[2]
+        return None
+    return item
