@@ -1,4 +1,4 @@
-"""Digit Studio: draw a digit, see two models classify it, train them live.
+"""Digit Studio: draw a digit, see every registered model classify it, train them live.
 
 `python app.py` serves the Gradio UI at / and the REST API beside it
 (on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT, default 127.0.0.1:7860).
@@ -37,9 +37,11 @@ from api.replicas import ReplicaDirectory  # noqa: E402
 from inference.explain.lane import ExplainLane  # noqa: E402
 from inference.pool import PredictionPool  # noqa: E402
 from inference.predictor import Predictor  # noqa: E402
+from training import lineup  # noqa: E402
 from training.job_board import JobBoard  # noqa: E402
 from training.jobs import JobManager  # noqa: E402
 from training.model_versions import ModelVersions  # noqa: E402
+from training.registry import MODELS  # noqa: E402
 from training.version_store import follow_database  # noqa: E402
 from ui import client_api, draw_tab, drawings_tab, mcp_tools, models_tab, train_tab  # noqa: E402
 from ui.context import PREDICT_CONCURRENCY, AppContext  # noqa: E402
@@ -76,7 +78,7 @@ ctx = AppContext(predictor, jobs, pool, train_token=os.environ.get("TRAIN_TOKEN"
 
 with gr.Blocks(title="Digit Studio") as demo:
     gr.Markdown("# Digit Studio\n"
-                "Draw a digit and two models read it as you draw: a logistic regression and a small CNN. "
+                f"{lineup.headline(MODELS)} "  # issue 21: from the registry, not "two models"
                 "Tell them when they are wrong, train them on your handwriting in **Train**, and compare "
                 "them in **Models**.")
     client_api.register(ctx)

@@ -23,6 +23,8 @@ from inference.answer import ALL_MODELS, DEFAULT_MODEL, encode, predict_answer
 from inference.explain.lane import ExplainLane, ExplainRefused
 from inference.lanes import PredictionLanes
 from inference.predictor import Predictor
+from training import lineup
+from training.registry import MODELS
 
 EXPLANATION_DOC = (
     'With "explain": true: "method" (how the maps were made: "exact" for a linear model, '
@@ -40,7 +42,7 @@ class PredictRequest(BaseModel):
 
     image: str = Field(description="The drawing as a data URL (data:image/png;base64,...) or bare base64 "
                                    "of a PNG, JPEG or WebP file", examples=["data:image/png;base64,iVBORw0KGgo..."])
-    model: str = Field(DEFAULT_MODEL, description='"model1", "model2" or "all"', examples=[DEFAULT_MODEL])
+    model: str = Field(DEFAULT_MODEL, description=lineup.model_choices(MODELS), examples=[DEFAULT_MODEL])
     # Strict: JSON true or false only ("yes", 1 or "true" are a 422, not a guess at what the client meant).
     invert: StrictBool = Field(False, description="Flip the automatically detected polarity (ink vs background)")
     include_input: StrictBool = Field(False, description='Also answer "model_input": the 28x28 image the models '

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Classify a picture of one digit with a Digit Studio server.")
     parser.add_argument("image", type=Path, help="a PNG/JPEG/WebP picture of one digit")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"server address (default {DEFAULT_URL})")
-    parser.add_argument("--model", default="model2", help="model1 (logistic regression) or model2 (CNN)")
+    parser.add_argument("--model", default="model2", help="a model the server has (GET /model_status lists them; default model2, the CNN) "
+                             "or all (REST only: one answer per model)")
     parser.add_argument("--invert", action="store_true", help="flip the detected ink/background polarity")
     parser.add_argument("--rest", action="store_true", help="use the REST API instead of gradio_client")
     args = parser.parse_args(argv)

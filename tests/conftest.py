@@ -151,7 +151,9 @@ def mnist(mnist_dir):
 
 @pytest.fixture(scope="session")
 def shipped_models_available(exports_copy) -> bool:
-    return all((exports_copy / f"{name}.onnx").is_file() for name in ("model1", "model2"))
+    from training.registry import MODELS
+
+    return all((exports_copy / f"{name}.onnx").is_file() for name in MODELS)
 
 
 # -- headless Chromium for the browser tests (Playwright driving Debian's /usr/bin/chromium)

@@ -100,7 +100,7 @@ class FakeTrainer:
     """
 
     def __init__(self, monkeypatch, name: str = "fake", *, requires: tuple[str, ...] = (),
-                 native_format: str = "joblib"):
+                 native_format: str = "joblib", supports: tuple[str, ...] = ()):
         self.module_name = f"_fake_trainer_{name}_{id(self)}"
         module = types.ModuleType(self.module_name)
         module.train = self.train
@@ -111,7 +111,8 @@ class FakeTrainer:
         # trainer never loads data, so its tests must not depend on MNIST_DOWNLOAD.
         monkeypatch.delenv("MNIST_DOWNLOAD", raising=False)
         self.spec = ModelSpec(name=name, title=f"Fake {name}", description="scripted trainer",
-                              module=self.module_name, native_format=native_format, requires=requires)
+                              module=self.module_name, native_format=native_format, requires=requires,
+                              supports=supports)
         self.script: Callable[[TrainOptions], Any] = lambda options: iter([fake_result(name)])
         self.received_options: list[TrainOptions] = []
         self.received_exports_dirs: list[Any] = []

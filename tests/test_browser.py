@@ -21,6 +21,10 @@ from PIL import Image, ImageDraw
 
 from benchmarks.browser.pen import DIGIT_STROKES, draw_mouse, draw_touch
 from tests.app_server import ROOT, copy_exports, running_app
+from training.registry import MODELS
+
+# How the page's verdict line names every model agreeing (ui/static/answers.js): "All 3 models read 4."
+EVERY_MODEL = "Both models" if len(MODELS) == 2 else f"All {len(MODELS)} models"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -161,10 +165,10 @@ def test_ten_digits_are_read_while_drawing_and_after_the_pen_lifts(page, tmp_pat
 
         draw_mouse(page, strokes, before_up=pen_still_down)
         wait_for_answer(page)
-        captions = [page.inner_text(f"#caption-{name}") for name in ("model1", "model2")]
+        captions = [page.inner_text(f"#caption-{name}") for name in MODELS]
         for caption in captions:
             assert caption.startswith(f"Reads {digit} ·"), (digit, captions)
-        assert page.inner_text("#verdict") == f"Both models read {digit}."
+        assert page.inner_text("#verdict") == f"{EVERY_MODEL} read {digit}."
         # Ten bars with their percentages, the read digit's bar marked.
         assert page.locator("#probabilities-model2 .ds-bar").count() == 10
         assert page.inner_text("#probabilities-model2 .ds-top-bar").split()[0] == str(digit)
@@ -282,7 +286,7 @@ def test_white_on_black_swaps_the_colours_and_still_reads_right(page):
         wait_for_answer(page)
         pixels = canvas_pixels(page)
         assert max(value for row in pixels for value in row) == 255  # white ink
-        for name in ("model1", "model2"):
+        for name in MODELS:
             assert page.inner_text(f"#caption-{name}").startswith("Reads 3 ·")
         # Back to black on white: the same strokes, redrawn, read the same.
         page.click("#invert")
@@ -302,7 +306,7 @@ def test_upload_is_read_and_a_broken_file_is_said_in_the_pages_words(page, sync_
     image.save(picture)
     page.locator("#upload input[type=file]").set_input_files(str(picture))
     page.wait_for_function("() => document.querySelector('#caption-model1').innerText.startsWith('Reads 7')")
-    assert page.inner_text("#verdict") == "Both models read 7."
+    assert page.inner_text("#verdict") == f"{EVERY_MODEL} read 7."
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
@@ -377,7 +381,7 @@ def test_the_drawing_and_its_answer_reach_python_events(browser, exports_copy, t
         page.wait_for_function("() => document.querySelector('#sketchpad canvas').dataset.version !== '0'")
         time.sleep(1)  # the pen-up answer lands
         value = described()
-        assert value["image"] == "data:image/png;base64," and value["read"] == {"model1": 2, "model2": 2}
+        assert value["image"] == "data:image/png;base64," and value["read"] == {name: 2 for name in MODELS}
         assert value["version"] == version(page)
         page.click("#clear")
         cleared = described()
@@ -405,21 +409,23 @@ def test_phone_shows_the_answers_while_drawing_and_drawing_does_not_scroll(brows
                                     timeout=10_000)
             seen.append({"scroll": phone.evaluate("() => window.scrollY"),
                          "digits": [phone.inner_text(f".ds-card[data-model={name}] .ds-digit")
-                                    for name in ("model1", "model2")]})
+                                    for name in MODELS]})
 
         draw_touch(phone, cdp, DIGIT_STROKES[4], during=mid_stroke)
         wait_for_answer(phone)
         assert seen and all(state["scroll"] == 0 for state in seen), seen  # drawing never scrolled the page
         assert all(digit.isdigit() for digit in seen[0]["digits"])  # answers came while the finger was down
         assert phone.evaluate("() => window.scrollY") == 0
-        for name in ("model1", "model2"):
+        for name in MODELS:
             assert phone.inner_text(f"#caption-{name}").startswith("Reads 4")
         phone.screenshot(path=str(tmp_path / "phone.png"))
 
-        # Visible together, without scrolling, and nothing overlaps: canvas, tools, verdict, top digits.
+        # Visible together, without scrolling, and nothing overlaps: canvas, tools, verdict, every model's
+        # top digit and its caption (issue 21: a third card wrapped below the sticky correction bar).
         parts = {"canvas": box(phone, "#sketchpad canvas"), "tools": box(phone, "#sketchpad .ds-tools"),
                  "verdict": box(phone, "#verdict"),
-                 **{name: box(phone, f".ds-card[data-model={name}] .ds-digit") for name in ("model1", "model2")}}
+                 **{name: box(phone, f".ds-card[data-model={name}] .ds-digit") for name in MODELS},
+                 **{f"caption-{name}": box(phone, f"#caption-{name}") for name in MODELS}}
         for name, part in parts.items():
             assert part["y"] >= 0 and part["y"] + part["height"] <= PHONE["height"], (name, part)
             assert part["x"] >= 0 and part["x"] + part["width"] <= PHONE["width"], (name, part)

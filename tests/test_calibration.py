@@ -70,11 +70,11 @@ def test_the_onnx_temperature_nodes_compute_temper():
 # ECE on the first 3,000 MNIST test images, served probabilities. Both models meet the 1.5% target
 # on all 10,000 (benchmarks/reading/drawn.py checks it: 1.37% and 0.48%); on this sample Model 1 measures
 # 2.1% (its errors are denser in it: 6.9% against 5.1% overall) and sampling noise is ~0.5 point.
-MAX_SAMPLE_ECE = {"model1": 0.025, "model2": 0.02}
+MAX_SAMPLE_ECE = {"model1": 0.025, "model2": 0.02, "model3": 0.02}
 ECE_TARGET = 0.015
 
 
-@pytest.mark.parametrize("name", ["model1", "model2"])
+@pytest.mark.parametrize("name", ["model1", "model2", "model3"])
 def test_shipped_models_are_calibrated_on_a_sample_of_mnist_test(name, mnist):
     import onnx
     from onnx import numpy_helper

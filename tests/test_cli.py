@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.app_server import ROOT
+from training.registry import MODELS
 PROGRESS_LINE = re.compile(r'^PROGRESS:(\{"progress": \d+(\.\d+)?, "status": ".*\})$')
 RESULT_LINE = re.compile(r"^RESULT:(\{.*\})$")
 
@@ -52,7 +53,7 @@ def test_train_prints_progress_lines_then_result(mnist_dir, tmp_path):
 def test_unknown_model_names_the_valid_ones():
     result = cli("model9")
     assert result.returncode == 2 and result.stdout == ""
-    assert one_line_error(result) == "error: unknown model 'model9'; choose one of: model1, model2"
+    assert one_line_error(result) == f"error: unknown model 'model9'; choose one of: {', '.join(MODELS)}"
 
 
 def test_bad_option_values_are_usage_errors():
@@ -82,8 +83,8 @@ def test_list_shows_every_registered_model():
     result = cli("--list")
     assert result.returncode == 0, result.stderr
     names = [line.split("\t")[0] for line in result.stdout.strip().splitlines()]
-    assert names == ["model1", "model2"]
-    assert "Model 1: logistic regression" in result.stdout
+    assert names == list(MODELS) == ["model1", "model2", "model3"]
+    assert "Model 1: logistic regression" in result.stdout and "Model 3: modern CNN" in result.stdout
 
 
 def test_a_run_becomes_a_serving_version_in_the_data_location_and_exports_stay_as_shipped(mnist_dir, tmp_path,

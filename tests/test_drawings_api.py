@@ -14,6 +14,7 @@ import pytest
 from tests.app_server import copy_exports, running_app, shipped_accuracy, wait_for_workers
 from tests.segments import segment_digit
 from tests.test_rest import huge_png_header
+from training.registry import MODELS
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -83,7 +84,7 @@ def test_corrections_round_trip(open_server):
     assert listed["total"] == 2 and [d["id"] for d in listed["drawings"]] == [ids[1]]
     first = listed["drawings"][0]
     assert {"id", "label", "created_at", "predictions", "model_versions", "held_out"} <= set(first)
-    assert set(first["predictions"]) == {"model1", "model2"} and first["model_versions"] == {"model1": 1, "model2": 1}
+    assert set(first["predictions"]) == set(MODELS) and first["model_versions"] == {name: 1 for name in MODELS}
     image = http.get(f"/drawings/{ids[2]}/image")
     assert image.headers["content-type"] == "image/png" and image.content == segment_digit(6, 1)
 
@@ -100,7 +101,7 @@ def test_corrections_round_trip(open_server):
     assert http.get("/drawings", params={"label": 6}).json()["total"] == 1
 
     stats = http.get("/drawings/stats").json()
-    assert stats["counts"]["4"] == 2 and stats["counts"]["6"] == 1 and set(stats["models"]) == {"model1", "model2"}
+    assert stats["counts"]["4"] == 2 and stats["counts"]["6"] == 1 and set(stats["models"]) == set(MODELS)
 
 
 BAD_POSTS = [

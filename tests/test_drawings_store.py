@@ -16,6 +16,7 @@ from inference.image_io import EmptyImageError, ImageInputError
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
 from tests.segments import segment_digit
+from training.registry import MODELS
 
 PNG = segment_digit(7, 0)
 
@@ -128,12 +129,12 @@ def test_held_out_measure_reads_only_what_a_model_has_not_read(store, predictor,
     while not is_held_out(add(store, label=3)):  # until one new drawing is held out
         pass
     again = held_out_accuracy(store, predictor)
-    assert again["held_out"] == first["held_out"] + 1 and read == [1, 1]  # one drawing, each model once
+    assert again["held_out"] == first["held_out"] + 1 and read == [1] * len(MODELS)  # one drawing, each model once
     read.clear()
     onnx = exports_copy / "model1.onnx"
     os.utime(onnx, ns=(onnx.stat().st_atime_ns, onnx.stat().st_mtime_ns + 1_000_000_000))
     held_out_accuracy(store, predictor)
-    assert read == [again["held_out"]]  # model1 reads all its held-out drawings again; model2 none
+    assert read == [again["held_out"]]  # model1 reads all its held-out drawings again; the others none
 
 
 def test_held_out_share_is_about_one_in_five_and_fixed():
@@ -224,9 +225,9 @@ def test_save_correction_keeps_the_png_as_sent_and_what_each_model_read(store, p
     new_id = save_correction(store, predictor, PNG, 7, "client-1")
     row = store.get(new_id)
     assert store.png(new_id) == PNG
-    assert set(row["predictions"]) == {"model1", "model2"}
+    assert set(row["predictions"]) == set(MODELS)
     assert all(len(p["probabilities"]) == 10 and 0 <= p["digit"] <= 9 for p in row["predictions"].values())
-    assert row["model_versions"] == {"model1": 1, "model2": 1}  # the shipped metadata names version 1
+    assert row["model_versions"] == {name: 1 for name in MODELS}  # the shipped metadata names version 1
     import base64
     url_id = save_correction(store, predictor, "data:image/png;base64," + base64.b64encode(PNG).decode(), 7)
     assert store.png(url_id) == PNG

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.app_server import ROOT, copy_exports, free_port, running_app
+from training.registry import MODELS
 
 mcp = pytest.importorskip("mcp", reason="the mcp package is missing (pip install -r requirements-serve.txt)")
 from mcp import ClientSession  # noqa: E402
@@ -68,21 +69,24 @@ def test_only_the_three_tools_are_listed_with_clear_descriptions(server):
     assert properties["image"]["type"] == "string" and "data URL" in properties["image"]["description"]
     assert "format" not in properties["image"]  # a plain string, not Gradio's "a http or https url to a file"
     assert recognize.inputSchema["required"] == ["image"]
-    assert "model1" in properties["model"]["description"] and properties["invert"]["type"] == "boolean"
+    assert properties["invert"]["type"] == "boolean"
+    # Every registered model is named, with what it is, and "all" (issue 21: it said "model2 or model1").
+    described = properties["model"]["description"]
+    assert all(f"'{name}' ({MODELS[name].title.split(': ', 1)[1]}" in described for name in MODELS), described
+    assert "'all' (every model at once" in described and "both" not in described.lower()
     assert "/model_status" in tools["model_status"].description
     explain = tools["explain_digit"]
     assert "never read from a file path" in explain.description and "in words" in explain.description
     assert explain.inputSchema["required"] == ["image"] and "format" not in explain.inputSchema["properties"]["image"]
 
 
-def test_recognize_digit_reads_the_drawn_example_with_both_models(server):
+def test_recognize_digit_reads_the_drawn_example_with_every_model(server):
     image = data_url(DIGIT_PNG.read_bytes())
 
     async def work(session):
-        return [await session.call_tool("recognize_digit", {"image": image, "model": model})
-                for model in ("model2", "model1")]
+        return [await session.call_tool("recognize_digit", {"image": image, "model": model}) for model in MODELS]
 
-    for result, model in zip(with_session(server, work), ("model2", "model1")):
+    for result, model in zip(with_session(server, work), MODELS):
         assert not result.isError, text_of(result)
         answer = json.loads(text_of(result))
         assert answer["digit"] == 3 and answer["model"] == model
@@ -90,16 +94,22 @@ def test_recognize_digit_reads_the_drawn_example_with_both_models(server):
         assert max(answer["probabilities"]) == answer["probabilities"][3]
         assert answer["verdict"] in ("digit", "unsure", "not_a_digit")
         assert answer["latency_ms"] > 0
+    # "all": one answer per model, as REST's "model": "all".
+    everything = with_session(server, lambda s: s.call_tool("recognize_digit", {"image": image, "model": "all"}))
+    assert not everything.isError, text_of(everything)
+    answer = json.loads(text_of(everything))
+    assert answer["model"] == "all" and set(answer["predictions"]) == set(MODELS) and answer["unavailable"] == {}
+    assert all(reading["digit"] == 3 and reading["model"] == name for name, reading in answer["predictions"].items())
     # Bare base64 works too.
     bare = with_session(server, lambda s: s.call_tool("recognize_digit", {"image": image.split(",", 1)[1]}))
     assert json.loads(text_of(bare))["digit"] == 3
 
 
-def test_model_status_tool_reports_both_models(server):
+def test_model_status_tool_reports_every_model(server):
     result = with_session(server, lambda session: session.call_tool("model_status", {}))
     assert not result.isError, text_of(result)
     status = json.loads(text_of(result))
-    assert set(status) == {"model1", "model2"}
+    assert set(status) == set(MODELS)
     assert all(status[name]["trained"] and status[name]["available"] for name in status)
 
 
@@ -174,7 +184,7 @@ def test_bad_input_is_a_clear_tool_error_and_no_file_or_url_is_read(server, imag
         if "looks like" in expected:  # says what to send instead
             assert "data:image/png;base64," in message, (name, message)
     unknown = text_of(answers["unknown model"])
-    assert answers["unknown model"].isError and "choose one of model1, model2" in unknown and len(unknown) < 200
+    assert answers["unknown model"].isError and f"choose one of {', '.join(MODELS)}, all" in unknown and len(unknown) < 200
     for name in ("FileData endpoint", "training"):
         assert answers[name].isError and "Unknown tool" in text_of(answers[name]), name
     assert not answers["still answers"].isError

@@ -1,4 +1,4 @@
-"""Without TensorFlow: the package imports, Model 1 trains, Model 2 says clearly why it cannot.
+"""Without TensorFlow: the package imports, Model 1 trains, Models 2 and 3 say clearly why they cannot.
 
 Each check runs in a fresh interpreter where `import tensorflow` fails, as on a machine
 without it (`sys.modules["tensorflow"] = None` makes the import raise ModuleNotFoundError
@@ -29,11 +29,13 @@ def run_without_tensorflow(code: str, env: dict[str, str] | None = None) -> subp
     return run_python(BLOCK_TENSORFLOW + code, timeout=300, env=env)
 
 
-def test_package_imports_and_model2_reports_tensorflow_missing():
+@pytest.mark.parametrize("name", ["model2", "model3"])
+def test_package_imports_and_keras_models_report_tensorflow_missing(name):
     result = run_without_tensorflow(
         "import json, training, training.registry, training.mnist, training.export, training.model1_logreg\n"
+        "import training.model3_cnn, training.keras_training\n"
         "from training.registry import get_model\n"
-        "spec = get_model('model2')\n"
+        f"spec = get_model({name!r})\n"
         "reason = spec.unavailable_reason()\n"
         "try:\n"
         "    spec.trainer()\n"
@@ -43,7 +45,7 @@ def test_package_imports_and_model2_reports_tensorflow_missing():
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["reason"].startswith("TensorFlow is not installed")
+    assert out["reason"].startswith(f"TensorFlow is not installed, so Model {name[-1]}")
     assert "pip install -r requirements.txt" in out["reason"]
     assert out["raised"] == out["reason"]
     assert out["model1"] is None
@@ -75,10 +77,11 @@ def test_model1_trains_without_tensorflow(mnist_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model1.joblib", "model1.json", "model1.onnx"]
 
 
-def test_cli_for_model2_fails_with_the_reason(tmp_path):
+@pytest.mark.parametrize("name", ["model2", "model3"])
+def test_cli_for_keras_models_fails_with_the_reason(tmp_path, name):
     result = run_without_tensorflow(
         "import runpy\n"
-        "sys.argv = ['python -m training', 'model2', '--quick', '--exports-dir', " + repr(str(tmp_path)) + "]\n"
+        f"sys.argv = ['python -m training', {name!r}, '--quick', '--exports-dir', " + repr(str(tmp_path)) + "]\n"
         "runpy.run_module('training', run_name='__main__')\n"
     )
     assert result.returncode == 1

@@ -108,14 +108,15 @@ def test_fine_tuning_an_older_one_vs_rest_model1_says_to_train_it_in_full(store,
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
-def test_model2_fine_tune(store, mnist, exports):
+@pytest.mark.parametrize("name", ["model2", "model3"])  # Model 3 fine-tunes through the same Keras loop
+def test_keras_fine_tune(store, mnist, exports, name):
     restore_shipped(exports)
-    result = run_trainer("model2", {"include_drawings": True, "fine_tune": True}, mnist)
+    result = run_trainer(name, {"include_drawings": True, "fine_tune": True}, mnist)
     tuned = result.metadata["personal"]
     assert result.metadata["options"]["epochs"] <= 3 and tuned["fine_tune"]
     assert tuned["after"]["drawings"] >= tuned["before"]["drawings"], tuned
     assert tuned["after"]["mnist_test"] >= tuned["before"]["mnist_test"] - 0.005, tuned  # continued, not restarted
-    assert Predictor(ModelVersions()).model_status("model2")["drawings_accuracy"] == tuned["after"]["drawings"]
+    assert Predictor(ModelVersions()).model_status(name)["drawings_accuracy"] == tuned["after"]["drawings"]
 
 
 def restore_shipped(exports):

@@ -35,6 +35,7 @@ from benchmarks.browser.pen import DIGIT_STROKES, draw_mouse
 from benchmarks.replicas.proxy import RoundRobinProxy, running_proxy
 from tests.app_server import ROOT, RunningApp, copy_exports, free_port, running_apps
 from tests.test_browser import WAIT, wait_for_answer, wait_for_text
+from training.registry import MODELS
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +142,7 @@ def test_the_first_gradio_answer_sets_the_cookie_and_rest_is_never_routed(cluste
     # REST keeps no session: answered where it lands, whatever the cookie, with no cookie of ours.
     rest = get(app.url + "model_status", other)
     assert SERVED_BY not in rest.headers and "set-cookie" not in rest.headers
-    assert set(rest.json()) == {"model1", "model2"}
+    assert set(rest.json()) == set(MODELS)
 
 
 def test_a_queue_event_is_lost_over_replicas_without_the_cookie_and_works_with_it(cluster):

@@ -22,6 +22,7 @@ from api.errors import MAX_BODY_BYTES
 from tests.app_server import wait_for_workers
 from tests.fakes import FakeTrainer, fake_progress, fake_result, write_tiny_model
 from training.jobs import JobManager
+from training.registry import MODELS
 
 WAIT = 10
 
@@ -65,6 +66,8 @@ def tiny_exports(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_exports")
     write_tiny_model(folder, "model1", seed=11, accuracy=0.8)
     write_tiny_model(folder, "model2", digit=7, accuracy=0.95)  # always answers 7
+    for name in list(MODELS)[2:]:  # every further registered model (Model 3, ...): a tiny one each
+        write_tiny_model(folder, name, seed=12, accuracy=0.9)
     return folder
 
 
@@ -137,7 +140,7 @@ def test_env_describes_the_runtime(client):
 
 def test_model_status_per_model(client, exports):
     body = client.get("/model_status").json()
-    assert set(body) == {"model1", "model2"}
+    assert set(body) == set(MODELS)
     model1 = body["model1"]
     assert model1["trained"] and model1["available"] and model1["reason"] is None
     assert model1["accuracy"] == 0.8 and model1["trained_at"] and model1["train_seconds"] == 0.01
@@ -185,7 +188,7 @@ def test_predict_variants(client, predictor):
     expected = predictor.predict(preprocess(DIGIT_PNG, invert=True), "model1")
     np.testing.assert_allclose(inverted["probabilities"], expected.probabilities, atol=1e-6)
     everything = client.post("/predict", json={**GOOD, "model": "all"}).json()
-    assert set(everything["predictions"]) == {"model1", "model2"} and everything["unavailable"] == {}
+    assert set(everything["predictions"]) == set(MODELS) and everything["unavailable"] == {}
     assert everything["predictions"]["model2"]["prediction"] == 7
     # Extra fields from older clients are ignored.
     assert client.post("/predict", json={**GOOD, "client": "v1"}).status_code == 200
@@ -228,7 +231,7 @@ def test_predict_with_an_untrained_model_is_503_with_the_reason(client, exports)
     assert response.status_code == 503
     assert response.json()["error"] == "model2 cannot predict: no export yet: train it"
     everything = client.post("/predict", json={**GOOD, "model": "all"}).json()
-    assert set(everything["predictions"]) == {"model1"}
+    assert set(everything["predictions"]) == set(MODELS) - {"model2"}
     assert everything["unavailable"] == {"model2": "no export yet: train it"}
     assert_good_request_works(client)
 

@@ -23,10 +23,10 @@ from training.options import TrainOptions
 from training.registry import MODELS, ModelSpec
 from ui import draw, plots, training, views
 
-PUBLIC_ENDPOINTS = {"/predict", "/train_model1", "/train_model2", "/cancel_model1", "/cancel_model2",
+PUBLIC_ENDPOINTS = {"/predict", *(f"/{verb}_{name}" for name in MODELS for verb in ("train", "cancel", "fine_tune")),
                     "/model_status", "/env",
-                    # issue 12: corrections, fine-tuning, model versions
-                    "/save_drawing", "/fine_tune_model1", "/fine_tune_model2", "/serve_version",
+                    # issue 12: corrections, fine-tuning (above, per model), model versions
+                    "/save_drawing", "/serve_version",
                     "/recognize_digit", "/mcp_model_status",  # the MCP tools (ui/mcp_tools.py)
                     "/explain", "/explain_digit"}  # issue 19: gradio_client's and MCP's explanations
 
@@ -327,7 +327,10 @@ def test_the_app_starts_without_importing_tensorflow(empty_exports):
 def test_without_tensorflow_model2_training_is_off_and_says_why(empty_exports):
     ui = inspect_ui(empty_exports, "import sys\nsys.modules['tensorflow'] = None  # import fails, as without TensorFlow\n")
     assert ui["buttons"]["train-model2"] is False and ui["buttons"]["train-model1"] is not False
-    assert len(ui["notes"]) == 1 and "TensorFlow is not installed" in ui["notes"][0]
+    assert ui["buttons"]["train-model3"] is False  # Model 3 trains with TensorFlow too
+    keras_models = [spec for spec in MODELS.values() if "tensorflow" in spec.requires]
+    assert len(ui["notes"]) == len(keras_models) and all("TensorFlow is not installed" in note for note in ui["notes"])
+    assert any(note.startswith("**Training is off here.** TensorFlow is not installed, so Model 3") for note in ui["notes"])
     assert ui["status"].startswith("**Not started.** TensorFlow is not installed")
     assert any("TensorFlow is not installed" in warning for warning in ui["warnings"])  # the gr.Warning
 

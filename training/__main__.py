@@ -101,6 +101,7 @@ def run(argv: list[str] | None = None) -> int:
         options = base.updated(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                limit=args.limit, seed=args.seed, include_drawings=args.include_drawings,
                                fine_tune=args.fine_tune).validate()
+        spec.check_options(options)  # issue 21 item 5: options its trainer does not honour
     except ValueError as error:
         _fail(f"error: {error}")
         return EXIT_USAGE

@@ -279,7 +279,7 @@ class JobManager:
         except ValidationError as error:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
             raise ValueError(f"invalid option value: {problems}") from None
-        return checked.validate()
+        return spec.check_options(checked.validate())  # issue 21 item 5: what its trainer does not do
 
     # -- internals ------------------------------------------------------------
 

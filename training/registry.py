@@ -16,6 +16,13 @@ from training.options import TrainOptions
 
 Trainer = Callable[..., Iterator["Progress | Result"]]
 
+# The TrainOptions a trainer must implement itself (training/personal.py), in words for refusals.
+PERSONAL_OPTIONS = {
+    "include_drawings": "mixing the saved drawings into the training data",
+    "fine_tune": "continuing the serving model on the drawings",
+}
+PERSONAL = tuple(PERSONAL_OPTIONS)  # what Models 1-3 support
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -31,6 +38,11 @@ class ModelSpec:
     second_opinion: str | None = None
     # What the model's first layer reads, for the Models tab's weight images (inference/learned.py).
     input_space: str = "28×28 input image"
+    # Issue 21 item 5: the personal options (training/personal.py) its trainer honours. A trainer that
+    # ignores include_drawings or fine_tune would still "succeed" and its version would be labelled
+    # "fine-tuned on drawings"; so none is assumed: a model declares what it does, and the job
+    # manager (UI, REST) and the CLI refuse the rest in words (check_options).
+    supports: tuple[str, ...] = ()
 
     def unavailable_reason(self) -> str | None:
         """Why this model cannot be trained here, or None when it can."""
@@ -41,6 +53,17 @@ class ModelSpec:
                         f"(predictions still work from its ONNX export). "
                         f"Install it with: pip install -r requirements.txt")
         return None
+
+    def check_options(self, options: TrainOptions) -> TrainOptions:
+        """`options`, or ValueError saying which personal option this model's trainer does not honour."""
+        asked = [option for option in PERSONAL_OPTIONS if getattr(options, option)]
+        refused = [option for option in asked if option not in self.supports]
+        if refused:
+            what = " or ".join(f"{option} ({PERSONAL_OPTIONS[option]})" for option in refused)
+            can = (f"it supports only {', '.join(self.supports)}" if self.supports
+                   else "train it without them")
+            raise ValueError(f"{self.title}'s trainer does not support {what}: {can}")
+        return options
 
     def _module(self):
         return importlib.import_module(self.module)
@@ -75,6 +98,7 @@ MODELS: dict[str, ModelSpec] = {
             native_format="joblib",
             second_opinion="model2",
             input_space="deskewed 28×28 image (its slant straightened first: training/deskew.py)",
+            supports=PERSONAL,
         ),
         ModelSpec(
             name="model2",
@@ -83,6 +107,16 @@ MODELS: dict[str, ModelSpec] = {
             module="training.model2_cnn",
             native_format="keras",
             requires=("tensorflow",),
+            supports=PERSONAL,
+        ),
+        ModelSpec(
+            name="model3",
+            title="Model 3: modern CNN",
+            description="Keras CNN: Conv32-Pool-[2xConv48+BN, residual]-Pool-[2xConv96+BN, residual]-GAP-Dropout-Dense10",
+            module="training.model3_cnn",
+            native_format="keras",
+            requires=("tensorflow",),
+            supports=PERSONAL,
         ),
     )
 }

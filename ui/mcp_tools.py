@@ -25,6 +25,8 @@ from gradio.data_classes import FileData
 from inference.explain.words import describe
 from inference.image_io import HOW_TO_SEND, ImageInputError
 from inference.status import model_status_report
+from inference.answer import DEFAULT_MODEL
+from training import lineup
 from training.registry import MODELS
 from ui import explain_api
 from ui.context import AppContext
@@ -37,21 +39,18 @@ _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 _PATH = re.compile(r"^(~|\.{0,2}/|[a-z]:[\\/])|\\|\.(png|jpe?g|webp|gif|bmp)$", re.I)
 
 
+def _reading(payload: dict[str, Any], model: str) -> dict[str, Any]:
+    """One model's answer as the tool returns it."""
+    return {"digit": payload["prediction"], "probabilities": payload["probabilities"], "verdict": payload["verdict"],
+            "model": model, "latency_ms": payload["latency_ms"], "candidates": payload.get("candidates")}
+
+
 def register(ctx: AppContext) -> None:
     """Add the tools' endpoints to the Blocks being built (they are gradio_client endpoints too)."""
 
     async def recognize_digit(image: str, model: str = "model2", invert: bool = False) -> str:
-        """Read the handwritten digit (0-9) in a picture, such as a digit drawn on a white canvas. The picture goes in as its data, base64-encoded; it is never read from a file path or fetched from a URL.
-
-        Args:
-            image: the picture itself, as a data URL ('data:image/png;base64,...') or bare base64 of a PNG, JPEG, WebP, GIF or BMP (at most 5 MB), one digit, dark on light or light on dark. Not a file path or URL.
-            model: 'model2' (the CNN: the default, and the more accurate) or 'model1' (logistic regression).
-            invert: true to flip the detected ink and background (rarely needed: polarity is detected).
-        Returns:
-            JSON: {"digit": the most likely digit, "probabilities": 10 floats for the digits 0-9, "verdict": "digit", "unsure" or "not_a_digit", "model", "latency_ms"}.
-        """
-        if not isinstance(model, str) or model not in MODELS:
-            raise gr.Error(f"Unknown model {str(model)[:40]!r}: choose one of {', '.join(MODELS)}.")
+        if not isinstance(model, str) or (model not in MODELS and model != lineup.ALL):
+            raise gr.Error(f"Unknown model {str(model)[:40]!r}: choose one of {', '.join([*MODELS, lineup.ALL])}.")
         try:
             text = _image_text(image)
         except ImageInputError as error:
@@ -67,9 +66,26 @@ def register(ctx: AppContext) -> None:
                 raise gr.Error(f"image looks like a file path ({text[:60]!r}): the server reads none of its "
                                f"files for a client; {HOW_TO_SEND}.")
             raise gr.Error(payload["error"])
-        return json.dumps({"digit": payload["prediction"], "probabilities": payload["probabilities"],
-                           "verdict": payload["verdict"], "model": model, "latency_ms": payload["latency_ms"],
-                           "candidates": payload.get("candidates")})
+        if model == lineup.ALL:  # issue 21 item 4: one answer per model, as REST's "model": "all"
+            return json.dumps({"model": lineup.ALL, "latency_ms": payload["latency_ms"],
+                               "predictions": {name: _reading(answer, name)
+                                               for name, answer in payload["predictions"].items()},
+                               "unavailable": payload.get("unavailable", {})})
+        return json.dumps(_reading(payload, model))
+
+    # The description names every registered model (and "all"): it said "model2 or model1" until Model 3.
+    recognize_digit.__doc__ = (
+        "Read the handwritten digit (0-9) in a picture, such as a digit drawn on a white canvas. The picture "
+        "goes in as its data, base64-encoded; it is never read from a file path or fetched from a URL.\n\n"
+        "        Args:\n"
+        "            image: the picture itself, as a data URL ('data:image/png;base64,...') or bare base64 of a PNG, "
+        "JPEG, WebP, GIF or BMP (at most 5 MB), one digit, dark on light or light on dark. Not a file path or URL.\n"
+        f"            model: {lineup.described_choices(MODELS, DEFAULT_MODEL)}.\n"
+        "            invert: true to flip the detected ink and background (rarely needed: polarity is detected).\n"
+        "        Returns:\n"
+        '            JSON: {"digit": the most likely digit, "probabilities": 10 floats for the digits 0-9, '
+        '"verdict": "digit", "unsure" or "not_a_digit", "model", "latency_ms"}; with model \'all\': '
+        '{"model": "all", "predictions": {model: that JSON}, "unavailable": {model: why}, "latency_ms"}.\n')
 
     async def explain_digit(image: str, model: str = "model2", request: gr.Request = None) -> tuple[str, FileData]:
         """Explain why a model reads the handwritten digit in a picture as it does: where the drawing argues for the digit it reads and where for its runner-up, in words, plus a picture of it. The picture goes in as its data, base64-encoded; it is never read from a file path or fetched from a URL.

@@ -26,10 +26,16 @@ class PersonalControls:
 
 
 def build(ctx: AppContext, name: str) -> PersonalControls:
+    spec = ctx.jobs.models[name]
+    # Issue 21 item 5: a model whose trainer does not honour an option shows it disabled, saying so
+    # (and the job manager refuses it in words if it is asked anyway, through the API).
+    mixes, tunes = "include_drawings" in spec.supports, "fine_tune" in spec.supports
     with gr.Row():
-        include = gr.Checkbox(False, label=include_label(ctx), elem_id=f"include-drawings-{name}",
-                              info="Mix the corrected drawings (Drawings tab) into the training data.")
-        fine_tune = gr.Button("Fine-tune on my drawings", size="sm", elem_id=f"fine-tune-{name}")
+        include = gr.Checkbox(False, label=include_label(ctx), elem_id=f"include-drawings-{name}", interactive=mixes,
+                              info="Mix the corrected drawings (Drawings tab) into the training data." if mixes
+                              else f"{spec.title}'s trainer does not support mixing in the drawings.")
+        fine_tune = gr.Button("Fine-tune on my drawings" if tunes else "Fine-tune: not supported by this trainer",
+                              size="sm", elem_id=f"fine-tune-{name}", interactive=tunes)
     replaces = gr.Markdown(elem_id=f"replaces-{name}")
     restore = gr.Button(visible=False, size="sm", variant="secondary", elem_id=f"restore-{name}")
     return PersonalControls(include, fine_tune, replaces, restore, gr.State(None))

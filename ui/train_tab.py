@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from training import lineup
 from training.jobs import JobAlreadyRunningError, TrainingUnavailableError
 from training.registry import MODELS, ModelSpec
 from ui import followers, plots, train_personal, training, views
@@ -158,7 +159,8 @@ def open_train_tab(ctx: AppContext, token: str | None = "") -> list[Any]:
 def build(ctx: AppContext) -> TrainTab:
     """Lay out the Train tab inside the current gr.Blocks and wire its events."""
     with gr.Tab("Train", id="train") as train_tab:
-        gr.Markdown("Train either model on MNIST right here and watch it learn. When a run finishes, its "
+        gr.Markdown(f"Train any of the {lineup.count_words(len(MODELS))} on MNIST right here and watch it learn. "
+                    "When a run finishes, its "
                     "test accuracy is shown and the Draw tab uses the new model at once. "
                     "**Quick run** settings finish in seconds; the defaults give the best accuracy.")
         token = gr.Textbox("", label="Training token", type="password", visible=bool(ctx.train_token),

@@ -14,7 +14,7 @@ NAME = "accuracy"
 TITLE = "Accuracy on the MNIST test set (shipped ONNX models)"
 
 # The project's targets: MNIST test accuracy per model.
-TARGETS = {"model1": 0.920, "model2": 0.992}
+TARGETS = {"model1": 0.920, "model2": 0.992, "model3": 0.996}  # model3: issue 21
 
 
 def run(ctx: Context) -> SectionResult:

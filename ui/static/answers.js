@@ -1,6 +1,6 @@
 // The Draw tab's answers: js_on_load of the gr.HTML #answers (ui/draw_tab.py).
 // Shows one /predict answer ("model": "all", "include_input": true) in words and bars:
-// the verdict over both models in #verdict, then per model its top digit, a caption
+// the verdict over all models in #verdict, then per model its top digit, a caption
 // (#caption-<model>) and the ten probabilities (#probabilities-<model>), and the 28x28
 // model input (#model-input img).
 // Answers come from the canvas (a "digit-studio:answer" event, no server round trip
@@ -49,7 +49,8 @@
     const phrases = names.map((name) => phrase(predictions[name]));
     if (names.length > 1 && phrases.every((p) => p[0] === phrases[0][0])) {
       if (judged(predictions[names[0]]).verdict === "not_a_digit") return "That doesn't look like a digit.";
-      return `Both models ${phrases[0][0]}${phrases[0][0].endsWith("?") ? "" : "."}`;
+      const all = names.length === 2 ? "Both models" : `All ${names.length} models`;  // issue 21: any number
+      return `${all} ${phrases[0][0]}${phrases[0][0].endsWith("?") ? "" : "."}`;
     }
     return names.map((name, i) => `${titles[name]} ${phrases[i][1]}`).join(" · ");
   }
