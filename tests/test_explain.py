@@ -157,7 +157,7 @@ def test_a_model_of_unknown_make_is_explained_by_occlusion(tmp_path):
     explainer = Explainer({"model3": path})
     assert explainer.method_for("model3") == OCCLUSION
     x = np.zeros((28, 28, 1), np.float32)
-    x[4:12, 8:20] = 1.0  # ink in the top half only
+    x[4:10, 8:20] = 1.0  # ink in the top half only (4x4 patches over it reach row 12 at most)
     x[18:20, 8:12] = 1.0  # and a little in the bottom half
     explanation = explainer.explain(x, "model3")
     assert (explanation.top, explanation.runner_up) == (0, 1)

@@ -124,7 +124,8 @@ def randomised_explainer(explainer: Explainer, name: str, seed: int = 0) -> Expl
 
 def learned_weights(served: ServedGraph) -> set[str]:
     """The stored tensors of the learned layers: a linear head's W and b, or the weights and biases
-    of the Conv, Gemm, MatMul and Add nodes on the differentiable path."""
+    of the Conv, Gemm, MatMul and Add nodes on the differentiable path (with none, of every Conv, Gemm
+    and MatMul of the graph)."""
     info = served.info
     names: set[str] = set()
     if info.linear_head is not None:
@@ -132,6 +133,13 @@ def learned_weights(served: ServedGraph) -> set[str]:
     for step in info.path or ():
         if step.node.op_type in ("Conv", "Gemm", "MatMul", "Add"):
             names.update(name for name in step.node.input if name in info.constants)
+    if info.path is None:  # a graph the backward pass cannot follow (Model 3's residual Add): every layer's weights
+        import onnx
+
+        model = onnx.load_from_string(served.source)
+        stored = {init.name for init in model.graph.initializer}
+        names.update(name for node in model.graph.node if node.op_type in ("Conv", "Gemm", "MatMul")
+                     for name in node.input[1:] if name in stored)
     return names
 
 
