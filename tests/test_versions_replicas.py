@@ -145,4 +145,7 @@ def test_while_postgresql_is_down_serving_is_503_and_predictions_go_on(trio):
         wait_for(lambda: http.post(f"{trio.urls[0]}models/model1/versions/{serving}/serve").status_code == 200,
                  timeout=15)
         known = fingerprints(http, trio.urls[0], [serving, other])
-        wait_for(lambda: all(fingerprint(predict(http, url)) == known[other] for url in trio.urls[1:]), timeout=10)
+        # Bounded loosely: the pool drops its dead connections and the listener reconnects first: a second or
+        # two on a quiet machine, but over 10 s once while the whole suite ran (the 2 s target is the
+        # benchmark's, with PostgreSQL up).
+        wait_for(lambda: all(fingerprint(predict(http, url)) == known[other] for url in trio.urls[1:]), timeout=30)
