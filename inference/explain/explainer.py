@@ -50,7 +50,7 @@ METHOD_TEXT = {
                           "score on the way from nothing to the drawing",
     GRADIENT_X_INPUT: "gradient × input: how fast the score changes with each pixel's ink, times that ink",
     GRAD_CAM: "Grad-CAM: the last conv layer's maps weighted by their gradient, enlarged (coarse)",
-    OCCLUSION: "occlusion: how much the score drops when each 4×4 patch of the drawing is erased",
+    OCCLUSION: "occlusion: how much the score drops when each 4×4 patch of the drawing (every 2 pixels) is erased",
 }
 INPUT_TEXT = "the 28×28 model input"
 FEATURES_TEXT = "the 28×28 image its linear layer reads, computed inside its graph"  # without a registry entry

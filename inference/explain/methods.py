@@ -42,6 +42,11 @@ IG_SPACING = 1.5
 # vs ink 0.167 drawn, below ink on 2 of 10 drawings); 4x4: 0.104 (8 of 10) and 0.137 vs 0.154 on MNIST.
 # Models 1 and 2, whose default maps are exact and integrated gradients, stay below ink with 4x4 patches too.
 OCCLUSION_PATCH = 4
+# Every 2 pixels, not every one: a quarter of the forward passes. Model 3's explanation 87 -> 19 ms (the ten
+# drawings, this machine), which had kept the Explain view's maps over 150 ms (median 155 ms) with three
+# models; its deletion areas unchanged (drawn 0.104 -> 0.107, MNIST 0.137 -> 0.134); each pixel still lies
+# under 4 squares.
+OCCLUSION_STRIDE = 2
 
 
 def exact_linear(served: ServedGraph, values: dict, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,13 +112,13 @@ def _enlarge(cam: np.ndarray) -> np.ndarray:
 
 
 def occlusion(served: ServedGraph, x: np.ndarray, directions: np.ndarray, patch: int = OCCLUSION_PATCH,
-              batch_size: int = 256) -> np.ndarray:
-    """Mean score drop of the patch x patch squares (stride 1) over each pixel, set to background (0)."""
+              stride: int = OCCLUSION_STRIDE, batch_size: int = 256) -> np.ndarray:
+    """Mean score drop of the patch x patch squares (every `stride` pixels) over each pixel, set to background (0)."""
     image = x.reshape(SIDE, SIDE).astype(np.float32)
     directions = np.asarray(directions, np.float64)
     base = served.score_batch(image.reshape(1, SIDE, SIDE, 1))[0] @ directions.T  # [K]
-    corners = [(r, c) for r in range(-patch + 1, SIDE) for c in range(-patch + 1, SIDE)
-               if image[max(r, 0):r + patch, max(c, 0):c + patch].any()]
+    starts = range(-patch + 1, SIDE, stride)
+    corners = [(r, c) for r in starts for c in starts if image[max(r, 0):r + patch, max(c, 0):c + patch].any()]
     drops = np.zeros((len(directions), SIDE, SIDE))
     for start in range(0, len(corners), batch_size):
         chunk = corners[start:start + batch_size]
@@ -124,5 +129,5 @@ def occlusion(served: ServedGraph, x: np.ndarray, directions: np.ndarray, patch:
         for index, (r, c) in enumerate(chunk):
             rows, cols = slice(max(r, 0), r + patch), slice(max(c, 0), c + patch)
             drops[:, rows, cols] += (base - scores[index])[:, None, None]
-    # Every pixel lies under patch**2 squares; the ones not run (no ink) changed nothing.
-    return drops / patch ** 2
+    # Every pixel lies under (patch / stride)**2 squares; the ones not run (no ink) changed nothing.
+    return drops / (patch // stride) ** 2
