@@ -72,13 +72,8 @@ def train(
     exports_dir=None,
     augmentation: Augmentation | None = AUGMENTATION,
 ) -> Iterator[Progress | Result]:
-    """Train, export, and yield progress events; the last item is a Result.
-
-    `data`: a training.mnist.MnistData (None loads it with load_mnist()).
-    `augmentation`: the augmentation settings; None trains on the plain images.
-    Closing the generator cancels the run: `fit` stops at the next batch and nothing
-    is written, because all files are written together only after training and evaluation.
-    """
+    """Train, export, and yield progress events; the last item is a Result (training.keras_training.train
+    runs it: `data`, `augmentation` and cancelling by closing the generator are described there)."""
     from training import keras_training
 
     recipe = KerasRecipe(name=NAME, title=TITLE, build_model=build_model, defaults=DEFAULTS,
