@@ -1,9 +1,9 @@
-"""(5) The Draw tab in headless Chromium: pen lifted -> both answers shown, requests, server CPU, 100 users.
+"""(5) The Draw tab in headless Chromium: pen lifted -> every answer shown, requests, server CPU, 100 users.
 
 Starts the real app (`python app.py`), opens the page in Debian's Chromium (Playwright,
 never a downloaded browser) and draws the digits 0-9 with mouse strokes
 (benchmarks/browser/pen.py). A probe in the page notes the time of every `pointerup` and the
-first animation frame at which both models' captions (#caption-model1, #caption-model2)
+first animation frame at which every model's caption (#caption-model1, #caption-model2, ...)
 show the answer to the drawing as it was at that moment: when the page marks each
 caption with the drawing version it answers (`data-version`, our canvas does), the
 caption must carry the version the canvas had at pen-up; otherwise both captions'
@@ -34,22 +34,23 @@ from benchmarks.outcome import SectionResult
 from benchmarks.speed.paced_load import paced_load
 from benchmarks.browser.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, draw_mouse
 from benchmarks.speed.servers import ROOT, ServerProcess, free_port, private_data, server_env, workers_ready
+from training.registry import MODELS
 
 NAME = "browser"
 TITLE = "The Draw tab in headless Chromium: pen-up to answers, requests, server CPU, 100 drawing users"
 
-LATENCY_TARGET_MS = 100.0  # pen lifted -> both answers shown, median
+LATENCY_TARGET_MS = 100.0  # pen lifted -> every model's answer shown, median
 CPU_TARGET_MS = 3.0  # server CPU per UI prediction
 BYTES_TARGET = 16 * 1024  # "a few KB" per prediction request
 LOAD_P95_TARGET_MS = 250.0
 ANSWER_WAIT = 10.0  # s: the longest we wait for the captions after a pen-up
 IDLE_SECONDS = 3.0  # s: the server's background CPU is measured this long before drawing
 
-# Installed once the page has loaded: records pen-ups and when both captions answer them.
+# Installed once the page has loaded: records pen-ups and when every caption answers them.
 PROBE = """() => {
   if (window.__pen) return;
   const pen = window.__pen = {ups: []};
-  const captions = () => ['#caption-model1', '#caption-model2'].map(s => document.querySelector(s));
+  const captions = () => CAPTIONS.map(s => document.querySelector(s));
   // The answer's words only: Gradio's progress timer ("0.4s") also shows inside a busy caption.
   const words = (c) => ((c ? c.innerText : '').match(/(Reads|Not sure|That doesn't|Not available)[^\\n]*/) || [''])[0];
   const version = () => Number(document.querySelector('#sketchpad canvas')?.dataset.version ?? NaN);
@@ -74,7 +75,7 @@ PROBE = """() => {
   new MutationObserver(() => { if (down) pen.changes += 1; })
     .observe(document.querySelector('#caption-model2') || document.body, {childList: true, subtree: true,
                                                                           characterData: true, attributes: true});
-}"""
+}""".replace("CAPTIONS", json.dumps([f"#caption-{name}" for name in MODELS]))  # every registered model
 
 
 def run(ctx: Context) -> SectionResult:
@@ -141,7 +142,7 @@ def _draw_digits(ctx: Context, browser, port: int, pid: int) -> dict:
         ups_before = page.evaluate("() => window.__pen.ups.length")
         _draw_one(page, DIGIT_STROKES[digit])
         ups = page.evaluate("(n) => window.__pen.ups.slice(n)", ups_before)
-        answers = [page.inner_text(s) for s in ("#caption-model1", "#caption-model2")]
+        answers = [page.inner_text(f"#caption-{name}") for name in MODELS]
         ctx.log(f"  drew {digit}: pen-up -> answers {[u['done'] and round(u['done'] - u['t']) for u in ups]} ms; "
                 f"{answers}")
         requests = sent[first:]
@@ -271,7 +272,7 @@ def _report(result: SectionResult) -> None:
     missing = len(last_ups) - len(measured)
     median = statistics.median(measured) if measured else None
     spread = f"{min(measured):.0f}-{max(measured):.0f} ms" if measured else "n/a"
-    result.check("Pen lifted -> both answers shown (median over the digits' last strokes)",
+    result.check("Pen lifted -> every model's answer shown (median over the digits' last strokes)",
                  f"<= {LATENCY_TARGET_MS:.0f} ms",
                  "n/a" if median is None else f"{median:.0f} ms (range {spread}; {missing} never answered)",
                  median, median is not None and median <= LATENCY_TARGET_MS and not missing,
@@ -306,7 +307,7 @@ def _report(result: SectionResult) -> None:
     result.check("Answers while drawing (digits whose captions changed with the pen down)", f"{len(digits)} of "
                  f"{len(digits)}", f"{during} of {len(digits)}", during, during == len(digits))
     right = sum(all(f"Reads {d['digit']}" in c for c in d["captions"]) for d in digits)
-    result.check("Both models read the drawn digit", "info", f"{right} of {len(digits)} digits", right, None)
+    result.check("Every model reads the drawn digit", "info", f"{right} of {len(digits)} digits", right, None)
     result.table("Per digit (mouse strokes at 1280x960)",
                  ["Digit", "Strokes", "Pen-up -> answers (ms)", "Caption changes while drawing", "Requests",
                   "KB sent", "File uploads", "Answers", "Target", "Status"],

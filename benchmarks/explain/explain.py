@@ -247,7 +247,7 @@ def _live(ctx: Context, result: SectionResult) -> None:
                   for kind, extra in (("explained", {"explain": True}), ("plain", {}))}
         result.data["replay"] = replay
         explained, plain = replay["explained"], replay["plain"]
-        result.check("Server CPU per explained prediction (both models, the page's request)", "info",
+        result.check("Server CPU per explained prediction (every model, the page's request)", "info",
                      f"{explained['server_cpu_ms']:.1f} ms (the same request without explain: "
                      f"{plain['server_cpu_ms']:.1f} ms); answer {explained['answer_bytes'] / 1024:.0f} KB, "
                      f"{explained['wall_ms']:.1f} ms wall", explained["server_cpu_ms"], None)
