@@ -10,8 +10,11 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
+import math
 import os
 import time
+
+from api.errors import send_error
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,18 @@ def is_loopback(client: str) -> bool:
         return ipaddress.ip_address(client).is_loopback
     except ValueError:
         return False
+
+
+async def refused(buckets: "ClientBuckets", scope, send, cost: float, too_many: str) -> bool:
+    """Take `cost` from the client's bucket (loopback is never counted); when it is empty, answer 429 with
+    `too_many` and when to come back, and return True (the request is not passed on)."""
+    client = client_of(scope)
+    wait = None if is_loopback(client) else buckets.take(client, cost)
+    if wait is None:
+        return False
+    seconds = math.ceil(wait)
+    await send_error(send, 429, f"{too_many} Try again in {seconds} s.", headers=[(b"retry-after", str(seconds).encode())])
+    return True
 
 
 def client_of(scope) -> str:

@@ -9,10 +9,8 @@ per click and gradio_client once per call, far below it. Past it: 429 with Retry
 """
 from __future__ import annotations
 
-import math
 
-from api.buckets import ClientBuckets, client_of, is_loopback, setting
-from api.errors import send_error
+from api.buckets import ClientBuckets, refused, setting
 
 JOINS_PER_MINUTE = 600  # per client, sustained ($GRADIO_JOINS_PER_MINUTE; 0 turns the limit off)
 JOINS_BURST = 60  # joins a client may make at once before the rate applies
@@ -29,12 +27,7 @@ class JoinRateLimit:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path", "").startswith(self.paths):
-            client = client_of(scope)
-            wait = None if is_loopback(client) else self.buckets.take(client)
-            if wait is not None:
-                seconds = math.ceil(wait)
-                await send_error(send, 429, f"Too many Gradio requests from your address: at most "
-                                            f"{self.buckets.rate * 60:.0f} a minute. Try again in {seconds} s.",
-                                 headers=[(b"retry-after", str(seconds).encode())])
+            if await refused(self.buckets, scope, send, 1.0,
+                             f"Too many Gradio requests from your address: at most {self.buckets.rate * 60:.0f} a minute."):
                 return
         await self.app(scope, receive, send)

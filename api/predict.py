@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from api.buckets import client_of
 from api.errors import BodyLimitRoute, ErrorResponse, error_response
 from inference.answer import ALL_MODELS, DEFAULT_MODEL, encode, predict_answer
 from inference.explain.lane import ExplainLane, ExplainRefused
@@ -97,17 +98,12 @@ def predict_router(predictor: Predictor, lanes: PredictionLanes, explain_lane: E
             return error_response(503, "This server does not compute explanations; ask without \"explain\"")
         try:
             status, body = await explain_lane.answer(request.image, request.model, request.invert,
-                                                     include_input=request.include_input, client=_client(http))
+                                                     include_input=request.include_input, client=client_of(http.scope))
         except ExplainRefused as refused:
             return error_response(refused.status, refused.message, headers=refused.headers)
         return _json_response(status, body)
 
     return router
-
-
-def _client(request: Request) -> str:
-    """Who is asking: the client's address (uvicorn puts the visitor's there behind a trusted proxy)."""
-    return request.client.host if request.client else "unknown client"
 
 
 def _predict(predictor: Predictor, request: PredictRequest) -> tuple[int, bytes]:

@@ -12,14 +12,12 @@ script were all accepted, 470 MB written in 1.5 s (~1 TB an hour). Two bounds:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
 from pathlib import Path
 
-from api.buckets import ClientBuckets, client_of, is_loopback, setting
-from api.errors import send_error
+from api.buckets import ClientBuckets, refused, setting
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +114,8 @@ class UploadLimit:
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         # A chunked upload has no length: it counts as the largest one allowed (Gradio stops it there).
         cost = max(int(length) if length.isdigit() else 5 * MB, MIN_UPLOAD_COST)
-        client = client_of(scope)
-        wait = None if is_loopback(client) else self.buckets.take(client, cost)
-        if wait is not None:
-            seconds = math.ceil(wait)
-            await send_error(send, 429, f"Too many uploads from your address: at most "
-                                        f"{self.buckets.rate * 60 / MB:.0f} MB a minute. Try again in {seconds} s.",
-                             headers=[(b"retry-after", str(seconds).encode())])
+        if await refused(self.buckets, scope, send, cost,
+                         f"Too many uploads from your address: at most {self.buckets.rate * 60 / MB:.0f} MB a minute."):
             return
         try:
             await self.app(scope, receive, send)
