@@ -113,15 +113,20 @@ def _inference(plt, section: SectionResult):
 
 def _rest(plt, section: SectionResult):
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, colour in (("ours", OURS_COLOUR), ("baseline", BASELINE_COLOUR)):
-        data = section.data.get(key)
+    ours = section.data.get("ours") or {}
+    every = ours.get("all_models")
+    if every:  # "model": "all" on the same server (issue 21), drawn dashed in our colour
+        every = {"label": f'{ours["label"]}, "model": "all"', "levels": every["levels"]}
+    for data, colour, style in ((ours, OURS_COLOUR, "o-"), (every, OURS_COLOUR, "s--"),
+                                (section.data.get("baseline"), BASELINE_COLOUR, "o-")):
         if not data:
             continue
         clients = [int(c) for c in data["levels"]]
         levels = list(data["levels"].values())
-        left.plot(clients, [level["throughput_rps"] for level in levels], "o-", color=colour, label=data["label"])
-        right.plot(clients, [level["p50_ms"] for level in levels], "o-", color=colour, label=f"{data['label']} p50")
-        right.plot(clients, [level["p99_ms"] for level in levels], "o:", color=colour, label=f"{data['label']} p99")
+        left.plot(clients, [level["throughput_rps"] for level in levels], style, color=colour, label=data["label"])
+        right.plot(clients, [level["p50_ms"] for level in levels], style, color=colour, label=f"{data['label']} p50")
+        right.plot(clients, [level["p99_ms"] for level in levels], style[0] + ":", color=colour,
+                   label=f"{data['label']} p99")
     levels = sorted({int(c) for key in ("ours", "baseline") for c in section.data.get(key, {}).get("levels", {})})
     for axis in (left, right):
         axis.set_xscale("log", base=2)
@@ -131,7 +136,7 @@ def _rest(plt, section: SectionResult):
         axis.set_xlabel("concurrent keep-alive clients")
         axis.grid(alpha=0.3, which="both")
     left.set_ylabel("requests/s")
-    left.set_title("Throughput (/predict, Model 2)")
+    left.set_title('Throughput (/predict, Model 2 and "all")')
     right.set_ylabel("latency (ms)")
     right.set_title("Latency")
     left.legend(fontsize=8)

@@ -193,6 +193,14 @@ def test_quick_run_numbers_are_sane(quick_run):
             assert level["errors"] == 0, (server, clients, level["error_samples"])
             assert level["ok"] > 0 and level["throughput_rps"] > 0
             assert 0 < level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"]
+    every = rest["ours"]["all_models"]  # "model": "all" (issue 21): every registered model answers, at 1 and 8 clients
+    from training.registry import MODELS
+
+    assert every["models"] == sorted(MODELS)
+    for clients in ("1", "8"):
+        level = every["levels"][clients]
+        assert level["errors"] == 0 and level["ok"] > 0, (clients, level["error_samples"])
+        assert 0 < level["p50_ms"] <= level["p99_ms"]
     training_load = rest["ours"]["during_training"]
     assert training_load["train_http_status"] == 202
     assert training_load["errors"] == 0 and training_load["ok"] > 0

@@ -188,7 +188,7 @@ def train(
         **run.report(onnx_model, test_accuracy),  # issue 12: before/after on MNIST test and held-out drawings
     }, exports_dir)
     yield Progress(progress=100, status=f"Done: test accuracy {test_accuracy:.2%} in {train_seconds:.1f} s of "
-                   f"training (and {data_seconds:.1f} s preparing the data)",
+                   f"training (and {data_seconds:.1f} s preparing the data, {timings['evaluate']:.1f} s evaluating)",
                    epoch=options.epochs, epochs=options.epochs,
                    val_accuracy=history[-1].get("val_accuracy") if history else None,
                    elapsed=time.perf_counter() - began, data_seconds=data_seconds)

@@ -122,7 +122,7 @@ def summarize(runs: list[LoadRun]) -> dict:
 
 
 def measure(port: int, path: str, body: bytes | list[bytes], *, clients: int, max_requests: int, max_seconds: float,
-            rounds: int) -> dict:
-    runs = [run_load(port, path, body, clients=clients, max_requests=max_requests, max_seconds=max_seconds)
-            for _ in range(rounds)]
+            rounds: int, expect: bytes = b'"prediction"') -> dict:
+    runs = [run_load(port, path, body, clients=clients, max_requests=max_requests, max_seconds=max_seconds,
+                     expect=expect) for _ in range(rounds)]
     return summarize(runs)

@@ -3,7 +3,9 @@
 Both servers get the same request (a 280x280 RGBA PNG data URL for Model 2), the
 same concurrency levels and the same bounds. Our app runs on a private copy of
 the shipped models, because one run also trains Model 1 through the API while
-it serves, and a training run replaces the exported files.
+it serves, and a training run replaces the exported files. Ours is also loaded
+with `"model": "all"` (every registered model reads the drawing in one request,
+as the Draw tab asks) at 1 and 8 clients, against the same targets (issue 21).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 
 from benchmarks.context import Context
 from benchmarks.speed.load import measure, run_load, summarize
+from inference.answer import ALL_MODELS
 from inference.pool import usable_cores
 from benchmarks.outcome import SectionResult, ratio
 from benchmarks.speed.servers import (RssSampler, ServerProcess, app_server, free_port, predict_ready, request,
@@ -24,6 +27,7 @@ P50_TARGET_MS = 3.0  # one client
 THROUGHPUT_TARGET = 500.0  # requests/s with 8 clients
 THROUGHPUT_CLIENTS = 8
 MODEL = "model2"  # the CNN: the model the original server ran with Keras
+ALL_CLIENTS = (1, THROUGHPUT_CLIENTS)  # "model": "all" is loaded at the two levels that have targets
 
 
 def run(ctx: Context) -> SectionResult:
@@ -75,9 +79,29 @@ def _measure_server(ctx: Context, label: str, server: ServerProcess, body: bytes
                 ctx.log(f"  {clients:>2} clients: p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, "
                         f"{level['throughput_rps']:.0f} req/s, {level['errors']} errors")
         data["rss_under_load_mib"] = round(sampler.peak / 2 ** 20, 1)
-        if train:
+        if train:  # ours: every model in one request ("model": "all"), then loaded while Model 1 trains
+            data["all_models"] = _measure_all(ctx, server)
             data["prediction_workers"] = request(server.port, "GET", "/env")[1].get("prediction_workers")
             data["during_training"] = _load_while_training(ctx, server, body)
+    return data
+
+
+def _measure_all(ctx: Context, server: ServerProcess) -> dict:
+    """/predict with "model": "all" at ALL_CLIENTS, bounded and counted like the single-model levels."""
+    config = ctx.config
+    body = ctx.predict_body(ALL_MODELS)
+    status, answer = request(server.port, "POST", "/predict", body)
+    predictions = answer.get("predictions", {}) if status == 200 and isinstance(answer, dict) else {}
+    data = {"models": sorted(predictions), "answers": {name: p.get("prediction") for name, p in predictions.items()},
+            "levels": {}}
+    run_load(server.port, "/predict", body, clients=1, max_requests=config.warmup_requests, max_seconds=10,
+             expect=b'"predictions"')
+    for clients in ALL_CLIENTS:
+        level = measure(server.port, "/predict", body, clients=clients, max_requests=config.load_requests[clients],
+                        max_seconds=config.load_round_seconds, rounds=config.load_rounds, expect=b'"predictions"')
+        data["levels"][str(clients)] = level
+        ctx.log(f"  \"all\" ({len(data['models'])} models), {clients:>2} clients: p50 {level['p50_ms']:.2f} ms, "
+                f"p99 {level['p99_ms']:.2f} ms, {level['throughput_rps']:.0f} req/s, {level['errors']} errors")
     return data
 
 
@@ -183,11 +207,13 @@ def _checks(result: SectionResult, ours: dict, baseline: dict) -> dict[str, str]
             eight["throughput_rps"], eight["throughput_rps"] >= THROUGHPUT_TARGET,
             why=f"{THROUGHPUT_CLIENTS} clients and the server share {usable_cores()} cores; the server's CPU "
                 f"time per request bounds the rate.")
-    errors = sum(level["errors"] for level in ours["levels"].values())
-    requests = sum(level["requests"] for level in ours["levels"].values())
-    samples = [sample for level in ours["levels"].values() for sample in level["error_samples"]][:2]
-    result.check("REST /predict errors at 1, 8 and 32 clients", "0 errors", f"{errors} of {requests:,}",
-                 errors, errors == 0, why=f"failed requests, e.g. {samples}")
+    statuses.update(_all_checks(result, ours.get("all_models")))
+    levels = [*ours["levels"].values(), *ours.get("all_models", {}).get("levels", {}).values()]
+    errors = sum(level["errors"] for level in levels)
+    requests = sum(level["requests"] for level in levels)
+    samples = [sample for level in levels for sample in level["error_samples"]][:2]
+    result.check("REST /predict errors at 1, 8 and 32 clients (and \"all\" at 1 and 8)", "0 errors",
+                 f"{errors} of {requests:,}", errors, errors == 0, why=f"failed requests, e.g. {samples}")
 
     training = ours.get("during_training", {})
     if "error" in training:
@@ -207,18 +233,47 @@ def _checks(result: SectionResult, ours: dict, baseline: dict) -> dict[str, str]
     return statuses
 
 
+def _all_checks(result: SectionResult, every: dict | None) -> dict[str, str]:
+    """The same targets for "model": "all" (issue 21: every model in one request); statuses keyed "all:<clients>"."""
+    if not every:
+        return {}
+    statuses = {}
+    count = len(every["models"])
+    one, eight = every["levels"].get("1"), every["levels"].get(str(THROUGHPUT_CLIENTS))
+    if one:
+        statuses["all:1"] = result.check(
+            'REST /predict "model": "all" p50 latency, 1 client', f"<= {P50_TARGET_MS:.0f} ms",
+            f"{one['p50_ms']:.2f} ms ({count} models)", one["p50_ms"],
+            one["p50_ms"] is not None and one["p50_ms"] <= P50_TARGET_MS,
+            why=f"one request runs all {count} models ({', '.join(every['models'])}) on one preprocessed image.")
+    if eight:
+        statuses[f"all:{THROUGHPUT_CLIENTS}"] = result.check(
+            f'REST /predict "model": "all" throughput, {THROUGHPUT_CLIENTS} clients',
+            f">= {THROUGHPUT_TARGET:.0f} req/s", f"{eight['throughput_rps']:.0f} req/s ({count} models)",
+            eight["throughput_rps"], eight["throughput_rps"] >= THROUGHPUT_TARGET,
+            why=f"{THROUGHPUT_CLIENTS} clients and the server share {usable_cores()} cores; each request runs "
+                f"{count} models.")
+    return statuses
+
+
 def _level_rows(ours: dict, baseline: dict, statuses: dict[str, str]) -> list[list]:
     targets = {"1": f"p50 <= {P50_TARGET_MS:.0f} ms, 0 errors",
                str(THROUGHPUT_CLIENTS): f">= {THROUGHPUT_TARGET:.0f} req/s, 0 errors"}
     rows = []
-    for key, data in (("ours", ours), ("baseline", baseline)):
-        for clients, level in data["levels"].items():
+    every = ours.get("all_models")
+    servers = [("ours", ours["label"], ours["levels"], "")]
+    if every:
+        servers.append(("ours", f'{ours["label"]}, "model": "all" ({len(every["models"])} models)',
+                        every["levels"], "all:"))
+    servers.append(("baseline", baseline["label"], baseline["levels"], ""))
+    for key, label, levels, prefix in servers:
+        for clients, level in levels.items():
             if key == "baseline":
                 target, status = "info (comparison)", "info"
             else:
                 target = targets.get(clients, "0 errors")
-                status = statuses.get(clients, "PASS") if level["errors"] == 0 else "MISS"
-            rows.append([data["label"], clients, *_latencies(level), f"{level['throughput_rps']:.0f}",
+                status = statuses.get(prefix + clients, "PASS") if level["errors"] == 0 else "MISS"
+            rows.append([label, clients, *_latencies(level), f"{level['throughput_rps']:.0f}",
                          f"{level['errors']} / {level['requests']:,}", target, status])
     training = ours.get("during_training", {})
     if training and "error" not in training:
