@@ -62,6 +62,16 @@ def test_progress_increases_to_100_then_one_result(quick_run):
     assert result.data_seconds == pytest.approx(ready[0].data_seconds)
     assert result.metadata["data_seconds"] == pytest.approx(result.data_seconds, abs=1e-3)
     assert result.train_seconds + result.data_seconds < progress[-1].elapsed
+    # The rest of the wall time (test set, calibration, drawn evaluation sets; the ONNX export) has its own
+    # figures, as the Keras trainers' timings_seconds: a first run's cost is data + fit + evaluate + export.
+    timings = result.metadata["timings_seconds"]
+    assert set(timings) == {"prepare_data", "fit", "evaluate", "onnx_export", "total_before_save"}
+    assert timings["fit"] == pytest.approx(result.train_seconds, abs=1e-3)
+    assert timings["prepare_data"] == pytest.approx(result.data_seconds, abs=1e-3)
+    assert timings["evaluate"] > 0 and timings["onnx_export"] > 0
+    assert sum(timings[key] for key in ("prepare_data", "fit", "evaluate", "onnx_export")) <= \
+        timings["total_before_save"] + 1e-3 <= progress[-1].elapsed + 1e-3
+    assert "s evaluating" in progress[-1].status
     assert result.metadata["data"]["canvas"]["prepared"]["source"] in ("drawn", "cache")
     assert 0.8 < result.test_accuracy <= 1  # 900 training images already reach ~88%
 
