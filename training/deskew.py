@@ -40,7 +40,13 @@ def shear_parameters(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return row_mean, col_mean, shear
 
 
-def deskew_images(x: np.ndarray, chunk: int = 2048) -> np.ndarray:
+# Images per vectorised step. A step's temporaries are ~60 x 28 floats an image: 512 images keep them in the
+# cache, 2048 do not. 140,000 images (Model 1's mix), one BLAS thread: 2.7-8.3 s in steps of 2048, 1.5 s in
+# steps of 512 (1.4-1.5 s from 128 to 512; the same output, each image is deskewed on its own).
+CHUNK = 512
+
+
+def deskew_images(x: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """Deskewed copies of images in [0, 1]: [N, 784] (or [N, 28, 28]) -> float32 [N, 784].
 
     Output pixel (i, j) is sampled bilinearly (zeros outside) at input
