@@ -8,7 +8,8 @@ the same digits redrawn on the canvas, conventions), never on the test set:
   scaling of the logits (log p differs from the logits by a constant per row).
   `add_temperature` appends it to the ONNX graph (Log -> Mul(1/T) -> Softmax), so
   the served probabilities are the calibrated ones and the predictor has no
-  per-model code.
+  per-model code. The native files get the same temperature folded into their last
+  layer (training/native_calibration.py).
 - `expected_calibration_error`: the usual 15-bin ECE of the top probability.
 - `fit_verdict`: the thresholds of inference/verdict.py, chosen so that few
   correctly read validation digits are flagged (FLAG_BUDGET) and as many
