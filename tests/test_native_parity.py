@@ -65,8 +65,9 @@ def check_parity(native: np.ndarray, served: np.ndarray) -> None:
 
 
 def model_params():
-    return [pytest.param(name, marks=[pytest.mark.tensorflow] if spec.native_format == "keras" else [])
-            for name, spec in MODELS.items()]
+    # The Keras files need TensorFlow (seconds to import): marked as the Keras trainers' tests are.
+    return [pytest.param(name, marks=[pytest.mark.slow, pytest.mark.tensorflow] if spec.native_format == "keras"
+                         else []) for name, spec in MODELS.items()]
 
 
 # --------------------------------------------------------------------------- the shipped files
@@ -83,8 +84,14 @@ def test_the_shipped_native_file_as_loaded_predicts_what_the_app_serves(name, ex
     check_parity(native, run_onnx(paths["onnx"].read_bytes(), images))
     # The app's predictor on the drawn examples: the numbers a page or a REST client gets.
     drawn = images[len(mnist.x_test):]
-    served = np.array([p.probabilities for p in Predictor(exports_copy).predict_batch(drawn, name)])
+    predictor = Predictor(exports_copy)
+    served = np.array([p.probabilities for p in predictor.predict_batch(drawn, name)])
     check_parity(native[len(mnist.x_test):], served)
+    # The model card (Models tab, /model_status) says so.
+    from ui.views import model_card
+
+    card = model_card(predictor.model_status(name))
+    assert f"temperature {json.loads(paths['metadata'].read_text())['temperature']:g} folded in" in card
 
     metadata = json.loads(paths["metadata"].read_text())
     record = metadata["native_parity"]

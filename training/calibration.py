@@ -174,8 +174,8 @@ def calibrate(name: str, predict_raw, canvas, data, test_raw: np.ndarray, quick:
     test = temper(test_raw, temperature)
     drawn_val = groups == "drawn"
     calibration = {
-        "method": "temperature scaling of log-probabilities inside the ONNX graph; T minimises the log loss "
-                  "of the validation split (MNIST and drawn digits)",
+        "method": "temperature scaling of log-probabilities inside the ONNX graph (and folded into the native "
+                  "file's last layer); T minimises the log loss of the validation split (MNIST and drawn digits)",
         "ece_bins": ECE_BINS,
         "mnist_test": _ece_pair(test_raw, test, test_labels),
         "validation_drawn": _ece_pair(val_raw[drawn_val], val[drawn_val], canvas.y_val[drawn_val]),
