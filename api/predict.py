@@ -29,7 +29,7 @@ from training.registry import MODELS
 
 EXPLANATION_DOC = (
     'With "explain": true: "method" (how the maps were made: "exact" for a linear model, '
-    '"integrated_gradients" for the CNN, "occlusion" for any other), "space" and "input" (the 28x28 image the '
+    '"integrated_gradients" for a CNN, "occlusion" for any other), "space" and "input" (the 28x28 image the '
     'maps lie over, a PNG data URL), "top" and "runner_up", and "maps": the top digit\'s map first, then the '
     'runner-up\'s, then top rather than runner-up; each has "digit", "against", "values" (28x28 numbers, '
     'positive = evidence for the digit), "sum", "score" (the calibrated logit it explains; with "bias" for an '

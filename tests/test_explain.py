@@ -1,5 +1,6 @@
 """Explanations from the served ONNX graphs (inference/explain/): exact for the linear Model 1,
-gradients and layers for the CNN, occlusion for any other model; they follow the served version.
+gradients and layers for the CNNs (Model 3's residual blocks included), occlusion for any other
+model; they follow the served version.
 
 The numbers are checked against the served graph's own values (its logits, its probabilities),
 never against a copy of the computation."""
@@ -15,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.browser.pen import DIGIT_STROKES, canvas_png
 from inference.explain.explainer import Explainer
+from inference.explain import backprop, methods
 from inference.explain.explainer import EXACT, INTEGRATED_GRADIENTS, OCCLUSION
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
@@ -30,8 +32,8 @@ def drawn(digit: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def exports(exports_copy, tmp_path_factory):
-    if not all((exports_copy / f"{name}.onnx").is_file() for name in ("model1", "model2")):
-        pytest.skip("the shipped exports/model1.onnx and model2.onnx are needed")
+    if not all((exports_copy / f"{name}.onnx").is_file() for name in MODELS):
+        pytest.skip(f"the shipped exports/*.onnx of {', '.join(MODELS)} are needed")
     folder = tmp_path_factory.mktemp("explain_exports")
     for path in exports_copy.glob("*"):
         if path.is_file():
@@ -53,6 +55,10 @@ def test_every_registry_model_gets_the_method_its_graph_allows(explainer):
     assert explainer.names == list(MODELS)
     assert explainer.method_for("model1") == EXACT  # a linear head over 784 features
     assert explainer.method_for("model2") == INTEGRATED_GRADIENTS  # a differentiable CNN
+    # Residual blocks (an Add joining two image-dependent branches), global average pooling: still a
+    # path the backward pass follows.
+    assert explainer.method_for("model3") == INTEGRATED_GRADIENTS
+    assert explainer.graphs.get("model3").info.why_no_gradient is None
 
 
 @pytest.mark.parametrize("digit", [0, 3, 4, 7, 9])
@@ -115,19 +121,74 @@ def test_model2_integrated_gradients_add_up_to_the_score_change(explainer):
     assert np.all(explanation.maps[0].values[x[..., 0] == 0] == 0)
 
 
-def test_model2_gradients_match_finite_differences(explainer):
+@pytest.mark.parametrize("name", ["model2", "model3"])
+def test_cnn_gradients_match_finite_differences(explainer, name):
     """The numpy backward pass against the served graph's own response to small changes. On a
     random image (no ties in the max-pooling windows, unlike a drawing's flat background)."""
-    served = explainer.graphs.get("model2")
+    served = explainer.graphs.get(name)
     rng = np.random.default_rng(3)
     x = rng.uniform(0.2, 0.8, (28, 28, 1)).astype(np.float32)
     direction = np.eye(10)[[3]]
-    gradient = explainer.attribution(x, "model2", direction, "gradient_x_input")[0] / x[..., 0]
+    gradient = explainer.attribution(x, name, direction, "gradient_x_input")[0] / x[..., 0]
     for _ in range(3):
         v = rng.normal(size=x.shape).astype(np.float32)
         eps = 1e-3
         numeric = (served.score_batch((x + eps * v)[None])[0, 3] - served.score_batch((x - eps * v)[None])[0, 3]) / (2 * eps)
         assert abs(numeric - float((gradient * v[..., 0]).sum())) <= 0.1 * abs(numeric) + 0.05
+
+
+@pytest.mark.parametrize("digit", [4, 7])
+def test_residual_gradients_integrate_to_the_score_change(explainer, digit):
+    """Model 3's gradients, summed over where its shortcuts join: integrated along the whole path
+    from the blank canvas with fine steps they must give the served graph's own score change (the
+    fundamental theorem of calculus). Dropping a branch's share at a join is far off (measured: with
+    only the shortcut's share, a drawn 7's map sums to 0.29 for a score change of 11.8)."""
+    served = explainer.graphs.get("model3")
+    x = drawn(digit)[..., 0]
+    directions = np.eye(10)[[digit, (digit + 5) % 10]]
+    change = (served.score_batch(x[None, ..., None])[0] - served.score_batch(np.zeros((1, 28, 28, 1), np.float32))[0]) \
+        @ directions.T
+    sums = methods.integrated_gradients(served, x, directions, steps=256, spacing=1.0).sum(axis=(1, 2))
+    np.testing.assert_allclose(sums, change, atol=0.015 * np.abs(change).max())
+
+
+def test_a_join_sums_both_branches_gradients():
+    """A two-branch graph small enough to differentiate by hand: y = relu(a*x) + b*x, score = sum(y)
+    through global average pooling. The gradient at x > 0 is a + b; each branch's ReLU masks only
+    its own share."""
+    graph = helper.make_graph(
+        nodes=[helper.make_node("Reshape", [INPUT_NAME, "nchw"], ["x"]),
+               helper.make_node("Mul", ["x", "a"], ["ax"]), helper.make_node("Relu", ["ax"], ["branch"]),
+               helper.make_node("Mul", ["x", "b"], ["shortcut"]),
+               helper.make_node("Add", ["branch", "shortcut"], ["joined"]),
+               helper.make_node("GlobalAveragePool", ["joined"], ["pooled"]),
+               helper.make_node("Flatten", ["pooled"], ["flat"]),
+               helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+               helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=1)],
+        name="join",
+        inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 28, 28, 1])],
+        outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 10])],
+        initializer=[numpy_helper.from_array(np.array([-1, 1, 28, 28], np.int64), "nchw"),
+                     numpy_helper.from_array(np.float32(-2.0), "a"), numpy_helper.from_array(np.float32(3.0), "b"),
+                     numpy_helper.from_array(np.arange(10, dtype=np.float32)[None], "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    from inference.explain.graph import analyse
+
+    info = analyse(model)
+    assert info.differentiable, info.why_no_gradient
+    x = np.linspace(-1, 1, 784, dtype=np.float32).reshape(1, 1, 28, 28)
+    values = {"x": x, "ax": -2 * x, "branch": np.maximum(-2 * x, 0), "shortcut": 3 * x,
+              "joined": np.maximum(-2 * x, 0) + 3 * x, "pooled": (np.maximum(-2 * x, 0) + 3 * x).mean((2, 3), keepdims=True),
+              INPUT_NAME: x.reshape(1, 28, 28, 1)}
+    values["flat"] = values["pooled"].reshape(1, 1)
+    upstream = np.zeros((1, 1, 10), np.float32)
+    upstream[0, 0, 4] = 1.0  # d logits[4] = W[0, 4] = 4 per unit of pooled
+    grads = backprop.gradients(info, values, upstream, [INPUT_NAME, "branch"])
+    slope = np.where(x[0, 0] > 0, 3.0, -2.0 + 3.0) * 4.0 / 784
+    np.testing.assert_allclose(grads[INPUT_NAME].reshape(28, 28), slope, rtol=1e-6)
+    # The gradient asked for at a ReLU's output is the one reaching it, not masked by that ReLU.
+    np.testing.assert_allclose(grads["branch"].reshape(28, 28), np.full((28, 28), 4.0 / 784), rtol=1e-6)
 
 
 def test_model2_layers_are_the_served_activations_strongest_first(explainer):

@@ -133,7 +133,7 @@ def learned_weights(served: ServedGraph) -> set[str]:
     for step in info.path or ():
         if step.node.op_type in ("Conv", "Gemm", "MatMul", "Add"):
             names.update(name for name in step.node.input if name in info.constants)
-    if info.path is None:  # a graph the backward pass cannot follow (Model 3's residual Add): every layer's weights
+    if info.path is None:  # a graph the backward pass cannot follow (an op it does not know): every layer's weights
         import onnx
 
         model = onnx.load_from_string(served.source)

@@ -31,62 +31,77 @@ def gradients(info: GraphInfo, values: Mapping[str, np.ndarray], upstream: np.nd
     grads: dict[str, np.ndarray] = {info.logits: np.asarray(upstream, np.float32)}
     wanted = set(wanted)
     found: dict[str, np.ndarray] = {}
+    # The path is in topological order, so walking it backwards reaches a value's producer only after
+    # every consumer has added its share: where a residual shortcut branched off, the two branches'
+    # gradients are summed before going further back.
     for step in reversed(info.path):
         out_grad = grads.pop(step.output, None)
         if out_grad is None:
             continue
-        if step.output in wanted:
-            found[step.output] = out_grad
-        x = values[step.data]
-        if step.node.op_type == "MaxPool":  # the pooled output tells each window's maximum
-            in_grad = _maxpool(step, x, out_grad, constants, values.get(step.output))
-        else:
-            in_grad = _BACKWARD[step.node.op_type](step, x, out_grad, constants)
-        grads[step.data] = grads[step.data] + in_grad if step.data in grads else in_grad
+        if step.output in wanted:  # a copy: the step's backward may update out_grad in place (ReLU)
+            found[step.output] = out_grad.copy()
+        last = len(step.data_indices) - 1
+        for position, index in enumerate(step.data_indices):
+            # A join (Add) hands the same gradient to both branches: each gets its own array, since
+            # a branch's ReLU may mask it in place.
+            g = out_grad if position == last else out_grad.copy()
+            name, x = step.node.input[index], values[step.node.input[index]]
+            if step.node.op_type == "MaxPool":  # the pooled output tells each window's maximum
+                in_grad = _maxpool(step, index, x, g, constants, values.get(step.output))
+            else:
+                in_grad = _BACKWARD[step.node.op_type](step, index, x, g, constants)
+            grads[name] = grads[name] + in_grad if name in grads else in_grad
     for name in wanted:
         if name in grads:
             found[name] = grads[name]
     return found
 
 
-# -- one vector-Jacobian product per operation: (step, its data input x, dL/dy [K, ...], constants) -> dL/dx
+# -- one vector-Jacobian product per operation:
+# (step, which input, that input's value x, dL/dy [K, ...], constants) -> dL/dx
 
-def _same(step, x, g, constants):
+def _same(step, index, x, g, constants):
     return g.reshape(g.shape[0], *x.shape)
 
 
-def _transpose(step, x, g, constants):
+def _transpose(step, index, x, g, constants):
     perm = list(_attribute(step.node, "perm", range(x.ndim - 1, -1, -1)))
     inverse = np.argsort(perm)
     return g.transpose(0, *(1 + inverse))
 
 
-def _relu(step, x, g, constants):
+def _relu(step, index, x, g, constants):
     if g.flags.writeable and g.flags.owndata:  # a fresh array from the step after: no copy needed
         return np.multiply(g, x > 0, out=g)
     return g * (x > 0)
 
 
-def _matmul(step, x, g, constants):
+def _matmul(step, index, x, g, constants):
     weights = constants[step.node.input[1]].astype(np.float32)
     return g @ weights.T
 
 
-def _gemm(step, x, g, constants):
+def _gemm(step, index, x, g, constants):
     weights = constants[step.node.input[1]].astype(np.float32)
     if _attribute(step.node, "transB", 0):
         weights = weights.T
     return _attribute(step.node, "alpha", 1.0) * (g @ weights.T)
 
 
-def _add(step, x, g, constants):
-    sign = -1.0 if step.node.op_type == "Sub" and step.data_index == 1 else 1.0  # constant - x
+def _add(step, index, x, g, constants):
+    sign = -1.0 if step.node.op_type == "Sub" and index == 1 else 1.0  # the subtracted input
     return sign * _unbroadcast(g, x.shape)
 
 
-def _mul(step, x, g, constants):
-    other = constants[step.node.input[1 - step.data_index]].astype(np.float32)
+def _mul(step, index, x, g, constants):
+    other = constants[step.node.input[1 - index]].astype(np.float32)
     return _unbroadcast(g * other, x.shape)
+
+
+def _global_average_pool(step, index, x, g, constants):
+    """Each position of a channel gets 1/(H*W) of that channel's gradient ([K, N, C, 1, 1] in)."""
+    spatial = int(np.prod(x.shape[2:]))
+    return np.broadcast_to(g / np.float32(spatial), (g.shape[0], *x.shape))
 
 
 def _unbroadcast(g, shape):
@@ -97,7 +112,7 @@ def _unbroadcast(g, shape):
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
-def _conv(step, x, g, constants):
+def _conv(step, index, x, g, constants):
     """The transposed convolution: dL/dx[n, c, i*s + a - p, j*s + b - p] += sum_o g[n, o, i, j] W[o, c, a, b]."""
     node = step.node
     weights = constants[node.input[1]].astype(np.float32)  # [O, C, kh, kw]
@@ -118,7 +133,7 @@ def _conv(step, x, g, constants):
     return inner.transpose(0, 3, 1, 2).reshape(k, *x.shape)
 
 
-def _maxpool(step, x, g, constants, y=None):
+def _maxpool(step, index, x, g, constants, y=None):
     """The gradient goes to each window's maximum: the first position holding it, on ties (a drawing's
     flat background ties every window). Masks from comparisons with the pooled output, not argmax
     over a stacked copy of the windows (3x faster, measured on Model 2's two pooling layers)."""
@@ -163,4 +178,5 @@ _BACKWARD = {
     "Identity": _same, "Cast": _same, "Dropout": _same, "Reshape": _same, "Flatten": _same, "Squeeze": _same,
     "Unsqueeze": _same, "Transpose": _transpose, "Relu": _relu, "MatMul": _matmul, "Gemm": _gemm,
     "Add": _add, "Sub": _add, "Mul": _mul, "Conv": _conv, "MaxPool": _maxpool,
+    "GlobalAveragePool": _global_average_pool,
 }

@@ -12,8 +12,8 @@ explained with no code of its own:
 - a linear head over 784 features (Model 1): its exact terms W x / T over the image it reads (Model
   1's graph deskews the drawing first: the registry's `input_space` names it); they sum with the bias to the score (tests check it to 1e-4), plus its ten weight images
   ("what it thinks each digit looks like") with the drawing's score against each.
-- a differentiable path (Model 2): DEFAULT_GRADIENT_METHOD, plus each conv and pooling layer's
-  activations, strongest channel first.
+- a differentiable path (Models 2 and 3, residual blocks included): DEFAULT_GRADIENT_METHOD, plus
+  each conv and pooling layer's activations, strongest channel first.
 - anything else: occlusion through the served graph.
 
 The score each map explains is the served calibrated logit: softmax(scores) = the served

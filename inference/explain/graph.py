@@ -12,8 +12,10 @@ From the graph we find:
   c is exactly sum_i W[i, c] x_i / T + b[c] / T over the 784 features it reads (Model 1: the
   deskewed image), so the map can be those terms.
 - a **differentiable path** from `image` to z made only of operations inference/explain/backprop.py
-  can differentiate (Conv, ReLU, MaxPool, MatMul/Gemm with constant weights, reshapes, ...):
-  then gradient methods apply (Model 2).
+  can differentiate (Conv, ReLU, MaxPool, global average pooling, MatMul/Gemm with constant
+  weights, reshapes, residual Adds of two image-dependent values, ...): then gradient methods
+  apply (Models 2 and 3). The path is every node between the two, in the graph's topological
+  order: a DAG, not only a chain (Model 3's shortcuts branch off and join again at an Add).
 - the **layers** whose activations are worth showing: each Conv (after its ReLU) and each pooling.
 
 Anything not found is simply absent: such a model still gets the model-agnostic map (occlusion).
@@ -41,7 +43,9 @@ IMAGE_PIXELS = 28 * 28
 SHAPE_ONLY = {"Shape", "Size"}
 # What backprop.py differentiates (with the conditions checked in _unsupported()).
 DIFFERENTIABLE = {"Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Relu",
-                  "MaxPool", "Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Dropout"}
+                  "MaxPool", "GlobalAveragePool", "Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Dropout"}
+# Operations that may join two image-dependent values (a residual connection): linear in each.
+JOINS = {"Add", "Sub"}
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,14 @@ class LinearHead:
 
 @dataclass(frozen=True)
 class Step:
-    """One node on the path from the image to the logits, and which of its inputs carries the image."""
+    """One node on the path from the image to the logits, and which of its inputs carry the image
+    (one, or two where a residual shortcut joins the main branch)."""
     node: "onnx.NodeProto"
-    data_index: int
+    data_indices: tuple[int, ...]
 
     @property
-    def data(self) -> str:
-        return self.node.input[self.data_index]
+    def data_inputs(self) -> tuple[str, ...]:
+        return tuple(self.node.input[index] for index in self.data_indices)
 
     @property
     def output(self) -> str:
@@ -99,7 +104,7 @@ class GraphInfo:
         if self.linear_head:
             names.append(self.linear_head.features)
         for step in self.path or ():
-            names.extend((step.data, step.output))
+            names.extend((*step.data_inputs, step.output))
         names.extend(layer.value for layer in self.layers)
         seen = {INPUT_NAME, OUTPUT_NAME}
         return [name for name in names if not (name in seen or seen.add(name))]
@@ -165,7 +170,7 @@ def _path(graph, logits: str, carrying: set[str], constants: dict) -> tuple[tupl
         problem = _unsupported(node, carrying, constants)
         if problem:
             return None, problem
-    return tuple(Step(node, next(i for i, name in enumerate(node.input) if name in carrying)) for node in nodes), None
+    return tuple(Step(node, tuple(i for i, name in enumerate(node.input) if name in carrying)) for node in nodes), None
 
 
 def _unsupported(node, carrying: set[str], constants: dict) -> str | None:
@@ -174,11 +179,11 @@ def _unsupported(node, carrying: set[str], constants: dict) -> str | None:
         return f"{op} ({node.name or node.output[0]}) cannot be differentiated here"
     data = [index for index, name in enumerate(node.input) if name in carrying]
     attributes = _attributes(node)
-    if op in ("MatMul", "Gemm", "Add", "Sub", "Mul", "Conv") and len(data) != 1:
-        return f"{op} of two image-dependent values ({node.name})"
+    if len(data) != 1 and not (op in JOINS and len(data) == 2):
+        return f"{op} of {len(data)} image-dependent values ({node.name})"
     if op in ("MatMul", "Gemm", "Conv") and data != [0]:
         return f"{op} with the image-dependent value as its weights ({node.name})"
-    if op in ("MatMul", "Gemm", "Add", "Sub", "Mul", "Conv"):
+    if op in ("MatMul", "Gemm", "Add", "Sub", "Mul", "Conv"):  # the other input: a stored constant
         if any(name and name not in constants for index, name in enumerate(node.input) if index not in data):
             return f"{op} whose other input is computed, not stored ({node.name})"
     if op == "Conv" and (attributes.get("group", 1) != 1 or any(d != 1 for d in attributes.get("dilations", [1]))

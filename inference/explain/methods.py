@@ -36,7 +36,7 @@ SIDE = 28
 # steps at half the cost (the backward pass is most of an explanation's time).
 IG_STEPS = 8
 IG_SPACING = 1.5
-# Occlusion's patches: 4x4, stride 1. Measured with the deletion test (benchmarks/explain/faithfulness.py) on
+# Occlusion's patches: 4x4 (what any model without a differentiable path gets). Measured with the deletion test (benchmarks/explain/faithfulness.py) on
 # the ten pen-drawn digits and 60 MNIST test digits: Model 3 (residual blocks, global average pooling)
 # barely moves when a 2x2 patch goes, so its 2x2 map ranked the evidence worse than the ink alone (area 0.151
 # vs ink 0.167 drawn, below ink on 2 of 10 drawings); 4x4: 0.104 (8 of 10) and 0.137 vs 0.154 on MNIST.
