@@ -24,7 +24,6 @@ Keras is imported inside functions only: importing this module stays cheap.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -222,27 +221,14 @@ def _joblib_dump(model, path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.native_calibration",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--exports-dir", help="the exports folder (default: $EXPORTS_DIR or ./exports)")
-    parser.add_argument("--mnist-dir", help="folder (or .npz) holding MNIST (default: $MNIST_DIR, then the cache)")
-    args = parser.parse_args(argv)
+    from training import shipped_cli
 
-    from training.artifacts import exports_dir
-    from training.mnist import MnistError, load_mnist
+    def fold(folder: Path, data, args) -> None:
+        images, description = parity_images(data)
+        fold_shipped(folder, images, description)
 
-    try:
-        data = load_mnist(args.mnist_dir)
-    except (MnistError, OSError) as error:
-        print(str(error), file=sys.stderr)
-        return 1
-    images, description = parity_images(data)
-    try:
-        fold_shipped(exports_dir(args.exports_dir), images, description)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"folding failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return shipped_cli.run(argv, "python -m training.native_calibration", __doc__.splitlines()[0], fold,
+                           failure="folding failed")
 
 
 if __name__ == "__main__":
