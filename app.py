@@ -31,7 +31,7 @@ except StoreUnavailableError as error:
 
 import gradio as gr  # noqa: E402
 
-from api import affinity, server  # noqa: E402
+from api import affinity, gradio_joins, server  # noqa: E402
 from api.app import create_api  # noqa: E402
 from api.replicas import ReplicaDirectory  # noqa: E402
 from inference.explain.lane import ExplainLane  # noqa: E402
@@ -89,7 +89,7 @@ with gr.Blocks(title="Digit Studio") as demo:
         drawings_page = drawings_tab.build(ctx)  # issue 12
     train.follow_while_open(ctx, other_tabs=[draw.tab, models.tab, drawings_page.tab])
 
-demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
+demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY, max_size=gradio_joins.queue_max_size())
 
 # The REST routes first, then Gradio at "/" (routes registered before the mount win), with the
 # checks and limits of a public server (api/server.py). Gradio 6 takes theme and css when mounting.

@@ -6,6 +6,11 @@ session hash makes Gradio keep that session's message queue; it keeps 2,000 and 
 whose events were still waiting and crashed the queue for good (api/gradio_fixes.py guards that
 bug). This limit keeps one client from cycling Gradio's sessions at all: a page joins a few times
 per click and gradio_client once per call, far below it. Past it: 429 with Retry-After, in words.
+
+Many clients under that rate can still pile events up: from 500 addresses, 5,000 joins left 829
+events waiting at once (each holding its request body, up to 5 MB). So the events waiting in all
+are capped too, with Gradio's own `queue(max_size=...)`: past it Gradio answers 503 "Queue is
+full" until some have run (queue_max_size()).
 """
 from __future__ import annotations
 
@@ -14,6 +19,14 @@ from api.buckets import ClientBuckets, refused, setting
 
 JOINS_PER_MINUTE = 600  # per client, sustained ($GRADIO_JOINS_PER_MINUTE; 0 turns the limit off)
 JOINS_BURST = 60  # joins a client may make at once before the rate applies
+# Events waiting in Gradio's queue in all ($GRADIO_QUEUE_MAX; 0: no cap). 100 people drawing at once
+# keep a few waiting (a prediction takes milliseconds); 256 bodies of at most 5 MB bound the memory.
+QUEUE_MAX_EVENTS = 256
+
+
+def queue_max_size() -> int | None:
+    """Gradio's queue max_size: QUEUE_MAX_EVENTS or $GRADIO_QUEUE_MAX, None for no cap."""
+    return int(setting("GRADIO_QUEUE_MAX", QUEUE_MAX_EVENTS)) or None
 
 
 class JoinRateLimit:

@@ -319,6 +319,8 @@ class Predictor:
             "train_seconds": _first(metadata, "train_seconds"),
             "data_seconds": metadata.get("data_seconds"),  # preparing the training data, apart from training
             "onnx_parity": metadata.get("onnx_parity"),
+            # The native file as loaded back vs the ONNX file (training/native_calibration.py).
+            "native_parity": metadata.get("native_parity"),
             "calibration": metadata.get("calibration"),
             "drawn_digits": metadata.get("drawn_digits"),
             "verdict_thresholds": dict(loaded.verdict_thresholds),

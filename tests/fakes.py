@@ -70,6 +70,13 @@ def tiny_predict(weights: np.ndarray, bias: np.ndarray, images: np.ndarray) -> n
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def load_tiny_native(path) -> Any:
+    """The .npz native file written below, loaded back: images -> probabilities."""
+    with np.load(path) as saved:
+        weights, bias = saved["weights"], saved["bias"]
+    return lambda images: tiny_predict(weights, bias, images)
+
+
 def write_tiny_model(folder: Any, name: str = "model1", *, digit: int | None = None, seed: int = 0,
                      accuracy: float = 0.5, metadata: dict[str, Any] | None = None) -> dict[str, str]:
     """Write a contract-following model for `name` into `folder` (or, given a ModelVersions, as its
@@ -82,6 +89,7 @@ def write_tiny_model(folder: Any, name: str = "model1", *, digit: int | None = N
         onnx_model=tiny_onnx(weights, bias),
         probabilities_output=OUTPUT_NAME,
         native_predict=lambda x: tiny_predict(weights, bias, x),
+        load_native=load_tiny_native,
         parity_images=images,
         test_set=(images, np.arange(len(images)) % 10),  # a few images: enough for the card's figures
         metadata={"test_accuracy": accuracy, "train_seconds": 0.01, "options": {"fixture": True},

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from benchmarks.browser.pen import DIGIT_STROKES, canvas_png
 from inference.explain.explainer import Explainer
 from inference.explain import backprop, methods
-from inference.explain.explainer import EXACT, INTEGRATED_GRADIENTS, OCCLUSION
+from inference.explain.explainer import EXACT, INTEGRATED_GRADIENTS, OCCLUSION, RISE
 from inference.predictor import ModelUnavailableError, Predictor
 from inference.preprocess import preprocess
 from training.onnx_contract import INPUT_NAME, OPSET, OUTPUT_NAME
@@ -51,14 +51,18 @@ def explainer(predictor) -> Explainer:
     return Explainer.for_predictor(predictor)
 
 
-def test_every_registry_model_gets_the_method_its_graph_allows(explainer):
+def test_every_registry_model_gets_the_method_its_graph_allows(explainer, exports):
     assert explainer.names == list(MODELS)
     assert explainer.method_for("model1") == EXACT  # a linear head over 784 features
     assert explainer.method_for("model2") == INTEGRATED_GRADIENTS  # a differentiable CNN
     # Residual blocks (an Add joining two image-dependent branches), global average pooling: still a
-    # path the backward pass follows.
-    assert explainer.method_for("model3") == INTEGRATED_GRADIENTS
+    # path the backward pass follows, so its gradients are there; but its registry entry asks for RISE,
+    # which its deletion test favours.
     assert explainer.graphs.get("model3").info.why_no_gradient is None
+    assert explainer.allows("model3", INTEGRATED_GRADIENTS) and MODELS["model3"].explanation == RISE
+    assert explainer.method_for("model3") == RISE
+    # Without the registry's word, the graph decides.
+    assert Explainer({"model3": exports / "model3.onnx"}).method_for("model3") == INTEGRATED_GRADIENTS
 
 
 @pytest.mark.parametrize("digit", [0, 3, 4, 7, 9])
@@ -226,6 +230,27 @@ def test_a_model_of_unknown_make_is_explained_by_occlusion(tmp_path):
     assert top[:14].sum() > 0 and top[:14].min() >= 0 and np.abs(top[14:]).sum() < 1e-6
     assert explanation.maps[2].values[18:20, 8:12].max() < 0  # the bottom ink argues for 1, not 0
     assert explanation.layers == [] and explanation.templates is None
+
+
+def test_rise_finds_the_half_that_decides(tmp_path):
+    """RISE through the served graph only: on the halves model, keeping the top half's ink makes 0 more
+    likely, keeping the bottom half's makes 1 more likely; off the ink the map is 0. Deterministic (the
+    masks come from a fixed seed). A preferred method the graph cannot do falls back to the graph's."""
+    path = tmp_path / "halves.onnx"
+    onnx.save(_halves_model(), path)
+    explainer = Explainer({"halves": path}, preferred={"halves": RISE})
+    assert explainer.method_for("halves") == RISE
+    x = np.zeros((28, 28, 1), np.float32)
+    x[4:10, 8:20] = 1.0
+    x[18:22, 8:14] = 1.0
+    explanation = explainer.explain(x, "halves")
+    assert explanation.method == RISE and (explanation.top, explanation.runner_up) == (0, 1)
+    top, runner_up, contrast = (item.values for item in explanation.maps)
+    assert top[4:10, 8:20].mean() > 0 and top[18:22, 8:14].mean() < 0
+    assert runner_up[18:22, 8:14].mean() > 0 and contrast[4:10, 8:20].min() > 0
+    assert np.all(top[x[..., 0] == 0] == 0)
+    np.testing.assert_array_equal(explainer.explain(x, "halves").maps[0].values, top)
+    assert Explainer({"halves": path}, preferred={"halves": INTEGRATED_GRADIENTS}).method_for("halves") == OCCLUSION
 
 
 def _halves_model() -> onnx.ModelProto:

@@ -76,6 +76,9 @@ def test_explain_all_adds_each_models_maps_and_leaves_the_answer_as_it_was(serve
     assert model2["method"] == "integrated_gradients"
     assert [layer["title"] for layer in model2["layers"]] == ["conv 1", "pool 1", "conv 2", "pool 2"]
     assert [layer["channels"] for layer in model2["layers"]] == [32, 32, 64, 64]
+    model3 = explained["predictions"]["model3"]["explanation"]
+    assert model3["method"] == "rise" and "random masks" in model3["method_text"]  # the registry's choice
+    assert [layer["title"] for layer in model3["layers"]][:3] == ["conv 1", "pool 1", "conv 2"]
 
 
 @pytest.mark.parametrize("model", list(MODELS))

@@ -17,7 +17,7 @@ from training.registry import MODELS
 def explainer(exports_copy) -> Explainer:
     if not all((exports_copy / f"{name}.onnx").is_file() for name in MODELS):
         pytest.skip("every registry model's shipped export is needed")
-    return Explainer({name: exports_copy / f"{name}.onnx" for name in MODELS})
+    return Explainer({name: exports_copy / f"{name}.onnx" for name in MODELS}, **Explainer.registry_settings(MODELS))
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from tests.app_server import copy_exports, running_app
 TOKEN = "train-token-" + uuid.uuid4().hex
 CACHE_MAX_MB = 60  # small, so that a test fills it quickly
 HEARTBEAT = 20.0  # s: ui/train_tab.FOLLOW_HEARTBEAT, after which an unread follower ends
+QUEUE_MAX = 40  # small_server's cap on events waiting in Gradio's queue, so a test fills it quickly
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,10 @@ def server(tmp_path_factory, exports_copy):
     root = tmp_path_factory.mktemp("hostile")
     exports = copy_exports(exports_copy, root / "exports")
     cache = root / "gradio-cache"
+    # No cap on waiting events here (GRADIO_QUEUE_MAX=0): the join tests reach Gradio's 2,000-session
+    # limit with events piling up; the cap has its own test below.
     with running_app(exports, root / "server.log", TRAIN_TOKEN=TOKEN, GRADIO_TEMP_DIR=str(cache),
-                     GRADIO_CACHE_MAX_MB=str(CACHE_MAX_MB), PREDICT_WORKERS="1") as app:
+                     GRADIO_CACHE_MAX_MB=str(CACHE_MAX_MB), PREDICT_WORKERS="1", GRADIO_QUEUE_MAX="0") as app:
         yield {"url": app.url, "cache": cache, "log": root / "server.log"}
 
 
@@ -171,7 +174,7 @@ def small_server(tmp_path_factory, exports_copy):
     exports = copy_exports(exports_copy, root / "exports")
     with running_app(exports, root / "server.log", wrapper=("prlimit", "--nofile=1024:8192", "--"),
                      FORWARDED_ALLOW_IPS="192.0.2.1", HTTP_MAX_CONNECTIONS="1000", HTTP_CONNECTIONS_PER_CLIENT="100",
-                     HTTP_HEAD_TIMEOUT="3", PREDICT_WORKERS="0") as app:
+                     HTTP_HEAD_TIMEOUT="3", PREDICT_WORKERS="0", GRADIO_QUEUE_MAX=str(QUEUE_MAX)) as app:
         yield {"url": app.url, "pid": app.pid, "port": int(app.url.rstrip("/").rsplit(":", 1)[1])}
 
 
@@ -209,3 +212,20 @@ def test_one_address_holds_at_most_its_share_of_connections(small_server):
     finally:
         for sock in held:
             sock.close()
+
+
+# -- the events waiting in all -----------------------------------------------------------------------
+
+def test_events_waiting_in_gradios_queue_are_capped(small_server):
+    """2,000 joins at once with fresh sessions from this machine (exempt from the per-client rate, like
+    many addresses under it): before, every one waited (829 at once from 500 addresses, each holding its
+    body). Now at most GRADIO_QUEUE_MAX wait; the rest get 503 "Queue is full" and no join is lost
+    silently or crashes the queue; once the flood has drained a visitor is served again."""
+    base = small_server["url"]
+    result = hostile.fresh_session_joins(base, 2000, threads=32, clients=1)
+    print(f"\n2,000 joins at once, cap {QUEUE_MAX}: {result}")
+    assert set(result["statuses"]) <= {200, 503}, result
+    assert result["statuses"].get(503, 0) > 0, result  # the cap was reached, and Gradio says so
+    assert f"Queue is full. Max size is {QUEUE_MAX}" in result["samples"][503], result["samples"]
+    visitor = visitor_still_served(base, "192.0.2.72")
+    assert visitor["failures"] == [], visitor

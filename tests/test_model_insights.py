@@ -348,7 +348,9 @@ def test_a_registry_model_exposing_nothing_gets_the_test_set_figures(empty_expor
 
     folder = ExportFolder(empty_exports, {"mlp": spec})
     save_model(name="mlp", write_native=lambda path: path.write_bytes(b"weights"),
-               onnx_model=model, probabilities_output=OUTPUT_NAME, native_predict=native, parity_images=images,
+               onnx_model=model, probabilities_output=OUTPUT_NAME, native_predict=native,
+               load_native=lambda path: native,  # the file is a placeholder: the model is the ONNX graph
+               parity_images=images,
                test_set=(images, np.arange(40) % 10), metadata={"test_accuracy": 0.1}, exports_dir=folder)
     insights = ModelInsights(Predictor(empty_exports, models={"mlp": spec}))
     shown = learned_view.figures(spec, insights)

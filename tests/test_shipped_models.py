@@ -42,18 +42,15 @@ def test_shipped_onnx_scores_what_its_metadata_says_on_all_10000_test_images(nam
 
 
 def test_shipped_model1_native_matches_its_onnx(mnist):
-    # Model 2's native file needs TensorFlow to load; its parity is checked at export (metadata above)
-    # and by tests/test_model2.py on a fresh export.
+    # The Keras files need TensorFlow to load: tests/test_native_parity.py checks them (and this one on
+    # drawn digits too).
     import joblib
-
-    from training.calibration import temper
 
     paths = shipped("model1")
     native = joblib.load(paths["native"])
     images = mnist.x_test[: onnx_contract.PARITY_SAMPLES].astype(np.float32) / 255.0
-    # The joblib pipeline is uncalibrated; the ONNX graph applies the temperature in the metadata.
-    temperature = json.loads(paths["metadata"].read_text())["temperature"]
-    native_probabilities = temper(native.predict_proba(images.reshape(len(images), -1)), temperature)
+    # The joblib pipeline has the temperature folded in: as loaded, it predicts what is served.
+    native_probabilities = native.predict_proba(images.reshape(len(images), -1))
     onnx_probabilities = onnx_contract.run_onnx(paths["onnx"].read_bytes(), images[..., np.newaxis])
     report = onnx_contract.parity(onnx_probabilities, native_probabilities)
     onnx_contract.check_parity(report)

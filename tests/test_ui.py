@@ -89,10 +89,13 @@ def test_model_card_says_what_a_user_needs():
         "title": "Model 1: logistic regression", "description": "d", "trained": True, "available": True,
         "accuracy": 0.9234, "trained_at": "2026-01-02T03:04:05+00:00", "train_seconds": 75.0,
         "onnx_parity": {"samples": 1000, "max_abs_diff": 2e-7, "argmax_agreement": 1.0},
+        "native_parity": {"samples": 1000, "max_abs_diff": 3e-6, "argmax_agreement": 1.0,
+                          "loaded_with": "joblib.load", "temperature_folded": 0.995},
         "options": {"epochs": 3, "batch_size": 1000, "seed": 0}, "file_sizes": {"onnx": 31_744, "native": 2048},
     })
     for expected in ("Serving predictions", "92.34%", "2026-01-02 03:04 UTC", "1 min 15 s", "epochs 3",
-                     "same digit on 100.0% of 1,000 test images", "2.0e-07", "onnx 31.0 KB", "native 2.0 KB"):
+                     "same digit on 100.0% of 1,000 test images", "2.0e-07", "onnx 31.0 KB", "native 2.0 KB",
+                     "within 3.0e-06 (joblib.load); temperature 0.995 folded in"):
         assert expected in card
     broken = views.model_card({"title": "Model 2: CNN", "trained": True, "available": False,
                                "reason": "exports/model2.onnx is not a valid ONNX model"})

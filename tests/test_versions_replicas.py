@@ -16,6 +16,7 @@ bound is looser, because the test suite shares 2 cores with everything else.
 from __future__ import annotations
 
 import hashlib
+import json
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
+from benchmarks.attacks import hostile
 from benchmarks.replicas.switch_time import PredictLoad, fingerprint, fingerprints, predict, switch, train_quick
 from tests.app_server import copy_exports, running_apps, wait_for_workers
 from tests.fakes import write_tiny_model
@@ -138,6 +140,9 @@ def test_while_postgresql_is_down_serving_is_503_and_predictions_go_on(trio):
             refused = http.post(f"{trio.urls[1]}models/model1/versions/{other}/serve")
             assert refused.status_code == 503 and "try again" in refused.json()["error"], refused.text
             assert http.get(trio.urls[2] + "models/model1/versions").status_code == 503
+            # The Train tab's "what a run replaces" line says so in words instead of a Gradio error.
+            panel = hostile.call(trio.urls[2], hostile.fn_indices(trio.urls[2])["personal_panel_model1"], [])
+            assert panel["ok"] and "cannot be listed right now" in json.dumps(panel["last"]), panel
             assert [fingerprint(predict(http, url)) for url in trio.urls] == before  # served from local copies
         finally:
             trio.server.start_again()

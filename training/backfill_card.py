@@ -12,14 +12,13 @@ Prints one line per file; exit status 0 when done, 1 when MNIST or a file cannot
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import sys
 from pathlib import Path
 from typing import Iterator
 
 from training import evaluation
-from training.artifacts import ArtifactWriter, artifact_paths, exports_dir as resolve_exports_dir, read_metadata
+from training.artifacts import ArtifactWriter, artifact_paths, read_metadata
 from training.registry import MODELS
 
 
@@ -60,25 +59,14 @@ def backfill(exports: Path, test_images, test_labels, *, force: bool = False, ou
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.backfill_card", description=__doc__.splitlines()[0])
-    parser.add_argument("--exports-dir", help="the exports folder (default: $EXPORTS_DIR or ./exports)")
-    parser.add_argument("--mnist-dir", help="folder (or .npz) holding MNIST (default: $MNIST_DIR, then the cache)")
-    parser.add_argument("--force", action="store_true", help="measure again even where a record exists")
-    args = parser.parse_args(argv)
+    from training import shipped_cli
 
-    from training.mnist import MnistError, load_mnist
+    def add_arguments(parser) -> None:
+        parser.add_argument("--force", action="store_true", help="measure again even where a record exists")
 
-    try:
-        data = load_mnist(args.mnist_dir)
-    except (MnistError, OSError) as error:
-        print(str(error), file=sys.stderr)
-        return 1
-    try:
-        backfill(resolve_exports_dir(args.exports_dir), data.x_test, data.y_test, force=args.force)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"backfill failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return shipped_cli.run(argv, "python -m training.backfill_card", __doc__.splitlines()[0],
+                           lambda folder, data, args: backfill(folder, data.x_test, data.y_test, force=args.force),
+                           add_arguments, failure="backfill failed")
 
 
 if __name__ == "__main__":

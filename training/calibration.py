@@ -8,7 +8,8 @@ the same digits redrawn on the canvas, conventions), never on the test set:
   scaling of the logits (log p differs from the logits by a constant per row).
   `add_temperature` appends it to the ONNX graph (Log -> Mul(1/T) -> Softmax), so
   the served probabilities are the calibrated ones and the predictor has no
-  per-model code.
+  per-model code. The native files get the same temperature folded into their last
+  layer (training/native_calibration.py).
 - `expected_calibration_error`: the usual 15-bin ECE of the top probability.
 - `fit_verdict`: the thresholds of inference/verdict.py, chosen so that few
   correctly read validation digits are flagged (FLAG_BUDGET) and as many
@@ -173,8 +174,8 @@ def calibrate(name: str, predict_raw, canvas, data, test_raw: np.ndarray, quick:
     test = temper(test_raw, temperature)
     drawn_val = groups == "drawn"
     calibration = {
-        "method": "temperature scaling of log-probabilities inside the ONNX graph; T minimises the log loss "
-                  "of the validation split (MNIST and drawn digits)",
+        "method": "temperature scaling of log-probabilities inside the ONNX graph (and folded into the native "
+                  "file's last layer); T minimises the log loss of the validation split (MNIST and drawn digits)",
         "ece_bins": ECE_BINS,
         "mnist_test": _ece_pair(test_raw, test, test_labels),
         "validation_drawn": _ece_pair(val_raw[drawn_val], val[drawn_val], canvas.y_val[drawn_val]),

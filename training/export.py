@@ -1,6 +1,11 @@
 """The last step of every trainer: check ONNX parity, write native + ONNX + metadata atomically,
 as a new model version in the data location (training/model_versions.py), or into a folder named
-with `exports_dir` (tests, benchmarks, `python -m training --exports-dir`)."""
+with `exports_dir` (tests, benchmarks, `python -m training --exports-dir`).
+
+Two parity checks, both refusing to write beyond 1e-4 or a different argmax: the ONNX export vs
+the model in memory ("onnx_parity": the conversion), and the native file as written, loaded back
+from disk, vs the final ONNX file ("native_parity": a learner who loads the native file gets the
+app's numbers; training/native_calibration.py)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -13,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from training import evaluation, onnx_contract
+from training import evaluation, native_calibration, onnx_contract
 from training.versions import package_versions
 
 # Versions recorded in the metadata, when installed.
@@ -31,17 +36,22 @@ def save_model(
     onnx_model: onnx.ModelProto,
     probabilities_output: str,
     native_predict: Callable[[np.ndarray], np.ndarray],
+    load_native: Callable[[Path], Callable[[np.ndarray], np.ndarray]],
     parity_images: np.ndarray,
     test_set: tuple[np.ndarray, np.ndarray],
     metadata: dict[str, Any],
     exports_dir: Any = None,
+    folded_temperature: float | None = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Finalize the ONNX model, verify it against the native model, and write all files: into
     `exports_dir` when given (a folder, or a ModelVersions), else as the newest version of `name` (it
     serves from then on).
 
     `parity_images`: float32 [N, 28, 28, 1] in [0, 1] (the ONNX input contract);
-    `native_predict` maps them to native probabilities [N, 10].
+    `native_predict` maps them to the in-memory model's calibrated probabilities [N, 10].
+    `load_native(path)`: the native file at `path` loaded as a learner would (joblib.load,
+    keras.saving.load_model), as a function images -> probabilities; its output must match the
+    ONNX file's. `folded_temperature`: the calibration folded into the native file (recorded).
     `test_set`: (images, labels) of the test set (MNIST test): the final ONNX bytes' confusion
     matrix and most confident mistakes on it go into the metadata JSON (training/evaluation.py),
     so every model's card is complete on a machine without MNIST.
@@ -70,8 +80,15 @@ def save_model(
     metadata[evaluation.KEY] = evaluation.evaluate(onnx_bytes, *test_set)
     # What the run wrote, for whoever keeps or checks the files later (training/model_versions.py).
     metadata["onnx_sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
+    served = onnx_contract.run_onnx(onnx_bytes, images)  # the file written below
     with model_source(exports_dir).writer(name) as writer:
-        writer.stage("native", write_native)
+        staged = writer.stage("native", write_native)
+        # The native file as written, loaded back as a learner would: it must predict what is served.
+        native_report = onnx_contract.parity(served, load_native(staged)(images))
+        native_calibration.check(native_report)  # raises: the staged files are discarded, nothing written
+        metadata[native_calibration.KEY] = native_calibration.record(
+            native_report, staged, folded_temperature,
+            f"the export's {len(images):,} parity images")
         writer.stage_bytes("onnx", onnx_bytes)
         writer.stage_json("metadata", metadata)
         written = writer.commit()

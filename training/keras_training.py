@@ -295,21 +295,26 @@ def to_onnx(model, name: str = "model"):
 def _save(name: str, model, temperature: float, onnx_model, probabilities_output: str,
           test_set: tuple[np.ndarray, np.ndarray],
           metadata: dict[str, Any], exports_dir):
+    from training import native_calibration
     from training.calibration import temper
     from training.export import save_model
     from training.onnx_contract import PARITY_SAMPLES
 
     return save_model(
         name=name,
-        write_native=lambda path: model.save(path),
+        # The .keras file predicts the calibrated probabilities, as the ONNX graph: the temperature
+        # folded into the final Dense (training/native_calibration.py); `model` stays as trained.
+        write_native=lambda path: native_calibration.save_folded_keras(model, temperature, path),
         onnx_model=onnx_model,
         probabilities_output=probabilities_output,
-        # The .keras file is the uncalibrated network; the ONNX graph adds the temperature.
+        # The ONNX conversion, checked on the network as trained with the temperature the graph adds.
         native_predict=lambda images: temper(predict(model, images), temperature),
+        load_native=native_calibration.file_predictor,
         parity_images=test_set[0][:PARITY_SAMPLES],
         test_set=test_set,
         metadata=metadata,
         exports_dir=exports_dir,
+        folded_temperature=temperature,
     )
 
 

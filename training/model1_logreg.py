@@ -25,8 +25,8 @@ Data: training/canvas_data.py's mix (MNIST + MNIST redrawn as canvas pen strokes
 writers' conventions); the drawings weigh DRAWN_WEIGHT in SGD and the non-digits are
 left out (outlier exposure measured useless for a linear model). Calibration and the
 verdict thresholds are fitted on the validation split (training/calibration.py); the
-temperature is applied inside the ONNX graph, so the joblib pipeline is the
-uncalibrated model and the ONNX file serves calibrated probabilities.
+temperature is applied inside the ONNX graph, and folded into the joblib pipeline's softmax
+layer (training/native_calibration.py), so both files give the calibrated probabilities.
 
 Native model: a scikit-learn Pipeline (deskew -> MLPClassifier) taking float [N, 784]
 in [0, 1], saved with joblib. ONNX: the same pipeline behind the project's contract,
@@ -318,21 +318,26 @@ def _save(pipeline, temperature: float, onnx_model, probabilities_output: str,
           metadata: dict[str, Any], exports_dir):
     import joblib
 
+    from training import native_calibration
     from training.calibration import temper
     from training.export import save_model
     from training.onnx_contract import PARITY_SAMPLES
 
     return save_model(
         name=NAME,
-        write_native=lambda path: joblib.dump(pipeline, path),
+        # The file predicts the calibrated probabilities, as the ONNX graph: the temperature folded
+        # into the softmax layer (training/native_calibration.py); `pipeline` stays as trained.
+        write_native=lambda path: joblib.dump(native_calibration.folded_copy(pipeline, temperature), path),
         onnx_model=onnx_model,
         probabilities_output=probabilities_output,
-        # The joblib pipeline is the uncalibrated model; the ONNX graph adds the temperature.
+        # The ONNX conversion, checked on the pipeline as trained with the temperature the graph adds.
         native_predict=lambda images: temper(pipeline.predict_proba(images.reshape(len(images), -1)), temperature),
+        load_native=native_calibration.file_predictor,
         parity_images=test_set[0][:PARITY_SAMPLES],
         test_set=test_set,
         metadata=metadata,
         exports_dir=exports_dir,
+        folded_temperature=temperature,
     )
 
 

@@ -12,8 +12,8 @@ Data: training/canvas_data.py's mix (MNIST + MNIST redrawn as canvas pen strokes
 writers' conventions + stroke-font digits + non-digits trained towards a uniform output,
 i.e. outlier exposure: categorical cross-entropy on soft targets, Dense10 unchanged).
 Calibration (a temperature inside the ONNX graph) and the verdict thresholds are fitted
-on the validation split (training/calibration.py); the .keras file is the uncalibrated
-network.
+on the validation split (training/calibration.py); the .keras file has the temperature folded
+into its final Dense (training/native_calibration.py), so it predicts what the ONNX file serves.
 
 Training: Adam with a one-cycle-like schedule (linear warm-up over the first
 WARMUP_SHARE of the steps, then cosine decay to zero), which reaches a given accuracy

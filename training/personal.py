@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from drawings.store import DrawingStore, StoreError, TrainingDrawings
+from training import native_calibration
 from training.artifacts import read_metadata
 from training.model_versions import model_source
 from training.onnx_contract import to_model_input
@@ -126,17 +127,30 @@ class PersonalRun:
     # -- starting point ----------------------------------------------------------
 
     def serving_model(self):
-        """The serving native model to continue from (fine_tune), else None (train from scratch)."""
+        """The serving native model to continue from (fine_tune), else None (train from scratch).
+
+        A native file with the calibration folded into its last layer (its metadata records the
+        temperature: training/native_calibration.py) is unfolded, so the run continues from the
+        network as it was trained, not from a copy sharpened or softened by 1/T: its loss, gradients
+        and the temperature fitted after it are those of the trained network, as before the fold."""
         if not self.options.fine_tune:
             return None
-        path = self._serving_paths()["native"]
+        paths = self._serving_paths()
         if self.native_format == "keras":
             import keras
 
-            return keras.saving.load_model(path, compile=False)
-        import joblib
+            model = keras.saving.load_model(paths["native"], compile=False)
+        else:
+            import joblib
 
-        return joblib.load(path)
+            model = joblib.load(paths["native"])
+        temperature = native_calibration.folded_temperature(read_metadata(paths["metadata"]))
+        if temperature is not None:
+            try:
+                native_calibration.unfold(model, temperature)
+            except ValueError as error:  # not the trainer's kind of model: warm_start_linear says what to do
+                log.warning("cannot unfold the serving %s: %s", self.name, error)
+        return model
 
     def warm_start_linear(self, classifier, features: np.ndarray, labels: np.ndarray) -> None:
         """fine_tune for Model 1's MLPClassifier: start `classifier` from the serving pipeline's weights.

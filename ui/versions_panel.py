@@ -49,8 +49,14 @@ def serve(ctx: AppContext, name: str, version: int | None, token: str | None) ->
 
 
 def replaces_line(ctx: AppContext, name: str) -> str:
-    """What a run of `name` would replace, for the Train tab."""
-    serving = next((v for v in ctx.versions.list(name) if v["serving"]), None)
+    """What a run of `name` would replace, for the Train tab; in words when the versions cannot be listed
+    (the database is down): the tab opens as usual, the REST list says 503."""
+    try:
+        listed = ctx.versions.list(name)
+    except VersionError as error:
+        return (f"The kept versions cannot be listed right now ({error}). A run still keeps the model it "
+                f"replaces.")
+    serving = next((v for v in listed if v["serving"]), None)
     if serving is None:
         return "A run becomes the first kept version of this model."
     return (f"A run replaces the serving {version_line(serving)}. It stays kept: serve it again from "

@@ -69,6 +69,15 @@ def parity_text(parity: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def native_parity_text(parity: dict[str, Any] | None) -> str:
+    """The native file, loaded as a learner would, against the served ONNX file."""
+    if not parity:
+        return "not measured (a native file from before the calibration was folded in: uncalibrated)"
+    folded = parity.get("temperature_folded")
+    how = f" ({parity['loaded_with']})" if parity.get("loaded_with") else ""
+    return parity_text(parity) + how + (f"; temperature {folded:g} folded in" if folded is not None else "")
+
+
 def calibration_text(calibration: dict[str, Any] | None) -> str:
     """ECE before -> after temperature scaling, on MNIST test and on the drawn digits."""
     if not calibration:
@@ -137,6 +146,7 @@ def model_card(status: dict[str, Any]) -> str:
            if status.get("data_seconds") is not None else ""),
         f"- **Settings:** {settings or '–'}",
         f"- **ONNX export vs native model:** {parity_text(status.get('onnx_parity'))}",
+        f"- **Native file as loaded vs what is served:** {native_parity_text(status.get('native_parity'))}",
         f"- **Files:** {files}",
     ]
     if status.get("train_unavailable_reason"):

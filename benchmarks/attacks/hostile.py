@@ -171,21 +171,23 @@ def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: in
     fns = fn_indices(base)
     fn_index = fns[fn_name]
     statuses: dict[int, int] = {}
+    samples: dict[int, str] = {}  # the first answer's text per status
     lock = threading.Lock()
     started = time.monotonic()
 
     def worker(indices: range) -> None:
         with httpx.Client(timeout=30) as http:
             for i in indices:
-                status, _ = join(http, base, fn_index, [],
-                                 client=f"203.0.113.{i % clients + 1}" if clients > 1 else "203.0.113.1")
+                status, text = join(http, base, fn_index, [],
+                                    client=f"203.0.113.{i % clients + 1}" if clients > 1 else "203.0.113.1")
                 with lock:
                     statuses[status] = statuses.get(status, 0) + 1
+                    samples.setdefault(status, text[:300])
 
     per = -(-count // threads)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(worker, [range(i * per, min(count, (i + 1) * per)) for i in range(threads)]))
-    return {"joins": count, "statuses": statuses, "seconds": round(time.monotonic() - started, 1)}
+    return {"joins": count, "statuses": statuses, "samples": samples, "seconds": round(time.monotonic() - started, 1)}
 
 
 # -- item 9: slow request heads ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.context import Context, as_model_input
 from benchmarks.explain.faithfulness import ORDERS, deletion, randomised_explainer, rank_correlations
 from benchmarks.outcome import SectionResult
-from inference.explain.explainer import (EXACT, GRAD_CAM, GRADIENT_X_INPUT, INTEGRATED_GRADIENTS, OCCLUSION,
+from inference.explain.explainer import (EXACT, GRAD_CAM, GRADIENT_X_INPUT, INTEGRATED_GRADIENTS, OCCLUSION, RISE,
                                          Explainer)
 from training.registry import MODELS
 
@@ -47,7 +47,7 @@ def methods_for(explainer: Explainer, name: str) -> list[str]:
     """The model's default method first, then the alternatives its graph allows."""
     info = explainer.graphs.get(name).info
     candidates = ([EXACT] if info.linear_head is not None else []) + (
-        [INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM] if info.differentiable else []) + [OCCLUSION]
+        [INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM] if info.differentiable else []) + [OCCLUSION, RISE]
     default = explainer.method_for(name)
     return [default] + [method for method in candidates if method != default]
 
@@ -55,7 +55,8 @@ def methods_for(explainer: Explainer, name: str) -> list[str]:
 def run(ctx: Context) -> SectionResult:
     result = SectionResult(NAME, TITLE)
     names = [name for name in MODELS if (ctx.exports / f"{name}.onnx").is_file()]
-    explainer = Explainer({name: ctx.exports / f"{name}.onnx" for name in names})
+    explainer = Explainer({name: ctx.exports / f"{name}.onnx" for name in names},
+                          **Explainer.registry_settings({name: MODELS[name] for name in names}))
     samples = _samples(ctx)
     _faithfulness(ctx, result, explainer, names, samples)
     _exactness(result, explainer, names, samples)

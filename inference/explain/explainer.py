@@ -16,6 +16,10 @@ explained with no code of its own:
   each conv and pooling layer's activations, strongest channel first.
 - anything else: occlusion through the served graph.
 
+A model of the registry may name the method it shows by default (`ModelSpec.explanation`) when its
+own deletion test says another method the graph allows finds the evidence better (Model 3: RISE;
+its integrated gradients rank the pixels worse than the ink alone, measured).
+
 The score each map explains is the served calibrated logit: softmax(scores) = the served
 probabilities (up to the 1e-12 floor of the log in the graph).
 
@@ -39,9 +43,11 @@ from inference.explain.served import OnnxLocation, ServedGraph, ServedGraphs
 
 SIDE = 28
 SCALE_PERCENTILE = 98
-EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION = (
-    "exact", "integrated_gradients", "gradient_x_input", "grad_cam", "occlusion")
-METHODS = (EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION)
+EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION, RISE = (
+    "exact", "integrated_gradients", "gradient_x_input", "grad_cam", "occlusion", "rise")
+METHODS = (EXACT, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM, OCCLUSION, RISE)
+# Methods that need nothing but the served graph's output: every model can have them.
+MODEL_AGNOSTIC = (OCCLUSION, RISE)
 DEFAULT_GRADIENT_METHOD = INTEGRATED_GRADIENTS
 METHOD_TEXT = {
     EXACT: "exact: the model's own terms, weight × pixel (÷ temperature), over the image it reads; "
@@ -51,6 +57,8 @@ METHOD_TEXT = {
     GRADIENT_X_INPUT: "gradient × input: how fast the score changes with each pixel's ink, times that ink",
     GRAD_CAM: "Grad-CAM: the last conv layer's maps weighted by their gradient, enlarged (coarse)",
     OCCLUSION: "occlusion: how much the score drops when each 4×4 patch of the drawing (every 2 pixels) is erased",
+    RISE: f"RISE: the drawing seen through {methods.RISE_MASKS} random masks that each hide about half of it; how much more "
+          "likely the digit is when each pixel's ink is kept",
 }
 INPUT_TEXT = "the 28×28 model input"
 FEATURES_TEXT = "the 28×28 image its linear layer reads, computed inside its graph"  # without a registry entry
@@ -156,16 +164,24 @@ class Explainer:
     """Explains any model of a predictor from its served export (see the module docstring); thread-safe."""
 
     def __init__(self, onnx_paths: Mapping[str, OnnxLocation], pinned: Mapping[str, ServedGraph] | None = None,
-                 input_spaces: Mapping[str, str] | None = None):
-        """`input_spaces`: what each model's first layer reads, in words (the registry's `input_space`)."""
+                 input_spaces: Mapping[str, str] | None = None, preferred: Mapping[str, str | None] | None = None):
+        """`input_spaces`: what each model's first layer reads, in words (the registry's `input_space`);
+        `preferred`: the method a model shows by default when its graph allows it (`ModelSpec.explanation`)."""
         self.graphs = ServedGraphs(onnx_paths, pinned)
         self.input_spaces = dict(input_spaces or {})
+        self.preferred = {name: method for name, method in (preferred or {}).items() if method}
 
     @classmethod
     def for_predictor(cls, predictor) -> "Explainer":
         """Explains what `predictor` serves: it asks the predictor for each model's ONNX file every time."""
         return cls({name: functools.partial(_served_onnx, predictor, name) for name in predictor.models},
-                   input_spaces={name: spec.input_space for name, spec in predictor.models.items()})
+                   **cls.registry_settings(predictor.models))
+
+    @staticmethod
+    def registry_settings(specs: Mapping[str, Any]) -> dict[str, dict]:
+        """What the registry's model specs tell an Explainer: input spaces and preferred methods."""
+        return {"input_spaces": {name: spec.input_space for name, spec in specs.items()},
+                "preferred": {name: spec.explanation for name, spec in specs.items()}}
 
     @property
     def names(self) -> list[str]:
@@ -173,9 +189,21 @@ class Explainer:
 
     def method_for(self, name: str) -> str:
         info = self.graphs.get(name).info
+        preferred = self.preferred.get(name)
+        if preferred is not None and self.allows(name, preferred):
+            return preferred
         if info.linear_head is not None:
             return EXACT
         return DEFAULT_GRADIENT_METHOD if info.differentiable else OCCLUSION
+
+    def allows(self, name: str, method: str) -> bool:
+        """Whether model `name`'s served graph can be explained by `method`."""
+        info = self.graphs.get(name).info
+        if method == EXACT:
+            return info.linear_head is not None
+        if method in (INTEGRATED_GRADIENTS, GRADIENT_X_INPUT, GRAD_CAM):
+            return info.differentiable
+        return method in MODEL_AGNOSTIC
 
     def explain(self, x: np.ndarray, name: str, method: str | None = None, *, layers: bool = True) -> Explanation:
         """The explanation of model `name` for one preprocessed image [28, 28, 1] (or [1, 28, 28, 1])."""
@@ -262,6 +290,8 @@ class Explainer:
             return methods.grad_cam(served, x, directions), None, None, "input", x.astype(np.float64)
         if method == OCCLUSION:
             return methods.occlusion(served, x, directions), None, None, "input", x.astype(np.float64)
+        if method == RISE:
+            return methods.rise(served, x, directions), None, None, "input", x.astype(np.float64)
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
