@@ -227,6 +227,9 @@ def test_quick_run_numbers_are_sane(quick_run):
         # Preparing the data is reported apart from the training time (the canvas mix drawn or cached).
         assert record["data_source"] in ("drawn", "cache")
         assert 0 < record["data_seconds"] and record["train_seconds"] + record["data_seconds"] <= record["wall_seconds"]
+        # ... and so is the evaluation (test set, calibration, drawn sets) that a first run's wall time also holds.
+        assert 0 < record["evaluate_seconds"]
+        assert record["train_seconds"] + record["data_seconds"] + record["evaluate_seconds"] <= record["wall_seconds"]
         assert record["epochs"] and all(0.0 <= e["val_accuracy"] <= 1.0 for e in record["epochs"])
 
     cold = sections["cold_start"]["data"]

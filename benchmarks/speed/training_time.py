@@ -71,15 +71,18 @@ def run(ctx: Context) -> SectionResult:
         passed = None if quick else not reasons
         status = result.check(f"{spec.title}: full training", "info (quick options)" if quick else target,
                               measured, seconds, passed, why="; ".join(reasons) + ".")
-        data_seconds = record.get("data_seconds")
+        data_seconds, evaluate_seconds = record.get("data_seconds"), record.get("evaluate_seconds")
         rows.append([spec.title, _options_text(options), str(len(record["epochs"])), f"{seconds:.1f} s",
                      "-" if data_seconds is None else f"{data_seconds:.1f} s ({record.get('data_source') or '?'})",
+                     "-" if evaluate_seconds is None else f"{evaluate_seconds:.1f} s",
                      f"{record['wall_seconds']:.1f} s", pct(accuracy),
                      original_minutes(name), "info" if quick else target, status])
     result.table("Training runs (train time = the trainer's own clock; data = preparing the training data, "
-                 "the canvas mix drawn or read from its cache; wall = the whole generator, including data, "
-                 "ONNX export and parity check)",
-                 ["Model", "Options", "Epochs", "Train time", "Data preparation", "Wall", "Test accuracy",
+                 "the canvas mix drawn or read from its cache; evaluation = test set, calibration and the drawn "
+                 "evaluation sets (drawn the long way on a first run); wall = the whole generator, including "
+                 "data, evaluation, ONNX export and parity check)",
+                 ["Model", "Options", "Epochs", "Train time", "Data preparation", "Evaluation", "Wall",
+                  "Test accuracy",
                   "Original app", "Target", "Status"], rows)
     epoch_rows = [[name, entry["epoch"], f"{entry['elapsed']:.1f} s", pct(entry["val_accuracy"]), "info", "info"]
                   for name, record in result.data.items() for entry in record["epochs"]]
@@ -122,6 +125,8 @@ def _train(ctx: Context, spec, options) -> dict:
     return {"options": options.to_dict(), "train_seconds": float(final.train_seconds), "wall_seconds": wall,
             "data_seconds": None if final.data_seconds is None else float(final.data_seconds),
             "data_source": prepared.get("source"),  # "drawn" (a first run) or "cache"
+            # test set, calibration, drawn evaluation sets: the trainers' timings_seconds (None if a trainer has none)
+            "evaluate_seconds": (final.metadata.get("timings_seconds") or {}).get("evaluate"),
             "test_accuracy": float(final.test_accuracy), "events": events,
             "epochs": [epochs[key] for key in sorted(epochs)], "load_average_after": load_average()}
 
