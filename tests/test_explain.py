@@ -213,6 +213,23 @@ def test_model2_layers_are_the_served_activations_strongest_first(explainer):
     assert "templates" not in payload
 
 
+def test_model3_layers_show_each_residual_block_where_its_shortcut_joins(explainer):
+    """The convolutions that only feed a residual join are halves of a sum; what the next layer reads is
+    the join's ReLU: shown as "block N", as the served graph computes it."""
+    x = drawn(7)
+    explanation = explainer.explain(x, "model3")
+    layers = {layer.title: layer for layer in explanation.layers}
+    assert list(layers) == ["conv 1", "pool 1", "conv 2", "block 1", "pool 2", "conv 3", "block 2"]
+    assert [layer.kind for layer in explanation.layers].count("block") == 2
+    assert layers["block 1"].activations.shape == (48, 13, 13) and layers["block 2"].activations.shape == (96, 6, 6)
+    served = explainer.graphs.get("model3")
+    values = served.run(x[None])
+    for layer in served.info.layers:
+        view = layers[layer.title]
+        np.testing.assert_array_equal(view.activations, values[layer.value][0][view.order])
+        assert view.activations.min() >= 0  # after a ReLU (or a max-pool of ReLUs)
+
+
 def test_a_model_of_unknown_make_is_explained_by_occlusion(tmp_path):
     """A third model: no linear head, an operation the backward pass does not know (Sigmoid). Its
     score for 0 grows with the ink in the top half and for 1 with the bottom half's, so the

@@ -16,7 +16,10 @@ From the graph we find:
   weights, reshapes, residual Adds of two image-dependent values, ...): then gradient methods
   apply (Models 2 and 3). The path is every node between the two, in the graph's topological
   order: a DAG, not only a chain (Model 3's shortcuts branch off and join again at an Add).
-- the **layers** whose activations are worth showing: each Conv (after its ReLU) and each pooling.
+- the **layers** whose activations are worth showing: each Conv (after its ReLU), each pooling, and
+  each residual block's output where its shortcut joins (after the join's ReLU) in place of the
+  convolutions that only feed that join (their values are halves of a sum, not what the next
+  layer reads).
 
 Anything not found is simply absent: such a model still gets the model-agnostic map (occlusion).
 Reading a graph takes a few milliseconds and is done once per served version (served.py).
@@ -74,8 +77,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Layer:
-    title: str  # "conv 1", "pool 2": numbered in the order the drawing goes through them
-    kind: str  # "conv" or "pool"
+    title: str  # "conv 1", "pool 2", "block 1": numbered in the order the drawing goes through them
+    kind: str  # "conv", "pool" or "block" (a residual block's output)
     value: str  # the ONNX value: a conv's output after its ReLU (what the next layer reads)
 
 
@@ -234,15 +237,25 @@ def _layers(graph, carrying: set[str]) -> tuple[Layer, ...]:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    layers, counts = [], {"conv": 0, "pool": 0}
+
+    def after_relu(value: str) -> str:
+        after = consumers.get(value, [])
+        return after[0].output[0] if len(after) == 1 and after[0].op_type == "Relu" else value
+
+    def is_join(node) -> bool:
+        return node.op_type in JOINS and sum(name in carrying for name in node.input) == 2
+
+    layers, counts = [], {"conv": 0, "pool": 0, "block": 0}
     for node in graph.node:
         if node.op_type == "Conv" and node.input and node.input[0] in carrying:
-            kind, value = "conv", node.output[0]
-            after = consumers.get(value, [])
-            if len(after) == 1 and after[0].op_type == "Relu":
-                value = after[0].output[0]
+            kind, value = "conv", after_relu(node.output[0])
+            feeds = consumers.get(value, [])
+            if feeds and all(is_join(consumer) for consumer in feeds):
+                continue  # one branch of a residual block: shown as the block's output
         elif node.op_type in ("MaxPool", "AveragePool") and node.input[0] in carrying:
             kind, value = "pool", node.output[0]
+        elif is_join(node):
+            kind, value = "block", after_relu(node.output[0])
         else:
             continue
         counts[kind] += 1

@@ -106,9 +106,9 @@ def _input_gradients(served: ServedGraph, batch: np.ndarray, directions: np.ndar
 
 
 def grad_cam(served: ServedGraph, x: np.ndarray, directions: np.ndarray, layer: str | None = None) -> np.ndarray:
-    """Grad-CAM on `layer` (default: the last conv layer), ReLU'd, enlarged bilinearly to 28x28."""
+    """Grad-CAM on `layer` (default: the last conv layer or residual block), ReLU'd, enlarged bilinearly to 28x28."""
     if layer is None:
-        layer = [item.value for item in served.info.layers if item.kind == "conv"][-1]
+        layer = [item.value for item in served.info.layers if item.kind in ("conv", "block")][-1]
     values = served.run(x.reshape(1, SIDE, SIDE, 1).astype(np.float32))
     upstream = (np.asarray(directions, np.float32) * served.info.inverse_temperature)[:, None, :]
     grads = backprop.gradients(served.info, values, upstream, [layer])[layer][:, 0]  # [K, C, h, w]
