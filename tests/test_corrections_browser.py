@@ -192,6 +192,40 @@ def test_phone_shows_the_controls_beside_the_answers_without_scrolling(browser, 
         phone.context.close()
 
 
+def test_phone_keeps_every_models_digit_in_view_when_they_disagree(browser, open_server):
+    """The longest verdict a drawing gets: the models disagree, two of them unsure. Models saying the same
+    are named together, and every model's digit still shows on the first screen, clear of the sticky
+    correction bar (one phrase per model took three lines and pushed the cards under the bar)."""
+    phone = open_page(browser, open_server, viewport=PHONE, has_touch=True, is_mobile=True, device_scale_factor=2)
+    try:
+        cdp = phone.context.new_cdp_session(phone)
+        draw_touch(phone, cdp, DIGIT_STROKES[4])
+        wait_for_answer(phone)
+        time.sleep(0.5)  # a throttled request of the finished stroke lands first
+        phone.evaluate("""(names) => {
+            const version = Number(document.querySelector('#sketchpad canvas').dataset.version) + 1;
+            document.querySelector('#sketchpad canvas').dataset.version = String(version);
+            const unsure = {prediction: 9, latency_ms: 1, verdict: 'unsure', candidates: [9, 4],
+                            probabilities: [0, 0, 0, 0, 0.45, 0, 0, 0, 0, 0.5].map((v) => v || 0.05 / 8)};
+            const four = {prediction: 4, latency_ms: 1, verdict: 'digit',
+                          probabilities: [0, 0, 0, 0, 0.99, 0, 0, 0, 0, 0].map((v) => v || 0.01 / 9)};
+            const predictions = Object.fromEntries(names.map((name, i) => [name, i < names.length - 1 ? unsure : four]));
+            document.dispatchEvent(new CustomEvent('digit-studio:answer', {detail: {version, image: 'data:image/png;base64,',
+                answer: {predictions}, status: 200}}));
+        }""", list(MODELS))
+        others = " and ".join(str(i + 1) for i in range(len(MODELS) - 1))
+        expected = f"Models {others} are not sure: 9 or 4? · Model {len(MODELS)} reads 4"
+        wait_for_text(phone, "#verdict", lambda text: text == expected, timeout=5)
+        assert phone.evaluate("() => window.scrollY") == 0
+        bar = box(phone, "#corrections")
+        for name in MODELS:
+            digit = box(phone, f".ds-card[data-model={name}] .ds-digit")
+            assert digit["y"] >= 0 and digit["y"] + digit["height"] <= PHONE["height"], (name, digit)
+            assert not overlaps(digit, bar), (name, digit, bar)
+    finally:
+        phone.context.close()
+
+
 def test_with_train_token_the_page_says_so_and_a_visitor_still_saves(sync_api, browser, public_server, tmp_path):
     page = open_page(browser, public_server, viewport={"width": 1280, "height": 960})
     try:

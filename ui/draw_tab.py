@@ -42,12 +42,20 @@ class DrawTab:
     tab: gr.Tab
 
 
+def _title_parts(title: str) -> str:
+    """"Model 1: logistic regression" as its short part and the rest, so a phone can show "Model 1" only
+    (canvas.css): the whole title wrapped to three lines in a third of 390 px and pushed the digit down."""
+    short = views.short_title(title)
+    return (f'<span class="ds-title-short">{html.escape(short)}</span>'
+            f'<span class="ds-title-rest">{html.escape(title[len(short):])}</span>')
+
+
 def answers_template() -> str:
     """The verdict line, one card per model of the registry, and the model-input preview."""
     cards = "".join(
         f'<section class="ds-card" data-model="{html.escape(name)}" '
         f'data-short="{html.escape(views.short_title(spec.title))}">'
-        f'<header><span class="ds-digit" aria-label="top digit">–</span><h3>{html.escape(spec.title)}</h3></header>'
+        f'<header><span class="ds-digit" aria-label="top digit">–</span><h3>{_title_parts(spec.title)}</h3></header>'
         f'<p id="caption-{html.escape(name)}" class="ds-caption" data-version="0"></p>'
         f'<div id="probabilities-{html.escape(name)}" class="ds-probabilities" '
         f'aria-label="probability of each digit"></div></section>'

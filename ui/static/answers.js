@@ -52,7 +52,25 @@
       const all = names.length === 2 ? "Both models" : `All ${names.length} models`;  // issue 21: any number
       return `${all} ${phrases[0][0]}${phrases[0][0].endsWith("?") ? "" : "."}`;
     }
-    return names.map((name, i) => `${titles[name]} ${phrases[i][1]}`).join(" · ");
+    // Models saying the same thing are named together ("Models 1 and 2 are not sure: 9 or 4? · Model 3
+    // reads 4"): one model per phrase took three lines on a 390 px phone and pushed the cards under the
+    // sticky correction bar.
+    const groups = new Map();
+    names.forEach((name, i) => {
+      if (!groups.has(phrases[i][0])) groups.set(phrases[i][0], {phrase: phrases[i], names: []});
+      groups.get(phrases[i][0]).names.push(name);
+    });
+    return [...groups.values()].map(({phrase: p, names: group}) =>
+      group.length === 1 ? `${titles[group[0]]} ${p[1]}` : `${together(group.map((name) => titles[name]))} ${p[0]}`
+    ).join(" · ");
+  }
+
+  // "Model 1", "Model 2" -> "Models 1 and 2"; other titles -> "A and B", "A, B and C".
+  function together(titles) {
+    const numbered = titles.map((title) => /^Model (\S+)$/.exec(title));
+    const items = numbered.every(Boolean) ? numbered.map((match) => match[1]) : titles;
+    const list = items.length === 2 ? items.join(" and ") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+    return numbered.every(Boolean) ? `Models ${list}` : list;
   }
 
   function bars(probabilities, top) {
