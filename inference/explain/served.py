@@ -9,7 +9,11 @@ analyse, build a session with extra outputs); it happens once per version, not p
 
 The session runs the served graph unchanged, only with more outputs: the values the explainer
 reads (logits, the linear head's features, every value on the differentiable path, each layer's
-activations). onnxruntime computes them anyway; exposing them only keeps them from being freed.
+activations). onnxruntime computes them anyway; exposing them only keeps them from being freed,
+but it also keeps onnxruntime from fusing the operations around them (a conv with its ReLU, ...):
+the many forward passes of RISE, occlusion and the deletion curves, which need only the scores, go
+through a second session exposing the logits alone. Measured, 256 images in one thread: Model 3
+75.8 -> 41.7 ms, Model 2 30.8 -> 13.1 ms, the same scores (within 4e-8).
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class ServedGraph:
     info: GraphInfo
     session: ort.InferenceSession
     outputs: list[str]  # OUTPUT_NAME first, then info.values_to_expose()
+    scoring: ort.InferenceSession | None = field(default=None, repr=False)  # the graph with only its scores exposed
     source: bytes = field(default=b"", repr=False)  # the export's bytes as served (the sanity check copies them)
     metadata: dict[str, Any] = field(default_factory=dict)  # the export's metadata_props (its version, ...)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -59,7 +64,9 @@ class ServedGraph:
     def score_batch(self, batch: np.ndarray) -> np.ndarray:
         """scores() of a batch, running only what they need (occlusion, deletion curves)."""
         name = self.info.logits or OUTPUT_NAME
-        return self.scores(self.run(batch, [name]))
+        if self.scoring is None:
+            return self.scores(self.run(batch, [name]))
+        return self.scores({name: self.scoring.run([name], {INPUT_NAME: batch})[0]})
 
     def cached(self, key: str, compute):
         """A value computed once per loaded version (weight images, say), thread-safe."""
@@ -84,13 +91,19 @@ def open_graph(name: str, data: bytes, signature: tuple = ()) -> ServedGraph:
     info = analyse(model)
     outputs = [OUTPUT_NAME, *info.values_to_expose()]
     declared = {value.name for value in model.graph.output}
+    scoring = None
+    if info.logits is not None and info.logits not in declared:
+        scored = onnx.load_from_string(data)
+        scored.graph.output.extend([onnx.ValueInfoProto(name=info.logits)])
+        scoring = ort.InferenceSession(scored.SerializeToString(), sess_options=session_options(),
+                                       providers=["CPUExecutionProvider"])
     # A name alone is enough: onnxruntime infers the type of an intermediate value it exposes.
     model.graph.output.extend(onnx.ValueInfoProto(name=value) for value in outputs if value not in declared)
     session = ort.InferenceSession(model.SerializeToString(), sess_options=session_options(),
                                    providers=["CPUExecutionProvider"])
     metadata = decode_metadata_props({prop.key: prop.value for prop in model.metadata_props})
     return ServedGraph(name=name, signature=signature, info=info, session=session, outputs=outputs,
-                       metadata=metadata, source=data)
+                       metadata=metadata, source=data, scoring=scoring)
 
 
 OnnxLocation = Path | Callable[[], Path]  # a file, or where the served file is now (a version switch moves it)
