@@ -57,7 +57,8 @@ OCCLUSION_STRIDE = 2
 # (benchmarks/explain/faithfulness.py, 100 MNIST test and 100 drawn digits; ink alone 0.189 / 0.128):
 # 256 masks of 4-pixel cells 0.115 / 0.105, 512 of 4: 0.112 / 0.102, 192 of 5: 0.115 / 0.096,
 # 256 of 5: 0.099 / 0.093, 384 of 5: 0.109 / 0.095; occlusion 0.152 / 0.109 (200 each). So 256 of 5:
-# one forward pass per mask, ~35 ms of Model 3 in one thread (occlusion ~22 ms).
+# one forward pass per mask through the logits-only session (served.py): 46.5 ms of Model 3 per explanation
+# in one thread, occlusion 17.2 ms (benchmarks/results.md section 9).
 RISE_MASKS = 256
 RISE_CELL = 5
 RISE_KEEP = 0.5
