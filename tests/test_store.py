@@ -204,11 +204,19 @@ def test_a_sqlite_url_names_the_file(tmp_path):
         database.close()
 
 
+def answers_with_one_drawing(database) -> bool:
+    """The database answers again (and kept the one drawing counted before it went down)."""
+    try:
+        return database.counters()["drawings"] == 1
+    except StoreUnavailableError:
+        return False
+
+
 def test_after_a_long_outage_postgresql_answers_again_within_seconds(postgres_server, postgres_url):
     """Down 40 s with an operation tried every 0.2 s (as the change watcher and visitors do), then back: the
     same Database answers within a few seconds. psycopg_pool's own retry gaps double without a ceiling
-    (1, 2, 4, 8, 16 s): before RECONNECT_WINDOW the first answer came 3-24 s after the server was back (down 20 s: 9.1 s; 25 s: 3.4 s; 40 s: 24.0 s)
-    (CI once saw a replica follow a version switch only after more than 30 s)."""
+    (1, 2, 4, 8, 16 s): before RECONNECT_WINDOW the first answer came 3-24 s after the server was back (down
+    20 s: 9.1 s; 25 s: 3.4 s; 40 s: 24.0 s; CI once saw a replica follow a version switch only after 30 s)."""
     database = open_database(postgres_url)
     try:
         database.write(lambda tx: database.bump(tx, "drawings"))
@@ -223,13 +231,7 @@ def test_after_a_long_outage_postgresql_answers_again_within_seconds(postgres_se
             postgres_server.start_again()
         back = time.monotonic()
 
-        def works() -> bool:
-            try:
-                return database.counters()["drawings"] == 1
-            except StoreUnavailableError:
-                return False
-
-        assert wait_until(works, timeout=20, step=0.1)
+        assert wait_until(lambda: answers_with_one_drawing(database), timeout=20, step=0.1)
         assert time.monotonic() - back < 4  # ~0.1 s on a quiet machine; the bound leaves room for a busy one
     finally:
         database.close()
@@ -250,13 +252,7 @@ def test_postgresql_down_is_a_quick_503_and_up_again_without_reopening(postgres_
         assert time.monotonic() - started < 8
         postgres_server.start_again()
 
-        def works() -> bool:
-            try:
-                return database.counters()["drawings"] == 1
-            except StoreUnavailableError:
-                return False
-
-        assert wait_until(works, timeout=15, step=0.2)
+        assert wait_until(lambda: answers_with_one_drawing(database), timeout=15, step=0.2)
         pool = database.describe()["pool"]
         assert pool["size"] <= pool["max"] and pool["waiting"] == 0
     finally:
