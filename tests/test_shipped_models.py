@@ -12,8 +12,8 @@ from training.artifacts import DEFAULT_EXPORTS_DIR, artifact_paths
 from training.registry import MODELS
 
 # Issue targets for the shipped models (MNIST test accuracy).
-# Model 3: issue 21 asks 99.6%; the shipped run measured 99.41% (README, "Model 3"): the test keeps what it has.
-TARGET_ACCURACY = {"model1": 0.920, "model2": 0.992, "model3": 0.994}
+# Model 3: issue 21 asks 99.6%; the shipped run measured 99.53% (README, "Model 3"): the test keeps what it has.
+TARGET_ACCURACY = {"model1": 0.920, "model2": 0.992, "model3": 0.995}
 
 
 def shipped(name: str) -> dict:

@@ -54,11 +54,12 @@ OCCLUSION_STRIDE = 2
 # RISE's masks: RISE_MASKS random grids of cells RISE_CELL pixels wide, each cell kept with probability
 # RISE_KEEP, enlarged bilinearly and shifted by a random fraction of a cell (as in the paper), drawn once
 # from a fixed seed so a drawing always gets the same map. Measured on Model 3 with the deletion test
-# (benchmarks/explain/faithfulness.py, 100 MNIST test and 100 drawn digits; ink alone 0.189 / 0.128):
+# (benchmarks/explain/faithfulness.py, 100 MNIST test and 100 drawn digits; ink alone 0.189 / 0.128;
+# the network shipped before its 2026-12-05 19:01 retraining):
 # 256 masks of 4-pixel cells 0.115 / 0.105, 512 of 4: 0.112 / 0.102, 192 of 5: 0.115 / 0.096,
 # 256 of 5: 0.099 / 0.093, 384 of 5: 0.109 / 0.095; occlusion 0.152 / 0.109 (200 each). So 256 of 5:
-# one forward pass per mask through the logits-only session (served.py): 46.5 ms of Model 3 per explanation
-# in one thread, occlusion 17.2 ms (benchmarks/results.md section 9).
+# one forward pass per mask through the logits-only session (served.py): 39.5 ms of Model 3 per explanation
+# in one thread, occlusion 15.2 ms (benchmarks/results.md section 9, 2026-12-05 19:09 UTC).
 RISE_MASKS = 256
 RISE_CELL = 5
 RISE_KEEP = 0.5
