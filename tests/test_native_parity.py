@@ -99,8 +99,10 @@ def test_the_shipped_native_file_as_loaded_predicts_what_the_app_serves(name, ex
     assert record["loaded_with"] == LEARNER_LOADS[MODELS[name].native_format]
     assert record["max_abs_diff"] <= PARITY_MAX_ABS_DIFF and record["argmax_agreement"] == 1.0
     assert record["samples"] >= 10_000
-    # Before the fold, the native files gave the uncalibrated probabilities (up to 0.17 away).
-    assert record["before_folding"]["max_abs_diff"] > 1e-3
+    # Files folded after the fact (python -m training.native_calibration) record what they gave before:
+    # the uncalibrated probabilities (up to 0.17 away). A file trained since was folded at export.
+    if "before_folding" in record:
+        assert record["before_folding"]["max_abs_diff"] > 1e-3
 
 
 @pytest.mark.parametrize("name", model_params())
