@@ -66,3 +66,15 @@ def test_shipped_onnx_carries_its_own_metadata(name):
     assert 0 < metadata["test_accuracy"] <= 1 and metadata["trained_at"]
     assert [value.name for value in model.graph.input] == [onnx_contract.INPUT_NAME]
     assert [value.name for value in model.graph.output] == [onnx_contract.OUTPUT_NAME]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_shipped_metadata_names_the_shipped_version(name):
+    # `python -m training NAME --exports-dir exports` writes no version number (a plain folder keeps
+    # none); the shipped files are version 1 everywhere (training/model_versions.py), and a stored
+    # correction records the number its metadata names: without it, corrections record None.
+    from training.model_versions import SHIPPED_VERSION
+
+    metadata = json.loads(shipped(name)["metadata"].read_text())
+    assert metadata.get("version") == SHIPPED_VERSION, \
+        f"exports/{name}.json must carry \"version\": {SHIPPED_VERSION} (add it after retraining into exports/)"
