@@ -81,13 +81,16 @@ def test_model1_full_run_and_fine_tune_learn_the_drawings(store, mnist, exports)
     assert personal["after"]["drawings"] > plain["after"]["drawings"], (plain, personal)
     assert personal["after"]["drawings"] >= 0.95, (plain, personal)
 
-    # Fine-tune from the shipped model: the held-out drawings move, MNIST stays where it was
-    # (a run from scratch on the same 4,000 images would lose about 3 points).
+    # Fine-tune from the shipped model: the held-out drawings move, MNIST stays within issue 21's 0.3
+    # points (it lost ~0.5 with 4,000 MNIST images beside the drawings: model1_logreg.FINE_TUNE_MNIST).
+    # With Model 1's default options, as the app's Fine-tune button runs it (the quick options' limit of
+    # 2,000 images would leave only those beside the drawings).
     restore_shipped(exports)
-    tuned = run_trainer("model1", {"include_drawings": True, "fine_tune": True}, mnist).metadata["personal"]
+    options = {**MODELS["model1"].defaults().to_dict(), "include_drawings": True, "fine_tune": True}
+    tuned = run_trainer("model1", options, mnist).metadata["personal"]
     assert tuned["fine_tune"] and tuned["before"]["mnist_test"] == pytest.approx(shipped_accuracy("model1"))
     assert tuned["after"]["drawings"] > tuned["before"]["drawings"], tuned
-    assert tuned["after"]["mnist_test"] >= tuned["before"]["mnist_test"] - 0.005, tuned
+    assert tuned["after"]["mnist_test"] >= tuned["before"]["mnist_test"] - 0.003, tuned
 
 
 def test_fine_tuning_an_older_one_vs_rest_model1_says_to_train_it_in_full(store, mnist, exports):

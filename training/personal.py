@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 DRAWINGS_SHARE = 0.05  # of a full run's training examples, after repeating the drawings
 FINE_TUNE_SHARE = 0.25  # of a fine-tune's examples: it is about the drawings, with MNIST to keep what it knows
-FINE_TUNE_MNIST = 4000  # MNIST training images beside the drawings in a fine-tune
+FINE_TUNE_MNIST = 4000  # MNIST training images beside the drawings in a fine-tune (a trainer may ask more)
 FINE_TUNE_EPOCHS = 3  # at most, in a fine-tune
 # MNIST training images a fine-tune builds its canvas mix from (training/canvas_data.py): the full
 # mix is ~120,000 drawings to draw (without its cache) and learn from, a fine-tune must finish in a minute.
@@ -62,11 +62,14 @@ class PersonalRun:
     held_out: TrainingDrawings  # never trained on
     before: dict[str, float | None] = field(default_factory=dict)
     repeat: int = 0  # times each drawing appears in this run's training data
+    fine_tune_mnist: int = FINE_TUNE_MNIST  # MNIST training images a fine-tune keeps beside the drawings
 
     @classmethod
     def start(cls, name: str, native_format: str, options: TrainOptions, data, exports_dir=None,
-              store: DrawingStore | None = None) -> "PersonalRun":
-        """Load the drawings and measure the serving model on MNIST test and the held-out drawings."""
+              store: DrawingStore | None = None, fine_tune_mnist: int = FINE_TUNE_MNIST) -> "PersonalRun":
+        """Load the drawings and measure the serving model on MNIST test and the held-out drawings.
+        `fine_tune_mnist`: the MNIST training images a fine-tune keeps beside the drawings (its canvas mix
+        is then built from at least as many)."""
         store = store if store is not None else DrawingStore.from_environment()
         try:
             if not options.include_drawings and not store.exists():
@@ -85,10 +88,11 @@ class PersonalRun:
         if options.fine_tune:
             if not model_source(exports_dir).serving_files(name).paths["native"].is_file():
                 raise PersonalTrainingError(f"There is no serving {name} to fine-tune: train it in full first")
+            most = max(FINE_TUNE_LIMIT, fine_tune_mnist)
             options = replace(options, epochs=min(options.epochs, FINE_TUNE_EPOCHS),
                               learning_rate=options.learning_rate * FINE_TUNE_LR_SCALE,
-                              limit=min(options.limit or FINE_TUNE_LIMIT, FINE_TUNE_LIMIT))
-        run = cls(name, native_format, options, exports_dir, trained, held_out)
+                              limit=min(options.limit or most, most))
+        run = cls(name, native_format, options, exports_dir, trained, held_out, fine_tune_mnist=fine_tune_mnist)
         run.before = run._measure_serving(data)
         return run
 
@@ -111,8 +115,8 @@ class PersonalRun:
         if not self.options.include_drawings:
             return x_train, y_train, weights
         pool = len(x_train) if mnist_rows is None else min(mnist_rows, len(x_train))
-        if self.options.fine_tune and (pool > FINE_TUNE_MNIST or pool < len(x_train)):
-            keep = np.sort(np.random.default_rng(self.options.seed).choice(pool, min(pool, FINE_TUNE_MNIST),
+        if self.options.fine_tune and (pool > self.fine_tune_mnist or pool < len(x_train)):
+            keep = np.sort(np.random.default_rng(self.options.seed).choice(pool, min(pool, self.fine_tune_mnist),
                                                                            replace=False))
             x_train, y_train, weights = x_train[keep], y_train[keep], weights[keep]
         share = FINE_TUNE_SHARE if self.options.fine_tune else DRAWINGS_SHARE

@@ -3,13 +3,16 @@ what personalisation does for drawings of a style MNIST lacks.
 
     python -m benchmarks.reading.drawings load         # 16 clients POST /drawings for 10 s while Model 1 trains
     python -m benchmarks.reading.drawings personal     # before/after per model (full run and fine-tune), times
+    python -m benchmarks.reading.drawings personal --writer italic   # the same for one far-slanted hand
 
 `load` starts `python app.py` (a private copy of the exports, a fresh DATA_DIR), seeds 100
 drawings, starts a Model 1 training with include_drawings (which reads the database), and
-counts the posts answered 201 and every other answer. `personal` saves 10 seven-segment
-drawings per digit (benchmarks/reading/segment_digits.py draws them; MNIST has none) through the
-same save_correction as the app, then trains each model with the drawings and measures
-300 other seven-segment drawings it never saw, plus MNIST test, before and after.
+counts the posts answered 201 and every other answer. `personal` saves 10 drawings per digit by
+one writer (`--writer segments`: seven-segment digits, benchmarks/reading/segment_digits.py, a style
+MNIST has none of; `--writer italic`: one far-slanted, wide hand writing cursive digits,
+benchmarks/reading/one_writer.py) through the same save_correction as the app, then trains each model
+with the drawings and measures 300 other drawings of that writer it never saw, plus MNIST test, before
+and after.
 Prints one JSON object per measurement, with the load average (the machine is shared).
 """
 from __future__ import annotations
@@ -118,28 +121,40 @@ def load(clients: int = CLIENTS, seconds: float = SECONDS) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def personal(models: list[str], modes: list[str], per_digit: int = 10) -> list[dict]:
-    """Before/after on unseen seven-segment drawings and MNIST test, per model and mode, each from the
-    shipped model in a fresh exports copy."""
+def _writer(name: str):
+    """The writer's drawing function: (digit, seed) -> PNG bytes."""
+    if name == "italic":
+        from benchmarks.reading.one_writer import writer_digit
+        return writer_digit
     from benchmarks.reading.segment_digits import segment_digit
+    return segment_digit
+
+
+WRITERS = ("segments", "italic")
+
+
+def personal(models: list[str], modes: list[str], per_digit: int = 10, writer: str = "segments") -> list[dict]:
+    """Before/after on the writer's unseen drawings and MNIST test, per model and mode, each from the
+    shipped model in a fresh exports copy."""
     from inference.preprocess import preprocess
 
-    fresh = np.stack([preprocess(segment_digit(d, 1000 + s)) for s in range(30) for d in range(10)])
+    draw = _writer(writer)
+    fresh = np.stack([preprocess(draw(d, 1000 + s)) for s in range(30) for d in range(10)])
     labels = np.array([d for s in range(30) for d in range(10)])
     results = []
     for model in models:
         for mode in modes:
             work = Path(tempfile.mkdtemp(prefix="personal-"))
             try:
-                results.append(_personal_run(model, mode, work, per_digit, fresh, labels))
+                results.append({"writer": writer, **_personal_run(model, mode, work, per_digit, fresh, labels, draw)})
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             print(json.dumps(results[-1]), flush=True)
     return results
 
 
-def _personal_run(model: str, mode: str, work: Path, per_digit: int, fresh: np.ndarray, labels: np.ndarray) -> dict:
-    from benchmarks.reading.segment_digits import segment_digit
+def _personal_run(model: str, mode: str, work: Path, per_digit: int, fresh: np.ndarray, labels: np.ndarray,
+                  draw) -> dict:
     from drawings.corrections import save_correction
     from drawings.store import DrawingStore
     from inference.predictor import Predictor
@@ -160,7 +175,7 @@ def _personal_run(model: str, mode: str, work: Path, per_digit: int, fresh: np.n
     pairs = [(d, s) for s in range(per_digit) for d in range(10)]
     for index in np.random.default_rng(0).permutation(len(pairs)):  # in no particular order, like a person
         digit, seed = pairs[index]
-        save_correction(store, predictor, segment_digit(digit, seed), digit)
+        save_correction(store, predictor, draw(digit, seed), digit)
 
     def unseen_accuracy() -> float:
         predictor.reload(model)
@@ -189,11 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=("load", "personal"))
     parser.add_argument("--models", default="model1,model2")
     parser.add_argument("--modes", default="full,fine_tune")
+    parser.add_argument("--writer", choices=sorted(WRITERS), default="segments")
     args = parser.parse_args(argv)
     if args.what == "load":
         print(json.dumps(load()), flush=True)
     else:
-        personal(args.models.split(","), args.modes.split(","))
+        personal(args.models.split(","), args.modes.split(","), writer=args.writer)
     return 0
 
 
