@@ -77,8 +77,8 @@ REPORTS_PER_EPOCH = 4  # progress events per epoch (plus one at each epoch end)
 # A fine-tune keeps this many MNIST training images beside the drawings (the Keras models keep
 # training/personal.py's 4,000: their steps cost ~100x more). With 4,000, Model 1's ~18 SGD steps let
 # 100 corrections pull its single layer off MNIST: one writer's 300 unseen drawings 84.7 -> 98.3% but
-# MNIST test 94.87 -> 94.39% (seven-segment digits), 77.3 -> 96.0% and -> 94.16% (a far-slanted hand);
-# with 20,000: 98.7% and 94.86%, 98.7% and 94.80%, in 5-9 s
+# MNIST test 94.87 -> 94.39% (seven-segment digits), 77.0 -> 95.7% and -> 94.14% (a far-slanted hand);
+# with 20,000: 98.7% and 94.86%, 99.3% and 94.78%, in 5-9 s
 # (`python -m benchmarks.reading.drawings personal --models model1 --modes fine_tune [--writer italic]`).
 FINE_TUNE_MNIST = 20_000
 _DESKEW_CHUNK = 5000  # images per deskew step (one progress event each, and a chance to cancel)

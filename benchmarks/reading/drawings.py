@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
+import importlib
 import json
 import os
 import shutil
@@ -121,16 +122,15 @@ def load(clients: int = CLIENTS, seconds: float = SECONDS) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# The writers `personal` can measure: name -> (module, its (digit, seed) -> PNG function), imported when used.
+WRITERS = {"segments": ("benchmarks.reading.segment_digits", "segment_digit"),
+           "italic": ("benchmarks.reading.one_writer", "writer_digit")}
+
+
 def _writer(name: str):
     """The writer's drawing function: (digit, seed) -> PNG bytes."""
-    if name == "italic":
-        from benchmarks.reading.one_writer import writer_digit
-        return writer_digit
-    from benchmarks.reading.segment_digits import segment_digit
-    return segment_digit
-
-
-WRITERS = ("segments", "italic")
+    module, function = WRITERS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 def personal(models: list[str], modes: list[str], per_digit: int = 10, writer: str = "segments") -> list[dict]:
