@@ -323,3 +323,31 @@ def test_deskew_in_onnx_matches_numpy(mnist):
     images = np.concatenate([scaled_test_images(mnist, 300)[..., 0], edge_cases()])
     np.testing.assert_allclose(run_onnx(model.SerializeToString(), images[..., None]), deskew_images(images),
                                atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_served_weights_are_the_average_of_the_last_steps_weights(mnist, tmp_path, monkeypatch):
+    """Polyak-Ruppert averaging: the exported pipeline holds the mean of the weights after each of the
+    last AVERAGE_SHARE of the SGD steps, not the last step's (which would make this fail)."""
+    from sklearn.neural_network import MLPClassifier
+
+    after_each_step = []
+    original = MLPClassifier.partial_fit
+
+    def recording_partial_fit(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        after_each_step.append(np.concatenate([self.coefs_[0].ravel(), self.intercepts_[0]]))
+        return result
+
+    monkeypatch.setattr(MLPClassifier, "partial_fit", recording_partial_fit)
+    monkeypatch.setattr(model1_logreg, "AVERAGE_SHARE", 0.5)
+    run_all(SMALL, mnist, tmp_path)
+
+    total = len(after_each_step)
+    averaged = np.mean(after_each_step[total - round(0.5 * total):], axis=0)
+    served = joblib.load(tmp_path / "model1.joblib").steps[-1][1]
+    # The temperature is folded into the served weights (training/native_calibration.py): divide it out.
+    temperature = json.loads((tmp_path / "model1.json").read_text())["temperature"]
+    weights = np.concatenate([served.coefs_[0].ravel(), served.intercepts_[0]]) * temperature
+    assert np.allclose(weights, averaged, atol=1e-6)
+    assert not np.allclose(weights, after_each_step[-1], atol=1e-3)

@@ -64,7 +64,8 @@ class KerasRecipe:
     count_parameters: bool = False  # write "parameters" into the model card's hyperparameters
     # Serve the average of the weights over the last AVERAGE_SHARE of the steps (Adam's own EMA)
     # rather than the last step's, then measure batch normalisation's statistics afresh
-    # (recalibrate_batch_norm). Model 3 only: measured in the README's Model 3 paragraph.
+    # (recalibrate_batch_norm; a model without it is left as it is). Models 2 and 3: measured in their
+    # modules and the README's "How it reads real drawings" and Model 3 paragraphs.
     average_weights: bool = False
 
 
@@ -190,9 +191,7 @@ def train(
             "schedule": f"linear warm-up from learning_rate/10 over {WARMUP_SHARE:.0%} of the steps, "
                         "then cosine decay to 0",
             "augmentation": augmentation.to_dict() if augmentation else None,
-            **({"weights": f"exponential moving average over the last {AVERAGE_SHARE:.0%} of the steps; batch "
-                           f"normalisation statistics measured afresh on {BATCH_NORM_IMAGES:,} un-augmented "
-                           "training images"} if recipe.average_weights else {}),
+            **({"weights": averaged_weights_text(model)} if recipe.average_weights else {}),
             "loss": "categorical cross-entropy; non-digits target the uniform distribution (outlier exposure)",
         },
         **reading,
@@ -231,6 +230,16 @@ def compile_for_training(model, options: TrainOptions, total_steps: int, average
         averaging = {"use_ema": True, "ema_momentum": 1.0 - 1.0 / max(1.0, AVERAGE_SHARE * total_steps)}
     model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(options, total_steps), **averaging),
                   loss="categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+
+
+def averaged_weights_text(model) -> str:
+    """The model card's line on how the served weights were made (batch normalisation only if it has any)."""
+    import keras
+
+    text = f"exponential moving average over the last {AVERAGE_SHARE:.0%} of the steps"
+    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        text += f"; batch normalisation statistics measured afresh on {BATCH_NORM_IMAGES:,} un-augmented training images"
+    return text
 
 
 def recalibrate_batch_norm(model, images: np.ndarray, *, seed: int, count: int = BATCH_NORM_IMAGES,

@@ -81,6 +81,13 @@ REPORTS_PER_EPOCH = 4  # progress events per epoch (plus one at each epoch end)
 # with 20,000: 98.7% and 94.86%, 99.3% and 94.78%, in 5-9 s
 # (`python -m benchmarks.reading.drawings personal --models model1 --modes fine_tune [--writer italic]`).
 FINE_TUNE_MNIST = 20_000
+# Serve the average of the weights over the last AVERAGE_SHARE of the SGD steps (Polyak-Ruppert
+# averaging) rather than the last step's: a constant step leaves the weights wandering around the
+# optimum, and their average sits nearer to it. Measured on the issue-21 mix (DEFAULTS, seed 0,
+# `python -m benchmarks --only drawn` on the export): last step's weights -> averaged over the last 30%:
+# MNIST test 94.46 -> 94.64%, the drawn digit sets 90.19 -> 90.09%, their ECE 0.95 -> 0.71%.
+# A fine-tune averages over its own last steps. 0 serves the last step's weights.
+AVERAGE_SHARE = 0.3
 _DESKEW_CHUNK = 5000  # images per deskew step (one progress event each, and a chance to cancel)
 
 # Share of the progress bar per phase: drawing the canvas data, preparing features, SGD epochs, test + export.
@@ -149,6 +156,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
     total_steps = options.epochs * batches
     history: list[dict[str, Any]] = []
     fitted = False
+    averaging = _IterateAverage(total_steps, AVERAGE_SHARE)
 
     for epoch in range(1, options.epochs + 1):
         order = rng.permutation(len(y_digits))
@@ -170,6 +178,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
                                                               "size")
                     classifier.partial_fit(x_batch, y_batch, classes=classes, sample_weight=w_batch)
             fitted = True
+            averaging.add((epoch - 1) * batches + batch, classifier)
 
             if batch % report_every == 0 and batch < batches:
                 step = (epoch - 1) * batches + batch
@@ -193,6 +202,7 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
             loss=loss_sum / seen if seen else None, accuracy=correct / seen if seen else None,
             val_accuracy=val_accuracy, elapsed=clock.elapsed(),
         ))
+    averaging.put_in_place(classifier)
     train_seconds = clock.elapsed() - training_started  # SGD alone: not the data, calibration or export
 
     # ---- calibration and verdict thresholds (validation split), test figures, ONNX export, atomic save
@@ -235,7 +245,9 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
                                           "softmax, log loss, L2",
                             "solver": f"mini-batch SGD, momentum {MOMENTUM:g}, constant step",
                             "alpha": ALPHA, "deskew": DESKEW, "drawn_weight": DRAWN_WEIGHT,
-                            "outlier_exposure": "none: the mix's non-digits are left out"},
+                            "outlier_exposure": "none: the mix's non-digits are left out",
+                            **({"weights": f"the mean of the weights over the last {AVERAGE_SHARE:.0%} of the SGD "
+                                           "steps (Polyak-Ruppert averaging)"} if AVERAGE_SHARE > 0 else {})},
         **reading,
         "history": history,
         "data": {"source": data.source, "sha256": data.sha256, "official_mnist": data.is_official,
@@ -253,6 +265,32 @@ def train(options: TrainOptions | dict | None = None, *, data=None, exports_dir=
 
 
 # --------------------------------------------------------------------------- model pieces
+
+
+class _IterateAverage:
+    """The running mean of the classifier's weights over the last `share` of `total_steps` steps."""
+
+    def __init__(self, total_steps: int, share: float):
+        self.first_step = total_steps - max(1, round(share * total_steps)) + 1 if share > 0 else None
+        self.sums: list[np.ndarray] | None = None
+        self.count = 0
+
+    def add(self, step: int, classifier) -> None:
+        if self.first_step is None or step < self.first_step:
+            return
+        weights = classifier.coefs_ + classifier.intercepts_
+        if self.sums is None:
+            self.sums = [np.array(w, dtype=np.float64) for w in weights]
+        else:
+            for total, w in zip(self.sums, weights):
+                total += w
+        self.count += 1
+
+    def put_in_place(self, classifier) -> None:
+        if not self.count:
+            return
+        for w, total in zip(classifier.coefs_ + classifier.intercepts_, self.sums):
+            w[...] = total / self.count
 
 
 def native_pipeline(classifier):

@@ -45,13 +45,16 @@ NAME = "model2"
 NATIVE_FORMAT = "keras"
 TITLE = "Model 2: CNN"
 
-# Full training. On MNIST alone (2 shared cores, load 5-7) 8 epochs of 55,000 took 120-130 s.
-# The canvas mix is 137,500 images per epoch: 6 epochs are 825,000 images, ~1.9x that work
-# (measured here only under load 12-14: fit 589 s; on the machine above it would be ~4 min).
+# Full training. The canvas mix is 162,605 images per epoch (MNIST, its redrawings, the writers'
+# conventions, fonts, non-digits). Measured on it (seed 0, the 2-core VM, 2026-12-06; MNIST test / the
+# benchmarks' drawn digit sets / handwritten letters flagged):
+#   6 epochs, last weights, all augmented:              99.29% (training benchmark, fit 176 s)
+#   6 epochs, averaged weights, a quarter unaugmented:  99.27% / 96.70% / 88.9%   (fit 118 s)
+#   8 epochs, averaged weights, a quarter unaugmented:  99.32% / 96.61% / 90.2%   (fit 170 s)  <- DEFAULTS
+# (the model shipped before, trained on the mix before the conventions: 99.39% / 95.94% / 87.1%).
 DEFAULTS = TrainOptions(
-    epochs=6,  # over 137,500 images (MNIST + canvas drawings + non-digits); 5 measured 99.17% on MNIST test
-    # (below the 99.2% the shipped model must keep), 6 measured 99.24%
-    batch_size=128,  # 1,075 steps per epoch on the 137,500 images of the mix
+    epochs=8,  # over the 162,605 images of the mix
+    batch_size=128,  # 1,271 steps per epoch
     learning_rate=2e-3,  # Adam's peak step size, reached at the end of the warm-up
     limit=None,
     seed=0,
@@ -59,7 +62,12 @@ DEFAULTS = TrainOptions(
 # Miniature run for smoke tests and demos: a few seconds of training (plus the TensorFlow import).
 QUICK = TrainOptions(epochs=2, batch_size=64, learning_rate=2e-3, limit=3000, seed=0)
 
-AUGMENTATION: Augmentation | None = Augmentation()  # None trains on the plain MNIST images
+# A quarter of each batch left as it is (keep_share, training/augment.py): the network also sees neat
+# digits like MNIST's own. None trains on the plain MNIST images.
+AUGMENTATION: Augmentation | None = Augmentation(keep_share=0.25)
+# Serve the weights averaged over the run's last steps (training/keras_training.py; Model 2 has no
+# batch normalisation to re-measure). Same network, same layers: only how it is trained.
+AVERAGE_WEIGHTS = True
 
 ARCHITECTURE = ("Conv2D(32,3,relu)-MaxPool(2)-Conv2D(64,3,relu)-MaxPool(2)-Flatten-"
                 "Dense(128,relu)-Dropout(0.5)-Dense(10,softmax)")
@@ -78,7 +86,7 @@ def train(
 
     recipe = KerasRecipe(name=NAME, title=TITLE, build_model=build_model, defaults=DEFAULTS,
                          architecture=ARCHITECTURE, native_format=NATIVE_FORMAT,
-                         tf_targets=lambda labels: _tf_targets_now()(labels))
+                         tf_targets=lambda labels: _tf_targets_now()(labels), average_weights=AVERAGE_WEIGHTS)
     return keras_training.train(recipe, options, data=data, exports_dir=exports_dir, augmentation=augmentation)
 
 
