@@ -94,7 +94,8 @@ def drawings(mnist):
     from training.canvas_data import EVAL_FONTS, LETTERS
 
     rng = np.random.default_rng(5)
-    picked = rng.choice(len(mnist.x_test), 150, replace=False)
+    # 600 digits: with 150, the retrained models' 1-2 flagged in a hundred made 4-5 of ~140 by chance (3.7%).
+    picked = rng.choice(len(mnist.x_test), 600, replace=False)
     digits, ok = strokes.render_task(strokes.Task("mnist", list(mnist.x_test[picked]), (91, 1)))
     letters = [(EVAL_FONTS[i % len(EVAL_FONTS)], LETTERS[i % len(LETTERS)]) for i in range(100)]
     drawn_letters, _ = strokes.render_task(strokes.Task("font", letters, (91, 2)))
@@ -106,7 +107,7 @@ def drawings(mnist):
 
 # Bounds for these small samples, a little looser than the benchmark targets (drawn: <= 2% of the
 # correctly read flagged, >= 90% of letters and scribbles flagged) to leave room for sampling noise.
-# Model 1 is linear: alone it flags only ~6% of letters; with Model 2's second opinion (as served) it
+# Model 1 is linear: alone it flags only ~4-6% of letters; with Model 2's second opinion (as served) it
 # flags what Model 2 flags at least.
 MAX_CORRECT_FLAGGED = {"model1": 0.03, "model2": 0.03}
 MIN_NON_DIGITS_FLAGGED = {"model1": 0.8, "model2": 0.8}

@@ -5,7 +5,8 @@
 The classifier is one softmax layer over the 784 deskewed pixels: scikit-learn's
 MLPClassifier with no hidden layer (hidden_layer_sizes=()), which is exactly
 multinomial logistic regression (a linear map, softmax, log loss, L2 penalty), trained
-by `partial_fit` on shuffled mini-batches with SGD and momentum at a constant step.
+by `partial_fit` on shuffled mini-batches with SGD and momentum at a constant step; the served
+weights are their mean over the last steps (AVERAGE_SHARE).
 It replaced SGDClassifier's one-vs-rest logistic regression (ten binary classifiers
 whose scores are normalised afterwards) because one softmax over the ten digits, fitted
 jointly, reads drawings better on the same data and features. Shipped runs (`python -m
