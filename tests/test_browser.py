@@ -475,8 +475,9 @@ def test_training_started_through_rest_shows_in_the_train_tab(page, sync_api, se
     import httpx
 
     assert page.get_by_role("tab", name="Train").get_attribute("aria-selected") == "true"
-    # Long enough (several seconds) for the page's watch timer to catch it under way.
-    response = httpx.post(server + "train/model1", json={"preset": "quick", "epochs": 3, "limit": 8000},
+    # Long enough (several seconds) for the page's follower to catch it under way: 3 epochs of 8,000 images
+    # took ~2 s on a faster VM, short enough to start and end between two of its looks under a loaded CI.
+    response = httpx.post(server + "train/model1", json={"preset": "quick", "epochs": 6, "limit": 30000},
                           timeout=30)
     assert response.status_code == 202, response.text
     seen = watch_progress(page, "model1")
