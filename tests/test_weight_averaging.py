@@ -1,7 +1,7 @@
 """Model 3's training extras (issue 21), each checked on a tiny network where the right answer can be
 computed by hand: the share of images the augmentation leaves untouched, the served weights being
 Adam's moving average of the last steps' weights, and batch normalisation's statistics measured
-afresh as the plain mean over un-augmented images. Needs TensorFlow (no MNIST)."""
+afresh as the plain mean over un-augmented images, and the elastic warp. Needs TensorFlow (no MNIST)."""
 from __future__ import annotations
 
 import numpy as np
@@ -46,6 +46,41 @@ def test_the_kept_share_of_a_batch_passes_untouched_and_the_rest_is_augmented(tf
     assert np.array_equal(plain[~untouched], out[~untouched])
     everything = augment(tf.constant(images), seed, Augmentation(keep_share=1.0)).numpy()
     assert np.array_equal(everything, images)
+
+
+def test_the_elastic_warp_matches_the_affine_one_when_it_is_off_and_bends_smoothly_within_its_size(tf):
+    from training.augment import ELASTIC_GRID, random_affine, random_affine_elastic
+
+    images = digits_like(64)
+    seed = tf.constant([3, 9], tf.int64)
+    # A vanishing field reads exactly what the affine warp (ImageProjectiveTransformV3) reads with the
+    # same draws: the own bilinear sampler and its inverse map agree with TensorFlow's.
+    affine_seed = tf.random.experimental.stateless_split(seed, num=2)[0]
+    reference = random_affine(tf.constant(images), affine_seed, Augmentation(shift=3.0, rotation=15.0, scale=0.15))
+    same = random_affine_elastic(tf.constant(images), seed, Augmentation(shift=3.0, rotation=15.0, scale=0.15,
+                                                                          elastic=1e-9))
+    assert np.abs(reference.numpy() - same.numpy()).max() < 1e-5
+
+    # On a horizontal ramp (pixel value = its column / 27) with no affine part, what each pixel reads
+    # is where it read from: the warp's x-displacement, seen directly.
+    size = 1.5
+    columns = np.tile(np.arange(28, dtype=np.float32) / 27.0, (28, 1))
+    ramps = np.repeat(columns[None, :, :, None], 32, axis=0)
+    warped = random_affine_elastic(tf.constant(ramps), seed, Augmentation(shift=0.0, rotation=0.0, scale=0.0,
+                                                                           elastic=size)).numpy()[..., 0]
+    inner = (slice(None), slice(3, 25), slice(3, 25))  # away from the border, where reads fall outside
+    displacement = (warped * 27.0 - np.arange(28, dtype=np.float32))[inner]
+    assert np.abs(displacement).max() <= size * 1.15  # bicubic overshoots its control points a little
+    assert displacement.std() > size / 4  # it really moves the strokes
+    # Smooth: a coarse ELASTIC_GRID-point field, so neighbouring pixels move almost together.
+    assert np.abs(np.diff(displacement, axis=2)).max() < 2.5 * size / ELASTIC_GRID
+    # Every image gets its own field, and the same seed gives the same one.
+    assert np.abs(displacement[0] - displacement[1]).max() > 0.1
+    again = random_affine_elastic(tf.constant(ramps), seed, Augmentation(shift=0.0, rotation=0.0, scale=0.0,
+                                                                         elastic=size)).numpy()[..., 0]
+    assert np.array_equal(again, random_affine_elastic(tf.constant(ramps), seed, Augmentation(
+        shift=0.0, rotation=0.0, scale=0.0, elastic=size)).numpy()[..., 0])
+    assert np.array_equal(warped, again)
 
 
 def tiny_classifier(batch_norm: bool):

@@ -57,7 +57,8 @@ DEFAULTS = TrainOptions(
 QUICK = TrainOptions(epochs=2, batch_size=64, learning_rate=3e-3, limit=3000, seed=0)
 
 # Stronger than Model 2's Augmentation(): 3 px shifts, 15 degrees, 15% zoom, more pen changes;
-# a quarter of the images left as they are (keep_share: see training/augment.py).
+# a quarter of the images left as they are (keep_share: see training/augment.py). Elastic bends
+# (Augmentation.elastic=1.5) on top changed neither MNIST test (99.53%) nor the drawn sets (96.87%).
 AUGMENTATION: Augmentation | None = Augmentation(shift=3.0, rotation=15.0, scale=0.15,
                                                  dilate_probability=0.25, erode_probability=0.15,
                                                  keep_share=0.25)
