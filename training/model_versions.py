@@ -176,16 +176,19 @@ class ModelVersions:
 
     # -- new versions -----------------------------------------------------------
 
-    def writer(self, name: str, source: str = TRAINED) -> "VersionWriter":
-        """Where a run writes its files; its commit() makes them the newest version, serving."""
+    def writer(self, name: str, source: str = TRAINED, *, serve: bool = True) -> "VersionWriter":
+        """Where a run writes its files; its commit() makes them the newest version, serving (unless
+        `serve` is False: a version imported from another data location, training/import_versions.py)."""
         self._spec(name)
-        return VersionWriter(self, name, source)
+        return VersionWriter(self, name, source, serve=serve)
 
-    def _add(self, name: str, staging: Path, source: str, metadata: dict[str, Any] | None) -> int:
-        """Keep the run in `staging` as the next version and serve it (called by VersionWriter.commit)."""
+    def _add(self, name: str, staging: Path, source: str, metadata: dict[str, Any] | None,
+             serve: bool = True) -> int:
+        """Keep the run in `staging` as the next version and serve it when `serve` (called by
+        VersionWriter.commit)."""
         paths = self._paths_in(name, staging)
         if self.catalog is not None:
-            return self._add_to_database(name, staging, paths, source, metadata)
+            return self._add_to_database(name, staging, paths, source, metadata, serve)
         with self._exclusive(name):
             number = max(self._trained_numbers(name), default=SHIPPED_VERSION) + 1
             if metadata is not None:  # the metadata names its version (GET /model_status shows it)
@@ -199,12 +202,13 @@ class ModelVersions:
             _write_json(staging / VERSION_FILE, _record(number, source, files, metadata or {}))
             os.rename(staging, self.root / name / str(number))  # the version appears whole or not at all
             _fsync_directory(self.root / name)
-            self._write_serving(name, number)
-        log.info("kept %s as version %d (%s), now serving", name, number, source)
+            if serve:
+                self._write_serving(name, number)
+        log.info("kept %s as version %d (%s)%s", name, number, source, ", now serving" if serve else "")
         return number
 
     def _add_to_database(self, name: str, staging: Path, paths: dict[str, Path], source: str,
-                         metadata: dict[str, Any] | None) -> int:
+                         metadata: dict[str, Any] | None, serve: bool = True) -> int:
         """_add with PostgreSQL: the record, the files and the serving pointer in one transaction (the
         number is the database's, so replicas never reuse one), then the local folder from the same bytes."""
         blobs = {kind: path.read_bytes() for kind, path in paths.items() if kind != "metadata" and path.is_file()}
@@ -227,14 +231,16 @@ class ModelVersions:
             return record, {kind: (paths[kind].name, blob) for kind, blob in data.items()}
 
         with self._exclusive(name), _unavailable_as_version_error():
-            number = self.catalog.add(name, build)
+            number = self.catalog.add(name, build, serve=serve)
             # The local copy: this replica serves it at once (the others fetch it: VersionMirror).
             if "metadata" in built["data"]:
                 _write_bytes(paths["metadata"], built["data"]["metadata"])
             _write_json(staging / VERSION_FILE, built["record"])
             self._place(name, staging, number)
-            self._write_serving(name, number)
-        log.info("kept %s as version %d (%s) in the database, now serving", name, number, source)
+            if serve:
+                self._write_serving(name, number)
+        log.info("kept %s as version %d (%s) in the database%s", name, number, source,
+                 ", now serving" if serve else "")
         return number
 
     def follow(self, name: str, version: int) -> bool:
@@ -486,10 +492,11 @@ class VersionWriter:
             run.commit()                       # run.version: its number
     """
 
-    def __init__(self, versions: ModelVersions, name: str, source: str):
+    def __init__(self, versions: ModelVersions, name: str, source: str, serve: bool = True):
         self.versions = versions
         self.name = name
         self.source = source
+        self.serve = serve
         self.folder = versions.root / name / f"{RUN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.paths = versions._paths_in(name, self.folder)
         self.version: int | None = None
@@ -519,7 +526,7 @@ class VersionWriter:
         if not self.paths["onnx"].is_file():
             raise ValueError(f"a version of {self.name} needs its ONNX file; stage it before commit()")
         with committing():
-            self.version = self.versions._add(self.name, self.folder, self.source, self._metadata)
+            self.version = self.versions._add(self.name, self.folder, self.source, self._metadata, self.serve)
             self._committed = True
         final = self.versions._paths_in(self.name, self.versions.root / self.name / str(self.version))
         try:

@@ -91,8 +91,9 @@ class VersionCatalog:
 
     # -- writing ------------------------------------------------------------------
 
-    def add(self, model: str, build: Callable[[int], tuple[dict[str, Any], dict[str, tuple[str, bytes]]]]) -> int:
-        """Store the next version of `model` and serve it, in one transaction; returns its number.
+    def add(self, model: str, build: Callable[[int], tuple[dict[str, Any], dict[str, tuple[str, bytes]]]],
+            serve: bool = True) -> int:
+        """Store the next version of `model` and serve it (when `serve`), in one transaction; returns its number.
         `build(number)` -> (record, {kind: (file name, bytes)}): the files may depend on the number (the
         metadata names its version), and it may run twice (store/database.py), so it only computes."""
         def work(tx) -> int:
@@ -106,7 +107,8 @@ class VersionCatalog:
                 tx.execute("INSERT INTO model_version_files (model, version, kind, name, sha256, size, data) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (model, number, kind, name, hashlib.sha256(data).hexdigest(), len(data), data))
-            self._point(tx, model, number)
+            if serve:
+                self._point(tx, model, number)
             return number
 
         return self.database.write(work)
