@@ -119,6 +119,34 @@ def make_store(request, tmp_path):
         cleanup()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """A fresh store Database on SQLite (a file in tmp_path) or on the session's PostgreSQL server:
+    the model-versions tests run on both."""
+    from store import open_database
+
+    if request.param == "sqlite":
+        db = open_database(sqlite_file=tmp_path / "db" / "app.sqlite3")
+        db.ensure_ready()
+        yield db
+        db.close()
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    db = open_database(url)
+    yield db
+    db.close()
+    server.drop_database(url)
+
+
+@pytest.fixture
+def model1_exports(empty_exports, exports_copy) -> Path:
+    """A shipped folder holding Model 1 only (the others not exported), and a fresh DATA_DIR."""
+    for path in exports_copy.glob("model1.*"):
+        shutil.copy2(path, empty_exports / path.name)
+    return empty_exports
+
+
 @pytest.fixture
 def empty_exports(tmp_path, monkeypatch) -> Path:
     """A fresh, empty exports folder for tests that train or corrupt models, and a fresh DATA_DIR

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,29 +20,9 @@ from training.version_store import VersionMirror
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    from store import open_database
-
-    if request.param == "sqlite":
-        db = open_database(sqlite_file=tmp_path / "db" / "app.sqlite3")
-        db.ensure_ready()
-        yield db
-        db.close()
-        return
-    server = request.getfixturevalue("postgres_server")
-    url = server.new_database()
-    db = open_database(url)
-    yield db
-    db.close()
-    server.drop_database(url)
-
-
 @pytest.fixture
-def exports(empty_exports, exports_copy):
-    for path in exports_copy.glob("model1.*"):
-        shutil.copy2(path, empty_exports / path.name)
-    return empty_exports
+def exports(model1_exports):
+    return model1_exports  # tests/conftest.py: Model 1 alone in the shipped folder
 
 
 def sha256(path) -> str:

@@ -21,11 +21,8 @@ from training.model_versions import SHIPPED, ModelVersions, VersionError
 
 
 @pytest.fixture
-def exports(empty_exports, exports_copy):
-    """A shipped folder holding Model 1 only (Model 2 not exported)."""
-    for path in exports_copy.glob("model1.*"):
-        shutil.copy2(path, empty_exports / path.name)
-    return empty_exports
+def exports(model1_exports):
+    return model1_exports  # tests/conftest.py: Model 1 alone in the shipped folder
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ serving; numbers never repeat across replicas; pruning deletes rows, never the s
 from __future__ import annotations
 
 import hashlib
-import shutil
 
 import numpy as np
 import pytest
@@ -17,29 +16,9 @@ from training.model_versions import ModelVersions, VersionError
 from training.version_store import VersionMirror
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    from store import open_database
-
-    if request.param == "sqlite":
-        db = open_database(sqlite_file=tmp_path / "db" / "app.sqlite3")
-        db.ensure_ready()
-        yield db
-        db.close()
-        return
-    server = request.getfixturevalue("postgres_server")
-    url = server.new_database()
-    db = open_database(url)
-    yield db
-    db.close()
-    server.drop_database(url)
-
-
 @pytest.fixture
-def exports(empty_exports, exports_copy):
-    for path in exports_copy.glob("model1.*"):
-        shutil.copy2(path, empty_exports / path.name)
-    return empty_exports
+def exports(model1_exports):
+    return model1_exports  # tests/conftest.py: Model 1 alone in the shipped folder
 
 
 def replica(exports, tmp_path, name, database, keep=5) -> ModelVersions:

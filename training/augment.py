@@ -76,26 +76,34 @@ def random_affine(images, seed, settings: Augmentation):
     """One random shift + rotation + scale per image, in a single bilinear resampling."""
     import tensorflow as tf
 
-    count = tf.shape(images)[0]
-    draws = tf.random.stateless_uniform([4, count], seed=seed, minval=-1.0, maxval=1.0)
-    angle = draws[0] * (settings.rotation * math.pi / 180.0)
-    zoom = 1.0 + draws[1] * settings.scale
-    shift_x, shift_y = draws[2] * settings.shift, draws[3] * settings.shift
-
-    # ImageProjectiveTransformV3 maps each OUTPUT pixel (x, y) to the INPUT point
-    # (a0 x + a1 y + a2, b0 x + b1 y + b2): the inverse of "rotate and zoom about
-    # the centre, then shift".
-    centre = (IMAGE_SIZE - 1) / 2.0
-    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    a0, a1, b0, b1 = cos, sin, -sin, cos
-    a2 = centre - (a0 * (centre + shift_x) + a1 * (centre + shift_y))
-    b2 = centre - (b0 * (centre + shift_x) + b1 * (centre + shift_y))
-    zeros = tf.zeros_like(angle)
+    a0, a1, a2, b0, b1, b2 = inverse_affine(tf.shape(images)[0], seed, settings)
+    zeros = tf.zeros_like(a0)
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=[IMAGE_SIZE, IMAGE_SIZE],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
     )
+
+
+def inverse_affine(count, seed, settings: Augmentation):
+    """Per image, the coefficients (a0, a1, a2, b0, b1, b2) [count] of a random shift + rotation + zoom.
+
+    ImageProjectiveTransformV3 maps each OUTPUT pixel (x, y) to the INPUT point
+    (a0 x + a1 y + a2, b0 x + b1 y + b2): the inverse of "rotate and zoom about
+    the centre, then shift".
+    """
+    import tensorflow as tf
+
+    draws = tf.random.stateless_uniform([4, count], seed=seed, minval=-1.0, maxval=1.0)
+    angle = draws[0] * (settings.rotation * math.pi / 180.0)
+    zoom = 1.0 + draws[1] * settings.scale
+    shift_x, shift_y = draws[2] * settings.shift, draws[3] * settings.shift
+    centre = (IMAGE_SIZE - 1) / 2.0
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    a2 = centre - (a0 * (centre + shift_x) + a1 * (centre + shift_y))
+    b2 = centre - (b0 * (centre + shift_x) + b1 * (centre + shift_y))
+    return a0, a1, a2, b0, b1, b2
 
 
 def random_affine_elastic(images, seed, settings: Augmentation):
@@ -108,15 +116,7 @@ def random_affine_elastic(images, seed, settings: Augmentation):
 
     affine_seed, field_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     count = tf.shape(images)[0]
-    draws = tf.random.stateless_uniform([4, count], seed=affine_seed, minval=-1.0, maxval=1.0)
-    angle = draws[0] * (settings.rotation * math.pi / 180.0)
-    zoom = 1.0 + draws[1] * settings.scale
-    shift_x, shift_y = draws[2] * settings.shift, draws[3] * settings.shift
-    centre = (IMAGE_SIZE - 1) / 2.0
-    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    a0, a1, b0, b1 = cos, sin, -sin, cos
-    a2 = centre - (a0 * (centre + shift_x) + a1 * (centre + shift_y))
-    b2 = centre - (b0 * (centre + shift_x) + b1 * (centre + shift_y))
+    a0, a1, a2, b0, b1, b2 = inverse_affine(count, affine_seed, settings)
 
     grid = tf.range(IMAGE_SIZE, dtype=tf.float32)
     ys, xs = tf.meshgrid(grid, grid, indexing="ij")  # [28, 28]: row, column of each output pixel
