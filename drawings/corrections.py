@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from drawings.limits import RateLimiter
-from drawings.store import DrawingStore
+from drawings.limits import WINDOW, RateLimiter
+from drawings.store import ClientRateError, DrawingStore
 from inference.image_io import decode_base64, load_image
 from inference.predictor import Predictor, file_signature
 from inference.preprocess import preprocess
@@ -66,9 +66,15 @@ def save_correction(store: DrawingStore, predictor: Predictor, image: Any, label
             raise RateLimitedError(wait)
     predictions = {name: {"digit": p.digit, "probabilities": [round(v, PROBABILITY_DIGITS) for v in p.probabilities]}
                    for name, p in predictor.predict_all(model_input).items()}
-    return store.add(label=digit, png=png, model_input=model_input, predictions=predictions,
-                     model_versions=serving_versions(predictor), client=_client_key(client_id) if client_id else None,
-                     created_at=created_at)
+    client = _client_key(client_id) if client_id or limiter is not None else None
+    try:
+        # The limiter above is this process's; the database counts the visitor's drawings from every
+        # replica on it (N replicas would otherwise allow N times the rate).
+        return store.add(label=digit, png=png, model_input=model_input, predictions=predictions,
+                         model_versions=serving_versions(predictor), client=client, created_at=created_at,
+                         rate=(limiter.per_minute, WINDOW) if limiter is not None else None)
+    except ClientRateError as error:
+        raise RateLimitedError(error.retry_after) from None
 
 
 def _png_and_image(image: Any) -> tuple[bytes, Image.Image]:

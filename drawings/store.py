@@ -119,8 +119,13 @@ class DrawingStore:
 
     def add(self, *, label: int, png: bytes, model_input: np.ndarray, predictions: dict[str, Any] | None = None,
             model_versions: dict[str, Any] | None = None, client: str | None = None,
-            created_at: str | None = None) -> int:
-        """Insert one drawing; returns its id. Raises StoreFullError at the row cap."""
+            created_at: str | None = None, rate: tuple[int, float] | None = None) -> int:
+        """Insert one drawing; returns its id. Raises StoreFullError at the row cap.
+
+        `rate` = (count, seconds): refuse with ClientRateError when `client` has `count` drawings in the
+        database from the last `seconds`. Counted in the insert's transaction, which every writer of
+        every replica takes in turn (the counter bump below), so the rate holds across replicas and
+        under parallel requests alike."""
         pixels = _input_bytes(model_input)
         if not 0 <= int(label) <= 9:
             raise ValueError(f"label must be a digit 0-9, got {label!r}")
@@ -133,6 +138,8 @@ class DrawingStore:
             if total >= self.max_rows:
                 raise StoreFullError(f"The drawings database is full ({self.max_rows:,} drawings): "
                                      "delete some in the Drawings tab, or raise DRAWINGS_MAX_ROWS")
+            if rate is not None and client is not None:
+                _check_rate(tx, client, *rate)
             new_id = tx.execute(
                 "INSERT INTO drawings (label, png, input, predictions, model_versions, created_at, sha256, client) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id", row).fetchone()[0]
@@ -234,6 +241,26 @@ class DrawingStore:
 
 class _NothingDeleted(Exception):
     pass
+
+
+class ClientRateError(Exception):
+    """This client has saved its allowance of drawings in the window (DrawingStore.add's `rate`)."""
+
+    def __init__(self, retry_after: float):
+        super().__init__(f"rate reached: retry in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+def _check_rate(tx, client: str, count: int, seconds: float) -> None:
+    now = _dt.datetime.now(_dt.timezone.utc)
+    # The client's count-th newest drawing: within the window, the rate is reached until it leaves it.
+    # (An index range of at most `count` entries: drawings_by_client.)
+    row = tx.execute("SELECT created_at FROM drawings WHERE client = ? ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+                     (client, int(count) - 1)).fetchone()
+    if row is not None:
+        age = (now - _dt.datetime.fromisoformat(row[0])).total_seconds()
+        if age < seconds:
+            raise ClientRateError(max(0.1, seconds - age))
 
 
 def _input_bytes(model_input: np.ndarray) -> bytes:

@@ -116,6 +116,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         INSERT INTO change_counters (topic, counter) VALUES ('model_versions', 0);
     """),
+    Migration("the drawings by client and time: one rate for a visitor across replicas", """
+        -- A visitor's corrections of the last minute are counted in the insert's transaction
+        -- (drawings/store.py: DrawingStore.add with a rate), so replicas on one database share the rate.
+        CREATE INDEX drawings_by_client ON drawings (client, created_at);
+    """),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("schema_migrations", *dict.fromkeys(

@@ -11,7 +11,7 @@ import zipfile
 import httpx
 import pytest
 
-from tests.app_server import copy_exports, running_app, shipped_accuracy, wait_for_workers
+from tests.app_server import copy_exports, running_app, running_apps, shipped_accuracy, wait_for_workers
 from tests.segments import segment_digit
 from tests.test_rest import huge_png_header
 from training.registry import MODELS
@@ -307,6 +307,25 @@ def test_rate_limit_behind_a_proxy_counts_each_visitor_and_ignores_forged_addres
         assert posts(http, "198.51.100.7") == [201, 201]
         assert posts(http, "192.0.2.99, 203.0.113.5") == [429, 429]
         assert http.get("/drawings/stats").json()["total"] == 4
+
+
+def test_a_visitors_rate_holds_across_two_replicas_on_one_postgresql(tmp_path, exports_copy, postgres_url):
+    """Two live replicas on one database: a visitor's corrections count together wherever they land
+    (before, each replica counted its own: 2 replicas allowed twice the rate)."""
+    exports = copy_exports(exports_copy, tmp_path / "exports")
+    settings = {"TRAIN_TOKEN": TOKEN, "PREDICT_WORKERS": "0", "DRAWINGS_RATE_PER_MINUTE": "3",
+                "DATABASE_URL": postgres_url}
+    apps = [(exports, tmp_path / f"{name}.log", {**settings, "DATA_DIR": str(tmp_path / name)}) for name in "ab"]
+    with running_apps(apps) as (a, b), httpx.Client(timeout=60) as http:
+        codes = [http.post(f"{server.url}drawings", json=correction(digit)).status_code
+                 for digit, server in zip((1, 2, 3), (a, b, a))]
+        assert codes == [201, 201, 201]
+        for server in (b, a):  # each replica has seen at most two of them itself
+            limited = http.post(f"{server.url}drawings", json=correction(4))
+            assert limited.status_code == 429, limited.text
+            assert "wait" in limited.json()["error"] and 0 < int(limited.headers["Retry-After"]) <= 60
+        assert http.post(f"{b.url}drawings", json=correction(4), headers=AUTH).status_code == 201  # the token holder
+        assert http.get(f"{a.url}drawings/stats").json()["total"] == 4
 
 
 def test_serving_an_unknown_version(open_server):

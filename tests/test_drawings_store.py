@@ -11,7 +11,7 @@ import pytest
 
 from drawings.corrections import LabelError, RateLimitedError, check_label, save_correction
 from drawings.limits import RateLimiter
-from drawings.store import DrawingStore, StoreFullError, is_held_out
+from drawings.store import ClientRateError, DrawingStore, StoreFullError, is_held_out
 from inference.image_io import EmptyImageError, ImageInputError
 from inference.predictor import Predictor
 from inference.preprocess import preprocess
@@ -264,8 +264,56 @@ def test_rate_limit_per_client(store, predictor):
         save_correction(store, predictor, PNG, 7, "a", limiter=limiter)
     save_correction(store, predictor, PNG, 7, "b", limiter=limiter)  # another client is not held up
     now[0] = 60.5
-    save_correction(store, predictor, PNG, 7, "a", limiter=limiter)  # the window moved on
+    with pytest.raises(RateLimitedError):  # this process's window moved on, the database's has not
+        save_correction(store, predictor, PNG, 7, "a", limiter=RateLimiter(3, clock=lambda: now[0]))
+    store.database.write(lambda tx: tx.execute("UPDATE drawings SET created_at = ?", ("2026-01-01T00:00:00.000+00:00",)))
+    save_correction(store, predictor, PNG, 7, "a", limiter=limiter)  # both windows moved on
     assert store.count() == 5
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_replicas(request, tmp_path):
+    """Two DrawingStores on one database, each with a Database of its own where the backend allows
+    (PostgreSQL: two pools, as two replicas have; SQLite: one per file in a process, by design)."""
+    from store import open_database
+
+    if request.param == "sqlite":
+        yield DrawingStore(tmp_path / "one.sqlite3"), DrawingStore(tmp_path / "one.sqlite3")
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    databases = [open_database(url), open_database(url)]
+    yield tuple(DrawingStore(database) for database in databases)
+    for database in databases:
+        database.close()
+    server.drop_database(url)
+
+
+def test_a_clients_rate_is_counted_in_the_database_across_replicas_and_parallel_requests(two_replicas):
+    """24 threads post as one client through two stores on one database at once, 5 a minute allowed:
+    exactly 5 rows, whichever store each went through; the other client and old rows do not count."""
+    a, b = two_replicas
+    for _ in range(6):  # older than the window: not counted
+        add(a, client="c", created_at="2026-01-01T00:00:00.000+00:00")
+    stored, refused, errors = [], [], []
+
+    def post(worker: int) -> None:
+        try:
+            stored.append(add(a if worker % 2 else b, png=bytes([worker]), client="c", rate=(5, 60.0)))
+        except ClientRateError as error:
+            refused.append(error.retry_after)
+        except Exception as error:  # collected: the assertion names it
+            errors.append(error)
+
+    threads = [threading.Thread(target=post, args=(worker,)) for worker in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(stored) == 5 and len(refused) == 19
+    assert all(0 < wait <= 60 for wait in refused)
+    assert add(b, client="d", rate=(5, 60.0))  # another client has a rate of its own
+    assert add(a, client="c") and a.count() == 6 + 5 + 2  # no rate asked (the token holder): stored
 
 
 def test_rate_limiter_memory_is_bounded(monkeypatch):
