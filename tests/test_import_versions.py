@@ -47,7 +47,7 @@ def test_every_version_is_copied_once_with_its_files_and_what_served_serves_on_e
 
     done = import_versions(tmp_path / "old", new, models=["model1"])
     copied = {item.old: item.new for item in done if item.note.startswith("copied")}
-    assert copied == {2: 3, 3: 4, 4: 5}  # oldest first, numbered by the target
+    assert copied == {2: 3, 4: 4, 3: 5}  # oldest first but the serving one last, numbered by the target
     assert [item.note for item in done][-1] == "serves, as it did in the old location"
     for old_number, new_number in copied.items():
         old_files, new_files = old.files("model1", old_number), new.files("model1", new_number)
@@ -57,13 +57,13 @@ def test_every_version_is_copied_once_with_its_files_and_what_served_serves_on_e
         old_metadata = json.loads(old_files["metadata"].read_text())
         assert metadata["version"] == new_number and metadata["trained_at"] == old_metadata["trained_at"]
         assert new.describe("model1", new_number)["accuracy"] == old.describe("model1", old_number)["accuracy"]
-    assert new.serving("model1") == 4  # old version 3
+    assert new.serving("model1") == 5  # old version 3
 
     # Another replica on the same database follows, with the same bytes.
     other = ModelVersions(data_dir=tmp_path / "other", shipped_dir=exports, database=database)
     VersionMirror(other).sync()
-    assert other.serving("model1") == 4
-    assert sha256(other.files("model1", 4)["onnx"]) == sha256(old.files("model1", 3)["onnx"])
+    assert other.serving("model1") == 5
+    assert sha256(other.files("model1", 5)["onnx"]) == sha256(old.files("model1", 3)["onnx"])
 
     # A second run copies nothing and keeps the numbers.
     again = import_versions(tmp_path / "old", new, models=["model1"])
@@ -81,7 +81,7 @@ def test_with_keep_serving_nothing_moves_the_serving_version_and_a_damaged_versi
     done = import_versions(tmp_path / "old", new, models=["model1"], serve=False)
     notes = {item.old: (item.new, item.note) for item in done}
     assert notes[2] == (None, "damaged: its ONNX file is not the one its run wrote")
-    assert [notes[3][0], notes[4][0]] == [3, 4]
+    assert [notes[4][0], notes[3][0]] == [3, 4]  # the old serving version (3) last
     assert new.serving("model1") == 2  # its own version still serves
     assert [entry["version"] for entry in new.list("model1")] == [4, 3, 2, 1]
 
@@ -111,9 +111,9 @@ def test_the_command_moves_a_data_location_onto_postgresql(exports, tmp_path, po
     result = run(str(tmp_path / "old"), "--models", "model1")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[:3] == [f"model1: version {n} -> version {n} (copied, MNIST test {0.9 + (n - 1) / 100:.2%})"
-                         for n in (2, 3, 4)]
-    assert lines[3] == "model1: version 3 -> version 3 (serves, as it did in the old location)"
+    assert lines[:3] == [f"model1: version {old} -> version {new} (copied, MNIST test {0.9 + (old - 1) / 100:.2%})"
+                         for old, new in ((2, 2), (4, 3), (3, 4))]
+    assert lines[3] == "model1: version 3 -> version 4 (serves, as it did in the old location)"
     assert lines[-1] == "3 version(s) copied into the database at DATABASE_URL"
 
     from store import open_database
@@ -121,7 +121,7 @@ def test_the_command_moves_a_data_location_onto_postgresql(exports, tmp_path, po
     database = open_database(postgres_url)
     try:
         fresh = ModelVersions(data_dir=tmp_path / "fresh", shipped_dir=exports, database=database)
-        assert fresh.catalog.serving("model1") == 3
+        assert fresh.catalog.serving("model1") == 4
         assert [entry["version"] for entry in fresh.list("model1")] == [4, 3, 2, 1]
     finally:
         database.close()
@@ -132,3 +132,13 @@ def test_the_command_moves_a_data_location_onto_postgresql(exports, tmp_path, po
         assert refused.returncode == 2 and refused.stdout == ""
         assert refused.stderr.strip().startswith("import_versions: ") and words in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_the_version_that_served_survives_the_targets_pruning(exports, tmp_path, database):
+    old = old_location(tmp_path, exports)
+    old.serve("model1", 2)  # the oldest serves
+    new = ModelVersions(data_dir=tmp_path / "new", shipped_dir=exports, database=database, keep=2)
+    import_versions(tmp_path / "old", new, models=["model1"])
+    serving = new.serving("model1")
+    assert sha256(new.files("model1", serving)["onnx"]) == sha256(old.files("model1", 2)["onnx"])
+    assert [entry["version"] for entry in new.list("model1")] == [serving, 1]  # keep=2 counts the shipped one

@@ -10,7 +10,8 @@ version of the old location into the target, the data location and database this
 (the same environment as `python app.py`): PostgreSQL when DATABASE_URL names it, else DATA_DIR's
 folders. The drawings move with Drawings -> Export / Import (drawings/archive.py).
 
-What it does, per model of the registry, oldest version first:
+What it does, per model of the registry, oldest version first (the one that served last, so that it
+is the newest and pruning never takes it):
 - each version's ONNX file is checked against the SHA-256 its run recorded; a damaged one is skipped
   and said so, nothing of it copied;
 - a version the target holds already (same ONNX SHA-256) is not copied again, so running it twice,
@@ -21,7 +22,8 @@ What it does, per model of the registry, oldest version first:
   follows), unless --keep-serving; a location that served the shipped version 1 changes nothing.
 The target keeps MODEL_VERSIONS_KEEP versions as always: beyond that the oldest are pruned (never
 the newest, the best or the serving one). Prints one line per version; exit 0, or 2 with one line
-saying what is wrong (nothing copied).
+saying what is wrong: a refusal copies nothing; a failure on the way (the database gone) keeps what
+was copied, each version whole, and running the command again copies the rest.
 """
 from __future__ import annotations
 
@@ -77,9 +79,10 @@ def import_versions(source_dir: str | Path, target: ModelVersions, *, models: Se
 
 def _import_model(name: str, source: ModelVersions, target: ModelVersions, serve: bool) -> list[Copied]:
     held = {entry["onnx_sha256"]: entry["version"] for entry in target.list(name) if entry.get("onnx_sha256")}
-    entries = sorted((entry for entry in source.list(name) if entry["version"] != SHIPPED_VERSION),
-                     key=lambda entry: entry["version"])
-    served_before = next((entry["version"] for entry in source.list(name) if entry["serving"]), None)
+    listed = source.list(name)
+    served_before = next((entry["version"] for entry in listed if entry["serving"]), None)
+    entries = sorted((entry for entry in listed if entry["version"] != SHIPPED_VERSION),
+                     key=lambda entry: (entry["version"] == served_before, entry["version"]))
     done, numbers = [], {}
     for entry in entries:
         old = entry["version"]
