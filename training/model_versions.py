@@ -232,7 +232,7 @@ class ModelVersions:
 
         with self._exclusive(name), _unavailable_as_version_error():
             number = self.catalog.add(name, build, serve=serve)
-            # The local copy: this replica serves it at once (the others fetch it: VersionMirror).
+            # The local copy: this replica serves it at once when `serve` (the others fetch it: VersionMirror).
             if "metadata" in built["data"]:
                 _write_bytes(paths["metadata"], built["data"]["metadata"])
             _write_json(staging / VERSION_FILE, built["record"])
@@ -521,8 +521,9 @@ class VersionWriter:
         return self.stage(kind, lambda path: _write_json(path, data))
 
     def commit(self) -> dict[str, str]:
-        """Keep the staged files as the next version and serve it (inside the commit gate: a job
-        manager may refuse with CommitCancelled, and then nothing is kept). Returns the final paths."""
+        """Keep the staged files as the next version and serve it unless the writer was made with
+        serve=False (inside the commit gate: a job manager may refuse with CommitCancelled, and then
+        nothing is kept). Returns the final paths."""
         if not self.paths["onnx"].is_file():
             raise ValueError(f"a version of {self.name} needs its ONNX file; stage it before commit()")
         with committing():
