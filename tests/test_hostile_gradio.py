@@ -226,6 +226,40 @@ def test_events_waiting_in_gradios_queue_are_capped(small_server):
     print(f"\n2,000 joins at once, cap {QUEUE_MAX}: {result}")
     assert set(result["statuses"]) <= {200, 503}, result
     assert result["statuses"].get(503, 0) > 0, result  # the cap was reached, and Gradio says so
-    assert f"Queue is full. Max size is {QUEUE_MAX}" in result["samples"][503], result["samples"]
+    refusal = json.loads(result["samples"][503])  # in the app's shape ({"error"}), Gradio's "detail" kept
+    assert refusal["error"].startswith(f"Queue is full. Max size is {QUEUE_MAX}") and refusal["detail"] == refusal["error"]
     visitor = visitor_still_served(base, "192.0.2.72")
     assert visitor["failures"] == [], visitor
+
+
+def test_only_gradios_small_json_refusal_is_rewritten_other_answers_pass_as_they_came():
+    """The join middleware's send wrapper (api/gradio_joins.py), on scripted answers."""
+    import asyncio
+
+    from api.gradio_joins import QUEUE_FULL_BODY_MAX, _queue_full_in_our_words
+
+    def answer(status: int, chunks: list[bytes]) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def run():
+            wrapped = _queue_full_in_our_words(send)
+            await wrapped({"type": "http.response.start", "status": status,
+                           "headers": [(b"content-type", b"application/json"), (b"content-length", b"1")]})
+            for index, chunk in enumerate(chunks):
+                await wrapped({"type": "http.response.body", "body": chunk, "more_body": index < len(chunks) - 1})
+
+        asyncio.run(run())
+        return sent
+
+    full = answer(503, [b'{"detail": "Queue is full.', b' Try again later."}'])
+    body = json.loads(b"".join(message.get("body", b"") for message in full[1:]))
+    assert body == {"error": "Queue is full. Try again later.", "detail": "Queue is full. Try again later."}
+    assert dict(full[0]["headers"])[b"content-length"] == str(len(full[1]["body"])).encode()
+    for status, chunks in [(200, [b'{"event_id": "x"}']), (503, [b"Service Unavailable"]),
+                           (503, [b'{"error": "ours already"}']), (503, [b"x" * QUEUE_FULL_BODY_MAX, b"y" * 10, b"z"])]:
+        sent = answer(status, chunks)
+        assert b"".join(message.get("body", b"") for message in sent[1:]) == b"".join(chunks), (status, chunks[0][:20])
+        assert sent[0]["status"] == status and dict(sent[0]["headers"])[b"content-length"] == b"1"
