@@ -160,3 +160,22 @@ def sample_drawings() -> list[bytes]:
         image.save(buffer, format="PNG")
         images.append(buffer.getvalue())
     return images
+
+
+def in_parallel(work: Callable[[int], Any], count: int) -> list[Exception]:
+    """Run work(0), ..., work(count - 1) in `count` threads at once; returns what they raised (the
+    assertion names it)."""
+    errors: list[Exception] = []
+
+    def run(index: int) -> None:
+        try:
+            work(index)
+        except Exception as error:  # noqa: BLE001 - collected and returned
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inference.predictor import Predictor
-from tests.fakes import write_tiny_model
+from tests.fakes import in_parallel, write_tiny_model
 from training.model_versions import ModelVersions, VersionError
 from training.version_store import VersionMirror
 
@@ -120,22 +120,8 @@ def test_without_a_database_the_files_are_all_there_is(exports, tmp_path, monkey
 
 
 def test_runs_finishing_together_on_two_replicas_get_distinct_numbers(exports, tmp_path, database):
-    import threading
-
     replicas = [replica(exports, tmp_path, name, database, keep=10) for name in ("a", "b")]
-    errors = []
-
-    def run(index: int) -> None:
-        try:
-            write_tiny_model(replicas[index % 2], "model1", digit=index)
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = in_parallel(lambda index: write_tiny_model(replicas[index % 2], "model1", digit=index), 4)
     assert errors == []
     assert [v["version"] for v in replicas[0].list("model1")] == [5, 4, 3, 2, 1]
     newest = replicas[0].list("model1")[0]
