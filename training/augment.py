@@ -130,14 +130,22 @@ def random_affine_elastic(images, seed, settings: Augmentation):
 
 
 def bilinear_sample(images, source_x, source_y):
-    """images [N, 28, 28, 1] read at the points (source_x, source_y) [N, 28, 28]; 0 outside the image
-    (Keras' map_coordinates, linear, over [image, row, column] with each image's own index)."""
-    import keras
+    """images [N, 28, 28, 1] read at the points (source_x, source_y) [N, 28, 28]; 0 outside the image."""
     import tensorflow as tf
 
-    index = tf.broadcast_to(tf.cast(tf.range(tf.shape(images)[0]), tf.float32)[:, None, None], tf.shape(source_x))
-    out = keras.ops.image.map_coordinates(images[..., 0], tf.stack([index, source_y, source_x]), order=1,
-                                          fill_mode="constant", fill_value=0.0)
+    flat = tf.reshape(images, [tf.shape(images)[0], IMAGE_SIZE * IMAGE_SIZE])
+    x0, y0 = tf.floor(source_x), tf.floor(source_y)
+    fx, fy = source_x - x0, source_y - y0
+
+    def corner(x, y):
+        inside = (x >= 0) & (x <= IMAGE_SIZE - 1) & (y >= 0) & (y <= IMAGE_SIZE - 1)
+        index = tf.cast(tf.clip_by_value(y, 0, IMAGE_SIZE - 1) * IMAGE_SIZE + tf.clip_by_value(x, 0, IMAGE_SIZE - 1),
+                        tf.int32)
+        values = tf.gather(flat, tf.reshape(index, [tf.shape(index)[0], -1]), batch_dims=1)
+        return tf.where(inside, tf.reshape(values, tf.shape(x)), 0.0)
+
+    out = ((1 - fx) * (1 - fy) * corner(x0, y0) + fx * (1 - fy) * corner(x0 + 1, y0)
+           + (1 - fx) * fy * corner(x0, y0 + 1) + fx * fy * corner(x0 + 1, y0 + 1))
     return out[..., None]
 
 
