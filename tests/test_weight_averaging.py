@@ -159,3 +159,16 @@ def test_a_model_without_batch_norm_is_left_as_it_is(tf):
     before = [w.copy() for w in model.get_weights()]
     recalibrate_batch_norm(model, np.zeros((10, 28, 28), np.uint8), seed=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_the_elastic_warp_runs_in_the_training_pipeline_partial_last_batch_included(tf):
+    """augment() runs inside tf.data, where the batch axis has no static size (an eager call cannot see
+    that: Keras' map_coordinates passed eagerly and failed here)."""
+    from training.keras_training import training_dataset
+
+    images = (digits_like(200)[..., 0] * 255).astype(np.uint8)
+    dataset = training_dataset(images, np.arange(200) % 10, TrainOptions(epochs=1, batch_size=64, seed=0),
+                               Augmentation(elastic=1.5))
+    batches = [batch.numpy() for batch, _ in dataset]
+    assert [len(batch) for batch in batches] == [64, 64, 64, 8]
+    assert all(0.0 <= batch.min() and batch.max() <= 1.0 for batch in batches)

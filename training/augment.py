@@ -130,7 +130,11 @@ def random_affine_elastic(images, seed, settings: Augmentation):
 
 
 def bilinear_sample(images, source_x, source_y):
-    """images [N, 28, 28, 1] read at the points (source_x, source_y) [N, 28, 28]; 0 outside the image."""
+    """images [N, 28, 28, 1] read at the points (source_x, source_y) [N, 28, 28]; 0 outside the image.
+
+    Not Keras' `keras.ops.image.map_coordinates`, which reads the same values (to 1.2e-7) eagerly but
+    needs a static size on every axis: inside the tf.data pipeline the batch axis has none (the last
+    batch of an epoch is smaller) and it fails ("None values not supported")."""
     import tensorflow as tf
 
     flat = tf.reshape(images, [tf.shape(images)[0], IMAGE_SIZE * IMAGE_SIZE])
