@@ -142,3 +142,17 @@ def test_the_version_that_served_survives_the_targets_pruning(exports, tmp_path,
     serving = new.serving("model1")
     assert sha256(new.files("model1", serving)["onnx"]) == sha256(old.files("model1", 2)["onnx"])
     assert [entry["version"] for entry in new.list("model1")] == [serving, 1]  # keep=2 counts the shipped one
+
+
+def test_a_version_whose_record_or_file_cannot_be_read_is_skipped_in_words_and_the_rest_copied(exports, tmp_path):
+    old = old_location(tmp_path, exports)
+    folder = tmp_path / "old" / "versions" / "model1"
+    (folder / "2" / "version.json").write_text("{not json")
+    (folder / "4" / "model1.onnx").unlink()
+    assert [entry["version"] for entry in old.list("model1")] == [4, 3, 2, 1]  # listed by their folders' numbers
+    new = ModelVersions(data_dir=tmp_path / "new", shipped_dir=exports, database=None)
+    notes = {item.old: (item.new, item.note) for item in import_versions(tmp_path / "old", new)}
+    assert notes[2] == (None, "no SHA-256 recorded to check its ONNX file against: its version.json is unreadable")
+    assert notes[4][0] is None and notes[4][1].startswith("its ONNX file cannot be read (")
+    assert notes[3][0] == 2 and new.serving("model1") == 2  # the serving one copied and serving
+

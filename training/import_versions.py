@@ -12,8 +12,8 @@ folders. The drawings move with Drawings -> Export / Import (drawings/archive.py
 
 What it does, per model of the registry, oldest version first (the one that served last, so that it
 is the newest and pruning never takes it):
-- each version's ONNX file is checked against the SHA-256 its run recorded; a damaged one is skipped
-  and said so, nothing of it copied;
+- each version's ONNX file is checked against the SHA-256 its run recorded; a damaged one, one whose
+  record cannot be read or whose file cannot be read is skipped and said so, nothing of it copied;
 - a version the target holds already (same ONNX SHA-256) is not copied again, so running it twice,
   or after a partial run, copies each version once;
 - the copy gets the target's next number (numbers are the database's: replicas never reuse one),
@@ -86,10 +86,18 @@ def _import_model(name: str, source: ModelVersions, target: ModelVersions, serve
     done, numbers = [], {}
     for entry in entries:
         old = entry["version"]
+        if not entry.get("onnx_sha256"):
+            done.append(Copied(name, old, None, "no SHA-256 recorded to check its ONNX file against: its "
+                                                "version.json is unreadable"))
+            continue
         files = source.files(name, old)
-        onnx = files["onnx"].read_bytes()
+        try:
+            onnx = files["onnx"].read_bytes()
+        except OSError as error:
+            done.append(Copied(name, old, None, f"its ONNX file cannot be read ({error.strerror or error})"))
+            continue
         digest = hashlib.sha256(onnx).hexdigest()
-        if entry.get("onnx_sha256") and digest != entry["onnx_sha256"]:
+        if digest != entry["onnx_sha256"]:
             done.append(Copied(name, old, None, "damaged: its ONNX file is not the one its run wrote"))
             continue
         if digest in held:

@@ -461,7 +461,8 @@ class ModelVersions:
                 "trained_at": metadata.get("trained_at"), "options": metadata.get("options")}
 
     def _public(self, name: str, number: int) -> dict[str, Any]:
-        return _public(self._info(name, number))
+        # The number is the folder's: a version.json that cannot be read still lists as its version.
+        return {**_public(self._info(name, number)), "version": int(number)}
 
     def _cached_sha256(self, path: Path) -> str | None:
         signature = _signature(path)
