@@ -10,11 +10,29 @@ every running event, and every later join answers 503 "Queue is stopped." until 
 `harden_queue` makes `send_message` drop a message to a session that is gone (its event is marked
 dead, so the queue does not run it for nobody) and keeps any other error in an estimate out of the
 processing loop: estimates are only "you are number N in the queue" messages.
+
+A visitor's malformed event call (issue 18's round, found with a fuzzer of Gradio's routes on
+2026-12-06) cost the server its log and answered 500s:
+- Gradio prints the whole traceback of every event that fails (`traceback.print_exc()` in its
+  queueing, routes, utils and route_utils modules), and the message of an event sent too few inputs
+  quotes every value it did get (`Blocks.validate_inputs`): one join of the Draw tab's `predict` with
+  a 4 MB string as its only input wrote 4 MB to the server's log (5 joins: 20.0 MB), and a client may
+  join 600 times a minute. `bound_tracebacks` lets at most TRACEBACKS_PER_MINUTE whole tracebacks a
+  minute through, every line cut to LINE_MAX characters, and past that one short line per error;
+  the same holds for uvicorn's "Exception in ASGI application".
+- `words_for_bad_calls`: an event number or api name the page does not have was a 500 "Internal
+  Server Error" with a traceback (`KeyError` / `FnIndexInferError` in `route_utils.get_fn`); it is a
+  404 naming what is missing. Too few inputs, or an event that runs in the page only (no server
+  function), is refused in words (gr.Error, no traceback) instead of a hidden error and a traceback.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import sys
+import threading
+import time
+import traceback
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -45,3 +63,153 @@ def harden_queue(queue: Any) -> Any:
     queue.broadcast_estimations = guarded_broadcast_estimations
     queue._digit_studio_hardened = True
     return queue
+
+
+TRACEBACKS_PER_MINUTE = 10  # whole tracebacks printed a minute; past it, one short line per error
+LINE_MAX = 300  # characters of any printed line: an exception's message may quote what a visitor sent
+TRACEBACK_LINES_MAX = 120  # lines of one printed traceback (Gradio's are ~40)
+GRADIO_MODULES_THAT_PRINT = ("gradio.queueing", "gradio.routes", "gradio.utils", "gradio.route_utils")
+
+
+class TracebackBudget:
+    """How many whole tracebacks may still be printed this minute (shared by Gradio and uvicorn)."""
+
+    def __init__(self, per_minute: int = TRACEBACKS_PER_MINUTE, clock=time.monotonic):
+        self.per_minute = per_minute
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window_start = -60.0
+        self._printed = 0
+        self.withheld = 0  # tracebacks not printed in all
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            if now - self._window_start >= 60.0:
+                self._window_start, self._printed = now, 0
+            if self._printed < self.per_minute:
+                self._printed += 1
+                return True
+            self.withheld += 1
+            return False
+
+
+def cut(text: str, limit: int = LINE_MAX) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def bounded_traceback_text(error: BaseException) -> str:
+    """The traceback of `error`, each line cut to LINE_MAX and at most TRACEBACK_LINES_MAX lines."""
+    lines = "".join(traceback.format_exception(error)).splitlines()
+    if len(lines) > TRACEBACK_LINES_MAX:
+        lines = [*lines[:TRACEBACK_LINES_MAX // 2], f"... ({len(lines) - TRACEBACK_LINES_MAX} lines)",
+                 *lines[-TRACEBACK_LINES_MAX // 2:]]
+    return "\n".join(cut(line) for line in lines)
+
+
+def one_line(error: BaseException) -> str:
+    return cut(f"{type(error).__name__}: {error}".replace("\n", " "))
+
+
+class _BoundedTracebackModule:
+    """Stands in for the `traceback` module inside Gradio's modules: `print_exc()` prints within the budget."""
+
+    def __init__(self, budget: TracebackBudget):
+        self._budget = budget
+
+    def __getattr__(self, name: str):
+        return getattr(traceback, name)
+
+    def print_exc(self, limit=None, file=None, chain=True) -> None:  # noqa: ARG002 - traceback's signature
+        error = sys.exc_info()[1]
+        if error is None:
+            return
+        out = file or sys.stderr
+        if self._budget.take():
+            print(bounded_traceback_text(error), file=out)
+        else:
+            print(f"Gradio event failed: {one_line(error)} (traceback not printed: more than "
+                  f"{self._budget.per_minute} a minute)", file=out)
+
+
+class _BoundedExceptionRecords(logging.Filter):
+    """On uvicorn's error logger: a record's traceback within the budget and cut, else one line."""
+
+    def __init__(self, budget: TracebackBudget):
+        super().__init__()
+        self._budget = budget
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            if self._budget.take():
+                record.exc_text = bounded_traceback_text(error)
+            else:
+                record.msg, record.args = f"{record.getMessage()}: {one_line(error)} (traceback not printed: " \
+                                          f"more than {self._budget.per_minute} a minute)", ()
+                record.exc_info, record.exc_text = None, None
+        return True
+
+
+def bound_tracebacks(budget: TracebackBudget | None = None) -> TracebackBudget:
+    """Install the budget in Gradio's printing modules and on uvicorn's error logger (once per process)."""
+    import importlib
+
+    installed = getattr(bound_tracebacks, "budget", None)
+    if installed is not None:
+        return installed
+    budget = budget or TracebackBudget()
+    for name in GRADIO_MODULES_THAT_PRINT:
+        module = importlib.import_module(name)
+        if getattr(module, "traceback", None) is traceback:
+            module.traceback = _BoundedTracebackModule(budget)
+    logging.getLogger("uvicorn.error").addFilter(_BoundedExceptionRecords(budget))
+    bound_tracebacks.budget = budget
+    return budget
+
+
+def unknown_event_answer(request, error):
+    """The exception handler for Gradio's FnIndexInferError: a 404 naming what the page lacks."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": str(error)}, status_code=404)
+
+
+def words_for_bad_calls(blocks: Any) -> dict:
+    """Word the bad calls of `blocks`' events; returns the exception handlers for the Gradio app
+    (gr.mount_gradio_app's app_kwargs["exception_handlers"])."""
+    import gradio as gr
+    from gradio import route_utils
+
+    if not getattr(route_utils.get_fn, "_digit_studio_worded", False):
+        original_get_fn = route_utils.get_fn
+
+        @functools.wraps(original_get_fn)
+        def get_fn(blocks, api_name, body):
+            try:
+                return original_get_fn(blocks, api_name, body)
+            except KeyError:  # the only lookup in get_fn that can miss: the body's fn_index
+                raise route_utils.FnIndexInferError(
+                    f"This page has no event number {cut(str(body.fn_index), 30)}: its events are listed by "
+                    "GET /config.") from None
+            except route_utils.FnIndexInferError:
+                raise route_utils.FnIndexInferError(
+                    f"This page has no event named {cut(str(api_name), 40)!r}: its events are listed by "
+                    "GET /gradio_api/info.") from None
+
+        get_fn._digit_studio_worded = True
+        route_utils.get_fn = get_fn
+
+    original_validate = blocks.validate_inputs
+
+    def validate_inputs(block_fn, inputs) -> None:
+        if not block_fn.fn:
+            raise gr.Error("This event runs in the page only: there is nothing on the server to call.",
+                           print_exception=False)
+        if len(inputs) < len(block_fn.inputs):
+            raise gr.Error(f"This event takes {len(block_fn.inputs)} input(s); the request sent {len(inputs)}.",
+                           print_exception=False)
+        original_validate(block_fn, inputs)
+
+    blocks.validate_inputs = validate_inputs
+    return {route_utils.FnIndexInferError: unknown_event_answer}

@@ -14,8 +14,6 @@ full" until some have run (queue_max_size()).
 """
 from __future__ import annotations
 
-import json
-
 from api.buckets import ClientBuckets, refused, setting
 
 JOINS_PER_MINUTE = 600  # per client, sustained ($GRADIO_JOINS_PER_MINUTE; 0 turns the limit off)
@@ -44,48 +42,4 @@ class JoinRateLimit:
             if await refused(self.buckets, scope, send, 1.0,
                              f"Too many Gradio requests from your address: at most {self.buckets.rate * 60:.0f} a minute."):
                 return
-            send = _queue_full_in_our_words(send)
         await self.app(scope, receive, send)
-
-
-QUEUE_FULL_BODY_MAX = 64 * 1024  # a 503 body rewritten; Gradio's is ~100 bytes, anything bigger passes as it is
-
-
-def _queue_full_in_our_words(send):
-    """`send` with Gradio's 503 {"detail": "Queue is full. ..."} also carrying it as {"error"}, the shape
-    every other refusal of this app has (api/errors.py); "detail" stays for Gradio's own clients."""
-    held: dict | None = None
-    body = b""
-
-    async def sending(message) -> None:
-        nonlocal held, body
-        if message["type"] == "http.response.start" and message["status"] == 503:
-            held = message
-            return
-        if held is None or message["type"] != "http.response.body":
-            await send(message)
-            return
-        body += message.get("body", b"")
-        if message.get("more_body") and len(body) <= QUEUE_FULL_BODY_MAX:
-            return
-        start, held = held, None
-        rewritten = _with_error(body) if not message.get("more_body") else None
-        if rewritten is None:  # not the small JSON refusal: pass on what came, as it came
-            await send(start)
-            await send({"type": "http.response.body", "body": body, "more_body": message.get("more_body", False)})
-            return
-        headers = [(key, value) for key, value in start.get("headers", []) if key.lower() != b"content-length"]
-        await send({**start, "headers": [*headers, (b"content-length", str(len(rewritten)).encode())]})
-        await send({"type": "http.response.body", "body": rewritten})
-
-    return sending
-
-
-def _with_error(body: bytes) -> bytes | None:
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(answer, dict) or not isinstance(answer.get("detail"), str) or "error" in answer:
-        return None
-    return json.dumps({"error": answer["detail"], **answer}).encode()

@@ -20,6 +20,9 @@ Issue 18 (tests/test_hostile_gradio.py):
 - `UploadLimit`: uploads per client in bytes, and a total size for Gradio's cache (api/uploads.py).
 - `ServerProtocol`: open connections per client and in all, and a time limit on request heads;
   the open-files limit raised at start (api/connections.py).
+- `bound_tracebacks`, `words_for_bad_calls`: a malformed event call (an unknown event, too few
+  inputs) is refused in words, and no visitor can fill the log (api/gradio_fixes.py);
+  `GradioErrorsInOurWords`: Gradio's refusals carry {"error"} (api/gradio_errors.py).
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.connections import ConnectionGuard, raise_open_files_limit, table
 from api.errors import MAX_BODY_BYTES, body_too_large_message, send_error
-from api.gradio_fixes import harden_queue
+from api.gradio_errors import GradioErrorsInOurWords
+from api.gradio_fixes import bound_tracebacks, harden_queue, words_for_bad_calls
 from api.gradio_joins import JoinRateLimit
 from api.uploads import UploadLimit
 
@@ -176,13 +180,16 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: s
     age = cache_max_age()
     demo.delete_cache = (max(1, age // 4), age)  # read by the mount; (every, older than) in seconds
     private = private_paths(exports_dir, ROOT, *(data_paths(data_dir) if data_dir is not None else []))
+    bound_tracebacks()  # a visitor's bad event call prints a bounded traceback, not what it sent
     app = gr.mount_gradio_app(api, demo, path="/", max_file_size=MAX_BODY_BYTES, show_error=False,
-                              blocked_paths=private, **options)
+                              blocked_paths=private, app_kwargs={"exception_handlers": words_for_bad_calls(demo)},
+                              **options)
     # launch() sets has_launched; mount_gradio_app does not, and Gradio's check of the files an event
     # payload names (processing_utils._check_allowed) returns early while it is False. True makes
     # every event, public or private, by api name or fn_index, accept only files in Gradio's
     # upload folder (what its /upload route wrote), as under launch().
     demo.has_launched = True
+    app.add_middleware(GradioErrorsInOurWords)  # innermost: it words Gradio's own refusals
     app.add_middleware(GradioBodyLimit)
     app.add_middleware(UploadLimit, folder=gradio_upload_folder())  # issue 18: upload rate and cache size
     app.add_middleware(JoinRateLimit)  # issue 18: queue joins per client, before they reach Gradio

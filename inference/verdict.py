@@ -16,7 +16,7 @@ its own verdict and that model's (`with_second_opinion`): a letter the CNN calls
 a digit" is not a digit for Model 1 either, while Model 1's digit and its candidates stay
 its own (measured on the shipped models: letters flagged 6% -> 93%, scribbles 3% -> 95%;
 the benchmarks' `drawn` section).
-Both models' probabilities are temperature-calibrated, so the top
+Every model's probabilities are temperature-calibrated, so the top
 probability says how sure the model is and the top-two mass says whether it hesitates
 or does not recognise a digit at all. The thresholds are fitted per model at training time
 (training/calibration.py) and carried in the export's metadata ("verdict"), so

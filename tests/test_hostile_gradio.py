@@ -9,6 +9,7 @@ apply before any header is read, the test's sockets come from other loopback add
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -232,34 +233,106 @@ def test_events_waiting_in_gradios_queue_are_capped(small_server):
     assert visitor["failures"] == [], visitor
 
 
-def test_only_gradios_small_json_refusal_is_rewritten_other_answers_pass_as_they_came():
-    """The join middleware's send wrapper (api/gradio_joins.py), on scripted answers."""
+def test_gradios_refusals_are_worded_as_ours_other_answers_pass_as_they_came():
+    """The send wrapper of api/gradio_errors.py, on scripted answers: Gradio's {"detail"}, its Pydantic
+    422 list and its plain-text 400 gain an "error" in words; successes, our own refusals, big or
+    unreadable bodies pass byte for byte."""
     import asyncio
 
-    from api.gradio_joins import QUEUE_FULL_BODY_MAX, _queue_full_in_our_words
+    from api.gradio_errors import ERROR_BODY_MAX, errors_in_our_words
 
-    def answer(status: int, chunks: list[bytes]) -> list[dict]:
+    def answer(status: int, chunks: list[bytes], content_type: bytes = b"application/json") -> list[dict]:
         sent: list[dict] = []
 
         async def send(message):
             sent.append(message)
 
         async def run():
-            wrapped = _queue_full_in_our_words(send)
+            wrapped = errors_in_our_words(send)
             await wrapped({"type": "http.response.start", "status": status,
-                           "headers": [(b"content-type", b"application/json"), (b"content-length", b"1")]})
+                           "headers": [(b"content-type", content_type), (b"content-length", b"1")]})
             for index, chunk in enumerate(chunks):
                 await wrapped({"type": "http.response.body", "body": chunk, "more_body": index < len(chunks) - 1})
 
         asyncio.run(run())
         return sent
 
+    def body_of(sent: list[dict]) -> dict:
+        assert dict(sent[0]["headers"])[b"content-type"] == b"application/json"
+        assert dict(sent[0]["headers"])[b"content-length"] == str(len(sent[1]["body"])).encode()
+        return json.loads(b"".join(message.get("body", b"") for message in sent[1:]))
+
     full = answer(503, [b'{"detail": "Queue is full.', b' Try again later."}'])
-    body = json.loads(b"".join(message.get("body", b"") for message in full[1:]))
-    assert body == {"error": "Queue is full. Try again later.", "detail": "Queue is full. Try again later."}
-    assert dict(full[0]["headers"])[b"content-length"] == str(len(full[1]["body"])).encode()
-    for status, chunks in [(200, [b'{"event_id": "x"}']), (503, [b"Service Unavailable"]),
-                           (503, [b'{"error": "ours already"}']), (503, [b"x" * QUEUE_FULL_BODY_MAX, b"y" * 10, b"z"])]:
-        sent = answer(status, chunks)
+    assert body_of(full) == {"error": "Queue is full. Try again later.", "detail": "Queue is full. Try again later."}
+    assert full[0]["status"] == 503
+    plain = answer(400, [b"Could not parse multipart request"], b"text/plain; charset=utf-8")
+    assert body_of(plain) == {"error": "Could not parse multipart request"} and plain[0]["status"] == 400
+    missing = [{"type": "missing", "loc": ["query", "session_hash"], "msg": "Field required", "input": None}]
+    invalid = answer(422, [json.dumps({"detail": missing * 5}).encode()])
+    assert body_of(invalid)["error"] == ("This request is not what the route takes (session_hash: Field required; "
+                                         "session_hash: Field required; session_hash: Field required; and 2 more).")
+    assert body_of(invalid)["detail"] == missing * 5  # Gradio's own clients still read theirs
+    for status, chunks, content_type in [
+            (200, [b'{"event_id": "x"}'], b"application/json"), (503, [b"Service Unavailable"], b"text/html"),
+            (503, [b'{"error": "ours already"}'], b"application/json"),
+            (500, [b'{"error": null}'], b"application/json"), (400, [b"   "], b"text/plain"),
+            (503, [b"x" * ERROR_BODY_MAX, b"y" * 10, b"z"], b"application/json")]:
+        sent = answer(status, chunks, content_type)
         assert b"".join(message.get("body", b"") for message in sent[1:]) == b"".join(chunks), (status, chunks[0][:20])
         assert sent[0]["status"] == status and dict(sent[0]["headers"])[b"content-length"] == b"1"
+
+
+# -- malformed event calls: refused in words, and the log stays small -----------------------------
+
+def test_malformed_event_calls_are_refused_in_words_and_cannot_fill_the_log(server):
+    """Event calls that fail, each sending 1 MB (benchmarks/attacks/hostile.malformed_calls): `predict` with
+    one input of its three, a page-only event, an event number the page lacks, the Drawings tab's row
+    selection without its event data. Before: the unknown event a 500 "Internal Server Error", the others
+    a hidden error, and the server's log grew by 266,300 bytes a call (each short call's traceback quoted
+    the megabyte it got: 60 calls, 16 MB; a client may join 600 times a minute). Now: a 404 and errors in
+    words, tracebacks within a budget a minute and cut, a few hundred bytes of log a call."""
+    base = server["url"]
+    result = hostile.malformed_calls(base, 60, megabytes=1.0, client="192.0.2.80", log=server["log"])
+    print(f"\n60 malformed event calls of 1 MB: {result}")
+    assert result["join_statuses"] == {200: 45, 404: 15}, result
+    assert result["outcomes"] == {"process_completed, success False": 45, "HTTP 404": 15}, result
+    errors = result["errors"]
+    assert re.fullmatch(r"This event takes \d+ input\(s\); the request sent 1\.", errors["too_few_inputs"]), errors
+    assert errors["page_only"] == "This event runs in the page only: there is nothing on the server to call.", errors
+    assert json.loads(errors["unknown_event"])["error"].startswith("This page has no event number "), errors
+    assert result["log_bytes_per_call"] < 2000, result  # 10 whole tracebacks a minute at most, each line cut
+    log = server["log"].read_text(errors="replace")
+    assert "x" * 1000 not in log  # no line quotes what was sent
+    by_name = httpx.post(f"{base}gradio_api/call/no_such_event", json={"data": []}, timeout=30,
+                         headers=hostile.client_headers("192.0.2.81"))
+    assert by_name.status_code == 404
+    assert by_name.json() == {"error": "This page has no event named 'no_such_event': its events are listed by "
+                                       "GET /gradio_api/info."}
+    assert visitor_still_served(base, "192.0.2.82")["failures"] == []
+
+
+def test_gradios_own_refusals_carry_an_error_in_words(server):
+    """Gradio's routes refuse with {"detail"} (a string or Pydantic's list) or plain text; each answer now
+    carries {"error"} in words too. MCP keeps JSON-RPC's error shape, which its clients read."""
+    base = server["url"]
+    headers = hostile.client_headers("192.0.2.83")
+    refusals = {
+        "no session": httpx.get(f"{base}gradio_api/queue/data", headers=headers),
+        "join without session": httpx.post(f"{base}gradio_api/queue/join", json={"data": [], "fn_index": 0},
+                                           headers=headers),
+        "server file": httpx.get(f"{base}gradio_api/file=/etc/passwd", headers=headers),
+        "broken multipart": httpx.post(f"{base}gradio_api/upload", content=b"xx", headers={
+            **headers, "content-type": "multipart/form-data; boundary=zz"}),
+        "unknown route": httpx.get(f"{base}gradio_api/no-such-route", headers=headers),
+        "deep JSON": httpx.post(f"{base}gradio_api/queue/join", content=b"[" * 100_000 + b"]" * 100_000,
+                                headers={**headers, "content-type": "application/json"}),
+    }
+    for name, answer in refusals.items():
+        assert 400 <= answer.status_code < 500, (name, answer.status_code, answer.text[:200])
+        body = answer.json()
+        assert isinstance(body.get("error"), str) and body["error"], (name, body)
+    assert "session_hash: Field required" in refusals["no session"].json()["error"]
+    assert refusals["server file"].status_code == 403
+    mcp = httpx.post(f"{base}gradio_api/mcp/", content=b"{junk", headers={
+        **headers, "content-type": "application/json", "accept": "application/json, text/event-stream"})
+    assert mcp.status_code == 400 and mcp.json()["jsonrpc"] == "2.0" and isinstance(mcp.json()["error"], dict)

@@ -4,7 +4,7 @@ Fitted at training time on the held-out validation split (MNIST validation digit
 the same digits redrawn on the canvas, conventions), never on the test set:
 
 - `fit_temperature`: one scalar T for softmax(log p / T), minimising the validation
-  log loss. Both models end in a softmax, so that is exactly classic temperature
+  log loss. Every model ends in a softmax, so that is exactly classic temperature
   scaling of the logits (log p differs from the logits by a constant per row).
   `add_temperature` appends it to the ONNX graph (Log -> Mul(1/T) -> Softmax), so
   the served probabilities are the calibrated ones and the predictor has no

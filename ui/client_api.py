@@ -12,6 +12,7 @@ from gradio.data_classes import FileData
 
 from inference.image_io import ImageInputError, file_data_url
 from inference.status import environment, model_status_report
+from training import lineup
 from training.registry import MODELS
 from ui import draw, explain_api, mcp_tools
 from ui.context import PREDICT_QUEUE, AppContext
@@ -24,7 +25,7 @@ def register(ctx: AppContext) -> None:
     """Add the endpoints to the Blocks being built (listed first on the "Use via API" page)."""
 
     async def predict(image: FileData, model: str = "model2", invert: bool = False) -> tuple[int, list[float], str]:
-        """Classify a picture of one handwritten digit with "model1" or "model2".
+        """Classify a picture of one handwritten digit with one of the models (named below, from the registry).
         Returns (digit, probabilities of the digits 0-9, verdict): the verdict is "digit", "unsure"
         (the top two are close: look at the probabilities) or "not_a_digit" (letters, scribbles, lines)."""
         if not isinstance(model, str) or model not in MODELS:
@@ -78,6 +79,9 @@ def register(ctx: AppContext) -> None:
         prediction workers."""
         return environment(ctx.pool, ctx.explain_lane, ctx.drawings)
 
+    # The models named from the registry (issue 21 item 4: it said "model1" or "model2" until Model 3).
+    predict.__doc__ = predict.__doc__.replace("one of the models (named below, from the registry)",
+                                              lineup.model_choices(MODELS, with_all=False))
     gr.api(predict, api_name="predict", **PREDICT_QUEUE)
     # The lane (inference/explain/lane.py) bounds explanations; this only keeps them off the predictions' slots.
     gr.api(explain, api_name="explain", concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain")

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from training import lineup
 from training.model_versions import VersionError
 from training.registry import MODELS, ModelSpec
 from ui import views
@@ -132,7 +133,7 @@ def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards
                                 **PRIVATE)
 
     def serve_version(model: str, version: int, token: str = "") -> dict[str, Any]:
-        """Serve a kept version of "model1" or "model2" (see GET /models/{model}/versions); returns it."""
+        """Serve a kept version of one of the models (see GET /models/{model}/versions); returns it."""
         if model not in MODELS:
             raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(MODELS)}.")
         # Whole numbers only, as in REST: gr.api passes the JSON value as sent, and int() would take
@@ -144,4 +145,5 @@ def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards
             raise gr.Error(problem)
         return ctx.versions.describe(model, int(version))
 
+    serve_version.__doc__ = serve_version.__doc__.replace("one of the models", lineup.model_choices(MODELS, with_all=False))
     gr.api(serve_version, api_name="serve_version")

@@ -4,6 +4,7 @@
     python -m benchmarks.attacks.hostile joins http://127.0.0.1:7860/                 # item 2: 5,000 joins, fresh sessions
     python -m benchmarks.attacks.hostile uploads http://127.0.0.1:7860/ --cache DIR   # item 10: 100 uploads of 4.9 MB
     python -m benchmarks.attacks.hostile slow http://127.0.0.1:7860/ --count 20000    # item 9: slow request heads
+    python -m benchmarks.attacks.hostile malformed http://127.0.0.1:7860/ --log LOG    # event calls that fail, 1 MB each
 
 Each prints one JSON line of figures (the README's reliability rows quote them, before and after).
 tests/test_hostile_gradio.py performs the same attacks through these functions against an app it starts.
@@ -192,6 +193,47 @@ def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: in
 
 # -- item 9: slow request heads ---------------------------------------------------------------------
 
+def malformed_calls(base: str, count: int, *, megabytes: float = 1.0, client: str | None = None,
+                    log: Path | None = None) -> dict[str, Any]:
+    """`count` event calls that fail, in turn: the Draw tab's `predict` sent one input of `megabytes`
+    (it takes three), a page-only event (no server function), an event number the page lacks and an
+    event that reads its event data sent none; each joined with a new session and its stream read to the end. With `log` (the server's log file), how
+    much the log grew. Returns {"join_statuses", "outcomes": {what the stream ended with: count},
+    "errors": {one error text per kind}, "log_bytes_per_call"}."""
+    config = httpx.get(base + "config", timeout=30).json()
+    fns = {dep.get("api_name"): dep["id"] for dep in config["dependencies"]}
+    page_only = next(dep["id"] for dep in config["dependencies"] if not dep.get("backend_fn"))
+    missing = max(dep["id"] for dep in config["dependencies"]) + 1000
+    big = "x" * int(megabytes * 2 ** 20)
+    # The Drawings tab's row selection, which reads its event data (the row), sent none: Gradio fails on it
+    # (TypeError) after the inputs passed, with a traceback.
+    selects = next(dep for dep in config["dependencies"] if dep.get("api_name") == "select_drawing")
+    kinds = [("too_few_inputs", fns["predict"], [big]), ("page_only", page_only, [big]), ("unknown_event", missing, [big]),
+             ("no_event_data", selects["id"], [None] * len(selects["inputs"]))]
+    before = log.stat().st_size if log else 0
+    statuses: dict[int, int] = {}
+    outcomes: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for index in range(count):
+        kind, fn_index, data = kinds[index % len(kinds)]
+        result = call(base, fn_index, data, client=client)
+        statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+        last = result["last"]
+        if isinstance(last, dict):
+            outcome = f"{last.get('msg')}, success {last.get('success')}"
+            errors.setdefault(kind, str((last.get("output") or {}).get("error"))[:200])
+        else:
+            outcome = f"HTTP {result['status']}"
+            errors.setdefault(kind, str(last)[:200])
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    report: dict[str, Any] = {"calls": count, "megabytes_each": megabytes, "join_statuses": statuses,
+                              "outcomes": outcomes, "errors": errors}
+    if log:
+        time.sleep(1)  # the queue's worker prints after the stream's last message
+        report["log_bytes_per_call"] = round((log.stat().st_size - before) / count)
+    return report
+
+
 def open_slow_heads(port: int, count: int, *, sources: list[str] | None = None,
                     host: str = "127.0.0.1") -> list[socket.socket]:
     """`count` connections that each send the start of a request head and nothing more."""
@@ -256,12 +298,13 @@ def cache_megabytes(folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("attack", choices=["followers", "joins", "uploads", "slow"])
+    parser.add_argument("attack", choices=["followers", "joins", "uploads", "slow", "malformed"])
     parser.add_argument("url")
     parser.add_argument("--token", help="the server's TRAIN_TOKEN: the visitor's Train click uses it")
     parser.add_argument("--count", type=int)
     parser.add_argument("--clients", type=int, default=1, help="addresses the attack comes from (X-Forwarded-For)")
     parser.add_argument("--cache", type=Path, help="the server's GRADIO_TEMP_DIR, to measure")
+    parser.add_argument("--log", type=Path, help="the server's log file, to measure (malformed)")
     args = parser.parse_args(argv)
     base = args.url.rstrip("/") + "/"
     port = int(base.rstrip("/").rsplit(":", 1)[1])
@@ -276,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         report.update(fresh_session_joins(base, args.count or 5000, clients=args.clients))
         time.sleep(2)
         report["visitor"] = visitor_events(base, token=args.token, client="192.0.2.51", rounds=1, train=False)
+    elif args.attack == "malformed":
+        report.update(malformed_calls(base, args.count or 60, log=args.log, client="192.0.2.53"))
     elif args.attack == "uploads":
         content = b"\0" * int(4.9 * 2 ** 20)  # each upload made unique below: Gradio keeps one copy of equal files
         before = cache_megabytes(args.cache) if args.cache else None

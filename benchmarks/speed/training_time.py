@@ -1,4 +1,4 @@
-"""(5) Training: wall time and validation accuracy per epoch for both models.
+"""(5) Training: wall time and validation accuracy per epoch for every model.
 
 Runs each registry trainer exactly as the app and the CLI do (a generator of
 Progress events ending in one Result), on full MNIST with the model's default
