@@ -19,7 +19,7 @@ A visitor's malformed event call (issue 18's round, found with a fuzzer of Gradi
   a 4 MB string as its only input wrote 4 MB to the server's log (5 joins: 20.0 MB), and a client may
   join 600 times a minute. `bound_tracebacks` lets at most TRACEBACKS_PER_MINUTE whole tracebacks a
   minute through, every line cut to LINE_MAX characters, and past that one short line per error;
-  the same holds for uvicorn's "Exception in ASGI application".
+  the same holds for uvicorn's "Exception in ASGI application" and the REST routes' unexpected errors.
 - `words_for_bad_calls`: an event number or api name the page does not have was a 500 "Internal
   Server Error" with a traceback (`KeyError` / `FnIndexInferError` in `route_utils.get_fn`); it is a
   404 naming what is missing. Too few inputs, or an event that runs in the page only (no server
@@ -69,6 +69,8 @@ TRACEBACKS_PER_MINUTE = 10  # whole tracebacks printed a minute; past it, one sh
 LINE_MAX = 300  # characters of any printed line: an exception's message may quote what a visitor sent
 TRACEBACK_LINES_MAX = 120  # lines of one printed traceback (Gradio's are ~40)
 GRADIO_MODULES_THAT_PRINT = ("gradio.queueing", "gradio.routes", "gradio.utils", "gradio.route_utils")
+# uvicorn's "Exception in ASGI application" and the REST routes' unhandled errors (api/errors.py)
+LOGGERS_OF_UNEXPECTED_ERRORS = ("uvicorn.error", "api.errors")
 
 
 class TracebackBudget:
@@ -143,10 +145,11 @@ class _BoundedExceptionRecords(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             if self._budget.take():
+                record.msg, record.args = cut(record.getMessage()), ()  # it may name the request's path
                 record.exc_text = bounded_traceback_text(error)
             else:
-                record.msg, record.args = f"{record.getMessage()}: {one_line(error)} (traceback not printed: " \
-                                          f"more than {self._budget.per_minute} a minute)", ()
+                record.msg, record.args = f"{cut(record.getMessage())}: {one_line(error)} (traceback not " \
+                                          f"printed: more than {self._budget.per_minute} a minute)", ()
                 record.exc_info, record.exc_text = None, None
         return True
 
@@ -163,7 +166,8 @@ def bound_tracebacks(budget: TracebackBudget | None = None) -> TracebackBudget:
         module = importlib.import_module(name)
         if getattr(module, "traceback", None) is traceback:
             module.traceback = _BoundedTracebackModule(budget)
-    logging.getLogger("uvicorn.error").addFilter(_BoundedExceptionRecords(budget))
+    for logger in LOGGERS_OF_UNEXPECTED_ERRORS:
+        logging.getLogger(logger).addFilter(_BoundedExceptionRecords(budget))
     bound_tracebacks.budget = budget
     return budget
 
