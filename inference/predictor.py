@@ -22,7 +22,7 @@ requests already running keep the old session object until they finish.
 A missing or broken export makes only that model unavailable, with a reason a
 user can act on; the other models keep serving. Never imports TensorFlow.
 
-Verdicts: a model whose registry entry names a `second_opinion` (Model 1: Model 2) also
+Verdicts: a model whose registry entry names a `second_opinion` (Model 1: Model 3) also
 runs that model on the same image and takes the more doubtful of the two verdicts
 (inference/verdict.with_second_opinion); if that model cannot predict, its own alone.
 """

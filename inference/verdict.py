@@ -7,15 +7,15 @@
                  (the model hesitates between two digits: "4 or 9?"); candidates = [top, second]
 - "not_a_digit": the probability is spread over many digits; candidates = []
 
-Model 2 is trained to spread its output evenly over the ten digits for letters,
+Models 2 and 3 are trained to spread their output evenly over the ten digits for letters,
 scribbles, lines and several digits (outlier exposure, training/canvas_data.py); Model 1,
 a linear model, gained nothing from that and is not: alone it flags 6% of letters.
 Whether a drawing is a digit at all is a question about the drawing, so a model whose
-registry entry names a `second_opinion` (Model 1: Model 2) takes the more doubtful of
+registry entry names a `second_opinion` (Model 1: Model 3) takes the more doubtful of
 its own verdict and that model's (`with_second_opinion`): a letter the CNN calls "not
 a digit" is not a digit for Model 1 either, while Model 1's digit and its candidates stay
-its own (measured on the shipped models: letters flagged 6% -> 93%, scribbles 3% -> 95%;
-the benchmarks' `drawn` section).
+its own (measured on the shipped models with Model 2's opinion: letters flagged 6% -> 93%,
+scribbles 3% -> 95%; with Model 3's, 97% and 97%: the benchmarks' `drawn` section).
 Every model's probabilities are temperature-calibrated, so the top
 probability says how sure the model is and the top-two mass says whether it hesitates
 or does not recognise a digit at all. The thresholds are fitted per model at training time

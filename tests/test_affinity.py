@@ -235,7 +235,13 @@ def test_a_trickled_body_is_a_408_within_the_body_time(pair):
             if select.select([sock], [], [], 0.3)[0]:
                 break
         answer = read_answer(sock)
-        assert sock.recv(1) == b""  # and the connection is closed: the rest of the body is not waited for
+        # And the connection is closed: the rest of the body is not waited for. A byte this side sent after
+        # the answer, still unread when the server closed, makes its close a reset (seen on a busy machine).
+        try:
+            rest = sock.recv(1)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""
     assert answer.startswith(b"HTTP/1.1 408") and b"too slowly" in answer
     assert time.monotonic() - started < LIMITS["body_timeout"] + 2
 

@@ -162,8 +162,8 @@ def test_quick_run_numbers_are_sane(quick_run):
         for name in ("letters_symbols", "handwritten_letters", "scribbles", "lines", "two_digits"):
             rates = drawn[model]["sets"][name]
             assert abs(rates["digit"] + rates["unsure"] + rates["not_a_digit"] - 1.0) < 1e-6
-    # Model 1's verdicts are measured as served, with Model 2's second opinion: never less doubtful than alone.
-    assert drawn["model1"]["second_opinion"] == "model2" and drawn["model2"]["second_opinion"] is None
+    # Model 1's verdicts are measured as served, with Model 3's second opinion: never less doubtful than alone.
+    assert drawn["model1"]["second_opinion"] == "model3" and drawn["model2"]["second_opinion"] is None
     for name in ("letters_symbols", "scribbles"):
         assert drawn["model1"]["sets"][name]["flagged"] >= drawn["model1"]["own_verdict_flagged"][name]
 

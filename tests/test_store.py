@@ -257,5 +257,7 @@ def test_postgresql_down_is_a_quick_503_and_up_again_without_reopening(postgres_
         assert pool["size"] <= pool["max"] and pool["waiting"] == 0
     finally:
         database.close()
-    assert postgres_server.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'digit-studio'") \
-        == [(0,)]
+    # A backend leaves pg_stat_activity when it has seen its client go: a moment later on a busy machine
+    # (2 were still listed right after the close once, during CI under load).
+    assert wait_until(lambda: postgres_server.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'digit-studio'") == [(0,)], timeout=10, step=0.1)

@@ -446,8 +446,14 @@ def test_the_pool_leaves_no_connection_out_after_abuse(on_postgres):
     http, server = on_postgres["http"], on_postgres["server"]
     pool_state = http.get("/env").json()["database"]["pool"]
     assert pool_state["available"] == pool_state["size"] <= pool_state["max"] and pool_state["waiting"] == 0
-    connections = server.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'digit-studio'")
-    assert len(connections) <= pool_state["max"] and ("idle in transaction",) not in connections, connections
+    # A connection the pool closed (a client hung up mid-query) leaves pg_stat_activity once its backend has
+    # seen it go: a moment later on a busy machine (9 listed against a pool of 8 once, during CI under load).
+    def connections_within_the_pool() -> bool:
+        connections = server.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'digit-studio'")
+        return len(connections) <= pool_state["max"] and ("idle in transaction",) not in connections
+
+    assert wait_until(connections_within_the_pool, timeout=10, step=0.1), \
+        server.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'digit-studio'")
     # Besides the pool: the model versions' watcher listens on one connection of its own (NOTIFY).
     listeners = server.execute("SELECT state FROM pg_stat_activity WHERE application_name = 'digit-studio:listen'")
     assert len(listeners) <= 1, listeners

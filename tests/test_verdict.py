@@ -55,15 +55,16 @@ def test_a_second_opinion_can_only_add_doubt_and_the_candidates_stay_the_models_
     assert combine_many(["digit"], None) == ["digit"]
 
 
-def test_model1_asks_model2_for_a_second_opinion_and_serves_alone_without_it(tmp_path, drawings):
-    """Model 1 (linear) takes Model 2's doubt on the same drawing; with no Model 2 its verdict is its own."""
+def test_model1_asks_model3_for_a_second_opinion_and_serves_alone_without_it(tmp_path, drawings):
+    """Model 1 (linear) takes Model 3's doubt on the same drawing; with no Model 3 its verdict is its own."""
     import shutil
 
     from inference.predictor import Predictor
     from training.artifacts import DEFAULT_EXPORTS_DIR
     from training.registry import MODELS
 
-    assert MODELS["model1"].second_opinion == "model2" and MODELS["model2"].second_opinion is None
+    assert MODELS["model1"].second_opinion == "model3"
+    assert MODELS["model2"].second_opinion is None and MODELS["model3"].second_opinion is None
     both = Predictor(DEFAULT_EXPORTS_DIR)
     alone_dir = tmp_path / "alone"
     alone_dir.mkdir()
@@ -73,7 +74,7 @@ def test_model1_asks_model2_for_a_second_opinion_and_serves_alone_without_it(tmp
     letters = drawings["letters"]
     with_partner = [p.verdict for p in both.predict_batch(letters, "model1")]
     own = [p.verdict for p in alone.predict_batch(letters, "model1")]
-    partner = [p.verdict for p in both.predict_batch(letters, "model2")]
+    partner = [p.verdict for p in both.predict_batch(letters, "model3")]
     assert with_partner == combine_many(own, partner)
     assert np.mean([v != "digit" for v in with_partner]) > np.mean([v != "digit" for v in own]) + 0.3
     # One image: predict(), predict_batch() and predict_all() give Model 1 the same verdict.
@@ -107,8 +108,8 @@ def drawings(mnist):
 
 # Bounds for these small samples, a little looser than the benchmark targets (drawn: <= 2% of the
 # correctly read flagged, >= 90% of letters and scribbles flagged) to leave room for sampling noise.
-# Model 1 is linear: alone it flags only ~4-6% of letters; with Model 2's second opinion (as served) it
-# flags what Model 2 flags at least.
+# Model 1 is linear: alone it flags only ~4-6% of letters; with Model 3's second opinion (as served) it
+# flags what Model 3 flags at least.
 MAX_CORRECT_FLAGGED = {"model1": 0.03, "model2": 0.03}
 MIN_NON_DIGITS_FLAGGED = {"model1": 0.8, "model2": 0.8}
 MIN_ACCURACY = {"model1": 0.87, "model2": 0.94}  # on redrawn MNIST test digits (measured 92.8% and 97.5%)
