@@ -11,8 +11,8 @@ every running event, and every later join answers 503 "Queue is stopped." until 
 dead, so the queue does not run it for nobody) and keeps any other error in an estimate out of the
 processing loop: estimates are only "you are number N in the queue" messages.
 
-A visitor's malformed event call (issue 18's round, found with a fuzzer of Gradio's routes on
-2026-12-06) cost the server its log and answered 500s:
+A visitor's malformed event call (found on 2026-12-06 with a fuzzer of Gradio's routes) cost the
+server its log and answered 500s:
 - Gradio prints the whole traceback of every event that fails (`traceback.print_exc()` in its
   queueing, routes, utils and route_utils modules), and the message of an event sent too few inputs
   quotes every value it did get (`Blocks.validate_inputs`): one join of the Draw tab's `predict` with
@@ -74,7 +74,7 @@ LOGGERS_OF_UNEXPECTED_ERRORS = ("uvicorn.error", "api.errors")
 
 
 class TracebackBudget:
-    """How many whole tracebacks may still be printed this minute (shared by Gradio and uvicorn)."""
+    """How many whole tracebacks may still be printed this minute (shared by Gradio, uvicorn and REST)."""
 
     def __init__(self, per_minute: int = TRACEBACKS_PER_MINUTE, clock=time.monotonic):
         self.per_minute = per_minute
@@ -135,7 +135,7 @@ class _BoundedTracebackModule:
 
 
 class _BoundedExceptionRecords(logging.Filter):
-    """On uvicorn's error logger: a record's traceback within the budget and cut, else one line."""
+    """On the loggers of unexpected errors: a record's traceback within the budget and cut, else one line."""
 
     def __init__(self, budget: TracebackBudget):
         super().__init__()
@@ -155,7 +155,8 @@ class _BoundedExceptionRecords(logging.Filter):
 
 
 def bound_tracebacks(budget: TracebackBudget | None = None) -> TracebackBudget:
-    """Install the budget in Gradio's printing modules and on uvicorn's error logger (once per process)."""
+    """Install the budget in Gradio's printing modules and on the loggers of unexpected errors (once per
+    process)."""
     import importlib
 
     installed = getattr(bound_tracebacks, "budget", None)

@@ -191,14 +191,14 @@ def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: in
     return {"joins": count, "statuses": statuses, "samples": samples, "seconds": round(time.monotonic() - started, 1)}
 
 
-# -- item 9: slow request heads ---------------------------------------------------------------------
+# -- event calls that fail (the server's log) -----------------------------------------------------
 
 def malformed_calls(base: str, count: int, *, megabytes: float = 1.0, client: str | None = None,
                     log: Path | None = None) -> dict[str, Any]:
     """`count` event calls that fail, in turn: the Draw tab's `predict` sent one input of `megabytes`
     (it takes three), a page-only event (no server function), an event number the page lacks and an
-    event that reads its event data sent none; each joined with a new session and its stream read to the end. With `log` (the server's log file), how
-    much the log grew. Returns {"join_statuses", "outcomes": {what the stream ended with: count},
+    event that reads its event data sent none; each joined with a new session and its stream read to
+    the end. With `log` (the server's log file), how much the log grew. Returns {"join_statuses", "outcomes": {what the stream ended with: count},
     "errors": {one error text per kind}, "log_bytes_per_call"}."""
     config = httpx.get(base + "config", timeout=30).json()
     fns = {dep.get("api_name"): dep["id"] for dep in config["dependencies"]}
@@ -233,6 +233,8 @@ def malformed_calls(base: str, count: int, *, megabytes: float = 1.0, client: st
         report["log_bytes_per_call"] = round((log.stat().st_size - before) / count)
     return report
 
+
+# -- item 9: slow request heads ---------------------------------------------------------------------
 
 def open_slow_heads(port: int, count: int, *, sources: list[str] | None = None,
                     host: str = "127.0.0.1") -> list[socket.socket]:
