@@ -22,8 +22,9 @@ server its log and answered 500s:
   the same holds for uvicorn's "Exception in ASGI application" and the REST routes' unexpected errors.
 - `words_for_bad_calls`: an event number or api name the page does not have was a 500 "Internal
   Server Error" with a traceback (`KeyError` / `FnIndexInferError` in `route_utils.get_fn`); it is a
-  404 naming what is missing. Too few inputs, or an event that runs in the page only (no server
-  function), is refused in words (gr.Error, no traceback) instead of a hidden error and a traceback.
+  404 naming what is missing. Too few inputs, an event that runs in the page only (no server
+  function), or a selection event sent without its event data, is refused in words (gr.Error, no
+  traceback) instead of a hidden error and a traceback.
 """
 from __future__ import annotations
 
@@ -217,4 +218,35 @@ def words_for_bad_calls(blocks: Any) -> dict:
         original_validate(block_fn, inputs)
 
     blocks.validate_inputs = validate_inputs
+
+    original_process_api = blocks.process_api
+
+    async def process_api(*args, **kwargs):
+        block_fn = kwargs.get("block_fn", args[0] if args else None)
+        block_fn = blocks.fns.get(block_fn) if isinstance(block_fn, int) else block_fn
+        event_data = kwargs.get("event_data")
+        if block_fn is not None and block_fn.fn is not None and reads_event_data(block_fn.fn) \
+                and not isinstance(getattr(event_data, "_data", None), dict):
+            raise gr.Error("This event needs the data of what was selected, which the page sends with it.",
+                           print_exception=False)
+        return await original_process_api(*args, **kwargs)
+
+    blocks.process_api = process_api
     return {route_utils.FnIndexInferError: unknown_event_answer}
+
+
+@functools.lru_cache(maxsize=None)
+def reads_event_data(fn: Any) -> bool:
+    """Whether `fn` takes a typed event's data (gr.SelectData and the like: Gradio builds it from the
+    call's event data, reading its keys; a call without any failed with a TypeError and a traceback)."""
+    import inspect
+
+    from gradio import utils
+    from gradio.helpers import EventData
+
+    try:
+        hints = utils.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - a function whose hints cannot be read: Gradio decides as before
+        return False
+    return any(inspect.isclass(hint) and issubclass(hint, EventData) and hint is not EventData
+               for hint in hints.values())

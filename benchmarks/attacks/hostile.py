@@ -205,8 +205,8 @@ def malformed_calls(base: str, count: int, *, megabytes: float = 1.0, client: st
     page_only = next(dep["id"] for dep in config["dependencies"] if not dep.get("backend_fn"))
     missing = max(dep["id"] for dep in config["dependencies"]) + 1000
     big = "x" * int(megabytes * 2 ** 20)
-    # The Drawings tab's row selection, which reads its event data (the row), sent none: Gradio fails on it
-    # (TypeError) after the inputs passed, with a traceback.
+    # The Drawings tab's row selection, which reads its event data (the row), sent none: Gradio failed on it
+    # (a TypeError after the inputs passed, with a traceback) until api/gradio_fixes.py refused it in words.
     selects = next(dep for dep in config["dependencies"] if dep.get("api_name") == "select_drawing")
     kinds = [("too_few_inputs", fns["predict"], [big]), ("page_only", page_only, [big]), ("unknown_event", missing, [big]),
              ("no_event_data", selects["id"], [None] * len(selects["inputs"]))]
