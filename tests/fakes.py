@@ -179,3 +179,11 @@ def in_parallel(work: Callable[[int], Any], count: int) -> list[Exception]:
     for thread in threads:
         thread.join()
     return errors
+
+
+def slow_render(task):
+    """A render function for training.strokes.iter_render's workers that takes a minute (a worker busy)."""
+    import time
+
+    time.sleep(60)
+    return task

@@ -69,8 +69,10 @@ def test_progress_increases_to_100_then_one_result(quick_run):
     assert timings["fit"] == pytest.approx(result.train_seconds, abs=1e-3)
     assert timings["prepare_data"] == pytest.approx(result.data_seconds, abs=1e-3)
     assert timings["evaluate"] > 0 and timings["onnx_export"] > 0
+    # Each figure is rounded to the millisecond: four of them can sum to 2 ms over the rounded total (seen once:
+    # 1.076 against 1.075).
     assert sum(timings[key] for key in ("prepare_data", "fit", "evaluate", "onnx_export")) <= \
-        timings["total_before_save"] + 1e-3 <= progress[-1].elapsed + 1e-3
+        timings["total_before_save"] + 2.5e-3 <= progress[-1].elapsed + 3.5e-3
     assert "s evaluating" in progress[-1].status
     assert result.metadata["data"]["canvas"]["prepared"]["source"] in ("drawn", "cache")
     assert 0.8 < result.test_accuracy <= 1  # 900 training images already reach ~88%

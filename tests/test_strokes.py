@@ -154,3 +154,62 @@ def test_doodles_draw_shapes_not_specks_and_training_keeps_them_apart_from_the_e
         shape = strokes.strokes_shape(drawn)
         assert (shape > 0.5).sum() > 100  # a drawing, not a speck
     assert "doodle" in strokes.KINDS and "loops" in strokes.KINDS  # training draws doodles, the benchmark loops
+
+
+def test_render_workers_leave_when_the_process_that_started_them_is_killed(tmp_path):
+    """A process rendering with iter_render's two spawned workers killed with SIGKILL (a server stopped that
+    way while it trained): its workers exit within seconds. Before, they waited for ever on their task
+    queue, whose pipe they hold open themselves (two were still there an hour after a test killed a
+    training replica)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = ("import os, sys\n"
+              f"sys.path.insert(0, {str(root)!r})\n"
+              "from training.strokes import Task, iter_render\n"
+              "from tests.fakes import slow_render\n"
+              "tasks = [Task('x', [None], (0, i)) for i in range(4)]\n"
+              "print(os.getpid(), flush=True)\n"
+              "next(iter_render(tasks, workers=2, render=slow_render, parallel_from=0))\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+
+    def state(pid: int) -> str | None:
+        """The process's state letter ("S", "Z", ...), or None once it is gone."""
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+
+    def workers() -> list[int]:
+        """The parent's children that are multiprocessing workers (not its resource tracker)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent.pid and b"spawn_main" in command:
+                found.append(int(entry.name))
+        return found
+
+    try:
+        assert int(parent.stdout.readline()) == parent.pid
+        deadline = time.monotonic() + 60
+        while len(started := workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(started) == 2, started
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while (alive := [pid for pid in started if state(pid) not in (None, "Z")]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive == [], f"render workers {alive} outlived the process that started them"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -766,7 +766,7 @@ def iter_render(tasks: Sequence[Task], workers: int | None = None, render=None, 
             done += len(task.items)
             yield done, total
         return results
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=leave_with_parent)
     try:
         futures = {pool.submit(render, task): index for index, task in enumerate(tasks)}
         for future in as_completed(futures):
@@ -778,6 +778,29 @@ def iter_render(tasks: Sequence[Task], workers: int | None = None, render=None, 
         # Also on cancel (GeneratorExit) or failure: queued tasks are dropped, running ones finish.
         pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def leave_with_parent() -> None:
+    """In a render worker: exit when the process that started the pool is gone.
+
+    A pool's workers wait on its task queue, whose pipe each of them holds open too, so a parent killed
+    with SIGKILL (a server stopped that way while it trained) never closes it: its two workers waited for
+    ever, ~290 MB each (seen after a test killed a training replica; they were there an hour later).
+    multiprocessing's sentinel of the parent process is closed by the kernel when it dies, whatever
+    the signal."""
+    import multiprocessing
+    import os
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def wait_for_parent() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=wait_for_parent, name="leave-with-parent", daemon=True).start()
 
 
 def chunked(kind: str, items: list, seed: tuple[int, ...], size: int = 500) -> list[Task]:
