@@ -53,16 +53,24 @@ class ReadmeError(Exception):
 def run_line(document: dict[str, Any]) -> str:
     """Which run the figures come from: command, date, machine and how loaded it was."""
     machine = document["machine"]
-    started = min(section["started_at"] for section in document["sections"].values())
-    when = _dt.datetime.fromisoformat(started).astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = machine.get("load_average_at_start")
     busiest = max((section.get("other_cpu_share") or 0) for section in document["sections"].values())
     others = "under 1%" if busiest < 0.01 else f"at most {100 * busiest:.0f}%"
-    # A partial rerun (--only) merges its sections into the document: name every command behind it.
-    commands = sorted({section.get("command", document["command"]) for section in document["sections"].values()},
-                      key=len)
-    run = (f"`{commands[0]}` on {when} ({document['seconds'] / 60:.1f} minutes)" if len(commands) == 1 else
-           f"`{commands[0]}` on {when}, sections rerun by " + ", ".join(f"`{c}`" for c in commands[1:]))
+    # A partial rerun (--only) merges its sections into the document: name every command behind it, each
+    # with when it ran, oldest first.
+    started: dict[str, str] = {}
+    for section in document["sections"].values():
+        command = section.get("command", document["command"])
+        started[command] = min(started.get(command, section["started_at"]), section["started_at"])
+    commands = sorted(started, key=lambda command: started[command])
+
+    def when(command: str) -> str:
+        moment = _dt.datetime.fromisoformat(started[command]).astimezone(_dt.timezone.utc)
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+    run = (f"`{commands[0]}` on {when(commands[0])} ({document['seconds'] / 60:.1f} minutes)" if len(commands) == 1
+           else f"`{commands[0]}` on {when(commands[0])}, sections rerun by "
+           + ", ".join(f"`{c}` ({when(c)})" for c in commands[1:]))
     return (f"{run}, {machine['cores']}-core "
             f"{machine['cpu']}, {machine['memory_gib']} GiB, Python {machine['python']}; load average at start "
             f"{load[0]:.2f}, other processes used {others} of the CPU during any section "
