@@ -23,6 +23,8 @@ Issue 18 (tests/test_hostile_gradio.py):
 - `bound_tracebacks`, `words_for_bad_calls`: a malformed event call (an unknown event, too few
   inputs) is refused in words, and no visitor can fill the log (api/gradio_fixes.py);
   `GradioErrorsInOurWords`: Gradio's refusals carry {"error"} (api/gradio_errors.py).
+- `CompletionWithItsEnd`: the queue's stream sends a result and its close together, so a
+  gradio_client script behind a proxy does not lose its next call (api/gradio_streams.py).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from api.errors import MAX_BODY_BYTES, body_too_large_message, send_error
 from api.gradio_errors import GradioErrorsInOurWords
 from api.gradio_fixes import bound_tracebacks, harden_queue, words_for_bad_calls
 from api.gradio_joins import JoinRateLimit
+from api.gradio_streams import CompletionWithItsEnd
 from api.uploads import UploadLimit
 
 log = logging.getLogger(__name__)
@@ -189,7 +192,8 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: s
     # every event, public or private, by api name or fn_index, accept only files in Gradio's
     # upload folder (what its /upload route wrote), as under launch().
     demo.has_launched = True
-    app.add_middleware(GradioErrorsInOurWords)  # innermost: it words Gradio's own refusals
+    app.add_middleware(CompletionWithItsEnd)  # innermost: it sees the stream's pieces as Gradio writes them
+    app.add_middleware(GradioErrorsInOurWords)  # it words Gradio's own refusals
     app.add_middleware(GradioBodyLimit)
     app.add_middleware(UploadLimit, folder=gradio_upload_folder())  # issue 18: upload rate and cache size
     app.add_middleware(JoinRateLimit)  # issue 18: queue joins per client, before they reach Gradio
