@@ -7,6 +7,11 @@ allowed"), as a list of Pydantic errors under "detail" (a 422 for a missing fiel
 worded for a person, and keeps Gradio's "detail" beside it for Gradio's own clients. Only small answers
 are rewritten; anything else, and every success, passes as it came. MCP answers JSON-RPC errors in
 JSON-RPC's own shape, which its clients read: its path is left alone.
+
+Gradio's one-shot route (POST /gradio_api/run/<api>, and its old name /gradio_api/api/<api>) answers an
+event's gr.Error, a refusal already in words ({"error": "Unknown model ..."}), with HTTP 500. The event's
+status (REFUSAL_STATUS in the request's scope, set by api/gradio_fixes.py from ui/refusals.Refused: 422
+for an unknown model, 429 for too many, ...) replaces the 500, so a curl user gets what REST answers.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import json
 
 ERROR_BODY_MAX = 64 * 1024  # Gradio's refusals are ~100 bytes; an error answer bigger than this passes as it is
 VALIDATION_ERRORS_NAMED = 3  # of a 422's Pydantic errors, the ones named in "error"
+REFUSAL_STATUS = "digit_studio.refusal_status"  # scope key: the status of the event's refusal, if it refused
 
 
 class GradioErrorsInOurWords:
@@ -27,17 +33,21 @@ class GradioErrorsInOurWords:
     async def __call__(self, scope, receive, send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if path.startswith(self.prefix) and not path.startswith(self.mcp):
-            send = errors_in_our_words(send)
+            send = errors_in_our_words(send, scope)
         await self.app(scope, receive, send)
 
 
-def errors_in_our_words(send):
-    """`send` with a small error answer (status >= 400) rewritten by `with_error`."""
+def errors_in_our_words(send, scope: dict | None = None):
+    """`send` with a small error answer (status >= 400) rewritten by `with_error`, and an event's refusal
+    answered with its own status instead of Gradio's 500."""
     held: dict | None = None
     body = b""
 
     async def sending(message) -> None:
         nonlocal held, body
+        if message["type"] == "http.response.start" and message["status"] == 500 and scope \
+                and scope.get(REFUSAL_STATUS):
+            message = {**message, "status": scope[REFUSAL_STATUS]}
         if message["type"] == "http.response.start" and message["status"] >= 400:
             held = message
             return

@@ -24,7 +24,10 @@ server its log and answered 500s:
   Server Error" with a traceback (`KeyError` / `FnIndexInferError` in `route_utils.get_fn`); it is a
   404 naming what is missing. Too few inputs, an event that runs in the page only (no server
   function), or a selection event sent without its event data, is refused in words (gr.Error, no
-  traceback) instead of a hidden error and a traceback.
+  traceback) instead of a hidden error and a traceback. An input naming a server file Gradio refuses
+  (/etc/passwd: InvalidPathError) was a 500 with `{"error": null}` and a traceback; it is a 403 in words.
+  Gradio's one-shot route answers every refusal with a 500; the refusal's status is kept for
+  api/gradio_errors.py to answer with (found 2026-12-07 with curl on /gradio_api/run/predict).
 """
 from __future__ import annotations
 
@@ -36,7 +39,12 @@ import time
 import traceback
 from typing import Any
 
+from api.gradio_errors import REFUSAL_STATUS
+
 log = logging.getLogger(__name__)
+
+NOT_UPLOADED = ("An input names a file this server was not sent: upload the file first (POST "
+                "/gradio_api/upload, or gradio_client's handle_file) and pass what the upload answers.")
 
 
 def harden_queue(queue: Any) -> Any:
@@ -174,6 +182,12 @@ def bound_tracebacks(budget: TracebackBudget | None = None) -> TracebackBudget:
     return budget
 
 
+def refusal_status(error: Exception) -> int:
+    """The HTTP status of an event's gr.Error: its own (ui/refusals.Refused) when a 4xx or 5xx, else 400."""
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) and 400 <= status < 600 else 400
+
+
 def unknown_event_answer(request, error):
     """The exception handler for Gradio's FnIndexInferError: a 404 naming what the page lacks."""
     from fastapi.responses import JSONResponse
@@ -186,6 +200,7 @@ def words_for_bad_calls(blocks: Any) -> dict:
     (gr.mount_gradio_app's app_kwargs["exception_handlers"])."""
     import gradio as gr
     from gradio import route_utils
+    from gradio.exceptions import InvalidPathError
 
     if not getattr(route_utils.get_fn, "_digit_studio_worded", False):
         original_get_fn = route_utils.get_fn
@@ -205,6 +220,30 @@ def words_for_bad_calls(blocks: Any) -> dict:
 
         get_fn._digit_studio_worded = True
         route_utils.get_fn = get_fn
+
+    if not getattr(route_utils.call_process_api, "_digit_studio_statuses", False):
+        original_call = route_utils.call_process_api
+
+        @functools.wraps(original_call)
+        async def call_process_api(*args, **kwargs):
+            # Gradio's one-shot route (/gradio_api/run/<api>) answers every exception with HTTP 500; a gr.Error
+            # is a refusal in words, whose status (ui/refusals.Refused, else 400) the request keeps for
+            # api/gradio_errors.py to answer with.
+            try:
+                return await original_call(*args, **kwargs)
+            except InvalidPathError:  # Gradio's check of the files an event names (server.mount_ui): a 500, no words
+                refusal = gr.Error(NOT_UPLOADED, print_exception=False)
+                refusal.status = 403  # as Gradio's /gradio_api/file= route answers a file it does not serve
+                error = refusal
+            except gr.Error as refusal:
+                error = refusal
+            request = getattr(kwargs.get("body"), "request", None)
+            if request is not None:
+                request.scope[REFUSAL_STATUS] = refusal_status(error)
+            raise error from None
+
+        call_process_api._digit_studio_statuses = True
+        route_utils.call_process_api = call_process_api
 
     original_validate = blocks.validate_inputs
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.gradio_joins import JOINS_BURST, JOINS_PER_MINUTE
 from benchmarks.attacks import hostile
 from tests.app_server import copy_exports, running_app
 
@@ -94,7 +95,11 @@ def test_5000_fresh_session_joins_from_one_client_are_rate_limited(server):
     result = hostile.fresh_session_joins(base, 5000, threads=16, clients=1)
     print(f"\n5,000 joins from one client: {result}")
     assert set(result["statuses"]) <= {200, 429}, result
-    assert result["statuses"].get(200, 0) < 500, result  # the burst and ~10 a second
+    # The burst, then 10 a second for as long as the attack lasted (6-22 s alone on these VMs; 60 s once
+    # in a full run on a loaded one, when 652 passed: the rate held, a fixed bound of 500 did not).
+    admitted = result["statuses"].get(200, 0)
+    assert admitted <= JOINS_BURST + JOINS_PER_MINUTE / 60 * result["seconds"] + 10, result
+    assert admitted < result["joins"] / 4, result
     # Past its burst, a client's refusal says why. 300 joins at once from one more client: sent one by one
     # on a loaded machine, 80 joins could trickle in under the refill rate and never be refused.
     from concurrent.futures import ThreadPoolExecutor
@@ -311,6 +316,38 @@ def test_malformed_event_calls_are_refused_in_words_and_cannot_fill_the_log(serv
     assert by_name.json() == {"error": "This page has no event named 'no_such_event': its events are listed by "
                                        "GET /gradio_api/info."}
     assert visitor_still_served(base, "192.0.2.82")["failures"] == []
+
+
+def test_the_one_shot_route_answers_a_refusal_with_rests_status_in_words(server):
+    """POST /gradio_api/run/<api> (Gradio's one-shot route, what curl users call) answered every refusal of
+    an event with HTTP 500 (found 2026-12-07); each now has the status REST gives the same refusal, the
+    words of the event, and no traceback in the log."""
+    base = server["url"]
+    headers = hostile.client_headers("192.0.2.84")
+    uploaded = httpx.post(f"{base}gradio_api/upload", files={"files": ("x.png", b"not a picture")}, headers=headers)
+    not_a_picture = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+    calls = {
+        "unknown model": ("predict", [None, "model9", False], 422, "Unknown model 'model9'"),
+        "no image": ("predict", [None, "model2", False], 422, "No image was given"),
+        "too few inputs": ("predict", [None], 400, "This event takes 3 input(s); the request sent 1."),
+        "not a picture": ("predict", [not_a_picture, "model2", False], 400, ""),
+        "a server file": ("predict", [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "model2", False],
+                          403, "An input names a file this server was not sent"),
+        "wrong token": ("serve_version", ["model2", 1, "wrong"], 403, "needs this server's training token"),
+        "no such version": ("serve_version", ["model2", 99, TOKEN], 404, "model2 has no version 99"),
+        "a version in words": ("serve_version", ["model2", "1", TOKEN], 422, "must be a whole number"),
+        "a drawing without image": ("save_drawing", [None, 3, ""], 400, "No image was given"),
+    }
+    log_before = server["log"].stat().st_size
+    for name, (api, data, status, words) in calls.items():
+        answer = httpx.post(f"{base}gradio_api/run/{api}", json={"data": data}, headers=headers, timeout=30)
+        assert answer.status_code == status, (name, answer.status_code, answer.text[:300])
+        error = answer.json()["error"]
+        assert isinstance(error, str) and words in error and len(error) < 400, (name, error)
+    log = server["log"].read_bytes()[log_before:].decode(errors="replace")
+    assert "Traceback" not in log, log[-2000:]
+    served = httpx.post(f"{base}gradio_api/run/model_status", json={"data": []}, headers=headers, timeout=30)
+    assert served.status_code == 200 and "model2" in served.json()["data"][0]
 
 
 def test_gradios_own_refusals_carry_an_error_in_words(server):

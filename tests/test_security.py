@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
+from api.gradio_fixes import NOT_UPLOADED
 from inference import privacy
 from tests.app_server import ROOT, child_pids, copy_exports, running_app, wait_for_workers
 
@@ -173,6 +174,7 @@ def test_the_upload_and_api_events_refuse_server_files_by_fn_index_and_by_name(t
         messages, raw = queue_event(base, fn_index, [file_data(path)])
         completed = [m for m in messages if m.get("msg") == "process_completed"]
         assert completed and not completed[-1].get("success"), raw[:400]
+        assert completed[-1]["output"]["error"] == NOT_UPLOADED, raw[:400]  # in words (it was null)
         assert path not in raw and "gradio-cache" not in raw, f"the error quotes a path: {raw[:400]}"
         # By name, on the direct (non-queued) route and the documented client API.
         for route, data in (("gradio_api/run/predict_upload", [file_data(path)]),
@@ -182,6 +184,8 @@ def test_the_upload_and_api_events_refuse_server_files_by_fn_index_and_by_name(t
             status, body = request(base + route, {"data": data})
             text = body.decode(errors="replace")
             assert path not in text and not any(secret in text for secret in secrets_of(target)), (route, text[:300])
+            if "/run/" in route:  # the one-shot route: a 403 in words (it was a 500 with {"error": null})
+                assert status == 403 and json.loads(body)["error"] == NOT_UPLOADED, (route, status, text[:300])
         # The path itself is never served.
         status, body = request(base + "gradio_api/file=" + path)
         assert status == 403, (path, status)

@@ -16,6 +16,7 @@ from training import lineup
 from training.registry import MODELS
 from ui import draw, explain_api, mcp_tools
 from ui.context import PREDICT_QUEUE, AppContext
+from ui.refusals import Refused, refused
 
 
 EXPLAIN_CONCURRENCY = 2
@@ -29,23 +30,23 @@ def register(ctx: AppContext) -> None:
         Returns (digit, probabilities of the digits 0-9, verdict): the verdict is "digit", "unsure"
         (the top two are close: look at the probabilities) or "not_a_digit" (letters, scribbles, lines)."""
         if not isinstance(model, str) or model not in MODELS:
-            raise gr.Error(f"Unknown model {str(model)[:40]!r}: choose one of {', '.join(MODELS)}.")
+            raise Refused(f"Unknown model {str(model)[:40]!r}: choose one of {', '.join(MODELS)}.", 422)
         try:
             path = draw.uploaded_path(image)
         except ImageInputError as error:
-            raise gr.Error(str(error)) from None
+            raise refused(error) from None
         if path is None:
-            raise gr.Error("No image was given: send a picture of one digit.")
+            raise Refused("No image was given: send a picture of one digit.", 422)
         # Issue 18 item 5: through the lanes REST uses (inference/lanes.py), header checked before decoding
         # and a large image in the one-at-a-time lane. Uploads are at most 5 MB (server.mount_ui).
         try:
             data = file_data_url(path)
         except ImageInputError as error:
-            raise gr.Error(str(error)) from None
+            raise refused(error) from None
         status, body = await ctx.lanes.answer(data, model, bool(invert))
         payload = json.loads(body)
         if status != 200:
-            raise gr.Error(payload["error"])
+            raise Refused(payload["error"], status)
         return payload["prediction"], payload["probabilities"], payload["verdict"]
 
     async def explain(image: FileData, model: str = "model2", request: gr.Request = None
@@ -57,9 +58,9 @@ def register(ctx: AppContext) -> None:
         try:
             path = draw.uploaded_path(image)
         except ImageInputError as error:
-            raise gr.Error(str(error)) from None
+            raise refused(error) from None
         if path is None:
-            raise gr.Error("Send a picture of one digit.")
+            raise Refused("Send a picture of one digit.", 422)
         # Uploads are at most 5 MB (server.mount_ui's max_file_size): the lane takes the image as REST does.
         data = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
         answer = await explain_api.explained(ctx, data, model, request)

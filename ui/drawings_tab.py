@@ -26,6 +26,7 @@ from inference.image_io import MAX_ENCODED_BYTES, ImageInputError, load_image
 from training.registry import MODELS
 from ui import draw, views
 from ui.context import PRIVATE, AppContext
+from ui.refusals import refused
 from ui.training import token_matches
 
 GALLERY_LIMIT = 60  # drawings shown at once (newest first); GET /drawings pages through all of them
@@ -131,7 +132,7 @@ def build(ctx: AppContext) -> DrawingsTab:
             return save_correction(store, ctx.predictor, path.read_bytes(), label, client,
                                    limiter=None if trusted else ctx.correction_limiter)
         except (ImageInputError, LabelError, RateLimitedError, StoreError) as error:
-            raise gr.Error(str(error)) from None
+            raise refused(error) from None
 
     with gr.Tab("Drawings", id="drawings") as tab:
         gr.api(save_drawing, api_name="save_drawing")  # inside the tab: gr.Tabs takes only tabs

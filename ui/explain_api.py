@@ -22,35 +22,28 @@ from inference.explain.render import enlarged
 from inference.image_io import gradio_upload_folder
 from training.registry import MODELS
 from ui.context import AppContext
+from ui.refusals import Refused
 
 ENLARGE = 5
 PANEL_GAP = 4  # px between the panels of explain_digit's picture
 
 
-class ExplainFailed(gr.Error):
-    """gr.Error with the HTTP-like status of the failed answer (400 bad image, 422 nothing drawn, ...)."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
-
-
 async def explained(ctx: AppContext, image: str, model: str, request: gr.Request | None) -> dict[str, Any]:
     """The /predict answer for `model` with its "explanation"; gr.Error in the interface's words otherwise."""
     if model not in MODELS:
-        raise gr.Error(f"Unknown model {model[:40]!r}: choose one of {', '.join(MODELS)}.")
+        raise Refused(f"Unknown model {model[:40]!r}: choose one of {', '.join(MODELS)}.", 422)
     if ctx.explain_lane is None:
-        raise gr.Error("This server does not compute explanations.")
+        raise Refused("This server does not compute explanations.", 503)
     client = request.client.host if request is not None and request.client else None
     try:
         status, body = await ctx.explain_lane.answer(image, model, client=client)
     except ExplainRefused as refused:
-        raise ExplainFailed(refused.message, refused.status) from None
+        raise Refused(refused.message, refused.status) from None
     payload = json.loads(body)
     if status != 200:
-        raise ExplainFailed(payload.get("error") or "The server could not explain this image.", status)
+        raise Refused(payload.get("error") or "The server could not explain this image.", status)
     if "error" in payload["explanation"]:
-        raise ExplainFailed(payload["explanation"]["error"], 503)
+        raise Refused(payload["explanation"]["error"], 503)
     return payload
 
 

@@ -30,6 +30,7 @@ from training import lineup
 from training.registry import MODELS
 from ui import explain_api
 from ui.context import AppContext
+from ui.refusals import Refused
 
 MCP_PATH = "/gradio_api/mcp"  # where Gradio serves the MCP endpoint (streamable HTTP at MCP_PATH + "/")
 # MCP tool name -> the Gradio endpoint behind it.
@@ -99,7 +100,7 @@ def register(ctx: AppContext) -> None:
         text = _image_text(image)
         try:
             answer = await explain_api.explained(ctx, text, model, request)
-        except explain_api.ExplainFailed as error:
+        except Refused as error:
             # Decided only after the string failed as image data (400), as in recognize_digit.
             if error.status == 400 and len(text) < 1024 and _PATH.search(text):
                 raise gr.Error(f"image looks like a file path ({text[:60]!r}): the server reads none of its "

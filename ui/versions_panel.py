@@ -12,10 +12,11 @@ from typing import Any, Callable
 import gradio as gr
 
 from training import lineup
-from training.model_versions import VersionError
+from training.model_versions import VersionError, VersionsUnavailableError
 from training.registry import MODELS, ModelSpec
 from ui import views
 from ui.context import PRIVATE, AppContext
+from ui.refusals import Refused
 from ui.training import token_matches
 
 
@@ -32,20 +33,22 @@ def version_line(version: dict[str, Any]) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def serve(ctx: AppContext, name: str, version: int | None, token: str | None) -> str | None:
-    """Serve `version`; None when done, else why not (also shown as a warning)."""
+def serve(ctx: AppContext, name: str, version: int | None, token: str | None) -> Refused | None:
+    """Serve `version`; None when done, else why not (also shown as a warning), with REST's status."""
     if not token_matches(token, ctx.train_token):
-        problem = "Serving another version needs this server's training token."
+        problem = Refused("Serving another version needs this server's training token.", 403)
     elif version is None:
-        problem = "No such version."
+        problem = Refused("No such version.", 404)
     else:
         try:
             ctx.versions.serve(name, int(version))
             ctx.predictor.reload(name)
             return None
+        except VersionsUnavailableError as error:  # the database of the versions is down
+            problem = Refused(str(error), 503)
         except VersionError as error:
-            problem = str(error)
-    gr.Warning(problem)
+            problem = Refused(str(error), 404)
+    gr.Warning(problem.message)
     return problem
 
 
@@ -135,14 +138,14 @@ def build_models_section(ctx: AppContext, tab: gr.Tab, refresh: gr.Button, cards
     def serve_version(model: str, version: int, token: str = "") -> dict[str, Any]:
         """Serve a kept version of one of the models (see GET /models/{model}/versions); returns it."""
         if model not in MODELS:
-            raise gr.Error(f"Unknown model {model!r}: choose one of {', '.join(MODELS)}.")
+            raise Refused(f"Unknown model {str(model)[:40]!r}: choose one of {', '.join(MODELS)}.", 404)
         # Whole numbers only, as in REST: gr.api passes the JSON value as sent, and int() would take
         # "1", 1.5 and true as version 1 (issue 18 item 13).
         if type(version) is not int:  # noqa: E721 (bool is an int subclass: true must be refused too)
-            raise gr.Error(f"'version' must be a whole number like 3, got {str(version)[:20]!r}.")
+            raise Refused(f"'version' must be a whole number like 3, got {str(version)[:20]!r}.", 422)
         problem = serve(ctx, model, version, token)
         if problem:
-            raise gr.Error(problem)
+            raise problem
         return ctx.versions.describe(model, int(version))
 
     serve_version.__doc__ = serve_version.__doc__.replace("one of the models", lineup.model_choices(MODELS, with_all=False))

@@ -1,0 +1,38 @@
+"""A refusal in the interface's words that also carries the HTTP status REST gives the same refusal.
+
+The page and gradio_client show it as any gr.Error. Gradio's one-shot route (POST /gradio_api/run/<api>,
+what a curl user calls) answers every gr.Error with HTTP 500; the server reads `status` from the error
+(api/gradio_fixes.py) and answers with it instead: 400 for a bad input unless said, 404 for something
+that does not exist, 403 for a missing token, 429/503 for a busy server, as REST does.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+
+class Refused(gr.Error):
+    """gr.Error with an HTTP status; no traceback is printed for it (it is the visitor's input, not a bug)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message, print_exception=False)
+        self.status = status
+
+
+def refused(error: Exception) -> Refused:
+    """A domain error met by an event, with the status REST answers it with (inference/answer.py,
+    api/drawings.py)."""
+    from drawings.corrections import LabelError, RateLimitedError
+    from drawings.store import StoreDiskFullError, StoreError, StoreFullError
+    from inference.image_io import EmptyImageError
+
+    if isinstance(error, (EmptyImageError, LabelError)):
+        status = 422
+    elif isinstance(error, RateLimitedError):
+        status = 429
+    elif isinstance(error, (StoreFullError, StoreDiskFullError)):
+        status = 507
+    elif isinstance(error, StoreError):
+        status = 503
+    else:  # ImageInputError: an image that cannot be read
+        status = 400
+    return Refused(str(error), status)
