@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from api.gradio_streams import COMPLETED, CompletionWithItsEnd, JoinedSend
+from api.gradio_streams import COMPLETED, CompletionWithItsEnd
 from benchmarks.replicas import proxy as round_robin
 from tests.app_server import ROOT
 from tests.test_ui import ui_server  # noqa: F401  (the module's live app, started once)
@@ -64,41 +64,45 @@ def test_a_result_with_nothing_after_it_goes_alone_after_the_hold():
     assert sent[0][0] < 0.3  # the hold, not the next piece's 0.5 s
 
 
-def test_an_app_that_ends_with_a_result_held_still_sends_it():
+def bodies_sent(app, path: str = "/gradio_api/queue/data", hold: float = 10) -> list[bytes]:
+    """The bodies that reach the visitor when `app` answers a request for `path` behind the middleware;
+    an exception of the app is raised after them."""
+    sent = []
+
+    async def visitor(message):
+        sent.append(message.get("body"))
+
     async def main():
-        sent = []
+        await CompletionWithItsEnd(app, hold=hold)({"type": "http", "path": path}, None, visitor)
 
-        async def visitor(message):
-            sent.append(message.get("body"))
+    try:
+        asyncio.run(main())
+    except RuntimeError as error:
+        sent.append(error)
+    return sent
 
-        async def app(scope, receive, send):
-            await send(body(RESULT))
-            raise RuntimeError("the app failed")
 
-        with pytest.raises(RuntimeError):
-            await CompletionWithItsEnd(app, hold=10)({"type": "http", "path": "/gradio_api/queue/data"}, None, visitor)
-        return sent
+def test_an_app_that_ends_with_a_result_held_still_sends_it():
+    async def failing(scope, receive, send):
+        await send(body(RESULT))
+        raise RuntimeError("the app failed")
 
-    assert asyncio.run(main()) == [RESULT]
+    sent = bodies_sent(failing)
+    assert sent[0] == RESULT and str(sent[1]) == "the app failed"
 
 
 def test_other_routes_and_pieces_pass_as_they_come():
-    async def main():
-        sent = []
+    async def results(scope, receive, send):
+        await send(body(RESULT))  # e.g. /gradio_api/call/... writes its own stream format
+        await send(body(HEARTBEAT))
 
-        async def visitor(message):
-            sent.append(message.get("body"))
+    assert bodies_sent(results, "/gradio_api/upload") == [RESULT, HEARTBEAT]
 
-        async def app(scope, receive, send):
-            await send(body(RESULT))  # e.g. /gradio_api/call/... writes its own stream format
+    async def heartbeats(scope, receive, send):
+        await send(body(HEARTBEAT))
 
-        await CompletionWithItsEnd(app, hold=10)({"type": "http", "path": "/gradio_api/upload"}, None, visitor)
-        joined = JoinedSend(visitor, hold=10)
-        await joined(body(HEARTBEAT))
-        return sent
-
-    assert asyncio.run(main()) == [RESULT, HEARTBEAT]
-    assert COMPLETED in RESULT
+    assert bodies_sent(heartbeats) == [HEARTBEAT]  # no result: nothing is held
+    assert COMPLETED in RESULT and COMPLETED not in HEARTBEAT
 
 
 @pytest.mark.slow
