@@ -30,11 +30,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import BodyLimitRoute, ErrorResponse, whole_number
 from drawings.archive import ArchiveError, export_zip, import_zip
-from drawings.corrections import LabelError, RateLimitedError, save_correction
+from drawings.corrections import CORRECTION_ERRORS, RateLimitedError, error_status, save_correction
 from drawings.heldout import held_out_accuracy
 from drawings.limits import RateLimiter
-from drawings.store import DrawingStore, StoreDiskFullError, StoreError, StoreFullError
-from inference.image_io import EmptyImageError, ImageInputError
+from drawings.store import DrawingStore, StoreError
 from inference.predictor import Predictor
 
 CORRECTION_EXAMPLE = '{"image": "data:image/png;base64,iVBOR...", "label": 7}'
@@ -84,12 +83,8 @@ def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Ca
                                      limiter=None if has_token(credentials) else limiter)
         except RateLimitedError as error:
             return _error(429, str(error), headers={"Retry-After": str(int(error.retry_after + 0.999))})
-        except EmptyImageError as error:
-            return _error(422, str(error))
-        except (ImageInputError, LabelError) as error:
-            return _error(422 if isinstance(error, LabelError) else 400, str(error))
-        except StoreError as error:
-            return _store_error(error)
+        except CORRECTION_ERRORS as error:
+            return _correction_error(error)
         return JSONResponse({"id": new_id, "label": label}, status_code=201)
 
     @router.get("/drawings", summary="List the saved drawings, newest first", responses=errors,
@@ -151,7 +146,7 @@ def drawings_router(store: DrawingStore, predictor: Predictor, require_token: Ca
         except ArchiveError as error:
             return _error(400, str(error))
         except StoreError as error:  # what was imported before stays; importing again skips it
-            return _store_error(error)
+            return _correction_error(error)
         return JSONResponse(summary)
 
     @router.get("/drawings/{drawing_id}/image", summary="The drawing's PNG, as it was sent", responses=errors,
@@ -210,15 +205,15 @@ def _available(work: Callable[[], Any]) -> Any:
     try:
         return work()
     except StoreError as error:
-        status = 507 if isinstance(error, (StoreFullError, StoreDiskFullError)) else 503
+        status = error_status(error)
         raise StarletteHTTPException(status, str(error),
                                      headers={"Retry-After": RETRY_AFTER} if status == 503 else None) from None
 
 
-def _store_error(error: StoreError) -> JSONResponse:
-    if isinstance(error, (StoreFullError, StoreDiskFullError)):
-        return _error(507, str(error))
-    return _error(503, str(error), headers={"Retry-After": RETRY_AFTER})
+def _correction_error(error: Exception) -> JSONResponse:
+    """A correction's error (drawings.corrections.error_status), with Retry-After on a 503."""
+    status = error_status(error)
+    return _error(status, str(error), headers={"Retry-After": RETRY_AFTER} if status == 503 else None)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

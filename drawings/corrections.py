@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from drawings.limits import WINDOW, RateLimiter
-from drawings.store import ClientRateError, DrawingStore
-from inference.image_io import decode_base64, load_image
+from drawings.store import ClientRateError, DrawingStore, StoreDiskFullError, StoreError, StoreFullError
+from inference.image_io import EmptyImageError, ImageInputError, decode_base64, load_image
 from inference.predictor import Predictor, file_signature
 from inference.preprocess import preprocess
 from training.artifacts import read_metadata
@@ -38,6 +38,25 @@ class RateLimitedError(RuntimeError):
         super().__init__(f"Too many drawings saved from here in the last minute: wait {retry_after:.0f} s "
                          "and try again")
         self.retry_after = retry_after
+
+
+# The errors a correction can meet, and the HTTP status each is answered with: by REST (api/drawings.py)
+# and by the Gradio events that save drawings (ui/refusals.py), so both say the same.
+CORRECTION_ERRORS = (ImageInputError, LabelError, RateLimitedError, StoreError)
+
+
+def error_status(error: Exception) -> int:
+    """422 nothing drawn or a bad label, 429 too many, 507 the store or its disk is full, 503 the store is
+    unavailable, 400 an image that cannot be read."""
+    if isinstance(error, (EmptyImageError, LabelError)):
+        return 422
+    if isinstance(error, RateLimitedError):
+        return 429
+    if isinstance(error, (StoreFullError, StoreDiskFullError)):
+        return 507
+    if isinstance(error, StoreError):
+        return 503
+    return 400
 
 
 def check_label(label: Any) -> int:

@@ -19,7 +19,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from drawings.archive import ArchiveError, export_zip, import_zip
-from drawings.corrections import LabelError, RateLimitedError, save_correction
+from drawings.corrections import CORRECTION_ERRORS, save_correction
 from drawings.heldout import held_out_accuracy
 from drawings.store import StoreError
 from inference.image_io import MAX_ENCODED_BYTES, ImageInputError, load_image
@@ -131,7 +131,7 @@ def build(ctx: AppContext) -> DrawingsTab:
             trusted = token_matches(token, ctx.train_token)
             return save_correction(store, ctx.predictor, path.read_bytes(), label, client,
                                    limiter=None if trusted else ctx.correction_limiter)
-        except (ImageInputError, LabelError, RateLimitedError, StoreError) as error:
+        except CORRECTION_ERRORS as error:
             raise refused(error) from None
 
     with gr.Tab("Drawings", id="drawings") as tab:

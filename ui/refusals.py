@@ -19,20 +19,7 @@ class Refused(gr.Error):
 
 
 def refused(error: Exception) -> Refused:
-    """A domain error met by an event, with the status REST answers it with (inference/answer.py,
-    api/drawings.py)."""
-    from drawings.corrections import LabelError, RateLimitedError
-    from drawings.store import StoreDiskFullError, StoreError, StoreFullError
-    from inference.image_io import EmptyImageError
+    """A domain error met by an event (an image, a label, the store), with the status REST answers it with."""
+    from drawings.corrections import error_status
 
-    if isinstance(error, (EmptyImageError, LabelError)):
-        status = 422
-    elif isinstance(error, RateLimitedError):
-        status = 429
-    elif isinstance(error, (StoreFullError, StoreDiskFullError)):
-        status = 507
-    elif isinstance(error, StoreError):
-        status = 503
-    else:  # ImageInputError: an image that cannot be read
-        status = 400
-    return Refused(str(error), status)
+    return Refused(str(error), error_status(error))
