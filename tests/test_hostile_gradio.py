@@ -128,6 +128,51 @@ def test_fresh_session_joins_past_gradios_2000_sessions_do_not_stop_its_queue(se
     assert "Queue is stopped" not in server["log"].read_text()
 
 
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory, exports_copy):
+    """An app with the queue's default limits (events waiting capped, as served)."""
+    root = tmp_path_factory.mktemp("sessions")
+    exports = copy_exports(exports_copy, root / "exports")
+    cache = root / "gradio-cache"
+    with running_app(exports, root / "server.log", GRADIO_TEMP_DIR=str(cache), GRADIO_QUEUE_MAX=None) as app:
+        yield {"url": app.url, "pid": app.pid, "cache": cache}
+
+
+def test_a_fresh_session_costs_the_server_about_what_a_known_one_does(default_server):
+    """Each session hash Gradio met kept a snapshot of the whole page's config (362 KiB) until 10,000 sessions,
+    and rendering it held the event loop: 3,000 joins from 200 addresses took 37.1 s of server CPU and grew
+    it by 378 MiB (2026-12-07, before api/gradio_costs.py; 10.6 s and 138 MiB with it). Here the same joins
+    twice, with fresh session hashes and with one known hash: a fresh session may not cost much more."""
+    base, pid = default_server["url"], default_server["pid"]
+    hostile.fresh_session_joins(base, 50, threads=8, clients=50)  # the first events' one-off allocations
+    time.sleep(2)
+    cost = {}
+    for kind, session in (("known", uuid.uuid4().hex), ("fresh", None)):
+        before = hostile.process_usage(pid)
+        result = hostile.fresh_session_joins(base, 1500, threads=16, clients=200, session=session)
+        time.sleep(2)
+        cost[kind] = {**hostile.usage_grown(pid, before), "statuses": result["statuses"]}
+        assert set(result["statuses"]) <= {200, 503} and result["statuses"].get(200, 0) >= 200, result  # 503: full
+    print(f"\n1,500 joins from 200 clients, the server's cost: {cost}")
+    assert cost["fresh"]["cpu_seconds"] < 2 * cost["known"]["cpu_seconds"] + 1, cost  # before: 26.3 against 7.9 s
+    assert cost["fresh"]["rss_mib"] < cost["known"]["rss_mib"] + 100, cost  # before: 242 against 64 MiB
+    visitor = visitor_still_served(base, "192.0.2.72")
+    assert visitor["failures"] == [], visitor
+
+
+def test_no_visitor_writes_a_deep_link_or_reads_the_monitoring_summary(default_server):
+    base, cache = default_server["url"], default_server["cache"]
+    with httpx.Client(timeout=30) as http:
+        session = uuid.uuid4().hex
+        assert hostile.join(http, base, hostile.fn_indices(base)["model_status"], [], session=session)[0] == 200
+        time.sleep(1)
+        answer = http.get(base + "gradio_api/deep_link", params={"session_hash": session})
+        assert answer.status_code == 404 and "no deep links" in answer.json()["error"], answer.text
+        # Gradio's per-event summary (success rates, timings) was public: 200 before.
+        assert http.get(base + "monitoring/summary").status_code == 403
+    assert not (cache / "deep_links").exists()
+
+
 # -- item 10: uploads ------------------------------------------------------------------------------
 
 def test_one_client_cannot_upload_without_bound(server):

@@ -12,13 +12,11 @@ outside host). Both are refused with an error that says what to send instead.
 
 No `from __future__ import annotations`: gr.api() reads the tools' type hints at runtime.
 """
-import copy
 import json
 import re
 from typing import Any
 
 import gradio as gr
-import gradio.state_holder as gradio_state
 from fastapi import FastAPI
 from gradio.data_classes import FileData
 
@@ -146,32 +144,3 @@ def serve_only(demo: gr.Blocks, app: FastAPI) -> None:
         return
     # The map both list_tools and call_tool use: a name not in it is "Unknown tool", listed or not.
     server.tool_to_endpoint = {server.tool_prefix + name: endpoint for name, endpoint in TOOLS.items()}
-    _stateless_tool_calls()
-
-
-class _ToolCallSession(gradio_state.SessionState):
-    """The session state of one MCP tool call, without the config snapshot of every block of the page.
-
-    Gradio 6.31's MCP layer builds a SessionState for each call of a non-queued tool, and its __init__
-    renders the config of every block of the Blocks (inspect.signature on each component's constructor:
-    ~3 ms of the event loop with this app's ~200 blocks; py-spy: 338 of 417 samples of the tool calls).
-    120 parallel recognize_digit calls then held the loop for over a second (/env probes of 1.1 and 1.9 s)
-    while the predictions themselves ran in the worker processes. That snapshot only serves to rebuild a
-    page's state for a deep link; our tools take no gr.State and have no page, so it is left empty."""
-
-    def __init__(self, blocks: gr.Blocks):  # super().__init__ is exactly what this skips
-        self.blocks_config = copy.copy(blocks.default_config)
-        self.config_values = {}
-        self.state_data = {}
-        self._state_ttl = {}
-        self.is_closed = False
-        self.STATE_TTL_WHEN_CLOSED = 3600
-
-
-def _stateless_tool_calls() -> None:
-    """Give Gradio's MCP layer the light per-call session (see _ToolCallSession). Only gradio.mcp's own
-    name is rebound: page sessions and queued events keep Gradio's SessionState."""
-    import gradio.mcp as gradio_mcp
-
-    if getattr(gradio_mcp, "SessionState", None) is gradio_state.SessionState:
-        gradio_mcp.SessionState = _ToolCallSession

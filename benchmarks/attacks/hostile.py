@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import socket
 import statistics
 import threading
@@ -166,9 +167,9 @@ def hostile_followers(base: str, count: int, *, clients: int = 1, threads: int =
 # -- item 2: joins with fresh session hashes -------------------------------------------------------
 
 def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: int = 1,
-                        fn_name: str = "model_status") -> dict[str, Any]:
-    """`count` joins of `fn_name`'s event, each with a new session hash and its stream never read, from
-    `clients` addresses over `threads` threads."""
+                        fn_name: str = "model_status", session: str | None = None) -> dict[str, Any]:
+    """`count` joins of `fn_name`'s event, each with a new session hash (or all with `session`) and its stream
+    never read, from `clients` addresses over `threads` threads."""
     fns = fn_indices(base)
     fn_index = fns[fn_name]
     statuses: dict[int, int] = {}
@@ -179,7 +180,7 @@ def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: in
     def worker(indices: range) -> None:
         with httpx.Client(timeout=30) as http:
             for i in indices:
-                status, text = join(http, base, fn_index, [],
+                status, text = join(http, base, fn_index, [], session=session,
                                     client=f"203.0.113.{i % clients + 1}" if clients > 1 else "203.0.113.1")
                 with lock:
                     statuses[status] = statuses.get(status, 0) + 1
@@ -292,6 +293,21 @@ def new_client_requests(port: int, count: int, *, source: str | None = None, tim
             "max_ms": round(max(seconds) * 1000, 1) if seconds else None}
 
 
+def process_usage(pid: int) -> dict[str, float]:
+    """A server process's resident memory (MiB) and the CPU seconds it has used, from Linux's /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return {"rss_mib": rss_kib / 1024, "cpu_seconds": ticks / os.sysconf("SC_CLK_TCK")}
+
+
+def usage_grown(pid: int, before: dict[str, float]) -> dict[str, float]:
+    now = process_usage(pid)
+    return {key: round(now[key] - before[key], 1) for key in before}
+
+
 def cache_megabytes(folder: Path) -> float:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 2 ** 20 if folder.exists() else 0.0
 
@@ -307,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=1, help="addresses the attack comes from (X-Forwarded-For)")
     parser.add_argument("--cache", type=Path, help="the server's GRADIO_TEMP_DIR, to measure")
     parser.add_argument("--log", type=Path, help="the server's log file, to measure (malformed)")
+    parser.add_argument("--pid", type=int, help="the server's process id, to measure its memory and CPU (joins)")
     args = parser.parse_args(argv)
     base = args.url.rstrip("/") + "/"
     port = int(base.rstrip("/").rsplit(":", 1)[1])
@@ -318,8 +335,11 @@ def main(argv: list[str] | None = None) -> None:
         time.sleep(2)
         report["visitor"] = visitor_events(base, token=args.token, client="192.0.2.50")
     elif args.attack == "joins":
+        before = process_usage(args.pid) if args.pid else None
         report.update(fresh_session_joins(base, args.count or 5000, clients=args.clients))
         time.sleep(2)
+        if before:
+            report["server_grown"] = usage_grown(args.pid, before)
         report["visitor"] = visitor_events(base, token=args.token, client="192.0.2.51", rounds=1, train=False)
     elif args.attack == "malformed":
         report.update(malformed_calls(base, args.count or 60, log=args.log, client="192.0.2.53"))
