@@ -46,6 +46,8 @@ def run(ctx: Context) -> SectionResult:
             result.check(f"{spec.title}: training", "trains here", reason, None, False)
             continue
         options = spec.quick() if quick else spec.defaults()
+        if ctx.config.training_limit:
+            options = options.updated(limit=ctx.config.training_limit)
         ctx.log(f"  training {name} with {options.to_dict()}")
         record = _train(ctx, spec, options)
         result.data[name] = record
