@@ -1,14 +1,15 @@
 """What a visitor's Gradio sessions and events cost the server, bounded: fresh session hashes neither hold
-the event loop nor grow memory by hundreds of megabytes, and an event costs the same after a million.
+the event loop nor grow memory by hundreds of megabytes, and an event costs no more after 10,000 have run.
 
 Gradio 6.31 makes a `SessionState` the first time a session hash names an event (queue join, one-shot
 run, MCP tool call), and keeps up to `state_session_capacity` (10,000) of them. Its `__init__` renders the
 config of every block of the page into a snapshot (`config_values`) that only serves to rebuild a page
 for a deep link: with this app's ~240 blocks, 24 ms of the event loop and 362 KiB kept per session
-(tracemalloc, 2026-12-07, 2-core AMD EPYC VM). Measured against `python app.py`: 1,000 joins with fresh
-session hashes from 200 addresses (each under the join rate) took 53.8 s of server CPU, ran at ~20 joins a
-second whatever the number of clients, and grew the server by **575 MiB**; at Gradio's 10,000 sessions
-that is ~5.7 GB, reached by one visitor at the join rate in 17 minutes.
+(tracemalloc, 2026-12-07, 2-core AMD EPYC VM). Measured against `python app.py` with no cap on waiting
+events (GRADIO_QUEUE_MAX=0): 1,000 joins with fresh session hashes from 200 addresses (each under the join
+rate) took 53.8 s of server CPU, ran at ~20 joins a second whatever the number of clients, and grew the
+server by **575 MiB** (with the default cap, 3,000 joins: +378 MiB, 37.1 s of CPU; the README's row). The
+snapshots stay until Gradio's 10,000 sessions: ~3.6 GB, reached by one visitor at the join rate in 17 minutes.
 
 `LeanSessionState` skips the snapshot: Gradio builds the entry of a block when an event updates it
 (`_update_value_in_config` does so for a block it does not have). Nothing else reads the snapshot.
@@ -19,10 +20,10 @@ size cap (api/uploads.py trims after uploads): `NoDeepLinks` answers it 404 in w
 parallel recognize_digit calls; ui/mcp_tools.py skipped it there only, from 2026-12-05.)
 
 Gradio's traffic monitoring: after every event its queue rebuilds a summary (a pandas DataFrame, a group-by
-and percentiles) from the records of the last 10,000 events, for a dashboard at /gradio_api/monitoring that
+and percentiles) from the records of the last 10,000 events, for a dashboard at /monitoring that
 `mount_gradio_app` leaves on. At 10,000 records that is 15 ms of CPU per event (measured with Gradio's
 `Queue.compute_analytics_summary` on this VM), paid by every event of a long-running server; and
-/gradio_api/monitoring/summary showed any visitor every event's success rate and timings. `no_monitoring`
+/monitoring/summary showed any visitor every event's success rate and timings. `no_monitoring`
 turns the summary off with the routes (mount_ui mounts with enable_monitoring=False).
 """
 from __future__ import annotations
