@@ -83,3 +83,29 @@ def test_the_filter_outlives_uvicorns_logging_configuration_and_installs_once():
 
     assert isinstance(gradio.queueing.traceback, _BoundedTracebackModule)
     assert isinstance(gradio.routes.traceback, _BoundedTracebackModule)
+
+
+def test_an_unread_sessions_estimates_are_kept_newest_only():
+    """Gradio sends a waiting event a new estimate whenever the queue changes and kept every unread one
+    (~200 per never-read session in a join flood); harden_queue keeps the newest, and every other message."""
+    import asyncio
+
+    import gradio as gr
+    from gradio.queueing import Event
+    from gradio.server_messages import EstimationMessage, ProcessStartsMessage
+
+    with gr.Blocks() as demo:
+        gr.Button("go").click(lambda: None, api_name="go")
+    queue = gradio_fixes.harden_queue(demo.queue()._queue)
+    fn = next(iter(demo.fns.values()))
+    mine, other = Event("session-a", fn, None, None), Event("session-a", fn, None, None)
+    queue.pending_messages_per_session["session-a"] = asyncio.Queue()
+    for rank in range(200, 0, -1):
+        queue.send_message(mine, EstimationMessage(rank=rank, queue_size=rank + 1))
+    queue.send_message(other, EstimationMessage(rank=5, queue_size=6))
+    queue.send_message(mine, ProcessStartsMessage())
+    queue.send_message(mine, EstimationMessage(rank=0, queue_size=1))
+    unread = list(queue.pending_messages_per_session["session-a"]._queue)
+    assert [(type(m).__name__, m.event_id, getattr(m, "rank", None)) for m in unread] == [
+        ("EstimationMessage", mine._id, 1), ("EstimationMessage", other._id, 5),
+        ("ProcessStartsMessage", mine._id, None), ("EstimationMessage", mine._id, 0)]
