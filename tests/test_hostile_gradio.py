@@ -141,7 +141,7 @@ def default_server(tmp_path_factory, exports_copy):
 def test_a_fresh_session_costs_the_server_about_what_a_known_one_does(default_server):
     """Each session hash Gradio met kept a snapshot of the whole page's config (362 KiB) until 10,000 sessions,
     and rendering it held the event loop: 3,000 joins from 200 addresses took 37.1 s of server CPU and grew
-    it by 378 MiB (2026-12-07, before api/gradio_costs.py; 10.6 s and 138 MiB with it). Here the same joins
+    it by 378 MiB (2026-12-07, before api/gradio_costs.py; 11.9 s and 83 MiB with it). Here the same joins
     twice, with fresh session hashes and with one known hash: a fresh session may not cost much more."""
     base, pid = default_server["url"], default_server["pid"]
     hostile.fresh_session_joins(base, 50, threads=8, clients=50)  # the first events' one-off allocations
