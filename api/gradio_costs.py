@@ -38,7 +38,7 @@ from api.buckets import setting
 from api.errors import send_error
 
 # Gradio's own capacity. Per session now: a shallow copy of the page's block and event tables and the
-# values of its gr.State components (measured in tests/test_hostile_gradio.py's memory test).
+# values of its gr.State components: 9 KiB on a page of 200 components (tests/test_gradio_costs.py).
 SESSIONS_MAX = 10_000  # $GRADIO_SESSIONS_MAX overrides it
 DEEP_LINK_PATH = "/gradio_api/deep_link"
 NO_DEEP_LINKS = "This app keeps no deep links: a page's state stays in the page."
