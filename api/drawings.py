@@ -206,14 +206,18 @@ def _available(work: Callable[[], Any]) -> Any:
         return work()
     except StoreError as error:
         status = error_status(error)
-        raise StarletteHTTPException(status, str(error),
-                                     headers={"Retry-After": RETRY_AFTER} if status == 503 else None) from None
+        raise StarletteHTTPException(status, str(error), headers=_retry_after(status)) from None
 
 
 def _correction_error(error: Exception) -> JSONResponse:
     """A correction's error (drawings.corrections.error_status), with Retry-After on a 503."""
     status = error_status(error)
-    return _error(status, str(error), headers={"Retry-After": RETRY_AFTER} if status == 503 else None)
+    return _error(status, str(error), headers=_retry_after(status))
+
+
+def _retry_after(status: int) -> dict[str, str] | None:
+    """A 503 (the store unavailable for a moment) says when to try again."""
+    return {"Retry-After": RETRY_AFTER} if status == 503 else None
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -49,12 +49,12 @@ NOT_UPLOADED = ("An input names a file this server was not sent: upload the file
 
 def harden_queue(queue: Any) -> Any:
     """Patch the Gradio `queue` (blocks._queue) in place; returns it."""
+    from gradio.server_messages import EstimationMessage
+
     if getattr(queue, "_digit_studio_hardened", False):
         return queue
     send_message = queue.send_message
     broadcast_estimations = queue.broadcast_estimations
-
-    from gradio.server_messages import EstimationMessage
 
     @functools.wraps(send_message)
     def guarded_send_message(event, message) -> None:

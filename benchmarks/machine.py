@@ -114,12 +114,24 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (utime, stime: /proc/<pid>/stat fields 14, 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss(pid: int) -> int:
+    """Resident memory (bytes) of one process."""
+    return _vmrss(Path(f"/proc/{pid}/status"))
+
+
 def process_group_rss(pgid: int) -> int:
     """Resident memory (bytes) summed over a process group. Shared libraries count once per process."""
     total = 0
     for pid in group_pids(pgid):
         try:
-            total += _vmrss(Path(f"/proc/{pid}/status"))
+            total += process_rss(pid)
         except (OSError, ValueError, IndexError):
             continue
     return total

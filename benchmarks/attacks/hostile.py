@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import socket
 import statistics
 import threading
@@ -295,12 +294,9 @@ def new_client_requests(port: int, count: int, *, source: str | None = None, tim
 
 def process_usage(pid: int) -> dict[str, float]:
     """A server process's resident memory (MiB) and the CPU seconds it has used, from Linux's /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return {"rss_mib": rss_kib / 1024, "cpu_seconds": ticks / os.sysconf("SC_CLK_TCK")}
+    from benchmarks.machine import process_cpu_seconds, process_rss
+
+    return {"rss_mib": process_rss(pid) / 2 ** 20, "cpu_seconds": process_cpu_seconds(pid)}
 
 
 def usage_grown(pid: int, before: dict[str, float]) -> dict[str, float]:

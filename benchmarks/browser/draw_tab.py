@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from benchmarks.context import Context
-from benchmarks.machine import group_pids
+from benchmarks.machine import group_pids, process_cpu_seconds
 from benchmarks.outcome import SectionResult
 from benchmarks.speed.paced_load import paced_load
 from benchmarks.browser.pen import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, draw_mouse
@@ -211,17 +211,14 @@ def _clear(page) -> None:
 
 
 def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of every process in the server's group (utime, stime: /proc/<pid>/stat fields 14, 15)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    """User + system CPU of every process in the server's group."""
+    total = 0.0
     for pid in group_pids(pgid):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
+            total += process_cpu_seconds(pid)
         except (OSError, ValueError, IndexError):
-            continue
-    return total / ticks
+            continue  # the process ended while we looked
+    return total
 
 
 def _replay_cpu(ctx: Context, port: int, pid: int, body: bytes) -> dict:
