@@ -113,7 +113,9 @@ class Database(abc.ABC):
 
     def watch(self, on_change: Callable[[str, int], None], interval: float = WATCH_INTERVAL) -> "Watcher":
         """Call `on_change(topic, counter)` (in a background thread) whenever a topic's counter moves,
-        whoever moved it: this process, another one, another machine on the same PostgreSQL."""
+        whoever moved it: this process, another one, another machine on the same PostgreSQL.
+        A callback that raises StoreUnavailableError (it could not read what changed: the database went
+        away again, or is still in its back-off) is called again at the next poll until it succeeds."""
         return Watcher(self, on_change, interval)
 
     def _change_waiter(self) -> "ChangeWaiter":
@@ -191,15 +193,26 @@ class Watcher:
                 else:
                     if self._seen is not None:
                         for topic, counter in counters.items():
-                            if self._seen.get(topic) != counter:
-                                self._notify(topic, counter)
+                            if self._seen.get(topic) != counter and not self._notify(topic, counter):
+                                # Not handled: keep the old counter, so the next poll calls again. A replica
+                                # told of a switch just as PostgreSQL came back read nothing (503) and served
+                                # the old version until the next switch (seen in a suite run under load).
+                                counters[topic] = self._seen.get(topic, -1)
                     self._seen = counters
                 self._waiter.wait(self._interval)
         finally:
             self._waiter.close()
 
-    def _notify(self, topic: str, counter: int) -> None:
+    def _notify(self, topic: str, counter: int) -> bool:
+        """Whether the callback handled the change (False: the database could not answer it; call again).
+        Only unavailability is retried: damaged data would fail the same way at every poll."""
+        from store.errors import StoreUnavailableError
+
         try:
             self._on_change(topic, counter)
+        except StoreUnavailableError as error:
+            log.info("change watcher: %r not handled yet (%s); trying again at the next poll", topic, error)
+            return False
         except Exception:  # a subscriber's bug must not stop the signal for the others
             log.exception("change watcher: the callback for %r failed", topic)
+        return True

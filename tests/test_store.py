@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from store import DatabaseConfigError, LockTimeout, StoreUnavailableError, open_database, schema
+from store import DatabaseConfigError, LockTimeout, StoreError, StoreUnavailableError, open_database, schema
 from tests.app_server import ROOT
 from tests.postgres import wait_until
 
@@ -175,6 +175,39 @@ def test_the_watcher_sees_another_views_change_within_two_seconds(opener):
         assert wait_until(lambda: any(topic == "versions" for topic, _, _ in seen), timeout=5)
         topic, counter, when = next(item for item in seen if item[0] == "versions")
         assert counter == 1 and when - started < 2.0
+    finally:
+        watcher.stop()
+
+
+def test_a_change_the_callback_could_not_read_is_offered_again_until_it_is(opener):
+    """A replica told of a switch just as PostgreSQL came back could not read it (503) and, the counter marked
+    seen, served the old version until the next switch (a suite run under load). A callback raising
+    StoreUnavailableError is called again at the next poll with the same counter; one that succeeds, fails by
+    a bug or meets damaged data (a plain StoreError: it would fail the same way at every poll) is not."""
+    writer, reader = opener(), opener()
+    writer.ensure_ready()
+    calls: list[tuple[str, int]] = []
+
+    def on_change(topic: str, counter: int) -> None:
+        calls.append((topic, counter))
+        if topic == "versions" and len(calls) <= 2:
+            raise StoreUnavailableError("down for a moment")
+        if topic == "drawings":
+            raise ValueError("a subscriber's bug")
+        if topic == "damaged":
+            raise StoreError("a version's files are damaged")
+
+    watcher = reader.watch(on_change, interval=0.2)
+    try:
+        time.sleep(0.4)  # the watcher's first look
+        writer.write(lambda tx: writer.bump(tx, "versions"))
+        assert wait_until(lambda: len(calls) >= 3, timeout=5)
+        writer.write(lambda tx: writer.bump(tx, "drawings"))
+        assert wait_until(lambda: ("drawings", 1) in calls, timeout=5)
+        writer.write(lambda tx: writer.bump(tx, "damaged"))
+        assert wait_until(lambda: ("damaged", 1) in calls, timeout=5)
+        time.sleep(0.8)  # four more polls: nothing more is offered
+        assert calls == [("versions", 1)] * 3 + [("drawings", 1), ("damaged", 1)]
     finally:
         watcher.stop()
 

@@ -129,3 +129,30 @@ def test_runs_finishing_together_on_two_replicas_get_distinct_numbers(exports, t
         VersionMirror(versions).sync()
         assert versions.serving("model1") == 5 and versions.files("model1", 5)["onnx"].is_file()
     assert newest["serving"]
+
+
+def test_a_switch_the_replica_could_not_read_is_followed_once_the_database_answers(exports, tmp_path, database,
+                                                                                  monkeypatch):
+    """Told of a switch while the database refused it (503 in its 1 s back-off after an outage), a replica
+    served the old version until the next switch (seen in a suite run under load): its watcher now asks again."""
+    from store import StoreUnavailableError
+    from tests.postgres import wait_until
+
+    a, b = replica(exports, tmp_path, "a", database), replica(exports, tmp_path, "b", database)
+    read_pointers, refusals = b.catalog.pointers, [1]
+
+    def refused_once():
+        if refusals:
+            refusals.pop()
+            raise StoreUnavailableError("The database server does not answer right now (restarting?)")
+        return read_pointers()
+
+    monkeypatch.setattr(b.catalog, "pointers", refused_once)
+    mirror = VersionMirror(b)
+    mirror.start()
+    try:
+        write_tiny_model(a, "model1", digit=3)  # a run on A: version 2 serves there
+        assert wait_until(lambda: b.serving("model1") == 2, timeout=10), "B never followed the switch it missed"
+        assert not refusals
+    finally:
+        mirror.stop()

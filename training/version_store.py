@@ -170,19 +170,24 @@ class VersionMirror:
 
     def _on_change(self, topic: str, counter: int) -> None:
         if topic == TOPIC:
-            self.sync()
+            self.sync(raise_unavailable=True)  # the watcher calls again while the database cannot answer
 
-    def sync(self) -> list[str]:
+    def sync(self, raise_unavailable: bool = False) -> list[str]:
         """Serve locally what the database says serves; returns the models whose serving changed.
-        A version that cannot be fetched (damaged, gone, database down) leaves the model as it was."""
-        from store.errors import StoreError
+        A version that cannot be fetched (damaged, gone, database down) leaves the model as it was.
+        `raise_unavailable`: raise the StoreUnavailableError of a database that could not answer (the
+        pointers or a version's files), after doing what could be done, so the caller tries again."""
+        from store.errors import StoreError, StoreUnavailableError
 
         changed = []
+        unavailable: StoreUnavailableError | None = None
         with self._lock:
             try:
                 pointers = self.versions.catalog.pointers()
             except StoreError as error:
                 log.warning("model versions: cannot read what serves (%s); serving as before", error)
+                if raise_unavailable and isinstance(error, StoreUnavailableError):
+                    raise
                 return changed
             for name in self.versions.models:
                 wanted = pointers.get(name, SHIPPED_VERSION)
@@ -193,6 +198,8 @@ class VersionMirror:
                 except (LookupError, StoreError, OSError) as error:  # LookupError: model_versions.VersionError
                     log.error("model versions: cannot serve %s version %d here (%s); serving as before",
                               name, wanted, error)
+                    if isinstance(error, StoreUnavailableError):
+                        unavailable = error
                     continue
                 changed.append(name)
                 log.info("serving %s version %d, as the database says", name, wanted)
@@ -208,6 +215,8 @@ class VersionMirror:
                     self.versions.forget_deleted(name)
                 except (StoreError, OSError) as error:
                     log.warning("model versions: cannot tidy %s's copies (%s)", name, error)
+        if raise_unavailable and unavailable is not None:
+            raise unavailable
         return changed
 
 
