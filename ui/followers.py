@@ -8,7 +8,7 @@ slot, and a Gradio `model_status` still timed out 4 minutes later. Two bounds:
   (the page's Train button and REST still work; the tab only does not follow runs started elsewhere);
 - a follower whose messages nobody reads (no page holds its stream: it never opened one, or the
   session was evicted) ends at its next heartbeat (FOLLOW_HEARTBEAT, ui/train_tab.py) or curves
-  update. A page that closes its stream is ended by Gradio itself at the next message.
+  update after CHECK_EVERY (ReadWatch). A page that closes its stream is ended by Gradio itself at the next message.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 PER_CLIENT = 6  # long-lived events per client address ($TRAIN_FOLLOWERS_PER_CLIENT): 3 open Train tabs
 TOTAL = 200  # in all ($TRAIN_FOLLOWERS_TOTAL): 100 open Train tabs; the queue runs 1,000 events at once
-READ_GRACE = 1.0  # s: a page reads its stream within milliseconds; nothing read in this long means no page
 
 
 def _setting(name: str, default: int) -> int:
@@ -73,21 +72,37 @@ def client_of(request: Any) -> str:
     return getattr(client, "host", None) or "unknown client"
 
 
-async def nobody_reads(blocks: Any, request: Any) -> bool:
-    """True when no page reads this event's messages: its session's message queue is gone from
-    Gradio's queue, or holds messages that stay unread for READ_GRACE."""
-    queue = getattr(blocks, "_queue", None)
-    session = getattr(request, "session_hash", None)
-    if queue is None or session is None:
-        return False  # cannot tell (no queue: a direct call): keep going
-    messages = queue.pending_messages_per_session.get(session)
-    if messages is None:
-        return True
-    waiting = messages.qsize()
-    if waiting == 0:
-        return False
-    await asyncio.sleep(READ_GRACE)
-    return messages.qsize() >= waiting
+class ReadWatch:
+    """Whether a page reads this event's messages, judged at the stream's checks without waiting: a
+    message that was the oldest unread one at one check and is still waiting at the next (CHECK_EVERY
+    or a heartbeat later) means no page reads it.
+
+    Before, a check waited READ_GRACE (1 s) for the queue to shrink: a page that read slower than that
+    (Chromium with the other test worker training on the same 2 cores, a phone on a poor network whose
+    TCP window filled and held Gradio's sender) lost its Train tab's follower and its run's summary in
+    a suite run on two workers. Now a reader may lag up to a check's interval; an unread stream ends as
+    soon as before (its join's messages are the oldest ones at its first check)."""
+
+    def __init__(self, blocks: Any, request: Any):
+        queue = getattr(blocks, "_queue", None)
+        session = getattr(request, "session_hash", None)
+        self._messages = None if queue is None or session is None else queue.pending_messages_per_session
+        self._session = session
+        self._oldest = self._oldest_waiting()
+
+    def _oldest_waiting(self) -> Any:
+        messages = self._messages.get(self._session) if self._messages is not None else None
+        waiting = getattr(messages, "_queue", None)  # asyncio.Queue's deque: looked at, never changed here
+        return waiting[0] if waiting else None
+
+    def nobody_reads(self) -> bool:
+        if self._messages is None:
+            return False  # cannot tell (no queue: a direct call): keep going
+        messages = self._messages.get(self._session)
+        if messages is None:
+            return True  # the session's queue is gone: no page can read this
+        before, self._oldest = self._oldest, self._oldest_waiting()
+        return before is not None and any(message is before for message in getattr(messages, "_queue", ()))
 
 
 CHECK_EVERY = 10.0  # s: how often a stream looks whether its page still reads it
@@ -114,12 +129,13 @@ async def held(stream, request: Any, blocks: Any, refused: Any, *, exempt: bool 
         yield refused
         return
     try:
-        checked = loop_time()
+        reads, checked = ReadWatch(blocks, request), loop_time()
         async for item in stream:
             yield item
             if loop_time() - checked >= CHECK_EVERY:
                 checked = loop_time()
-                if await nobody_reads(blocks, request):
+                if reads.nobody_reads():
+                    log.info("a Train tab stream of %s ended: nobody read its messages", client or "an operator")
                     return
     finally:
         await stream.aclose()
