@@ -8,7 +8,8 @@ slot, and a Gradio `model_status` still timed out 4 minutes later. Two bounds:
   (the page's Train button and REST still work; the tab only does not follow runs started elsewhere);
 - a follower whose messages nobody reads (no page holds its stream: it never opened one, or the
   session was evicted) ends at its next heartbeat (FOLLOW_HEARTBEAT, ui/train_tab.py) or curves
-  update after CHECK_EVERY (ReadWatch). A page that closes its stream is ended by Gradio itself at the next message.
+  update after CHECK_EVERY (ReadWatch). A page that closes its stream is ended by Gradio itself at
+  the next message.
 """
 from __future__ import annotations
 
@@ -77,10 +78,9 @@ class ReadWatch:
     message that was the oldest unread one at one check and is still waiting at the next (CHECK_EVERY
     or a heartbeat later) means no page reads it.
 
-    Before, a check waited READ_GRACE (1 s) for the queue to shrink: a page that read slower than that
-    (Chromium with the other test worker training on the same 2 cores, a phone on a poor network whose
-    TCP window filled and held Gradio's sender) lost its Train tab's follower and its run's summary in
-    a suite run on two workers. Now a reader may lag up to a check's interval; an unread stream ends as
+    Before, a check waited 1 s for the queue to shrink: a page that read slower than that (Chromium
+    with the other test worker training on the same 2 cores; a phone on a slow network may lag as well)
+    lost its Train tab's follower and its run's summary in a suite run on two workers. Now a reader may lag up to a check's interval; an unread stream ends as
     soon as before (its join's messages are the oldest ones at its first check)."""
 
     def __init__(self, blocks: Any, request: Any):
