@@ -11,7 +11,8 @@ JSON-RPC's own shape, which its clients read: its path is left alone.
 Gradio's one-shot route (POST /gradio_api/run/<api>, and its old name /gradio_api/api/<api>) answers an
 event's gr.Error, a refusal already in words ({"error": "Unknown model ..."}), with HTTP 500. The event's
 status (REFUSAL_STATUS in the request's scope, set by api/gradio_fixes.py from ui/refusals.Refused: 422
-for an unknown model, 429 for too many, ...) replaces the 500, so a curl user gets what REST answers.
+for an unknown model, 429 for too many, ...) replaces the 500, so a curl user gets what REST answers,
+with REST's Retry-After when the refusal says when to come back (REFUSAL_RETRY_AFTER).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import json
 ERROR_BODY_MAX = 64 * 1024  # Gradio's refusals are ~100 bytes; an error answer bigger than this passes as it is
 VALIDATION_ERRORS_NAMED = 3  # of a 422's Pydantic errors, the ones named in "error"
 REFUSAL_STATUS = "digit_studio.refusal_status"  # scope key: the status of the event's refusal, if it refused
+REFUSAL_RETRY_AFTER = "digit_studio.refusal_retry_after"  # scope key: its Retry-After (whole seconds), if it has one
 
 
 class GradioErrorsInOurWords:
@@ -48,6 +50,9 @@ def errors_in_our_words(send, scope: dict | None = None):
         if message["type"] == "http.response.start" and message["status"] == 500 and scope \
                 and scope.get(REFUSAL_STATUS):
             message = {**message, "status": scope[REFUSAL_STATUS]}
+            if scope.get(REFUSAL_RETRY_AFTER) is not None:
+                message["headers"] = [*message.get("headers", []),
+                                      (b"retry-after", str(scope[REFUSAL_RETRY_AFTER]).encode())]
         if message["type"] == "http.response.start" and message["status"] >= 400:
             held = message
             return

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import sys
 import threading
 import time
 import traceback
 from typing import Any
 
-from api.gradio_errors import REFUSAL_STATUS
+from api.gradio_errors import REFUSAL_RETRY_AFTER, REFUSAL_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,14 @@ def refusal_status(error: Exception) -> int:
     return status if isinstance(status, int) and 400 <= status < 600 else 400
 
 
+def refusal_retry_after(error: Exception) -> int | None:
+    """Whole seconds for the Retry-After of a busy refusal (429 / 503) that says when to come back, else None."""
+    seconds = getattr(error, "retry_after", None)
+    if refusal_status(error) not in (429, 503) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        return None
+    return max(1, math.ceil(min(seconds, 3600)))
+
+
 def unknown_event_answer(request, error):
     """The exception handler for Gradio's FnIndexInferError: a 404 naming what the page lacks."""
     from fastapi.responses import JSONResponse
@@ -252,6 +261,7 @@ def words_for_bad_calls(blocks: Any) -> dict:
             request = getattr(kwargs.get("body"), "request", None)
             if request is not None:
                 request.scope[REFUSAL_STATUS] = refusal_status(error)
+                request.scope[REFUSAL_RETRY_AFTER] = refusal_retry_after(error)
             raise error from None
 
         call_process_api._digit_studio_statuses = True

@@ -149,6 +149,31 @@ def test_one_client_gets_at_most_its_share_at_once_and_429_beyond(server):
     assert "at most 2 at once" in refused.json()["error"] and refused.headers["retry-after"] == "1"
 
 
+def test_the_one_shot_gradio_route_refuses_a_flood_as_rest_does_with_retry_after(server):
+    """POST /gradio_api/run/explain (what a curl user calls): past one client's share the same 429 in
+    words as REST, and REST's Retry-After (before: a 429 with no Retry-After)."""
+    client = {"X-Forwarded-For": "10.1.0.9"}
+    png = base64.b64decode(seven().split(",", 1)[1])
+    uploaded = httpx.post(server + "gradio_api/upload", files={"files": ("seven.png", png)}, headers=client,
+                          timeout=WAIT)
+    image = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+    start = threading.Barrier(12)
+
+    def one(_: int) -> httpx.Response:
+        start.wait()
+        return httpx.post(server + "gradio_api/run/explain", json={"data": [image, "model2"]}, headers=client,
+                          timeout=WAIT)
+
+    with concurrent.futures.ThreadPoolExecutor(12) as executor:
+        responses = list(executor.map(one, range(12)))
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses.count(429) >= 1 and statuses.count(200) >= 2, statuses
+    refused = next(response for response in responses if response.status_code == 429)
+    assert "at most 2 at once" in refused.json()["error"] and refused.headers["retry-after"] == "1"
+    assert all("retry-after" not in response.headers for response in responses if response.status_code == 200)
+
+
 def test_many_clients_get_503_in_words_beyond_the_servers_bound(server):
     responses = _burst(server, 12, lambda index: f"10.2.0.{index + 1}")
     statuses = [response.status_code for response in responses]

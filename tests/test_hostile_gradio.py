@@ -395,6 +395,27 @@ def test_the_one_shot_route_answers_a_refusal_with_rests_status_in_words(server)
     assert served.status_code == 200 and "model2" in served.json()["data"][0]
 
 
+def test_the_one_shot_route_says_when_a_visitor_may_save_again(server):
+    """save_drawing past the corrections' rate (drawings/limits.RATE_PER_MINUTE) on the one-shot route: 429
+    in words with REST's Retry-After (before: no Retry-After), and nothing more is stored."""
+    from benchmarks.browser.pen import DIGIT_STROKES, canvas_png
+    from drawings.limits import RATE_PER_MINUTE
+
+    base = server["url"]
+    headers = hostile.client_headers("192.0.2.85")
+    uploaded = httpx.post(f"{base}gradio_api/upload", files={"files": ("three.png", canvas_png(DIGIT_STROKES[3]))},
+                          headers=headers, timeout=30)
+    image = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+    answers = [httpx.post(f"{base}gradio_api/run/save_drawing", json={"data": [image, 3, ""]}, headers=headers,
+                          timeout=30) for _ in range(RATE_PER_MINUTE + 2)]
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [200] * RATE_PER_MINUTE + [429, 429], statuses
+    refused = answers[-1]
+    assert "Too many drawings saved from here" in refused.json()["error"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 60, refused.headers
+    assert all("retry-after" not in answer.headers for answer in answers[:RATE_PER_MINUTE])
+
+
 def test_gradios_own_refusals_carry_an_error_in_words(server):
     """Gradio's routes refuse with {"detail"} (a string or Pydantic's list) or plain text; each answer now
     carries {"error"} in words too. MCP keeps JSON-RPC's error shape, which its clients read."""

@@ -38,7 +38,7 @@ async def explained(ctx: AppContext, image: str, model: str, request: gr.Request
     try:
         status, body = await ctx.explain_lane.answer(image, model, client=client)
     except ExplainRefused as refused:
-        raise Refused(refused.message, refused.status) from None
+        raise Refused(refused.message, refused.status, refused.retry_after) from None
     payload = json.loads(body)
     if status != 200:
         raise Refused(payload.get("error") or "The server could not explain this image.", status)

@@ -48,10 +48,11 @@ class ExplainRefused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = RETRY_AFTER  # s
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(RETRY_AFTER)}
+        return {"Retry-After": str(self.retry_after)}
 
 
 def _setting(name: str, default: int) -> int:
