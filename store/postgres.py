@@ -49,6 +49,39 @@ APPLICATION_NAME = "digit-studio"  # pg_stat_activity shows the app's connection
 NOTIFY_CHANNEL = "digit_studio_changes"
 LISTENER_NAME = APPLICATION_NAME + ":listen"  # a Watcher's LISTEN connection (the model versions' mirror)
 _MIGRATION_LOCK = "digit-studio:migrations"
+# psycopg_pool logs a warning (three lines) at every reconnection attempt: 45 in a 40 s outage
+# (tests/test_store.py), which buried the app's own two lines ("does not answer", "answers again").
+# The first passes, then one each RECONNECT_LOG_EVERY seconds, saying how many were left out.
+RECONNECT_LOG_EVERY = 60.0
+
+
+class QuietReconnectLog(logging.Filter):
+    """On the "psycopg.pool" logger: its reconnection warnings, at most one each `every` seconds."""
+
+    MESSAGES = frozenset({"error connecting in %r: %s", "reconnection attempt in pool %r failed after %s sec"})
+
+    def __init__(self, every: float = RECONNECT_LOG_EVERY, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.every, self._clock = every, clock
+        self._lock = threading.Lock()  # the pool's workers log from their own threads
+        self._last: float | None = None
+        self.left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in self.MESSAGES:
+            return True
+        now = self._clock()
+        with self._lock:
+            if self._last is not None and now - self._last < self.every:
+                self.left_out += 1
+                return False
+            left_out, self.left_out, self._last = self.left_out, 0, now
+        if left_out:  # (no % in the text added: the record's own arguments are formatted into msg later)
+            record.msg = f"{record.msg} [{left_out} more such warnings left out since the last one]"
+        return True
+
+
+logging.getLogger("psycopg.pool").addFilter(QuietReconnectLog())
 
 
 class PostgresDatabase(Database):

@@ -3,6 +3,7 @@ run once, advisory locks across threads and processes (freed when the holder is 
 watcher, and the answers to a bad DATABASE_URL or a server that goes away."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -245,11 +246,13 @@ def answers_with_one_drawing(database) -> bool:
         return False
 
 
-def test_after_a_long_outage_postgresql_answers_again_within_seconds(postgres_server, postgres_url):
+def test_after_a_long_outage_postgresql_answers_again_within_seconds(postgres_server, postgres_url, caplog):
     """Down 40 s with an operation tried every 0.2 s (as the change watcher and visitors do), then back: the
     same Database answers within a few seconds. psycopg_pool's own retry gaps double without a ceiling
     (1, 2, 4, 8, 16 s): before RECONNECT_WINDOW the first answer came 3-24 s after the server was back (down
-    20 s: 9.1 s; 25 s: 3.4 s; 40 s: 24.0 s; CI once saw a replica follow a version switch only after 30 s)."""
+    20 s: 9.1 s; 25 s: 3.4 s; 40 s: 24.0 s; CI once saw a replica follow a version switch only after 30 s).
+    The log says so in a few lines, not in psycopg_pool's warning at every reconnection attempt."""
+    caplog.set_level(logging.WARNING)
     database = open_database(postgres_url)
     try:
         database.write(lambda tx: database.bump(tx, "drawings"))
@@ -268,6 +271,33 @@ def test_after_a_long_outage_postgresql_answers_again_within_seconds(postgres_se
         assert time.monotonic() - back < 4  # ~0.1 s on a quiet machine; the bound leaves room for a busy one
     finally:
         database.close()
+    pool_warnings = [record.getMessage() for record in caplog.records if record.name == "psycopg.pool"]
+    print(f"\npsycopg.pool warnings during a 40 s outage: {len(pool_warnings)}")
+    assert len(pool_warnings) <= 2, pool_warnings
+    ours = [record.getMessage() for record in caplog.records if record.name == "store.postgres"]
+    assert any("does not answer" in line for line in ours) and any("answers again" in line for line in ours), ours
+
+
+def test_psycopg_pools_reconnection_warnings_pass_once_a_minute_counting_the_rest():
+    from store.postgres import QuietReconnectLog
+
+    now = [0.0]
+    quiet = QuietReconnectLog(every=60.0, clock=lambda: now[0])
+
+    def warning(message: str, *args) -> logging.LogRecord:
+        return logging.LogRecord("psycopg.pool", logging.WARNING, __file__, 1, message, args, None)
+
+    passed = []
+    for second in range(0, 130, 2):  # an attempt every 2 s for 130 s
+        now[0] = float(second)
+        record = warning("error connecting in %r: %s", "digit-studio", "connection refused")
+        if quiet.filter(record):
+            passed.append((second, record.getMessage()))
+    assert [second for second, _ in passed] == [0, 60, 120]
+    assert passed[0][1] == "error connecting in 'digit-studio': connection refused"
+    assert passed[1][1].endswith("[29 more such warnings left out since the last one]")
+    other = warning("discarding broken connection: %s", "<conn>")
+    assert quiet.filter(other) and other.getMessage() == "discarding broken connection: <conn>"
 
 
 def test_postgresql_down_is_a_quick_503_and_up_again_without_reopening(postgres_server, postgres_url):
