@@ -46,6 +46,7 @@ from api.gradio_errors import GradioErrorsInOurWords
 from api.gradio_fixes import bound_tracebacks, harden_queue, words_for_bad_calls
 from api.gradio_joins import JoinRateLimit
 from api.gradio_streams import CompletionWithItsEnd
+from api.proxies import forwarded_allow_ips
 from api.uploads import UploadLimit
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,9 @@ def serve(app: Any) -> None:
              connections.head_timeout)
     # httptools (uvicorn[standard]) parses fastest, which is why it serves /predict; it only needs the limits.
     # No access log: one line per request would cost more than a prediction.
+    # Whose X-Forwarded-For names the visitor: $FORWARDED_ALLOW_IPS, else uvicorn's loopback, else on a
+    # Hugging Face Space its proxy's private network too (api/proxies.py).
     uvicorn.run(app, host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), http=ServerProtocol,
-                access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
+                access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+                forwarded_allow_ips=forwarded_allow_ips())

@@ -117,12 +117,21 @@ def running_apps(apps: list[tuple[Path, Path, dict[str, str | None]]], *, ports:
             processes.append(_launch(exports_dir, log_path, port, env, wrapper))
         running = []
         for process, (_, log_path, _), port in zip(processes, apps, ports):
-            url = f"http://127.0.0.1:{port}/"
+            url = f"http://{_local_host(env.get('GRADIO_SERVER_NAME'))}:{port}/"
             _wait_until_up(url, process, log_path)
             running.append(RunningApp(url, process.pid))
         yield running
     finally:
         _stop(processes, group=bool(wrapper))
+
+
+def _local_host(listening_on: str | None) -> str:
+    """Where this machine reaches an app listening on `listening_on` (GRADIO_SERVER_NAME; default loopback)."""
+    if listening_on in (None, "", "0.0.0.0", "127.0.0.1"):
+        return "127.0.0.1"
+    if listening_on == "::":
+        return "[::1]"  # an IPv6 socket may not take IPv4 too (net.ipv6.bindv6only)
+    return f"[{listening_on}]" if ":" in listening_on else listening_on
 
 
 def _launch(exports_dir: Path, log_path: Path, port: int, env: dict[str, str | None],

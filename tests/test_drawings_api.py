@@ -309,6 +309,70 @@ def test_rate_limit_behind_a_proxy_counts_each_visitor_and_ignores_forged_addres
         assert http.get("/drawings/stats").json()["total"] == 4
 
 
+def private_address_of_this_machine() -> str | None:
+    """An address of this machine in a network a Space's proxy may come from (api/proxies.PRIVATE_NETWORKS),
+    found by asking the kernel which source address it would use toward such a network (nothing is sent)."""
+    import ipaddress
+    import socket
+
+    from api.proxies import PRIVATE_NETWORKS
+
+    networks = [ipaddress.ip_network(network) for network in PRIVATE_NETWORKS]
+    for family, destination in ((socket.AF_INET, "10.255.255.254"), (socket.AF_INET6, "fd00::ffff"),
+                                (socket.AF_INET, "192.168.255.254"), (socket.AF_INET, "172.31.255.254")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((destination, 9))
+                address = probe.getsockname()[0]
+        except OSError:
+            continue
+        if any(ipaddress.ip_address(address) in network for network in networks):
+            return address
+    return None
+
+
+def test_on_a_space_each_visitor_behind_its_proxy_is_counted_apart(tmp_path, exports_copy):
+    """On a Hugging Face Space the proxy reaches the app from the platform's private network, where uvicorn's
+    default (loopback only) did not believe its X-Forwarded-For: every visitor of the Space was one client,
+    and one visitor's corrections used up everyone's rate. With SPACE_ID set the private networks are
+    trusted (api/proxies.py); FORWARDED_ALLOW_IPS, when set, still decides. Here this machine's own private
+    address plays the Space's proxy."""
+    address = private_address_of_this_machine()
+    if address is None:
+        pytest.skip("this machine has no address in a private network (10/8, 172.16/12, 192.168/16, "
+                    "100.64/10, fc00::/7) to play a Space's proxy from")
+    host = f"[{address}]" if ":" in address else address
+    settings = {"TRAIN_TOKEN": TOKEN, "PREDICT_WORKERS": "0", "DRAWINGS_RATE_PER_MINUTE": "2",
+                "GRADIO_SERVER_NAME": "::" if ":" in address else "0.0.0.0", "FORWARDED_ALLOW_IPS": None}
+    exports = copy_exports(exports_copy, tmp_path / "exports")
+
+    def posts(http, forwarded_for):
+        return [http.post("/drawings", json=correction(digit), headers={"X-Forwarded-For": forwarded_for}).status_code
+                for digit in (1, 2)]
+
+    def through_the_proxy(server) -> httpx.Client:
+        port = server.url.rstrip("/").rsplit(":", 1)[1]
+        return httpx.Client(base_url=f"http://{host}:{port}", timeout=60)
+
+    # Not on a Space: the proxy's address is not trusted; the second visitor finds the rate used up.
+    with running_app(exports, tmp_path / "elsewhere.log", DATA_DIR=str(tmp_path / "a"), SPACE_ID=None,
+                     **settings) as server, through_the_proxy(server) as http:
+        assert posts(http, "203.0.113.5") == [201, 201]
+        assert posts(http, "198.51.100.7") == [429, 429]
+    # On a Space: each visitor the proxy names is counted apart, and a forged address of their own does not help.
+    with running_app(exports, tmp_path / "space.log", DATA_DIR=str(tmp_path / "b"), SPACE_ID="someone/digit-studio",
+                     **settings) as server, through_the_proxy(server) as http:
+        assert posts(http, "203.0.113.5") == [201, 201]
+        assert posts(http, "198.51.100.7") == [201, 201]
+        assert posts(http, "192.0.2.99, 203.0.113.5") == [429, 429]
+        assert http.get("/drawings/stats").json()["total"] == 4
+    # An operator's own FORWARDED_ALLOW_IPS still decides on a Space.
+    with running_app(exports, tmp_path / "set.log", DATA_DIR=str(tmp_path / "c"), SPACE_ID="someone/digit-studio",
+                     **{**settings, "FORWARDED_ALLOW_IPS": "127.0.0.1"}) as server, through_the_proxy(server) as http:
+        assert posts(http, "203.0.113.5") == [201, 201]
+        assert posts(http, "198.51.100.7") == [429, 429]
+
+
 def test_a_visitors_rate_holds_across_two_replicas_on_one_postgresql(tmp_path, exports_copy, postgres_url):
     """Two live replicas on one database: a visitor's corrections count together wherever they land
     (before, each replica counted its own: 2 replicas allowed twice the rate)."""
