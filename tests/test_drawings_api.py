@@ -284,29 +284,42 @@ def test_token_rules_rate_limit_and_a_corrupt_database_at_start(tmp_path, export
         assert http.get("/models/model1/versions").status_code == 200
 
 
+def posts(http: httpx.Client, forwarded_for: str) -> list[int]:
+    """The statuses of two corrections sent with this X-Forwarded-For."""
+    return [http.post("/drawings", json=correction(digit), headers={"X-Forwarded-For": forwarded_for}).status_code
+            for digit in (1, 2)]
+
+
+def counted_as_one(http: httpx.Client) -> None:
+    """With 2 corrections a minute allowed: a second visitor finds the first one's used up."""
+    assert posts(http, "203.0.113.5") == [201, 201]
+    assert posts(http, "198.51.100.7") == [429, 429]
+
+
+def counted_apart(http: httpx.Client) -> None:
+    """Each visitor the proxy names has a bucket of their own; an address a visitor forges (left of the
+    one the proxy appends) does not help them."""
+    assert posts(http, "203.0.113.5") == [201, 201]
+    assert posts(http, "198.51.100.7") == [201, 201]
+    assert posts(http, "192.0.2.99, 203.0.113.5") == [429, 429]
+    assert http.get("/drawings/stats").json()["total"] == 4
+
+
 def test_rate_limit_behind_a_proxy_counts_each_visitor_and_ignores_forged_addresses(tmp_path, exports_copy):
     """The limit keys on the visitor's address. Behind a proxy that address is the proxy's unless
     FORWARDED_ALLOW_IPS (uvicorn's setting) trusts it; a visitor's own X-Forwarded-For never helps."""
     exports = copy_exports(exports_copy, tmp_path / "exports")
     settings = {"TRAIN_TOKEN": TOKEN, "PREDICT_WORKERS": "0", "DRAWINGS_RATE_PER_MINUTE": "2"}
 
-    def posts(http, forwarded_for):
-        return [http.post("/drawings", json=correction(digit), headers={"X-Forwarded-For": forwarded_for}).status_code
-                for digit in (1, 2)]
-
     # This test client is the "proxy". Not trusted: every forged address lands in the one bucket of 127.0.0.1.
     with running_app(exports, tmp_path / "untrusted.log", DATA_DIR=str(tmp_path / "a"), FORWARDED_ALLOW_IPS="192.0.2.1",
                      **settings) as server, httpx.Client(base_url=server.url.rstrip("/"), timeout=60) as http:
-        assert posts(http, "203.0.113.5") == [201, 201]
-        assert posts(http, "198.51.100.7") == [429, 429]
+        counted_as_one(http)
     # Trusted: each visitor the proxy names has a bucket of their own; a visitor who sends an address of
     # their own (left of the one the proxy appends) is still counted as themselves.
     with running_app(exports, tmp_path / "trusted.log", DATA_DIR=str(tmp_path / "b"), FORWARDED_ALLOW_IPS="127.0.0.1",
                      **settings) as server, httpx.Client(base_url=server.url.rstrip("/"), timeout=60) as http:
-        assert posts(http, "203.0.113.5") == [201, 201]
-        assert posts(http, "198.51.100.7") == [201, 201]
-        assert posts(http, "192.0.2.99, 203.0.113.5") == [429, 429]
-        assert http.get("/drawings/stats").json()["total"] == 4
+        counted_apart(http)
 
 
 def private_address_of_this_machine() -> str | None:
@@ -346,10 +359,6 @@ def test_on_a_space_each_visitor_behind_its_proxy_is_counted_apart(tmp_path, exp
                 "GRADIO_SERVER_NAME": "::" if ":" in address else "0.0.0.0", "FORWARDED_ALLOW_IPS": None}
     exports = copy_exports(exports_copy, tmp_path / "exports")
 
-    def posts(http, forwarded_for):
-        return [http.post("/drawings", json=correction(digit), headers={"X-Forwarded-For": forwarded_for}).status_code
-                for digit in (1, 2)]
-
     def through_the_proxy(server) -> httpx.Client:
         port = server.url.rstrip("/").rsplit(":", 1)[1]
         return httpx.Client(base_url=f"http://{host}:{port}", timeout=60)
@@ -357,20 +366,15 @@ def test_on_a_space_each_visitor_behind_its_proxy_is_counted_apart(tmp_path, exp
     # Not on a Space: the proxy's address is not trusted; the second visitor finds the rate used up.
     with running_app(exports, tmp_path / "elsewhere.log", DATA_DIR=str(tmp_path / "a"), SPACE_ID=None,
                      **settings) as server, through_the_proxy(server) as http:
-        assert posts(http, "203.0.113.5") == [201, 201]
-        assert posts(http, "198.51.100.7") == [429, 429]
+        counted_as_one(http)
     # On a Space: each visitor the proxy names is counted apart, and a forged address of their own does not help.
     with running_app(exports, tmp_path / "space.log", DATA_DIR=str(tmp_path / "b"), SPACE_ID="someone/digit-studio",
                      **settings) as server, through_the_proxy(server) as http:
-        assert posts(http, "203.0.113.5") == [201, 201]
-        assert posts(http, "198.51.100.7") == [201, 201]
-        assert posts(http, "192.0.2.99, 203.0.113.5") == [429, 429]
-        assert http.get("/drawings/stats").json()["total"] == 4
+        counted_apart(http)
     # An operator's own FORWARDED_ALLOW_IPS still decides on a Space.
     with running_app(exports, tmp_path / "set.log", DATA_DIR=str(tmp_path / "c"), SPACE_ID="someone/digit-studio",
                      **{**settings, "FORWARDED_ALLOW_IPS": "127.0.0.1"}) as server, through_the_proxy(server) as http:
-        assert posts(http, "203.0.113.5") == [201, 201]
-        assert posts(http, "198.51.100.7") == [429, 429]
+        counted_as_one(http)
 
 
 def test_a_visitors_rate_holds_across_two_replicas_on_one_postgresql(tmp_path, exports_copy, postgres_url):
