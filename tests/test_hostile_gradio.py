@@ -406,6 +406,7 @@ def test_the_one_shot_route_says_when_a_visitor_may_save_again(server):
     uploaded = httpx.post(f"{base}gradio_api/upload", files={"files": ("three.png", canvas_png(DIGIT_STROKES[3]))},
                           headers=headers, timeout=30)
     image = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+    stored_before = httpx.get(f"{base}drawings/stats", timeout=30).json()["total"]
     answers = [httpx.post(f"{base}gradio_api/run/save_drawing", json={"data": [image, 3, ""]}, headers=headers,
                           timeout=30) for _ in range(RATE_PER_MINUTE + 2)]
     statuses = [answer.status_code for answer in answers]
@@ -414,6 +415,7 @@ def test_the_one_shot_route_says_when_a_visitor_may_save_again(server):
     assert "Too many drawings saved from here" in refused.json()["error"]
     assert 1 <= int(refused.headers["retry-after"]) <= 60, refused.headers
     assert all("retry-after" not in answer.headers for answer in answers[:RATE_PER_MINUTE])
+    assert httpx.get(f"{base}drawings/stats", timeout=30).json()["total"] == stored_before + RATE_PER_MINUTE
 
 
 def test_gradios_own_refusals_carry_an_error_in_words(server):
