@@ -80,8 +80,9 @@ class ReadWatch:
 
     Before, a check waited 1 s for the queue to shrink: a page that read slower than that (Chromium
     with the other test worker training on the same 2 cores; a phone on a slow network may lag as well)
-    lost its Train tab's follower and its run's summary in a suite run on two workers. Now a reader may lag up to a check's interval; an unread stream ends as
-    soon as before (its join's messages are the oldest ones at its first check)."""
+    lost its Train tab's follower and its run's summary in a suite run on two workers. Now a reader may
+    lag up to a check's interval; an unread stream ends as soon as before (its join's messages are the
+    oldest ones at its first check)."""
 
     def __init__(self, blocks: Any, request: Any):
         queue = getattr(blocks, "_queue", None)
