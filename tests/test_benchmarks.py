@@ -329,3 +329,16 @@ def test_flag_budget_refuses_shares_outside_the_budget(shares, capsys):
     with pytest.raises(SystemExit) as stopped:
         flag_budget.main(["--shares", shares])
     assert stopped.value.code == 2 and "share" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["--model", "model9"], "--model must be one of"),
+    (["--model", "model3", "--drawn-budgets", "0.5"], "--drawn-budgets"),
+    (["--model", "model3", "--drawn-budgets", "most"], "--drawn-budgets takes numbers"),
+])
+def test_flag_budget_refuses_a_model_or_drawn_budget_it_cannot_measure(arguments, words, capsys):
+    from benchmarks.reading import flag_budget
+
+    with pytest.raises(SystemExit) as stopped:
+        flag_budget.main(arguments)
+    assert stopped.value.code == 2 and words in capsys.readouterr().err

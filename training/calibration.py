@@ -30,6 +30,9 @@ LOG_FLOOR = 1e-12  # probabilities are floored before the log: an exact 0 would 
 # group. Below the targets (1% of MNIST test, 2% of drawn digits) to leave room for the
 # difference between validation and test drawings.
 FLAG_BUDGET = {"mnist": 0.006, "drawn": 0.012}
+# A model's registry entry may lower the drawn group's budget (ModelSpec.drawn_flag_budget): a model
+# that fits the training generators' drawings more closely is more sure of them than of anyone else's,
+# so the same validation budget flags more of the evaluation's drawn digits (flag_budget below).
 # A model that takes another's verdict as a second opinion (training/registry.py: Model 1 takes
 # Model 3's) is flagged by both, so its own thresholds get this share of the budget. With the
 # full budget Model 1 flagged about 2.2% of its correctly read drawn digits and 1.0% of its
@@ -121,24 +124,45 @@ def add_temperature(model, probabilities_output: str, temperature: float) -> str
     return output
 
 
+def flag_budget(name: str) -> dict[str, float]:
+    """FLAG_BUDGET as it applies to the registry model `name` (its own drawn budget, if it has one)."""
+    from training.registry import MODELS
+
+    spec = MODELS.get(name)
+    drawn = getattr(spec, "drawn_flag_budget", None)
+    return {**FLAG_BUDGET, **({"drawn": drawn} if drawn is not None else {})}
+
+
+def share_of_budget(name: str) -> float:
+    """The share of its flag budget the registry model `name` uses (SECOND_OPINION_BUDGET_SHARE when
+    another model's verdict is combined with its own)."""
+    from training.registry import MODELS
+
+    spec = MODELS.get(name)
+    return SECOND_OPINION_BUDGET_SHARE if spec is not None and spec.second_opinion else 1.0
+
+
 def fit_verdict(digit_probabilities: np.ndarray, digit_labels: np.ndarray, digit_groups: np.ndarray,
-                other_probabilities: np.ndarray, budget_share: float = 1.0) -> dict[str, Any]:
+                other_probabilities: np.ndarray, budget_share: float = 1.0,
+                budget: dict[str, float] | None = None) -> dict[str, Any]:
     """Verdict thresholds from calibrated validation probabilities, with the rates they give there.
 
-    `digit_groups`: "mnist" or "drawn" per validation digit (each has its own FLAG_BUDGET, times
-    `budget_share`).
+    `digit_groups`: "mnist" or "drawn" per validation digit (each has its own budget in `budget`,
+    FLAG_BUDGET unless given, times `budget_share`).
     """
+    budget = FLAG_BUDGET if budget is None else budget
     digit_probabilities = np.asarray(digit_probabilities, np.float64)
     ordered = np.sort(digit_probabilities, axis=1)
     top, pair = ordered[:, -1], ordered[:, -1] + ordered[:, -2]
     correct = digit_probabilities.argmax(axis=1) == np.asarray(digit_labels)
     # The highest digit threshold that flags at most the budget of each group's correct digits.
-    candidates = [np.quantile(top[correct & (digit_groups == group)], budget * budget_share)
-                  for group, budget in FLAG_BUDGET.items() if np.any(correct & (digit_groups == group))]
+    candidates = [np.quantile(top[correct & (digit_groups == group)], share * budget_share)
+                  for group, share in budget.items() if np.any(correct & (digit_groups == group))]
     digit_at_least = float(min(candidates)) if candidates else 0.5
     pair_at_least = float(np.quantile(pair[correct], NOT_A_DIGIT_BUDGET * budget_share)) if correct.any() else 0.9
     thresholds = {"digit_at_least": round(digit_at_least, 6), "pair_at_least": round(pair_at_least, 6)}
     return {**thresholds, "fitted_on": "validation split (held out from training)", "budget_share": budget_share,
+            "flag_budget": {group: round(share * budget_share, 6) for group, share in budget.items()},
             "validation": {"correct_digits_flagged": verdict_rates(digit_probabilities[correct], thresholds),
                            "non_digits": verdict_rates(other_probabilities, thresholds)}}
 
@@ -161,21 +185,17 @@ def calibrate(name: str, predict_raw, canvas, data, test_raw: np.ndarray, quick:
     "calibration" (ECE before/after), "verdict" (thresholds and rates) and "drawn_digits" (accuracy,
     ECE and verdicts on benchmarks/reading/drawn_sets.py, measured only).
     """
-    from training.registry import MODELS
-
-    budget_share = SECOND_OPINION_BUDGET_SHARE if MODELS[name].second_opinion else 1.0
     test_labels = np.asarray(data.y_test)
     val_raw = predict_raw(to_model_input(canvas.x_val))
-    groups = np.where(canvas.val_kind == "mnist", "mnist", "drawn")
+    groups = validation_groups(canvas)
     temperature = fit_temperature(val_raw, canvas.y_val)
     val = temper(val_raw, temperature)
     other = temper(predict_raw(to_model_input(canvas.x_val_other)), temperature) if len(canvas.x_val_other) else \
         np.zeros((0, 10))
-    verdict = fit_verdict(val, canvas.y_val, groups, other, budget_share)
-    thresholds = {key: verdict[key] for key in ("digit_at_least", "pair_at_least")}
-
     test_raw = np.asarray(test_raw)
     test = temper(test_raw, temperature)
+    verdict = fit_model_verdict(name, val, canvas, other, test, test_labels)
+    thresholds = verdict_thresholds(verdict)
     drawn_val = groups == "drawn"
     calibration = {
         "method": "temperature scaling of log-probabilities inside the ONNX graph (and folded into the native "
@@ -184,15 +204,34 @@ def calibrate(name: str, predict_raw, canvas, data, test_raw: np.ndarray, quick:
         "mnist_test": _ece_pair(test_raw, test, test_labels),
         "validation_drawn": _ece_pair(val_raw[drawn_val], val[drawn_val], canvas.y_val[drawn_val]),
     }
-    correct = test.argmax(1) == np.asarray(test_labels)
-    verdict["mnist_test"] = {"correct_digits": verdict_rates(test[correct], thresholds),
-                             "all_digits": verdict_rates(test, thresholds)}
     record = {"temperature": round(temperature, 5), "calibration": calibration, "verdict": verdict}
     drawn = measure_drawn_sets(predict_raw, temperature, thresholds, data, quick=quick)
     if drawn is not None:
         record["drawn_digits"] = drawn
         calibration["drawn_test"] = drawn["all_digit_sets"]["ece"]
     return record
+
+
+def validation_groups(canvas) -> np.ndarray:
+    """"mnist" or "drawn" per validation digit of a training.canvas_data.CanvasData (the budget's groups)."""
+    return np.where(canvas.val_kind == "mnist", "mnist", "drawn")
+
+
+def verdict_thresholds(verdict: dict[str, Any]) -> dict[str, float]:
+    return {key: verdict[key] for key in ("digit_at_least", "pair_at_least")}
+
+
+def fit_model_verdict(name: str, val: np.ndarray, canvas, other: np.ndarray, test: np.ndarray,
+                      test_labels: np.ndarray) -> dict[str, Any]:
+    """The registry model `name`'s "verdict" record: thresholds fitted on its calibrated validation
+    probabilities `val` (and `other`, the validation non-digits) with its own budget and share, and
+    the rates they give on MNIST test (`test`: calibrated probabilities)."""
+    verdict = fit_verdict(val, canvas.y_val, validation_groups(canvas), other, share_of_budget(name), flag_budget(name))
+    thresholds = verdict_thresholds(verdict)
+    correct = test.argmax(1) == np.asarray(test_labels)
+    verdict["mnist_test"] = {"correct_digits": verdict_rates(test[correct], thresholds),
+                             "all_digits": verdict_rates(test, thresholds)}
+    return verdict
 
 
 def _ece_pair(raw: np.ndarray, calibrated: np.ndarray, labels: np.ndarray) -> dict[str, float]:
