@@ -10,8 +10,9 @@ The file is guarded because people and tools touch files (issue 18 items 7 and 8
   an empty file. A directory, a foreign SQLite database or any other file is answered with
   StoreUnavailableError (HTTP 503) saying why, and left exactly as it is.
 - A file of ours that is damaged (fails its quick check, lost a table) is moved aside as
-  `<name>.corrupt-<UTC time>` (with its -wal and -shm) and an empty database is created in
-  its place; a vanished file is created again. One repair at a time: operations share a gate
+  `<name>.corrupt-<UTC time>` (with its -wal and -shm) and a new database is created in its
+  place, holding every row the damaged one still gives (store/salvage.py); a vanished file is
+  created again, empty. One repair at a time: operations share a gate
   that a repair takes alone, and a repair first checks that another one has not already
   fixed what it saw.
 - An acknowledged write is in the file that serves afterwards: a write whose file was removed,
@@ -40,6 +41,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+import store.salvage as salvage
 import store.schema as schema  # not "from store import": the package imports this module (late)
 from store.database import AdvisoryLock, Database, lock_key
 from store.errors import StoreDiskFullError, StoreUnavailableError
@@ -319,8 +321,22 @@ class SQLiteDatabase(Database):
         if problem is None:
             self._accept(self._stat())
             return
-        self._move_aside(problem)
-        self._create()
+        self._create(salvage_from=self._move_aside(problem))
+
+    def _salvage(self, damaged: Path, connection: sqlite3.Connection) -> None:
+        """Copy what the damaged file still gives into the new one (before it is linked into place)."""
+        try:
+            report = salvage.copy_readable_rows(damaged, connection)
+        except sqlite3.DatabaseError as error:  # the new file itself (a full disk, say): it starts empty
+            log.warning("database %s: the rows of %s could not be copied (%s); it keeps them",
+                        self.path, damaged.name, error)
+            return
+        copied = {table: counts["copied"] for table, counts in report.items() if counts["copied"]}
+        lost = sum(counts["refused"] for counts in report.values())
+        log.warning("database %s: %s from the damaged file %s%s", self.path,
+                    ", ".join(f"{rows} {table}" for table, rows in copied.items()) + " copied" if copied
+                    else "no row could be read", damaged.name,
+                    f" ({lost} damaged rows refused)" if lost else "")
 
     def _foreign_reason(self, status: os.stat_result) -> str | None:
         """None when the file is ours to use or repair; else why it is not."""
@@ -413,7 +429,9 @@ class SQLiteDatabase(Database):
         if applied and (legacy or applied[0] > 1):
             log.info("database %s migrated to schema version %d", self.path, applied[-1])
 
-    def _create(self) -> None:
+    def _create(self, salvage_from: Path | None = None) -> None:
+        """A new database in place, built under a temporary name; with the rows still readable in the
+        damaged file `salvage_from` (store/salvage.py) when one was just set aside."""
         self._close_anchor()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -425,6 +443,8 @@ class SQLiteDatabase(Database):
             try:
                 connection.execute("PRAGMA journal_mode = WAL")
                 self._migrate(connection)
+                if salvage_from is not None:
+                    self._salvage(salvage_from, connection)
             finally:
                 connection.close()  # the last connection: its log is folded into the file
             try:
@@ -496,7 +516,8 @@ class SQLiteDatabase(Database):
             if side.exists():
                 os.replace(side, side.with_name(f"{self.path.name}.orphan-{stamp}{suffix}"))
 
-    def _move_aside(self, reason: str) -> None:
+    def _move_aside(self, reason: str) -> Path:
+        """Rename the damaged file (with its -wal and -shm) to `<name>.corrupt-<UTC time>`; returns that name."""
         self._close_anchor()
         aside = self.path.with_name(f"{self.path.name}.corrupt-{_stamp()}")
         try:
@@ -508,8 +529,9 @@ class SQLiteDatabase(Database):
         except OSError as error:
             raise StoreUnavailableError(f"The database {self.path.name} is damaged and cannot be moved aside "
                                         f"({error.strerror}): move it away by hand") from None
-        log.warning("database %s was unreadable (%s): moved it to %s and started an empty one",
-                    self.path, reason[:200], aside.name)
+        log.warning("database %s was unreadable (%s): moved it to %s and started a new one with the rows it "
+                    "still gives", self.path, reason[:200], aside.name)
+        return aside
 
 
 class _Transaction:

@@ -19,7 +19,7 @@ import pytest
 
 from drawings.store import DrawingStore
 from store import StoreDiskFullError, StoreUnavailableError, schema
-from store.sqlite import APPLICATION_ID, SQLiteDatabase
+from store.sqlite import APPLICATION_ID, CHECKPOINT_BYTES, SQLiteDatabase
 
 # The SQL of the app's first two schema versions, as files made before store/ hold them.
 LEGACY_SCHEMA = """
@@ -114,6 +114,83 @@ def test_a_damaged_database_of_ours_is_moved_aside_and_recreated(tmp_path, caplo
     moved = [record.getMessage() for record in caplog.records if "moved it to" in record.getMessage()]
     assert len(moved) == 1, caplog.text
     assert len(list(tmp_path.glob("drawings.sqlite3.corrupt-*Z"))) == 1  # its -wal and -shm go along
+
+
+def marked_png(index: int) -> bytes:
+    """A PNG body no other drawing has, findable in the file's bytes."""
+    return f"<drawing {index:04d}>".encode() * 40  # 520 bytes: several rows a page, no overflow pages
+
+
+def test_a_damaged_page_costs_its_own_rows_and_the_rest_are_copied_into_the_new_database(tmp_path, caplog):
+    path = tmp_path / "drawings.sqlite3"
+    store = fresh_store(path)
+    originals = {add(store, label=index % 10, png=marked_png(index)): index for index in range(300)}
+    store.database.close()  # its log folded into the file
+    data = bytearray(path.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    hit = data.index(marked_png(150)[:14]) // page_size  # the page holding drawing 150's row
+    data[hit * page_size + 20:(hit + 1) * page_size] = b"\xa5" * (page_size - 20)  # keep its first bytes: torn
+    path.write_bytes(bytes(data))
+    damaged = path.read_bytes()
+    caplog.set_level(logging.WARNING, logger="store.sqlite")
+
+    fresh = fresh_store(path)  # as the app starts with it
+    kept = {row["id"]: row for row in fresh.list(limit=1000)[0]}
+    assert 280 <= len(kept) < 300  # a page's rows lost, the rest copied
+    assert originals[max(kept)] == 299 and originals[min(kept)] == 0  # read on past the damage, to the end
+    lost = sorted(set(originals) - set(kept))
+    assert any(originals[drawing_id] == 150 for drawing_id in lost)
+    for drawing_id in kept:  # each as it was written
+        assert fresh.png(drawing_id) == marked_png(originals[drawing_id])
+        assert kept[drawing_id]["label"] == originals[drawing_id] % 10
+    expected = dict.fromkeys(range(10), 0)
+    for drawing_id in kept:
+        expected[kept[drawing_id]["label"]] += 1
+    assert fresh.counts() == expected  # rebuilt from the rows copied, not from the damaged counts
+    assert add(fresh) == 301  # an id is never reused (the held-out rule is by id), a lost one neither
+    aside = [p for p in tmp_path.glob("drawings.sqlite3.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged  # read through a copy: the evidence as it was
+    assert not list(tmp_path.glob(".salvage-*"))
+    copied = [record.getMessage() for record in caplog.records if "copied from the damaged file" in record.getMessage()]
+    assert len(copied) == 1 and f"{len(kept)} drawings" in copied[0], caplog.text
+
+
+def test_writes_still_in_the_log_of_a_damaged_file_are_copied_too(tmp_path):
+    """A copy of the files taken while the app runs (as a crash leaves them): the drawings acknowledged since
+    the last checkpoint are only in the -wal; the main file is damaged where the log does not cover it."""
+    path = tmp_path / "drawings.sqlite3"
+    store = fresh_store(path)
+    written = [add(store, label=3, png=marked_png(index)) for index in range(5)]  # ~30 KB of log each
+    log_file = Path(f"{path}-wal")
+    # The rows are in the log, not yet in the file: it is folded in at CHECKPOINT_BYTES.
+    assert 0 < log_file.stat().st_size < CHECKPOINT_BYTES
+    assert marked_png(0)[:14] not in path.read_bytes()
+    copy = tmp_path / "copy" / "drawings.sqlite3"
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    Path(f"{copy}-wal").write_bytes(log_file.read_bytes())
+    store.database.close()
+    data = bytearray(copy.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    data[page_size:] = bytes(len(data) - page_size)  # every page but the first: the tables the log has no copy of
+    copy.write_bytes(bytes(data))
+
+    fresh = fresh_store(copy)
+    assert fresh.count() == 5 and fresh.counts()[3] == 5
+    assert list(copy.parent.glob("drawings.sqlite3.corrupt-*"))  # it was damaged and set aside
+    assert [fresh.png(drawing_id) for drawing_id in written] == [marked_png(index) for index in range(5)]
+
+
+def test_a_file_that_gives_nothing_leaves_an_empty_database(tmp_path, caplog):
+    path = tmp_path / "drawings.sqlite3"
+    store = fresh_store(path)
+    add(store)
+    store.database.close()
+    path.write_bytes(path.read_bytes()[:100] + b"\xff" * 8000)  # our header, then nothing readable
+    caplog.set_level(logging.WARNING, logger="store.sqlite")
+    fresh = fresh_store(path)
+    assert fresh.count() == 0 and add(fresh) == 1
+    assert any("no row could be read" in record.getMessage() for record in caplog.records), caplog.text
 
 
 def test_damage_in_place_while_running_and_a_vanished_file(tmp_path, caplog):
