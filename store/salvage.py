@@ -15,8 +15,9 @@ what cannot be read:
 - A table is read in rowid order, 256 rows a query. A query that fails is read again row by row up
   to the damage, then the reader jumps over it (rowid + 1, + 2, + 4, ...) until a read succeeds:
   a damaged leaf costs its own rows, a damaged interior page the rows under it.
-- Every row goes through the new table's own constraints (a 784-byte input, a digit label, ...):
-  one that fails them is counted as unreadable, never stored.
+- Every row goes through the new table's own constraints (a 784-byte input, a digit label, ...)
+  and, where it records one, its content's SHA-256 (a drawing's PNG, a model file): one that fails
+  is counted as refused, never stored.
 - The derived rows are rebuilt, not trusted: the per-digit counts from the drawings copied, every
   change counter moved on by one (so a cache keyed on a counter sees the change), and the drawings'
   AUTOINCREMENT sequence kept at the old file's (an id is never reused: the held-out rule is by id).
@@ -27,6 +28,7 @@ most MAX_JUMPS failed queries, and a table at most MAX_FAILURES.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import sqlite3
 import tempfile
@@ -39,6 +41,10 @@ BATCH = 256  # rows a query
 MAX_JUMPS = 48  # failed reads spent stepping over one damaged spot (rowid + 2**47 covers any id this app makes)
 MAX_FAILURES = 2_000  # failed reads spent on one table before the rest of it is given up
 SKIPPED_TABLES = ("schema_migrations",)  # the new file has its own
+# Rows that record the SHA-256 of their content: (content column, hash column). A damaged overflow page can
+# hand back other bytes without any error from SQLite (its pointer intact, its content not); such a row is
+# refused here, not stored.
+HASHED = {"drawings": ("png", "sha256"), "model_version_files": ("data", "sha256")}
 DERIVED = {"drawing_counts"}  # rebuilt from the drawings copied (rebuild below), never copied
 
 
@@ -106,13 +112,25 @@ def _copy_table(source: sqlite3.Connection, into: sqlite3.Connection, table: str
     copied = unreadable = 0
     failed = {"failures": 0}  # reads that failed, counted by _readable_rows
     # NOT INDEXED: the rows are read from the table itself, whatever became of its indexes.
+    content, digest = HASHED.get(table, (None, None))
+    hashed = (columns.index(content), columns.index(digest)) if content in columns and digest in columns else None
     for row in _readable_rows(source, f'SELECT rowid, {names} FROM "{table}" NOT INDEXED', failed):
+        if hashed and not _matches(row[1 + hashed[0]], row[1 + hashed[1]]):
+            unreadable += 1
+            continue
         try:
             into.execute(insert, row[1:])
             copied += 1
         except sqlite3.IntegrityError:  # damaged contents that the table's own rules refuse
             unreadable += 1
     return {"copied": copied, "refused": unreadable, "failed_reads": failed["failures"]}
+
+
+def _matches(content, digest) -> bool:
+    """The content hashes to its recorded SHA-256 (a row without one recorded, made before it was, passes)."""
+    if digest is None:
+        return True
+    return isinstance(content, bytes) and hashlib.sha256(content).hexdigest() == digest
 
 
 def _readable_rows(source: sqlite3.Connection, select: str, report: dict[str, int]) -> Iterator[tuple]:

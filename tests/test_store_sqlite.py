@@ -181,6 +181,27 @@ def test_writes_still_in_the_log_of_a_damaged_file_are_copied_too(tmp_path):
     assert [fresh.png(drawing_id) for drawing_id in written] == [marked_png(index) for index in range(5)]
 
 
+def test_a_drawing_whose_bytes_changed_without_an_error_is_refused_by_its_hash(tmp_path):
+    """A damaged overflow page whose pointer survived hands back other bytes and SQLite says nothing: the
+    drawing's recorded SHA-256 of its PNG is what tells."""
+    path = tmp_path / "drawings.sqlite3"
+    store = fresh_store(path)
+    originals = {add(store, png=marked_png(index) * 12): index for index in range(20)}  # 6 KB: overflow pages
+    store.database.close()
+    data = bytearray(path.read_bytes())
+    at = data.rindex(marked_png(10)[:14])  # the end of drawing 10's PNG: on an overflow page
+    data[at:at + 14] = b"<drawing 9999>"
+    path.write_bytes(bytes(data))
+    # SQLite sees nothing wrong with that; damage the app does see (a table lost) makes it repair the file.
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("DROP TABLE training_jobs")
+        connection.commit()
+    fresh = fresh_store(path)
+    kept = {row["id"] for row in fresh.list(limit=100)[0]}
+    assert {originals[drawing_id] for drawing_id in kept} == set(range(20)) - {10}
+    assert all(fresh.png(drawing_id) == marked_png(originals[drawing_id]) * 12 for drawing_id in kept)
+
+
 def test_a_file_that_gives_nothing_leaves_an_empty_database(tmp_path, caplog):
     path = tmp_path / "drawings.sqlite3"
     store = fresh_store(path)
