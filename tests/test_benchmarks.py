@@ -342,3 +342,11 @@ def test_flag_budget_refuses_a_model_or_drawn_budget_it_cannot_measure(arguments
     with pytest.raises(SystemExit) as stopped:
         flag_budget.main(arguments)
     assert stopped.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_the_salvage_benchmark_keeps_all_but_the_torn_pages_rows(capsys):
+    from benchmarks.speed import salvage
+
+    assert salvage.main(["--drawings", "300", "--png-bytes", "500", "--torn", "1"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["drawings"] == 300 and row["torn_pages"] == 1 and 250 <= row["kept"] < 300
