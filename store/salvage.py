@@ -51,8 +51,10 @@ DERIVED = {"drawing_counts"}  # rebuilt from the drawings copied (rebuild below)
 def copy_readable_rows(damaged: Path, into: sqlite3.Connection) -> dict[str, dict[str, int]]:
     """Copy what `damaged` (the set-aside main file; its -wal beside it as `<name>-wal`) still gives into
     `into`, an open connection to the new database (its schema complete, no transaction open), in one
-    transaction. Returns {table: {"copied": rows, "refused": rows its constraints refused, "failed_reads":
-    queries that failed}}; an empty dict when nothing of the file can be read at all. Raises OSError / sqlite3.Error only for the new database (the caller decides)."""
+    transaction. Returns {table: {"copied": rows, "refused": rows its constraints or hash refused,
+    "failed_reads": queries that failed}}; an empty dict when nothing of the file can be read at all.
+    Raises sqlite3.Error for the new database (rolled back: it stays empty) and OSError when no temporary
+    folder can be made beside the file; the caller decides."""
     with tempfile.TemporaryDirectory(prefix=".salvage-", dir=damaged.parent) as folder:
         copy = Path(folder) / "damaged.sqlite3"
         try:
@@ -111,9 +113,9 @@ def _copy_table(source: sqlite3.Connection, into: sqlite3.Connection, table: str
     insert = f'INSERT OR REPLACE INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})'
     copied = unreadable = 0
     failed = {"failures": 0}  # reads that failed, counted by _readable_rows
-    # NOT INDEXED: the rows are read from the table itself, whatever became of its indexes.
     content, digest = HASHED.get(table, (None, None))
     hashed = (columns.index(content), columns.index(digest)) if content in columns and digest in columns else None
+    # NOT INDEXED: the rows are read from the table itself, whatever became of its indexes.
     for row in _readable_rows(source, f'SELECT rowid, {names} FROM "{table}" NOT INDEXED', failed):
         if hashed and not _matches(row[1 + hashed[0]], row[1 + hashed[1]]):
             unreadable += 1
@@ -157,16 +159,31 @@ def _readable_rows(source: sqlite3.Connection, select: str, report: dict[str, in
 
 
 def _past_the_damage(source: sqlite3.Connection, select: str, after: int, report: dict[str, int]) -> int | None:
-    """The largest rowid bound from which reading works again after `after` (the last row read), or None."""
-    for power in range(MAX_JUMPS):
-        bound = after + 2 ** power
+    """The smallest rowid bound past `after` (the last row read) from which reading works again, or None.
+
+    Jumps 1, 2, 4, ... past it until a read works, then halves the last jump back (a jump past the damaged
+    page must not skip the readable rows after it). The app's rowids start at 1."""
+    def readable_after(bound: int) -> bool:
         try:
             source.execute(f"{select} WHERE rowid > ? ORDER BY rowid LIMIT 1", (bound,)).fetchall()
-            return bound
+            return True
         except sqlite3.DatabaseError:
             report["failures"] += 1
-        except OverflowError:
-            return None
+            return False
+
+    start = max(after, 0)
+    failing = start
+    for power in range(MAX_JUMPS):
+        bound = start + 2 ** power
+        if readable_after(bound):
+            while bound - failing > 1:  # the first bound that works, between the last failing one and this
+                middle = (failing + bound) // 2
+                if readable_after(middle):
+                    bound = middle
+                else:
+                    failing = middle
+            return bound
+        failing = bound
     return None
 
 

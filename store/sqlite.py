@@ -327,7 +327,7 @@ class SQLiteDatabase(Database):
         """Copy what the damaged file still gives into the new one (before it is linked into place)."""
         try:
             report = salvage.copy_readable_rows(damaged, connection)
-        except sqlite3.DatabaseError as error:  # the new file itself (a full disk, say): it starts empty
+        except (sqlite3.DatabaseError, OSError) as error:  # the new file (a full disk, say): it starts empty
             log.warning("database %s: the rows of %s could not be copied (%s); it keeps them",
                         self.path, damaged.name, error)
             return
