@@ -76,6 +76,7 @@ def refit(name: str, exports_dir: str | Path | None = None, data=None) -> dict[s
     options = resolve_options({key: value for key, value in metadata["options"].items()
                                if key not in ("include_drawings", "fine_tune")}, spec.defaults())
     canvas = run_to_end(assemble_training_data(data, options))  # the trainer's validation split
+
     def served(model_input: np.ndarray) -> np.ndarray:  # calibrated: the temperature is in the graph
         return run_onnx(onnx_bytes, model_input)
 
