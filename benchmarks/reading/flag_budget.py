@@ -34,111 +34,110 @@ DEFAULT_DRAWN_BUDGETS = (0.012, 0.01, 0.009, 0.008, 0.007, 0.006)
 
 
 def measure(shares, second_opinion: str | None = None) -> list[dict]:
-    from benchmarks.reading.drawn_sets import DIGIT_SETS, load_drawn_sets
     from inference.verdict import DIGIT, combine_many, judge_many, thresholds_from
     from training.artifacts import exports_dir, read_metadata
-    from training.calibration import fit_verdict
-    from training.canvas_data import assemble_training_data
-    from training.mnist import load_mnist
-    from training.model1_logreg import DEFAULTS
-    from training.onnx_contract import run_onnx, to_model_input
+    from training.calibration import fit_verdict, verdict_thresholds
     from training.registry import MODELS
-    from training.strokes import run_to_end
 
     exports = exports_dir()
     other = second_opinion or MODELS["model1"].second_opinion
-    model1, opinion = ((exports / f"{name}.onnx").read_bytes() for name in ("model1", other))
     opinion_thresholds = thresholds_from(read_metadata(exports / f"{other}.json"))
-    mnist = load_mnist()
-    canvas = run_to_end(assemble_training_data(mnist, DEFAULTS))  # the validation split Model 1 was fitted on
-    validation = run_onnx(model1, to_model_input(canvas.x_val))
-    validation_other = run_onnx(model1, to_model_input(canvas.x_val_other))
-    groups = np.where(canvas.val_kind == "mnist", "mnist", "drawn")
-    sets = {"mnist_test": (mnist.x_test, np.asarray(mnist.y_test)),
-            **{name: (drawn.x, drawn.y) for name, drawn in load_drawn_sets(mnist).items()}}
-    own_probabilities = {name: run_onnx(model1, to_model_input(x)) for name, (x, _) in sets.items()}
-    second = {name: judge_many(run_onnx(opinion, to_model_input(x)), opinion_thresholds) for name, (x, _) in sets.items()}
+    reading = _Reading("model1")  # the validation split Model 1 was fitted on
+    second = {name: judge_many(p, opinion_thresholds) for name, p in reading.run(exports / f"{other}.onnx").items()}
     rows = []
     for share in shares:
-        fitted = fit_verdict(validation, canvas.y_val, groups, validation_other, share)
-        thresholds = {key: fitted[key] for key in ("digit_at_least", "pair_at_least")}
+        thresholds = verdict_thresholds(fit_verdict(reading.validation, reading.canvas.y_val, reading.groups,
+                                                    reading.validation_other, share))
         flagged = {name: np.asarray(combine_many(judge_many(p, thresholds), second[name])) != DIGIT
-                   for name, p in own_probabilities.items()}
-        right = {name: own_probabilities[name].argmax(1) == y for name, (_, y) in sets.items()}
-        drawn_flagged = np.concatenate([flagged[name] for name in DIGIT_SETS])
-        drawn_right = np.concatenate([right[name] for name in DIGIT_SETS])
-        rows.append({
-            "share": share, "second_opinion": other, **thresholds,
-            "mnist_test_flagged": round(float(flagged["mnist_test"].mean()), 5),
-            "mnist_test_right_flagged": round(float(flagged["mnist_test"][right["mnist_test"]].mean()), 5),
-            "mnist_test_wrong_flagged": round(float(flagged["mnist_test"][~right["mnist_test"]].mean()), 5),
-            "drawn_right_flagged": round(float(drawn_flagged[drawn_right].mean()), 5),
-            "drawn_wrong_flagged": round(float(drawn_flagged[~drawn_right].mean()), 5),
-            "letters_flagged": round(float(flagged["letters_symbols"].mean()), 5),
-            "handwritten_letters_flagged": round(float(flagged["handwritten_letters"].mean()), 5),
-            "scribbles_flagged": round(float(flagged["scribbles"].mean()), 5),
-        })
+                   for name, p in reading.probabilities.items()}
+        rows.append({"share": share, "second_opinion": other, **thresholds,
+                     **reading.flag_rates(flagged, reading.probabilities)})
     return rows
 
 
 def measure_drawn_budgets(model: str, budgets) -> list[dict]:
     """Per drawn budget: `model`'s own verdicts and those of the models taking it as a second opinion."""
-    from benchmarks.reading.drawn_sets import DIGIT_SETS, load_drawn_sets
     from inference.verdict import DIGIT, combine_many, judge_many, thresholds_from
     from training import calibration
     from training.artifacts import exports_dir, read_metadata
-    from training.canvas_data import assemble_training_data
-    from training.mnist import load_mnist
-    from training.onnx_contract import run_onnx, to_model_input
     from training.registry import MODELS
-    from training.strokes import run_to_end
 
     exports = exports_dir()
-    onnx = (exports / f"{model}.onnx").read_bytes()
-    mnist = load_mnist()
-    canvas = run_to_end(assemble_training_data(mnist, MODELS[model].defaults()))  # its validation split
-    validation = run_onnx(onnx, to_model_input(canvas.x_val))
-    validation_other = run_onnx(onnx, to_model_input(canvas.x_val_other))
-    groups = calibration.validation_groups(canvas)
-    sets = {"mnist_test": (mnist.x_test, np.asarray(mnist.y_test)),
-            **{name: (drawn.x, drawn.y) for name, drawn in load_drawn_sets(mnist).items()}}
-    probabilities = {name: run_onnx(onnx, to_model_input(x)) for name, (x, _) in sets.items()}
+    reading = _Reading(model)
     # The models that combine their verdict with this one's, as shipped.
-    followers = {}
-    for name, spec in MODELS.items():
-        if spec.second_opinion == model and (exports / f"{name}.onnx").is_file():
-            follower = (exports / f"{name}.onnx").read_bytes()
-            followers[name] = ({set_name: run_onnx(follower, to_model_input(x)) for set_name, (x, _) in sets.items()},
-                               thresholds_from(read_metadata(exports / f"{name}.json")))
+    followers = {name: (reading.run(exports / f"{name}.onnx"), thresholds_from(read_metadata(exports / f"{name}.json")))
+                 for name, spec in MODELS.items()
+                 if spec.second_opinion == model and (exports / f"{name}.onnx").is_file()}
+    rows = []
+    for budget in budgets:
+        fitted = calibration.fit_verdict(reading.validation, reading.canvas.y_val, reading.groups,
+                                         reading.validation_other, calibration.share_of_budget(model),
+                                         {**calibration.FLAG_BUDGET, "drawn": budget})
+        thresholds = calibration.verdict_thresholds(fitted)
+        verdicts = {name: judge_many(p, thresholds) for name, p in reading.probabilities.items()}
+        row = {"model": model, "drawn_budget": budget, **thresholds,
+               **reading.flag_rates({name: np.asarray(v) != DIGIT for name, v in verdicts.items()},
+                                    reading.probabilities)}
+        for name, (read, own_thresholds) in followers.items():
+            served = {set_name: np.asarray(combine_many(judge_many(p, own_thresholds), verdicts[set_name])) != DIGIT
+                      for set_name, p in read.items()}
+            row.update(reading.flag_rates(served, read, prefix=f"{name}_served_"))
+        rows.append(row)
+    return rows
 
-    def rates(flagged: dict, read: dict, prefix: str = "") -> dict:
-        right = {name: read[name].argmax(1) == y for name, (_, y) in sets.items()}
+
+class _Reading:
+    """A model's shipped ONNX file on its validation split and on MNIST test and the benchmarks' drawn sets."""
+
+    def __init__(self, model: str):
+        from benchmarks.reading.drawn_sets import load_drawn_sets
+        from training.artifacts import exports_dir
+        from training.calibration import validation_groups
+        from training.canvas_data import assemble_training_data
+        from training.mnist import load_mnist
+        from training.onnx_contract import run_onnx, to_model_input
+        from training.registry import MODELS
+        from training.strokes import run_to_end
+
+        onnx = (exports_dir() / f"{model}.onnx").read_bytes()
+        mnist = load_mnist()
+        self.canvas = run_to_end(assemble_training_data(mnist, MODELS[model].defaults()))  # its validation split
+        self.validation = run_onnx(onnx, to_model_input(self.canvas.x_val))
+        self.validation_other = run_onnx(onnx, to_model_input(self.canvas.x_val_other))
+        self.groups = validation_groups(self.canvas)
+        self.sets = {"mnist_test": (mnist.x_test, np.asarray(mnist.y_test)),
+                     **{name: (drawn.x, drawn.y) for name, drawn in load_drawn_sets(mnist).items()}}
+        self.probabilities = self.run(onnx)
+
+    def run(self, onnx) -> dict[str, np.ndarray]:
+        """An ONNX model's (bytes, or a file) probabilities on each set."""
+        from pathlib import Path
+
+        from training.onnx_contract import run_onnx, to_model_input
+
+        model = onnx.read_bytes() if isinstance(onnx, Path) else onnx
+        return {name: run_onnx(model, to_model_input(x)) for name, (x, _) in self.sets.items()}
+
+    def flag_rates(self, flagged: dict, read: dict, prefix: str = "") -> dict[str, float]:
+        """Shares flagged (`flagged`: set -> bool per image) of the digits read right and wrong (by `read`'s
+        probabilities), and of the letters and scribbles."""
+        from benchmarks.reading.drawn_sets import DIGIT_SETS
+
+        right = {name: read[name].argmax(1) == y for name, (_, y) in self.sets.items()}
         drawn_flagged = np.concatenate([flagged[name] for name in DIGIT_SETS])
         drawn_right = np.concatenate([right[name] for name in DIGIT_SETS])
-        share = lambda values: round(float(np.mean(values)), 5)
+
+        def share(values) -> float:
+            return round(float(np.mean(values)), 5)
+
         return {f"{prefix}mnist_test_flagged": share(flagged["mnist_test"]),
+                f"{prefix}mnist_test_right_flagged": share(flagged["mnist_test"][right["mnist_test"]]),
                 f"{prefix}mnist_test_wrong_flagged": share(flagged["mnist_test"][~right["mnist_test"]]),
                 f"{prefix}drawn_right_flagged": share(drawn_flagged[drawn_right]),
                 f"{prefix}drawn_wrong_flagged": share(drawn_flagged[~drawn_right]),
                 f"{prefix}letters_flagged": share(flagged["letters_symbols"]),
                 f"{prefix}handwritten_letters_flagged": share(flagged["handwritten_letters"]),
                 f"{prefix}scribbles_flagged": share(flagged["scribbles"])}
-
-    rows = []
-    for budget in budgets:
-        fitted = calibration.fit_verdict(validation, canvas.y_val, groups, validation_other,
-                                         calibration.share_of_budget(model),
-                                         {**calibration.FLAG_BUDGET, "drawn": budget})
-        thresholds = calibration.verdict_thresholds(fitted)
-        verdicts = {name: judge_many(p, thresholds) for name, p in probabilities.items()}
-        row = {"model": model, "drawn_budget": budget, **thresholds,
-               **rates({name: np.asarray(v) != DIGIT for name, v in verdicts.items()}, probabilities)}
-        for name, (read, own_thresholds) in followers.items():
-            served = {set_name: np.asarray(combine_many(judge_many(p, own_thresholds), verdicts[set_name])) != DIGIT
-                      for set_name, p in read.items()}
-            row.update(rates(served, read, prefix=f"{name}_served_"))
-        rows.append(row)
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
