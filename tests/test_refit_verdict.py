@@ -121,11 +121,18 @@ def test_other_mnist_files_are_refused(folder, mnist):
 
 
 @pytest.mark.parametrize("arguments, status, words", [
-    (["nope"], 2, "invalid choice"),
+    (["nope", "--exports-dir", "{missing}"], 2, "invalid choice"),
     (["model1", "--exports-dir", "{missing}"], 1, "no readable model1.json"),
+    (["model1", "--exports-dir", "{not_an_object}"], 1, "no readable model1.json"),
+    # The shipped exports/ are tracked: they are written only when named.
+    (["model1"], 2, "--exports-dir"),
 ])
 def test_the_command_line_says_why_it_cannot_refit(arguments, status, words, tmp_path):
-    arguments = [argument.format(missing=tmp_path / "missing") for argument in arguments]
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "model1.json").write_text("[1, 2, 3]")  # JSON, but not a model's metadata
+    (odd / "model1.onnx").write_bytes(b"onnx")
+    arguments = [argument.format(missing=tmp_path / "missing", not_an_object=odd) for argument in arguments]
     done = subprocess.run([sys.executable, "-m", "training.refit_verdict", *arguments], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == status and words in done.stderr

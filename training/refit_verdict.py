@@ -1,6 +1,6 @@
 """Refit a trained model's verdict thresholds without retraining it.
 
-    python -m training.refit_verdict model3 [--exports-dir exports] [--mnist-dir DIR]
+    python -m training.refit_verdict model3 --exports-dir exports [--mnist-dir DIR]
 
 The verdict's thresholds (inference/verdict.py) are a function of two things only: the model's
 calibrated probabilities on the validation split and the flag budget (training/calibration.py,
@@ -12,7 +12,8 @@ thresholds from its metadata) and the JSON beside it together (training/artifact
 both or neither). The weights, the temperature and every accuracy and calibration figure stay as they
 were; the run is recorded under "verdict_refitted".
 
-It rewrites an exports folder (the shipped exports/, or one `python -m training --exports-dir` wrote).
+It rewrites the exports folder it is given (the shipped exports/, or one `python -m training --exports-dir`
+wrote): always named, since the shipped files are tracked and nothing else writes them by default.
 The versions in the app's data location are left alone: their files are checked against the hashes
 recorded when they were written (training/model_versions.py).
 Exit status: 0 done, 2 bad command line, 1 when it cannot refit (files missing or not matching, MNIST
@@ -39,8 +40,8 @@ class RefitError(Exception):
     """Why a model's verdict cannot be refitted, in one line."""
 
 
-def refit(name: str, exports_dir: str | Path | None = None, data=None) -> dict[str, Any]:
-    """Refit `name`'s thresholds in `exports_dir` (training/artifacts.exports_dir's default when None).
+def refit(name: str, exports_dir: str | Path, data=None) -> dict[str, Any]:
+    """Refit `name`'s thresholds in the folder `exports_dir`.
 
     `data`: the MnistData the model was trained on (None: load_mnist()). Returns the record stored under
     "verdict_refitted" (before and after thresholds, the budget). Raises RefitError, with nothing written.
@@ -59,13 +60,13 @@ def refit(name: str, exports_dir: str | Path | None = None, data=None) -> dict[s
     spec = get_model(name)  # KeyError for an unknown name
     paths = artifact_paths(name, spec.native_format, exports_dir)
     metadata = read_metadata(paths["metadata"])
-    if metadata is None or not paths["onnx"].is_file():
+    if not isinstance(metadata, dict) or not paths["onnx"].is_file():
         raise RefitError(f"no readable {paths['metadata'].name} and {paths['onnx'].name} in {paths['onnx'].parent}")
     onnx_bytes = paths["onnx"].read_bytes()
     if metadata.get("onnx_sha256") != hashlib.sha256(onnx_bytes).hexdigest():
         raise RefitError(f"{paths['onnx'].name} is not the file {paths['metadata'].name} describes "
                          "(its SHA-256 differs): retrain the model instead")
-    if "verdict" not in metadata or "options" not in metadata:
+    if not isinstance(metadata.get("verdict"), dict) or not isinstance(metadata.get("options"), dict):
         raise RefitError(f"{paths['metadata'].name} records no verdict or training options to refit")
     data = load_mnist() if data is None else data
     trained_on = (metadata.get("data") or {}).get("sha256")
@@ -87,14 +88,14 @@ def refit(name: str, exports_dir: str | Path | None = None, data=None) -> dict[s
     thresholds = calibration.verdict_thresholds(verdict)
 
     updated = {**metadata, "verdict": verdict}
-    if "drawn_digits" in metadata:
+    if isinstance(metadata.get("drawn_digits"), dict):
         updated["drawn_digits"] = _drawn_with_new_verdicts(metadata["drawn_digits"], served, thresholds, data,
                                                           quick=options.limit is not None)
     record = {"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "flag_budget": verdict["flag_budget"],
-              "before": calibration.verdict_thresholds(metadata["verdict"]), "after": thresholds,
-              "how": f"python -m training.refit_verdict {name}: thresholds refitted on the validation split "
-                     "without retraining; weights, temperature and accuracy unchanged"}
+              "before": {key: metadata["verdict"].get(key) for key in thresholds}, "after": thresholds,
+              "how": f"python -m training.refit_verdict {name} --exports-dir DIR: thresholds refitted on the "
+                     "validation split without retraining; weights, temperature and accuracy unchanged"}
     updated["verdict_refitted"] = record
 
     model = onnx.load_from_string(onnx_bytes)
@@ -109,7 +110,7 @@ def refit(name: str, exports_dir: str | Path | None = None, data=None) -> dict[s
     probe = to_model_input(data.x_test[:256])
     if not np.array_equal(run_onnx(new_bytes, probe), run_onnx(onnx_bytes, probe)):
         raise RefitError("the rewritten ONNX file does not compute what the original did; nothing written")
-    if "test_results" in metadata:  # names the ONNX bytes it was measured on: measured again on the new ones
+    if isinstance(metadata.get("test_results"), dict):  # names the ONNX bytes it was measured on: measured again
         updated["test_results"] = evaluation.evaluate(new_bytes, data.x_test, data.y_test,
                                                       source=metadata["test_results"].get("source",
                                                                                           "measured when refitted"))
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m training.refit_verdict", description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(MODELS), help="the registry model whose thresholds to refit")
-    parser.add_argument("--exports-dir", help="the folder holding its files (default: the shipped exports/)")
+    parser.add_argument("--exports-dir", required=True,
+                        help="the folder holding its files (the shipped ones: --exports-dir exports)")
     parser.add_argument("--mnist-dir", help="MNIST's folder (default: $MNIST_DIR)")
     args = parser.parse_args(argv)
     if args.mnist_dir:

@@ -49,8 +49,8 @@ class ModelSpec:
     explanation: str | None = None
     # Its own share of the drawn validation digits its verdict may flag (training/calibration.FLAG_BUDGET's
     # "drawn", 1.2%, when None). Set only on a measurement (`python -m benchmarks.reading.flag_budget
-    # --model NAME --drawn-budgets ...`); `python -m training.refit_verdict NAME` refits a trained model's
-    # thresholds to it without retraining.
+    # --model NAME --drawn-budgets ...`); `python -m training.refit_verdict NAME --exports-dir DIR` refits a
+    # trained model's thresholds to it without retraining.
     drawn_flag_budget: float | None = None
 
     def unavailable_reason(self) -> str | None:
