@@ -111,21 +111,21 @@ def _copy_table(source: sqlite3.Connection, into: sqlite3.Connection, table: str
     names = ", ".join(f'"{column}"' for column in columns)
     # OR REPLACE: the new file's own rows (a change counter, say) give way to the old file's.
     insert = f'INSERT OR REPLACE INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})'
-    copied = unreadable = 0
+    copied = refused = 0
     failed = {"failures": 0}  # reads that failed, counted by _readable_rows
     content, digest = HASHED.get(table, (None, None))
     hashed = (columns.index(content), columns.index(digest)) if content in columns and digest in columns else None
     # NOT INDEXED: the rows are read from the table itself, whatever became of its indexes.
     for row in _readable_rows(source, f'SELECT rowid, {names} FROM "{table}" NOT INDEXED', failed):
         if hashed and not _matches(row[1 + hashed[0]], row[1 + hashed[1]]):
-            unreadable += 1
+            refused += 1
             continue
         try:
             into.execute(insert, row[1:])
             copied += 1
         except sqlite3.IntegrityError:  # damaged contents that the table's own rules refuse
-            unreadable += 1
-    return {"copied": copied, "refused": unreadable, "failed_reads": failed["failures"]}
+            refused += 1
+    return {"copied": copied, "refused": refused, "failed_reads": failed["failures"]}
 
 
 def _matches(content, digest) -> bool:
