@@ -202,7 +202,12 @@ def test_forty_parallel_stats_after_each_new_drawing_hold_memory_and_env(lite, t
     seeded = seeded_database(tmp_path / "seeded.sqlite3", 10_000)
     for side in database.parent.glob("drawings.sqlite3*"):
         side.unlink()
-    shutil.copy(seeded, database)  # as an operator restoring a backup: the app takes it (its own file)
+    # As an operator restoring a backup: copied beside it, then renamed into place in one step (a copy
+    # written straight to the path can be seen half-written by the running app, which sets it aside as
+    # damaged: CI saw the file vanish under shutil.copy once). The app takes it: its own file.
+    staged = database.with_name(".restore.sqlite3")
+    shutil.copy(seeded, staged)
+    os.replace(staged, database)
     assert http.get("/drawings/stats").json()["total"] == 10_000  # the first measure: the baseline after it
     baseline = rss_mb(lite["pid"])
     env_times, stop = [], threading.Event()
