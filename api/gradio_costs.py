@@ -11,8 +11,10 @@ rate) took 53.8 s of server CPU, ran at ~20 joins a second whatever the number o
 server by **575 MiB** (with the default cap, 3,000 joins: +378 MiB, 37.1 s of CPU; the README's row). The
 snapshots stay until Gradio's 10,000 sessions: ~3.6 GB, reached by one visitor at the join rate in 17 minutes.
 
-`LeanSessionState` skips the snapshot: Gradio builds the entry of a block when an event updates it
-(`_update_value_in_config` does so for a block it does not have). Nothing else reads the snapshot.
+`LeanSessionState` skips the snapshot, and the per-block entries Gradio would add to it when an event updates
+a block (`_update_value_in_config`, `_update_config`): nothing else reads them. It shares the page's block
+and event tables until an event of the session returns a new block (a page with gr.render gets its copy at
+once, as with Gradio).
 The one reader is `GET /gradio_api/deep_link`, which this app does not use (no gr.DeepLinkButton), and
 which wrote the snapshot (220 KB) into Gradio's cache on every call for any session, outside the cache's
 size cap (api/uploads.py trims after uploads): `NoDeepLinks` answers it 404 in words.
@@ -29,6 +31,7 @@ turns the summary off with the routes (mount_ui mounts with enable_monitoring=Fa
 from __future__ import annotations
 
 import copy
+import datetime
 import sys
 from typing import Any
 
@@ -37,23 +40,56 @@ import gradio.state_holder as gradio_state
 from api.buckets import setting
 from api.errors import send_error
 
-# Gradio's own capacity. Per session now: a shallow copy of the page's block and event tables and the
-# values of its gr.State components: 9 KiB on a page of 200 components (tests/test_gradio_costs.py).
+# Gradio's own capacity. Per session now: the values of its gr.State components, and its own copy of the page's
+# block and event tables once an event replaces a block (gr.update): 0.2 KiB on a page of 200 components until
+# then (9 KiB with the copies, which every session made before 2026-12-07 22:00; tests/test_gradio_costs.py).
 SESSIONS_MAX = 10_000  # $GRADIO_SESSIONS_MAX overrides it
 DEEP_LINK_PATH = "/gradio_api/deep_link"
 NO_DEEP_LINKS = "This app keeps no deep links: a page's state stays in the page."
 
 
 class LeanSessionState(gradio_state.SessionState):
-    """Gradio's SessionState without the snapshot of every block's config (see the module's note)."""
+    """Gradio's SessionState without the snapshot of every block's config, and without copies of the page's
+    tables until an event of the session changes one (see the module's note)."""
 
     def __init__(self, blocks: Any):  # super().__init__ is exactly what this skips
-        self.blocks_config = copy.copy(blocks.default_config)  # events may replace blocks per session
-        self.config_values = {}  # filled per block by Gradio when an event updates it
+        self._page_config = blocks.default_config
+        # A page with gr.render changes its block and event tables per session as it renders: its own copy at
+        # once, as Gradio does. Any other page shares them until an event returns a new block (gr.update).
+        self._own_config = copy.copy(blocks.default_config) if blocks.default_config.renderables else None
+        self.config_values = {}  # read by the deep-link route only, which this app answers 404 (NoDeepLinks)
         self.state_data = {}
         self._state_ttl = {}
         self.is_closed = False
         self.STATE_TTL_WHEN_CLOSED = 3600  # Gradio's: a closed session's gr.State is kept for an hour
+
+    @property
+    def blocks_config(self) -> Any:
+        return self._own_config if self._own_config is not None else self._page_config
+
+    @blocks_config.setter
+    def blocks_config(self, config: Any) -> None:  # Gradio's reload of a page's session (utils.py)
+        self._own_config = config
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        from gradio.components import State
+
+        block = self.blocks_config.blocks.get(key)
+        if isinstance(block, State):
+            self._state_ttl[key] = (block.time_to_live, datetime.datetime.now())
+            self.state_data[key] = value
+            return
+        if self._own_config is None:  # the first block this session replaces: its own tables from now on
+            self._own_config = copy.copy(self._page_config)
+        self._own_config.blocks[key] = value
+
+    # Gradio fills config_values with each updated block's config (a dict of its props, per session and
+    # block) for deep links only: with NoDeepLinks nothing reads them, so nothing is built or kept.
+    def _update_config(self, key: int) -> None:
+        pass
+
+    def _update_value_in_config(self, key: int, value: Any) -> None:
+        pass
 
 
 def lean_sessions(demo: Any) -> None:

@@ -27,6 +27,9 @@ Issue 18 (tests/test_hostile_gradio.py):
   (3,000 fresh-session joins from 200 addresses: +378 MiB, 37 s of CPU); now neither, and at most GRADIO_SESSIONS_MAX sessions are kept;
   the deep-link route, unused here, no longer writes the page's state to disk; `no_monitoring`: no
   summary of the last 10,000 events is rebuilt after each event (15 ms each) (api/gradio_costs.py).
+- `bound_unread`: one session hash that joined from 200 addresses and never read its stream grew the server
+  by ~90 MiB per 600 events without end (its unread estimates); now it may leave 64 results unread, gets no
+  estimates past 32 unread messages, and a session Gradio drops takes its event ids along (api/gradio_unread.py).
 - `CompletionWithItsEnd`: the queue's stream sends a result and its close together, so a
   gradio_client script behind a proxy does not lose its next call (api/gradio_streams.py).
 """
@@ -46,6 +49,7 @@ from api.gradio_errors import GradioErrorsInOurWords
 from api.gradio_fixes import bound_tracebacks, harden_queue, words_for_bad_calls
 from api.gradio_joins import JoinRateLimit
 from api.gradio_streams import CompletionWithItsEnd
+from api.gradio_unread import bound_unread
 from api.proxies import forwarded_allow_ips
 from api.uploads import UploadLimit
 
@@ -207,6 +211,7 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: s
     app.add_middleware(JoinRateLimit)  # issue 18: queue joins per client, before they reach Gradio
     demo._queue.max_thread_count = MAX_RUNNING_EVENTS  # what launch(max_threads=) sets; read when the queue starts
     harden_queue(demo._queue)  # issue 18: Gradio's queue loop survives evicted sessions
+    bound_unread(demo._queue)  # a session that never reads its stream holds a bounded amount (api/gradio_unread.py)
     no_monitoring(demo._queue)  # no summary of the last 10,000 events rebuilt after each one (api/gradio_costs.py)
     return app
 

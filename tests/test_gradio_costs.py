@@ -1,5 +1,5 @@
 """api/gradio_costs.py on its own (the live attacks are in tests/test_hostile_gradio.py): a Gradio session
-without the config snapshot of every block, which Gradio still fills per block when an event updates one;
+without the config snapshot of every block and sharing the page's tables until an event replaces a block;
 the session cap from the environment; the queue's monitoring summary never rebuilt."""
 from __future__ import annotations
 
@@ -37,23 +37,43 @@ def bytes_per_session(session_class, demo: gr.Blocks, count: int = 20) -> float:
     return held / count
 
 
-def test_a_lean_session_keeps_no_snapshot_of_the_page_but_is_filled_per_updated_block():
+def test_a_lean_session_keeps_no_copy_of_the_page_until_an_event_replaces_a_block():
     demo = page_of(200)
     gradios, lean = bytes_per_session(GRADIOS_SESSION_STATE, demo), bytes_per_session(LeanSessionState, demo)
-    print(f"\nper session, a page of 200 components: Gradio's {gradios / 1024:.0f} KiB, lean {lean / 1024:.0f} KiB")
-    assert lean * 5 < gradios, (lean, gradios)
+    print(f"\nper session, a page of 200 components: Gradio's {gradios / 1024:.0f} KiB, lean {lean / 1024:.1f} KiB")
+    assert lean < 2048 < 50 * lean < gradios, (lean, gradios)  # before: 9 KiB (copies of the page's tables)
 
-    session = LeanSessionState(demo)
-    assert session.config_values == {}
+    session, other = LeanSessionState(demo), LeanSessionState(demo)
     textbox = next(block for block in demo.blocks.values() if isinstance(block, gr.Textbox))
-    # What Gradio does when an event's output updates a component: the entry is built for that block alone.
+    assert session.blocks_config is demo.default_config  # shared while nothing of the session changed
+    # What Gradio does when an event's output updates a component's value: nothing is kept (deep links only).
     session._update_value_in_config(textbox._id, "hello")
-    assert list(session.config_values) == [textbox._id]
-    assert session.config_values[textbox._id]["props"]["value"] == "hello"
+    session._update_config(textbox._id)
+    assert session.config_values == {}
+    # An event that returns a new block (gr.update(visible=False)): this session's own tables from then on.
+    hidden = gr.Textbox(visible=False, render=False)
+    session[textbox._id] = hidden
+    assert session[textbox._id] is hidden and session.blocks_config is not demo.default_config
+    assert other[textbox._id] is textbox and demo.default_config.blocks[textbox._id] is textbox
+    assert session.blocks_config.fns == demo.default_config.fns
     # gr.State values are per session, as with Gradio's own SessionState.
     state = next(block for block in demo.blocks.values() if isinstance(block, gr.State))
-    session[state._id] = ["mine"]
-    assert session[state._id] == ["mine"] and LeanSessionState(demo)[state._id] == [1, 2, 3]
+    other[state._id] = ["mine"]
+    assert other[state._id] == ["mine"] and LeanSessionState(demo)[state._id] == [1, 2, 3]
+    assert other.blocks_config is demo.default_config  # a gr.State value needs no copy of the tables
+
+
+def test_a_page_that_renders_per_session_gets_its_own_tables_at_once():
+    with gr.Blocks() as demo:
+        count = gr.Number(1)
+
+        @gr.render(inputs=count)
+        def boxes(n):
+            for i in range(int(n)):
+                gr.Textbox(label=f"box {i}")
+    session = LeanSessionState(demo)
+    assert session.blocks_config is not demo.default_config  # gr.render changes the tables per session
+    assert session.blocks_config.blocks == demo.default_config.blocks
 
 
 def test_lean_sessions_rebinds_gradios_session_class_and_sets_the_cap(monkeypatch):

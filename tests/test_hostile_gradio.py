@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.gradio_joins import JOINS_BURST, JOINS_PER_MINUTE
+from api.gradio_joins import JOINS_BURST, JOINS_PER_MINUTE, QUEUE_MAX_EVENTS
+from api.gradio_unread import SESSION_EVENTS_MAX
+from api.server import MAX_RUNNING_EVENTS
 from benchmarks.attacks import hostile
 from tests.app_server import copy_exports, running_app
 
@@ -142,12 +144,13 @@ def test_a_fresh_session_costs_the_server_about_what_a_known_one_does(default_se
     """Each session hash Gradio met kept a snapshot of the whole page's config (362 KiB) until 10,000 sessions,
     and rendering it held the event loop: 3,000 joins from 200 addresses took 37.1 s of server CPU and grew
     it by 378 MiB (2026-12-07, before api/gradio_costs.py; 11.9 s and 83 MiB with it). Here the same joins
-    twice, with fresh session hashes and with one known hash: a fresh session may not cost much more."""
+    twice, with fresh session hashes and with 50 known hashes (one would be refused past its 64 unread results:
+    the test below): a fresh session may not cost much more."""
     base, pid = default_server["url"], default_server["pid"]
     hostile.fresh_session_joins(base, 50, threads=8, clients=50)  # the first events' one-off allocations
     time.sleep(2)
     cost = {}
-    for kind, session in (("known", uuid.uuid4().hex), ("fresh", None)):
+    for kind, session in (("known", [uuid.uuid4().hex for _ in range(50)]), ("fresh", None)):
         before = hostile.process_usage(pid)
         result = hostile.fresh_session_joins(base, 1500, threads=16, clients=200, session=session)
         time.sleep(2)
@@ -157,6 +160,28 @@ def test_a_fresh_session_costs_the_server_about_what_a_known_one_does(default_se
     assert cost["fresh"]["cpu_seconds"] < 2 * cost["known"]["cpu_seconds"] + 1, cost  # before: 26.3 against 7.9 s
     assert cost["fresh"]["rss_mib"] < cost["known"]["rss_mib"] + 100, cost  # before: 242 against 64 MiB
     visitor = visitor_still_served(base, "192.0.2.72")
+    assert visitor["failures"] == [], visitor
+
+
+def test_a_session_that_never_reads_its_stream_holds_a_bounded_amount(default_server):
+    """One session hash joined from 200 addresses (each under the join rate), its stream never read. Before
+    api/gradio_unread.py: every join admitted, ~90 MiB more per 600 of them without end (241,323 unread
+    estimates after 1,300 events, 2026-12-07). Now the joins are refused in words once 64 results wait unread
+    (those already in the queue by then still run), until the session reads them; the server stops growing."""
+    base, pid = default_server["url"], default_server["pid"]
+    report = hostile.unread_session_rounds(base, 3, 1000, clients=200, pid=pid)
+    print(f"\none session never read, 3 x 1,000 joins from 200 clients: {report}")
+    admitted = sum(round_["statuses"].get(200, 0) for round_ in report["rounds"])
+    # Those admitted before 64 results waited: at most the queue's waiting and running events on top.
+    assert SESSION_EVENTS_MAX <= admitted <= SESSION_EVENTS_MAX + QUEUE_MAX_EVENTS + MAX_RUNNING_EVENTS, report
+    assert report["rounds"][-1]["statuses"] == {429: 1000}, report
+    assert all(set(round_["statuses"]) <= {200, 429, 503} for round_ in report["rounds"]), report  # 503: queue full
+    assert re.match(r'\{"error": "This session has \d+ answers it has not read', report["rounds"][-1]["refusal"]), report
+    first, last = report["rounds"][0]["grown"], report["rounds"][-1]["grown"]
+    assert last["rss_mib"] - first["rss_mib"] < 30, report  # before: +90 MiB a round
+    assert report["read"].get("process_completed") == admitted, report  # every result was kept for it
+    assert report["after_reading"] == 200, report  # having read, the session joins again
+    visitor = visitor_still_served(base, "192.0.2.73")
     assert visitor["failures"] == [], visitor
 
 

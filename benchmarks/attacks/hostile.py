@@ -5,6 +5,7 @@
     python -m benchmarks.attacks.hostile uploads http://127.0.0.1:7860/ --cache DIR   # item 10: 100 uploads of 4.9 MB
     python -m benchmarks.attacks.hostile slow http://127.0.0.1:7860/ --count 20000    # item 9: slow request heads
     python -m benchmarks.attacks.hostile malformed http://127.0.0.1:7860/ --log LOG    # event calls that fail, 1 MB each
+    python -m benchmarks.attacks.hostile unread http://127.0.0.1:7860/ --clients 200 --pid PID  # one session, never read
 
 Each prints one JSON line of figures (the README's reliability rows quote them, before and after).
 tests/test_hostile_gradio.py performs the same attacks through these functions against an app it starts.
@@ -166,9 +167,9 @@ def hostile_followers(base: str, count: int, *, clients: int = 1, threads: int =
 # -- item 2: joins with fresh session hashes -------------------------------------------------------
 
 def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: int = 1,
-                        fn_name: str = "model_status", session: str | None = None) -> dict[str, Any]:
-    """`count` joins of `fn_name`'s event, each with a new session hash (or all with `session`) and its stream
-    never read, from `clients` addresses over `threads` threads."""
+                        fn_name: str = "model_status", session: str | list[str] | None = None) -> dict[str, Any]:
+    """`count` joins of `fn_name`'s event, each with a new session hash (or all with `session`, or in turn with
+    each of a list of sessions) and its stream never read, from `clients` addresses over `threads` threads."""
     fns = fn_indices(base)
     fn_index = fns[fn_name]
     statuses: dict[int, int] = {}
@@ -179,7 +180,8 @@ def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: in
     def worker(indices: range) -> None:
         with httpx.Client(timeout=30) as http:
             for i in indices:
-                status, text = join(http, base, fn_index, [], session=session,
+                known = session[i % len(session)] if isinstance(session, list) else session
+                status, text = join(http, base, fn_index, [], session=known,
                                     client=f"203.0.113.{i % clients + 1}" if clients > 1 else "203.0.113.1")
                 with lock:
                     statuses[status] = statuses.get(status, 0) + 1
@@ -189,6 +191,42 @@ def fresh_session_joins(base: str, count: int, *, threads: int = 16, clients: in
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(worker, [range(i * per, min(count, (i + 1) * per)) for i in range(threads)]))
     return {"joins": count, "statuses": statuses, "samples": samples, "seconds": round(time.monotonic() - started, 1)}
+
+
+def unread_session_rounds(base: str, rounds: int, per_round: int, *, clients: int = 200, pid: int | None = None,
+                          fn_name: str = "model_status") -> dict[str, Any]:
+    """One session hash joins `per_round` times a round from `clients` addresses (each under the join rate) and
+    never reads its stream; with `pid`, the server's growth after each round. Then the session reads its
+    stream and joins once more. Returns {"session", "rounds": [{statuses, grown}], "read", "after_reading"}."""
+    session = uuid.uuid4().hex
+    before = process_usage(pid) if pid else None
+    report: dict[str, Any] = {"session": session, "rounds": []}
+    for _ in range(rounds):
+        result = fresh_session_joins(base, per_round, threads=16, clients=clients, fn_name=fn_name, session=session)
+        time.sleep(2)
+        report["rounds"].append({"statuses": result["statuses"], "seconds": result["seconds"],
+                                 "refusal": result["samples"].get(429, "")[:200],
+                                 **({"grown": usage_grown(pid, before)} if pid else {})})
+    report["read"] = read_session(base, session)
+    with httpx.Client(timeout=30) as http:
+        report["after_reading"] = join(http, base, fn_indices(base)[fn_name], [], session=session,
+                                       client="203.0.113.250")[0]
+    return report
+
+
+def read_session(base: str, session: str, *, timeout: float = 60.0) -> dict[str, int]:
+    """Read a session's stream until Gradio closes it (every result read); returns {message kind: count}."""
+    kinds: dict[str, int] = {}
+    started = time.monotonic()
+    with httpx.Client(timeout=timeout) as http, \
+            http.stream("GET", base + f"gradio_api/queue/data?session_hash={session}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                kind = json.loads(line[5:]).get("msg", "?")
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if kind == "close_stream" or time.monotonic() - started > timeout:
+                    break
+    return kinds
 
 
 # -- event calls that fail (the server's log) -----------------------------------------------------
@@ -312,14 +350,14 @@ def cache_megabytes(folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("attack", choices=["followers", "joins", "uploads", "slow", "malformed"])
+    parser.add_argument("attack", choices=["followers", "joins", "uploads", "slow", "malformed", "unread"])
     parser.add_argument("url")
     parser.add_argument("--token", help="the server's TRAIN_TOKEN: the visitor's Train click uses it")
     parser.add_argument("--count", type=int)
     parser.add_argument("--clients", type=int, default=1, help="addresses the attack comes from (X-Forwarded-For)")
     parser.add_argument("--cache", type=Path, help="the server's GRADIO_TEMP_DIR, to measure")
     parser.add_argument("--log", type=Path, help="the server's log file, to measure (malformed)")
-    parser.add_argument("--pid", type=int, help="the server's process id, to measure its memory and CPU (joins)")
+    parser.add_argument("--pid", type=int, help="the server's process id, to measure its memory and CPU (joins, unread)")
     args = parser.parse_args(argv)
     base = args.url.rstrip("/") + "/"
     port = int(base.rstrip("/").rsplit(":", 1)[1])
@@ -337,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
         if before:
             report["server_grown"] = usage_grown(args.pid, before)
         report["visitor"] = visitor_events(base, token=args.token, client="192.0.2.51", rounds=1, train=False)
+    elif args.attack == "unread":
+        report.update(unread_session_rounds(base, 4, args.count or 3000, clients=args.clients, pid=args.pid))
     elif args.attack == "malformed":
         report.update(malformed_calls(base, args.count or 60, log=args.log, client="192.0.2.53"))
     elif args.attack == "uploads":

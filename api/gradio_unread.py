@@ -1,0 +1,94 @@
+"""What a Gradio session that never reads its stream may hold on the server: a bounded amount.
+
+Gradio 6.31 keeps every message of a session (estimates, starts, results) in the session's queue until a
+page or client reads `GET /gradio_api/queue/data`, and every event id in `pending_event_ids_session` until its
+result is read. Nothing bounds either for a session that keeps joining and never reads, and a session evicted
+from Gradio's table of 2,000 (an LRU) keeps its event ids forever. Measured against `python app.py` (default
+limits, 2-core AMD EPYC VM, 2026-12-07, `python -m benchmarks.attacks.hostile unread ...`): one session hash
+joined from 200 addresses (each under the join rate), never read, grew the server by ~90 MiB per 600 joins
+admitted, without end (+556 MiB after 3,800; 241,323 estimates queued for it: every change of the queue
+sends each waiting event an estimate, and the estimates of a session's many events interleave); 3,400 fresh
+session hashes left 3,416 event-id sets for 2,000 sessions.
+
+- `SESSION_EVENTS_MAX`: a session with this many results it has not read is refused further joins (429, in
+  words) until it reads them. A page reads its stream as it goes, and gradio_client reads each result as it
+  comes, however many calls it has in flight (events still waiting are bounded by Gradio's queue cap).
+- `ESTIMATES_UNREAD_MAX`: an estimate ("you are number N in the queue") goes only to a session with fewer
+  unread messages than this: a stream that far behind would read only stale numbers, and the result still
+  comes.
+- `SessionsThatForget`: a session dropped from Gradio's table (evicted, or its stream disconnected) takes
+  its event ids with it: nobody can read that session's results any more.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from api.buckets import setting
+
+SESSION_EVENTS_MAX = 64  # results of one session finished and not read ($GRADIO_SESSION_EVENTS_MAX)
+ESTIMATES_UNREAD_MAX = 32  # unread messages past which a session gets no more queue estimates
+
+
+def session_events_max() -> int:
+    return max(1, int(setting("GRADIO_SESSION_EVENTS_MAX", SESSION_EVENTS_MAX)))
+
+
+def too_many_unread(count: int) -> str:
+    return (f"This session has {count} answers it has not read. Read them (GET /gradio_api/queue/data?"
+            "session_hash=...) before sending more; a page or gradio_client does so by itself.")
+
+
+def sessions_that_forget(queue: Any):
+    """A table of sessions like Gradio's (an LRU of its size) that forgets a dropped session's event ids."""
+    from gradio.utils import LRUCache
+
+    class SessionsThatForget(LRUCache):
+        def popitem(self, last: bool = True):  # LRUCache evicts its oldest session with popitem(last=False)
+            session, messages = super().popitem(last)
+            queue.pending_event_ids_session.pop(session, None)
+            return session, messages
+
+        def __delitem__(self, session) -> None:  # Gradio's stream deletes a session whose client left
+            super().__delitem__(session)
+            queue.pending_event_ids_session.pop(session, None)
+
+    return SessionsThatForget
+
+
+def bound_unread(queue: Any) -> Any:
+    """Bound what unread sessions hold in the Gradio `queue` (blocks._queue), in place; returns it.
+    Call before the queue has sessions (at mount)."""
+    if getattr(queue, "_digit_studio_unread_bounded", False):
+        return queue
+    from fastapi import HTTPException
+    from gradio.server_messages import EstimationMessage
+
+    table = sessions_that_forget(queue)(queue.pending_messages_per_session.max_size)
+    table.update(queue.pending_messages_per_session)
+    queue.pending_messages_per_session = table
+    events_max = session_events_max()
+    push, send_message = queue.push, queue.send_message
+
+    @functools.wraps(push)
+    async def bounded_push(body, request, username):
+        # Events still waiting or running count for nothing here (Gradio's queue cap bounds them, and a client may
+        # have many in flight while it reads); an event Gradio finished with is no longer among its events.
+        ids = queue.pending_event_ids_session.get(getattr(body, "session_hash", None), ())
+        unread = sum(1 for event_id in ids if event_id not in queue.event_ids_to_events) if len(ids) >= events_max else 0
+        if unread >= events_max:
+            raise HTTPException(status_code=429, detail=too_many_unread(unread))
+        return await push(body, request, username)
+
+    @functools.wraps(send_message)
+    def bounded_send_message(event, message) -> None:
+        if isinstance(message, EstimationMessage):
+            messages = queue.pending_messages_per_session.get(event.session_hash)
+            if messages is not None and messages.qsize() >= ESTIMATES_UNREAD_MAX:
+                return  # only a stale number: the event's start and result still come
+        send_message(event, message)
+
+    queue.push = bounded_push
+    queue.send_message = bounded_send_message
+    queue._digit_studio_unread_bounded = True
+    return queue
