@@ -30,6 +30,9 @@ Issue 18 (tests/test_hostile_gradio.py):
 - `bound_unread`: one session hash that joined from 200 addresses and never read its stream grew the server
   by ~90 MiB per 600 events without end (its unread estimates); now it may leave 64 results unread, gets no
   estimates past 32 unread messages, and a session Gradio drops takes its event ids along (api/gradio_unread.py).
+- `bound_upload_progress`: every GET of /gradio_api/upload_progress left an asyncio.Event for its id and every
+  upload with an upload_id its tracker, forever (6,000 requests: 6,000 and 3,000 kept); now at most 1,000
+  uploads are tracked and an Event lives while a GET waits (api/upload_progress.py).
 - `CompletionWithItsEnd`: the queue's stream sends a result and its close together, so a
   gradio_client script behind a proxy does not lose its next call (api/gradio_streams.py).
 """
@@ -51,6 +54,7 @@ from api.gradio_joins import JoinRateLimit
 from api.gradio_streams import CompletionWithItsEnd
 from api.gradio_unread import bound_unread
 from api.proxies import forwarded_allow_ips
+from api.upload_progress import bound_upload_progress
 from api.uploads import UploadLimit
 
 log = logging.getLogger(__name__)
@@ -208,6 +212,7 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: s
     app.add_middleware(GradioBodyLimit)
     app.add_middleware(NoDeepLinks)
     app.add_middleware(UploadLimit, folder=gradio_upload_folder())  # issue 18: upload rate and cache size
+    bound_upload_progress()  # upload ids nobody reads are forgotten (api/upload_progress.py)
     app.add_middleware(JoinRateLimit)  # issue 18: queue joins per client, before they reach Gradio
     demo._queue.max_thread_count = MAX_RUNNING_EVENTS  # what launch(max_threads=) sets; read when the queue starts
     harden_queue(demo._queue)  # issue 18: Gradio's queue loop survives evicted sessions

@@ -239,6 +239,21 @@ def test_the_upload_cache_keeps_its_size_removing_the_oldest_first(server):
     assert sum(path.exists() for path in paths) >= 10
 
 
+def test_upload_ids_nobody_reads_leave_the_page_uploading_with_its_progress(server):
+    """Every GET of /gradio_api/upload_progress left an Event for its id and every upload with an upload_id its
+    tracker, for ever (6,000 requests: 6,000 and 3,000 kept, by a census of the running app, 2026-12-07); the
+    bound itself is seen in tests/test_upload_progress.py. Here: such a flood from 50 addresses, then the page's
+    own upload with its progress, and an unknown id answered in words."""
+    base = server["url"]
+    flood = hostile.upload_progress_flood(base, 300, 300, clients=50)
+    print(f"\nupload ids never read: {flood}")
+    assert flood["statuses"]["get"] == {404: 300} and set(flood["statuses"]["upload"]) <= {200, 429}, flood
+    page = hostile.upload_with_progress(base, hostile.png_of_a_seven())
+    assert page["status"] == 200 and page["progress"][-1] == "done", page
+    answer = httpx.get(base + "gradio_api/upload_progress?upload_id=nobody-uploaded-this", timeout=30)
+    assert answer.status_code == 404 and "error" in answer.json(), answer.text
+
+
 # -- item 9: slow request heads ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -200,8 +200,8 @@ def test_forty_parallel_stats_after_each_new_drawing_hold_memory_and_env(lite, t
     +50 MB, and all 40 answers of a round the same."""
     http, database = lite["http"], lite["database"]
     seeded = seeded_database(tmp_path / "seeded.sqlite3", 10_000)
-    for side in database.parent.glob("drawings.sqlite3*"):
-        side.unlink()
+    for side in database.parent.glob("drawings.sqlite3*"):  # run alone, the path is still the fixture's directory
+        shutil.rmtree(side) if side.is_dir() else side.unlink()
     # As an operator restoring a backup: copied beside it, then renamed into place in one step (a copy
     # written straight to the path can be seen half-written by the running app, which sets it aside as
     # damaged: CI saw the file vanish under shutil.copy once). The app takes it: its own file.

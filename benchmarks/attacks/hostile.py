@@ -6,6 +6,7 @@
     python -m benchmarks.attacks.hostile slow http://127.0.0.1:7860/ --count 20000    # item 9: slow request heads
     python -m benchmarks.attacks.hostile malformed http://127.0.0.1:7860/ --log LOG    # event calls that fail, 1 MB each
     python -m benchmarks.attacks.hostile unread http://127.0.0.1:7860/ --clients 200 --pid PID  # one session, never read
+    python -m benchmarks.attacks.hostile progress http://127.0.0.1:7860/ --clients 50 --pid PID  # upload ids never read
 
 Each prints one JSON line of figures (the README's reliability rows quote them, before and after).
 tests/test_hostile_gradio.py performs the same attacks through these functions against an app it starts.
@@ -229,6 +230,68 @@ def read_session(base: str, session: str, *, timeout: float = 60.0) -> dict[str,
     return kinds
 
 
+def upload_progress_flood(base: str, gets: int, uploads: int, *, threads: int = 128,
+                          clients: int = 50) -> dict[str, Any]:
+    """`gets` GETs of /gradio_api/upload_progress with ids nobody uploaded (each waits Gradio's 3 s, then 404)
+    and `uploads` one-byte uploads with a fresh upload_id whose progress nobody reads, from `clients` addresses."""
+    statuses: dict[str, dict[int, int]] = {"get": {}, "upload": {}}
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def count(kind: str, status: int) -> None:
+        with lock:
+            statuses[kind][status] = statuses[kind].get(status, 0) + 1
+
+    def get(i: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            try:
+                answer = http.get(base + f"gradio_api/upload_progress?upload_id={uuid.uuid4().hex}",
+                                  headers=client_headers(f"203.0.113.{i % clients + 1}"))
+                count("get", answer.status_code)
+            except httpx.HTTPError:
+                count("get", 0)
+
+    def send(i: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            try:
+                answer = http.post(base + f"gradio_api/upload?upload_id={uuid.uuid4().hex}",
+                                   files={"files": ("x.bin", uuid.uuid4().bytes[:1], "application/octet-stream")},
+                                   headers=client_headers(f"203.0.113.{i % clients + 1}"))
+                count("upload", answer.status_code)
+            except httpx.HTTPError:
+                count("upload", 0)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, range(uploads)))
+        list(pool.map(get, range(gets)))
+    return {"gets": gets, "uploads": uploads, "statuses": statuses, "seconds": round(time.monotonic() - started, 1)}
+
+
+def upload_with_progress(base: str, content: bytes, *, client: str = "192.0.2.80") -> dict[str, Any]:
+    """What the page does for a file: read an upload's progress while it uploads. Returns the upload's
+    status and the progress messages' kinds."""
+    upload_id = uuid.uuid4().hex
+    kinds: list[str] = []
+
+    def follow() -> None:
+        with httpx.Client(timeout=30) as http, http.stream(
+                "GET", base + f"gradio_api/upload_progress?upload_id={upload_id}",
+                headers=client_headers(client)) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    kinds.append(json.loads(line[5:])["msg"])
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    time.sleep(0.3)  # the reader waits for the upload to start, as the page's does
+    with httpx.Client(timeout=60) as http:
+        answer = http.post(base + f"gradio_api/upload?upload_id={upload_id}",
+                           files={"files": ("digit.png", content, "application/octet-stream")},
+                           headers=client_headers(client))
+    reader.join(30)
+    return {"status": answer.status_code, "progress": kinds}
+
+
 # -- event calls that fail (the server's log) -----------------------------------------------------
 
 def malformed_calls(base: str, count: int, *, megabytes: float = 1.0, client: str | None = None,
@@ -350,7 +413,7 @@ def cache_megabytes(folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("attack", choices=["followers", "joins", "uploads", "slow", "malformed", "unread"])
+    parser.add_argument("attack", choices=["followers", "joins", "uploads", "slow", "malformed", "unread", "progress"])
     parser.add_argument("url")
     parser.add_argument("--token", help="the server's TRAIN_TOKEN: the visitor's Train click uses it")
     parser.add_argument("--count", type=int)
@@ -377,6 +440,12 @@ def main(argv: list[str] | None = None) -> None:
         report["visitor"] = visitor_events(base, token=args.token, client="192.0.2.51", rounds=1, train=False)
     elif args.attack == "unread":
         report.update(unread_session_rounds(base, 4, args.count or 3000, clients=args.clients, pid=args.pid))
+    elif args.attack == "progress":
+        before = process_usage(args.pid) if args.pid else None
+        report.update(upload_progress_flood(base, args.count or 6000, args.count or 6000, clients=args.clients))
+        if before:
+            report["server_grown"] = usage_grown(args.pid, before)
+        report["page_upload"] = upload_with_progress(base, png_of_a_seven())
     elif args.attack == "malformed":
         report.update(malformed_calls(base, args.count or 60, log=args.log, client="192.0.2.53"))
     elif args.attack == "uploads":
