@@ -4,7 +4,8 @@ Gradio 6.31 keeps every message of a session (estimates, starts, results) in the
 page or client reads `GET /gradio_api/queue/data`, and every event id in `pending_event_ids_session` until its
 result is read. Nothing bounds either for a session that keeps joining and never reads, and a session evicted
 from Gradio's table of 2,000 (an LRU) keeps its event ids forever. Measured against `python app.py` (default
-limits, 2-core AMD EPYC VM, 2026-12-07, `python -m benchmarks.attacks.hostile unread ...`): one session hash
+limits, 2-core AMD EPYC VM, 2026-12-07; the joins of `python -m benchmarks.attacks.hostile unread ...`, run by a
+scratch script with a gc census before the attack had its command): one session hash
 joined from 200 addresses (each under the join rate), never read, grew the server by ~90 MiB per 600 joins
 admitted, without end (+556 MiB after 3,800; 241,323 estimates queued for it: every change of the queue
 sends each waiting event an estimate, and the estimates of a session's many events interleave); 3,400 fresh

@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=1, help="addresses the attack comes from (X-Forwarded-For)")
     parser.add_argument("--cache", type=Path, help="the server's GRADIO_TEMP_DIR, to measure")
     parser.add_argument("--log", type=Path, help="the server's log file, to measure (malformed)")
-    parser.add_argument("--pid", type=int, help="the server's process id, to measure its memory and CPU (joins, unread)")
+    parser.add_argument("--pid", type=int, help="the server's process id, to measure its memory and CPU (joins, unread, progress)")
     args = parser.parse_args(argv)
     base = args.url.rstrip("/") + "/"
     port = int(base.rstrip("/").rsplit(":", 1)[1])
