@@ -55,7 +55,7 @@ from api.gradio_streams import CompletionWithItsEnd
 from api.gradio_unread import bound_unread
 from api.proxies import forwarded_allow_ips
 from api.upload_progress import bound_upload_progress
-from api.uploads import UploadLimit
+from api.uploads import UploadLimit, forget_removed_uploads
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ def mount_ui(api: Any, demo: Any, *, exports_dir: str | os.PathLike, data_dir: s
     app.add_middleware(GradioBodyLimit)
     app.add_middleware(NoDeepLinks)
     app.add_middleware(UploadLimit, folder=gradio_upload_folder())  # issue 18: upload rate and cache size
+    forget_removed_uploads()  # Gradio's set of uploaded paths forgets the files the cap removed (api/uploads.py)
     bound_upload_progress()  # upload ids nobody reads are forgotten (api/upload_progress.py)
     app.add_middleware(JoinRateLimit)  # issue 18: queue joins per client, before they reach Gradio
     demo._queue.max_thread_count = MAX_RUNNING_EVENTS  # what launch(max_threads=) sets; read when the queue starts

@@ -8,9 +8,15 @@ script were all accepted, 470 MB written in 1.5 s (~1 TB an hour). Two bounds:
 - a total size for the whole cache (CACHE_MAX_MB): after an upload the cache is measured and, while
   it is over, the oldest files are removed first (a drawing is read within milliseconds of its
   upload; a file an event still needs is the newest, not the oldest).
+
+Gradio keeps the path of every upload in a set (`Blocks.upload_file_set`, for its check of the files an
+event names) and takes a path out when its own cleaning (delete_cache) deletes the file; a file the cap
+removed first stayed in the set for good (Gradio skips a file it cannot find). `forget_removed_uploads`
+takes those paths out at each of Gradio's cleanings.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -121,3 +127,24 @@ class UploadLimit:
             await self.app(scope, receive, send)
         finally:
             self.cap.trim_soon()
+
+
+def forget_removed_uploads() -> None:
+    """Gradio's scheduled cleaning also forgets the paths of files already removed (by the cache cap); once per
+    process."""
+    from gradio import route_utils
+
+    original = route_utils.delete_files_created_by_app
+    if getattr(original, "_digit_studio_forgets", False):
+        return
+
+    @functools.wraps(original)
+    def delete_files_created_by_app(blocks, age) -> None:
+        for paths in blocks.temp_file_sets:
+            # list() copies the set in one step (no other thread runs meanwhile); the files are looked at outside
+            gone = {path for path in list(paths) if not os.path.lexists(path)}
+            paths.difference_update(gone)
+        original(blocks, age)
+
+    delete_files_created_by_app._digit_studio_forgets = True
+    route_utils.delete_files_created_by_app = delete_files_created_by_app
