@@ -8,7 +8,8 @@ item 2), the oldest session is evicted though its events are still queued; the n
 every running event, and every later join answers 503 "Queue is stopped." until a restart.
 
 `harden_queue` makes `send_message` drop a message to a session that is gone (its event is marked
-dead, so the queue does not run it for nobody) and keeps any other error in an estimate out of the
+dead, so the queue does not run it for nobody), keeps only the newest unread estimate of an event and none
+for a session ESTIMATES_UNREAD_MAX messages behind, and keeps any other error in an estimate out of the
 processing loop: estimates are only "you are number N in the queue" messages.
 
 A visitor's malformed event call (found on 2026-12-06 with a fuzzer of Gradio's routes) cost the
@@ -44,6 +45,8 @@ from api.gradio_errors import REFUSAL_RETRY_AFTER, REFUSAL_STATUS
 
 log = logging.getLogger(__name__)
 
+ESTIMATES_UNREAD_MAX = 32  # unread messages past which a session gets no more queue estimates
+
 NOT_UPLOADED = ("An input names a file this server was not sent: upload the file first (POST "
                 "/gradio_api/upload, or gradio_client's handle_file) and pass what the upload answers.")
 
@@ -68,6 +71,11 @@ def harden_queue(queue: Any) -> Any:
             # estimates (+223 MiB) after 6,000 fresh-session joins from 200 addresses with the default queue cap
             # (gc census, 2026-12-07). Only the newest one means anything: it replaces an unread older one.
             unread = getattr(queue.pending_messages_per_session[event.session_hash], "_queue", None)  # asyncio's deque
+            if unread and len(unread) >= ESTIMATES_UNREAD_MAX:
+                # One session's many waiting events interleave their estimates, so the rule below never applied
+                # to them: 241,323 for one session joined from 200 addresses (api/gradio_unread.py). A stream this
+                # far behind would read only stale numbers; the event's start and result still come.
+                return
             if unread and isinstance(unread[-1], EstimationMessage) and unread[-1].event_id == event._id:
                 message.event_id = event._id
                 unread[-1] = message

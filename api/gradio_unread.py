@@ -14,9 +14,8 @@ session hashes left 3,416 event-id sets for 2,000 sessions.
 - `SESSION_EVENTS_MAX`: a session with this many results it has not read is refused further joins (429, in
   words) until it reads them. A page reads its stream as it goes, and gradio_client reads each result as it
   comes, however many calls it has in flight (events still waiting are bounded by Gradio's queue cap).
-- `ESTIMATES_UNREAD_MAX`: an estimate ("you are number N in the queue") goes only to a session with fewer
-  unread messages than this: a stream that far behind would read only stale numbers, and the result still
-  comes.
+- No estimate ("you are number N in the queue") goes to a session 32 messages behind: that rule sits with
+  Gradio's other estimate rule, in api/gradio_fixes.harden_queue.
 - `SessionsThatForget`: a session dropped from Gradio's table (evicted, or its stream disconnected) takes
   its event ids with it: nobody can read that session's results any more.
 """
@@ -25,10 +24,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from gradio.utils import LRUCache
+
 from api.buckets import setting
 
 SESSION_EVENTS_MAX = 64  # results of one session finished and not read ($GRADIO_SESSION_EVENTS_MAX)
-ESTIMATES_UNREAD_MAX = 32  # unread messages past which a session gets no more queue estimates
 
 
 def session_events_max() -> int:
@@ -40,21 +40,22 @@ def too_many_unread(count: int) -> str:
             "session_hash=...) before sending more; a page or gradio_client does so by itself.")
 
 
-def sessions_that_forget(queue: Any):
-    """A table of sessions like Gradio's (an LRU of its size) that forgets a dropped session's event ids."""
-    from gradio.utils import LRUCache
+class SessionsThatForget(LRUCache):
+    """A table of sessions like Gradio's (an LRU of its size) that forgets a dropped session's event ids
+    (`event_ids`: the queue's pending_event_ids_session)."""
 
-    class SessionsThatForget(LRUCache):
-        def popitem(self, last: bool = True):  # LRUCache evicts its oldest session with popitem(last=False)
-            session, messages = super().popitem(last)
-            queue.pending_event_ids_session.pop(session, None)
-            return session, messages
+    def __init__(self, max_size: int, event_ids: dict):
+        super().__init__(max_size)
+        self.event_ids = event_ids
 
-        def __delitem__(self, session) -> None:  # Gradio's stream deletes a session whose client left
-            super().__delitem__(session)
-            queue.pending_event_ids_session.pop(session, None)
+    def popitem(self, last: bool = True):  # LRUCache evicts its oldest session with popitem(last=False)
+        session, messages = super().popitem(last)
+        self.event_ids.pop(session, None)
+        return session, messages
 
-    return SessionsThatForget
+    def __delitem__(self, session) -> None:  # Gradio's stream deletes a session whose client left
+        super().__delitem__(session)
+        self.event_ids.pop(session, None)
 
 
 def bound_unread(queue: Any) -> Any:
@@ -63,13 +64,12 @@ def bound_unread(queue: Any) -> Any:
     if getattr(queue, "_digit_studio_unread_bounded", False):
         return queue
     from fastapi import HTTPException
-    from gradio.server_messages import EstimationMessage
 
-    table = sessions_that_forget(queue)(queue.pending_messages_per_session.max_size)
+    table = SessionsThatForget(queue.pending_messages_per_session.max_size, queue.pending_event_ids_session)
     table.update(queue.pending_messages_per_session)
     queue.pending_messages_per_session = table
     events_max = session_events_max()
-    push, send_message = queue.push, queue.send_message
+    push = queue.push
 
     @functools.wraps(push)
     async def bounded_push(body, request, username):
@@ -81,15 +81,6 @@ def bound_unread(queue: Any) -> Any:
             raise HTTPException(status_code=429, detail=too_many_unread(unread))
         return await push(body, request, username)
 
-    @functools.wraps(send_message)
-    def bounded_send_message(event, message) -> None:
-        if isinstance(message, EstimationMessage):
-            messages = queue.pending_messages_per_session.get(event.session_hash)
-            if messages is not None and messages.qsize() >= ESTIMATES_UNREAD_MAX:
-                return  # only a stale number: the event's start and result still come
-        send_message(event, message)
-
     queue.push = bounded_push
-    queue.send_message = bounded_send_message
     queue._digit_studio_unread_bounded = True
     return queue

@@ -28,8 +28,9 @@ Issue 18 (tests/test_hostile_gradio.py):
   the deep-link route, unused here, no longer writes the page's state to disk; `no_monitoring`: no
   summary of the last 10,000 events is rebuilt after each event (15 ms each) (api/gradio_costs.py).
 - `bound_unread`: one session hash that joined from 200 addresses and never read its stream grew the server
-  by ~90 MiB per 600 events without end (its unread estimates); now it may leave 64 results unread, gets no
-  estimates past 32 unread messages, and a session Gradio drops takes its event ids along (api/gradio_unread.py).
+  by ~90 MiB per 600 events without end (its unread estimates); now it may leave 64 results unread, and a
+  session Gradio drops takes its event ids along (api/gradio_unread.py); `harden_queue` sends no estimates to
+  a session 32 messages behind.
 - `bound_upload_progress`: every GET of /gradio_api/upload_progress left an asyncio.Event for its id and every
   upload with an upload_id its tracker, forever (6,000 requests: 6,000 and 3,000 kept); now at most 1,000
   uploads are tracked and an Event lives while a GET waits (api/upload_progress.py).

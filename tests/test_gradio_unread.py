@@ -13,7 +13,8 @@ from gradio.queueing import Event
 from gradio.server_messages import EstimationMessage, ProcessCompletedMessage, ProcessStartsMessage
 
 from api import gradio_fixes, gradio_unread
-from api.gradio_unread import ESTIMATES_UNREAD_MAX, bound_unread
+from api.gradio_fixes import ESTIMATES_UNREAD_MAX
+from api.gradio_unread import bound_unread
 
 
 def hardened_queue(sessions: int = 2000):

@@ -242,28 +242,22 @@ def upload_progress_flood(base: str, gets: int, uploads: int, *, threads: int = 
         with lock:
             statuses[kind][status] = statuses[kind].get(status, 0) + 1
 
-    def get(i: int) -> None:
-        with httpx.Client(timeout=30) as http:
-            try:
-                answer = http.get(base + f"gradio_api/upload_progress?upload_id={uuid.uuid4().hex}",
-                                  headers=client_headers(f"203.0.113.{i % clients + 1}"))
-                count("get", answer.status_code)
-            except httpx.HTTPError:
-                count("get", 0)
-
-    def send(i: int) -> None:
-        with httpx.Client(timeout=30) as http:
-            try:
-                answer = http.post(base + f"gradio_api/upload?upload_id={uuid.uuid4().hex}",
-                                   files={"files": ("x.bin", uuid.uuid4().bytes[:1], "application/octet-stream")},
-                                   headers=client_headers(f"203.0.113.{i % clients + 1}"))
-                count("upload", answer.status_code)
-            except httpx.HTTPError:
-                count("upload", 0)
+    def request(kind: str, i: int) -> None:
+        upload_id, client = uuid.uuid4().hex, client_headers(f"203.0.113.{i % clients + 1}")
+        try:
+            with httpx.Client(timeout=30, headers=client) as http:
+                if kind == "get":
+                    answer = http.get(base + f"gradio_api/upload_progress?upload_id={upload_id}")
+                else:
+                    answer = http.post(base + f"gradio_api/upload?upload_id={upload_id}",
+                                       files={"files": ("x.bin", uuid.uuid4().bytes[:1], "application/octet-stream")})
+            count(kind, answer.status_code)
+        except httpx.HTTPError:
+            count(kind, 0)
 
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(send, range(uploads)))
-        list(pool.map(get, range(gets)))
+        list(pool.map(lambda i: request("upload", i), range(uploads)))
+        list(pool.map(lambda i: request("get", i), range(gets)))
     return {"gets": gets, "uploads": uploads, "statuses": statuses, "seconds": round(time.monotonic() - started, 1)}
 
 
