@@ -20,6 +20,7 @@ TensorFlow is imported inside functions only: importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 import warnings
@@ -38,6 +39,10 @@ from training.personal import PersonalRun
 WARMUP_SHARE = 0.2  # share of all steps spent warming the step size up from learning_rate / 10
 REPORT_EVERY = 20  # training batches between two progress events
 PREDICT_BATCH = 1000  # images per step when evaluating
+# The input pipeline's fixed parallelism (tf.data's autotuning is off: without_autotune): the
+# shuffled batches are scaled and augmented by this many threads, a few batches ahead of training.
+DATA_THREADS = max(2, min(8, os.cpu_count() or 2))
+PREFETCH_BATCHES = 4
 AVERAGE_SHARE = 0.15  # weight averaging's horizon, as a share of all steps (a ~1,100-step window in a full Model 3 run)
 # Batch normalisation's statistics are measured afresh after training on this many un-augmented
 # training images: the moving averages saw only the last ~10 augmented batches (momentum 0.9)
@@ -109,7 +114,7 @@ def train(
         Progress(progress=_PREPARE_END * fraction, status=status, elapsed=time.perf_counter() - began)])
     x_train, y_train = run.training_data(canvas.x_train, canvas.y_train)  # issue 12: the drawings mixed in
     dataset = training_dataset(x_train, y_train, options, augmentation, recipe.tf_targets)
-    validation = (to_model_input(canvas.x_val), targets(canvas.y_val))
+    validation = batched(to_model_input(canvas.x_val), targets(canvas.y_val))
     batches = -(-len(x_train) // options.batch_size)
     total_steps = options.epochs * batches
 
@@ -131,8 +136,7 @@ def train(
         started = time.perf_counter()
         try:
             return model.fit(dataset, epochs=options.epochs, validation_data=validation,
-                             validation_batch_size=PREDICT_BATCH, callbacks=callbacks, verbose=0,
-                             shuffle=False)  # the dataset shuffles itself
+                             callbacks=callbacks, verbose=0, shuffle=False)  # the dataset shuffles itself
         finally:
             timings["fit"] = time.perf_counter() - started
 
@@ -298,16 +302,39 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: TrainOptio
     dataset = dataset.shuffle(len(images), seed=options.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(options.batch_size)
     scale = lambda x, y: (tf.cast(x, tf.float32)[..., None] / 255.0, tf_targets(y))  # noqa: E731
-    dataset = dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(scale, num_parallel_calls=DATA_THREADS)
     if augmentation is not None:
         # One stateless seed per batch, different in every epoch and repeatable.
         batch_seeds = tf.data.Dataset.random(seed=options.seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, batch_seeds).map(
             lambda batch, seed: (augment(batch[0], tf.stack([tf.constant(options.seed, tf.int64), seed]),
                                          augmentation), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            num_parallel_calls=DATA_THREADS,
         )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
+
+
+def batched(images: np.ndarray, targets_: np.ndarray):
+    """The validation split as a dataset of PREDICT_BATCH-image batches, without tf.data's autotuning
+    (see without_autotune: Keras would wrap the arrays in an autotuned dataset of its own)."""
+    import tensorflow as tf
+
+    return without_autotune(tf.data.Dataset.from_tensor_slices((images, targets_)).batch(PREDICT_BATCH))
+
+
+def without_autotune(dataset):
+    """`dataset` with tf.data's autotuning off. Keras makes a new iterator of the dataset for every
+    epoch and drops the old one, and an autotuned iterator's destructor waits for its tuning thread,
+    which sleeps between rounds for up to a minute as the run goes on: measured on the 2-core VM
+    (`python -m training model3`, 2026-12-08; gdb showed the fitting thread in ~RootDataset::Iterator
+    waiting on Model::OptimizeLoop), every epoch after the first began 47-52 s late, 190 s of a 622 s
+    fit. The pipeline's parallelism is fixed instead (DATA_THREADS, PREFETCH_BATCHES), as Keras does
+    for its own PyDataset adapter."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def targets(labels: np.ndarray) -> np.ndarray:
@@ -327,8 +354,14 @@ def _tf_targets(labels):
 
 
 def predict(model, images: np.ndarray) -> np.ndarray:
-    """Native probabilities [N, 10] for images float32 [N, 28, 28, 1]."""
-    return np.asarray(model.predict(images, batch_size=PREDICT_BATCH, verbose=0))
+    """Native probabilities [N, 10] for images float32 [N, 28, 28, 1], PREDICT_BATCH at a time.
+    Batch by batch rather than `model.predict`, which wraps the array in an autotuned tf.data
+    pipeline whose end waits for its tuning thread (without_autotune)."""
+    images = np.asarray(images, np.float32)
+    if len(images) == 0:
+        return np.zeros((0, 10), np.float32)
+    return np.concatenate([np.asarray(model.predict_on_batch(images[start:start + PREDICT_BATCH]))
+                           for start in range(0, len(images), PREDICT_BATCH)])
 
 
 def to_onnx(model, name: str = "model"):
