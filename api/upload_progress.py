@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections import deque
 
 from gradio.route_utils import FileUploadProgress, FileUploadProgressTracker
 
@@ -32,7 +31,7 @@ class BoundedUploadProgress(FileUploadProgress):
 
     def track(self, upload_id: str) -> None:
         if upload_id not in self._statuses:
-            self._statuses[upload_id] = FileUploadProgressTracker(deque(), False)
+            self._statuses[upload_id] = FileUploadProgressTracker(collections.deque(), False)
             while len(self._statuses) > self.tracked_max:
                 self._statuses.popitem(last=False)
         signal = self._signals.get(upload_id)

@@ -45,11 +45,11 @@ def test_the_training_pipeline_is_not_autotuned_and_yields_every_image_once_an_e
 
 
 def test_the_validation_split_is_one_unautotuned_pass_in_prediction_batches(tf):
-    from training.keras_training import PREDICT_BATCH, batched, targets
+    from training.keras_training import PREDICT_BATCH, targets, validation_batches
 
     images = np.random.default_rng(0).random((PREDICT_BATCH + 7, 28, 28, 1)).astype(np.float32)
     labels = np.r_[np.arange(PREDICT_BATCH) % 10, [-1] * 7]  # non-digits: uniform targets
-    dataset = batched(images, targets(labels))
+    dataset = validation_batches(images, targets(labels))
     assert dataset.options().autotune.enabled is False
     batches = list(dataset)
     assert [len(x) for x, _ in batches] == [PREDICT_BATCH, 7]

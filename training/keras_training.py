@@ -114,7 +114,7 @@ def train(
         Progress(progress=_PREPARE_END * fraction, status=status, elapsed=time.perf_counter() - began)])
     x_train, y_train = run.training_data(canvas.x_train, canvas.y_train)  # issue 12: the drawings mixed in
     dataset = training_dataset(x_train, y_train, options, augmentation, recipe.tf_targets)
-    validation = batched(to_model_input(canvas.x_val), targets(canvas.y_val))
+    validation = validation_batches(to_model_input(canvas.x_val), targets(canvas.y_val))
     batches = -(-len(x_train) // options.batch_size)
     total_steps = options.epochs * batches
 
@@ -314,12 +314,12 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, options: TrainOptio
     return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
 
 
-def batched(images: np.ndarray, targets_: np.ndarray):
+def validation_batches(images: np.ndarray, soft_targets: np.ndarray):
     """The validation split as a dataset of PREDICT_BATCH-image batches, without tf.data's autotuning
     (see without_autotune: Keras would wrap the arrays in an autotuned dataset of its own)."""
     import tensorflow as tf
 
-    return without_autotune(tf.data.Dataset.from_tensor_slices((images, targets_)).batch(PREDICT_BATCH))
+    return without_autotune(tf.data.Dataset.from_tensor_slices((images, soft_targets)).batch(PREDICT_BATCH))
 
 
 def without_autotune(dataset):
